@@ -1,0 +1,733 @@
+//! Workspace administration: workspaces, teams, channels (WhatsApp numbers) and agents.
+//!
+//! Every function takes the caller's [`Principal`] and checks it first; anything of another
+//! workspace answers `NotFound`, never `Forbidden`, so that ids of other tenants stay invisible.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait,
+    IntoActiveModel, QueryFilter, QueryOrder, TransactionTrait,
+};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::auth::{Principal, Role};
+use crate::crypto::{PasswordHashing, Sealer};
+use crate::error::EngineError;
+use crate::ids::{AgentId, ChannelId, TeamId, WorkspaceId};
+use crate::store::entity::{agent, agent_team, channel, team, workspace};
+
+/// A team's offer timeout when none is given.
+pub const DEFAULT_OFFER_TIMEOUT_SECS: i32 = 30;
+/// An agent's capacity when none is given.
+pub const DEFAULT_CAPACITY: i32 = 4;
+
+// ---------- workspaces ----------
+
+#[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewWorkspace {
+    pub name: String,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Retention {
+    /// Days to keep messages; null keeps them.
+    pub message_days: Option<i32>,
+    pub media_days: Option<i32>,
+    pub audit_days: Option<i32>,
+}
+
+#[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WorkspacePatch {
+    pub name: Option<String>,
+    pub retention: Option<Retention>,
+}
+
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct WorkspaceView {
+    pub id: String,
+    pub name: String,
+    pub retention: Retention,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<workspace::Model> for WorkspaceView {
+    fn from(row: workspace::Model) -> Self {
+        Self {
+            id: row.id,
+            name: row.name,
+            retention: Retention {
+                message_days: row.retention_message_days,
+                media_days: row.retention_media_days,
+                audit_days: row.retention_audit_days,
+            },
+            created_at: row.created_at,
+        }
+    }
+}
+
+fn non_empty(field: &str, value: &str) -> Result<String, EngineError> {
+    let trimmed = value.trim();
+    if trimmed.is_empty() || trimmed.len() > 200 {
+        return Err(EngineError::Validation(format!(
+            "`{field}` must be 1 to 200 characters"
+        )));
+    }
+    Ok(trimmed.to_owned())
+}
+
+pub async fn create_workspace(
+    db: &DatabaseConnection,
+    caller: &Principal,
+    input: NewWorkspace,
+) -> Result<WorkspaceView, EngineError> {
+    if !matches!(caller, Principal::Installation) {
+        return Err(EngineError::Forbidden(
+            "only the installation's admin token creates workspaces".into(),
+        ));
+    }
+    let row = workspace::ActiveModel {
+        id: Set(WorkspaceId::new().to_string()),
+        name: Set(non_empty("name", &input.name)?),
+        retention_message_days: Set(None),
+        retention_media_days: Set(None),
+        retention_audit_days: Set(None),
+        created_at: Set(Utc::now()),
+    }
+    .insert(db)
+    .await?;
+    Ok(row.into())
+}
+
+async fn find_workspace(
+    db: &DatabaseConnection,
+    caller: &Principal,
+    id: WorkspaceId,
+) -> Result<workspace::Model, EngineError> {
+    if !caller.is_member_of(id) {
+        return Err(EngineError::NotFound("workspace"));
+    }
+    workspace::Entity::find_by_id(id.to_string())
+        .one(db)
+        .await?
+        .ok_or(EngineError::NotFound("workspace"))
+}
+
+pub async fn get_workspace(
+    db: &DatabaseConnection,
+    caller: &Principal,
+    id: WorkspaceId,
+) -> Result<WorkspaceView, EngineError> {
+    find_workspace(db, caller, id).await.map(Into::into)
+}
+
+pub async fn update_workspace(
+    db: &DatabaseConnection,
+    caller: &Principal,
+    id: WorkspaceId,
+    patch: WorkspacePatch,
+) -> Result<WorkspaceView, EngineError> {
+    let found = find_workspace(db, caller, id).await?;
+    require_admin(caller, id)?;
+    let mut row = found.into_active_model();
+    if let Some(name) = patch.name {
+        row.name = Set(non_empty("name", &name)?);
+    }
+    if let Some(retention) = patch.retention {
+        for days in [retention.message_days, retention.media_days, retention.audit_days]
+            .into_iter()
+            .flatten()
+        {
+            if !(1..=36_500).contains(&days) {
+                return Err(EngineError::Validation(
+                    "retention days must be between 1 and 36500, or null to keep".into(),
+                ));
+            }
+        }
+        row.retention_message_days = Set(retention.message_days);
+        row.retention_media_days = Set(retention.media_days);
+        row.retention_audit_days = Set(retention.audit_days);
+    }
+    Ok(row.update(db).await?.into())
+}
+
+fn require_admin(caller: &Principal, workspace_id: WorkspaceId) -> Result<(), EngineError> {
+    if caller.is_admin_of(workspace_id) {
+        Ok(())
+    } else if caller.is_member_of(workspace_id) {
+        Err(EngineError::Forbidden("this needs a workspace admin".into()))
+    } else {
+        Err(EngineError::NotFound("workspace"))
+    }
+}
+
+// ---------- teams ----------
+
+#[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewTeam {
+    pub name: String,
+    pub offer_timeout_secs: Option<i32>,
+    pub auto_accept: Option<bool>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TeamPatch {
+    pub name: Option<String>,
+    pub offer_timeout_secs: Option<i32>,
+    pub auto_accept: Option<bool>,
+    pub active: Option<bool>,
+}
+
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct TeamView {
+    pub id: String,
+    pub workspace_id: String,
+    pub name: String,
+    pub offer_timeout_secs: i32,
+    pub auto_accept: bool,
+    pub active: bool,
+}
+
+impl From<team::Model> for TeamView {
+    fn from(row: team::Model) -> Self {
+        Self {
+            id: row.id,
+            workspace_id: row.workspace_id,
+            name: row.name,
+            offer_timeout_secs: row.offer_timeout_secs,
+            auto_accept: row.auto_accept,
+            active: row.active,
+        }
+    }
+}
+
+fn offer_timeout(secs: i32) -> Result<i32, EngineError> {
+    if (1..=3600).contains(&secs) {
+        Ok(secs)
+    } else {
+        Err(EngineError::Validation(
+            "`offer_timeout_secs` must be between 1 and 3600".into(),
+        ))
+    }
+}
+
+pub async fn create_team(
+    db: &DatabaseConnection,
+    caller: &Principal,
+    workspace_id: WorkspaceId,
+    input: NewTeam,
+) -> Result<TeamView, EngineError> {
+    find_workspace(db, caller, workspace_id).await?;
+    require_admin(caller, workspace_id)?;
+    let row = team::ActiveModel {
+        id: Set(TeamId::new().to_string()),
+        workspace_id: Set(workspace_id.to_string()),
+        name: Set(non_empty("name", &input.name)?),
+        offer_timeout_secs: Set(offer_timeout(
+            input.offer_timeout_secs.unwrap_or(DEFAULT_OFFER_TIMEOUT_SECS),
+        )?),
+        auto_accept: Set(input.auto_accept.unwrap_or(false)),
+        active: Set(true),
+        created_at: Set(Utc::now()),
+    }
+    .insert(db)
+    .await?;
+    Ok(row.into())
+}
+
+pub async fn list_teams(
+    db: &DatabaseConnection,
+    caller: &Principal,
+    workspace_id: WorkspaceId,
+) -> Result<Vec<TeamView>, EngineError> {
+    find_workspace(db, caller, workspace_id).await?;
+    let rows = team::Entity::find()
+        .filter(team::Column::WorkspaceId.eq(workspace_id.to_string()))
+        .order_by_asc(team::Column::Id)
+        .all(db)
+        .await?;
+    Ok(rows.into_iter().map(Into::into).collect())
+}
+
+async fn find_team(
+    db: &DatabaseConnection,
+    workspace_id: WorkspaceId,
+    id: &str,
+) -> Result<team::Model, EngineError> {
+    team::Entity::find_by_id(id.to_owned())
+        .filter(team::Column::WorkspaceId.eq(workspace_id.to_string()))
+        .one(db)
+        .await?
+        .ok_or(EngineError::NotFound("team"))
+}
+
+pub async fn update_team(
+    db: &DatabaseConnection,
+    caller: &Principal,
+    workspace_id: WorkspaceId,
+    id: TeamId,
+    patch: TeamPatch,
+) -> Result<TeamView, EngineError> {
+    find_workspace(db, caller, workspace_id).await?;
+    require_admin(caller, workspace_id)?;
+    let mut row = find_team(db, workspace_id, &id.to_string())
+        .await?
+        .into_active_model();
+    if let Some(name) = patch.name {
+        row.name = Set(non_empty("name", &name)?);
+    }
+    if let Some(secs) = patch.offer_timeout_secs {
+        row.offer_timeout_secs = Set(offer_timeout(secs)?);
+    }
+    if let Some(auto_accept) = patch.auto_accept {
+        row.auto_accept = Set(auto_accept);
+    }
+    if let Some(active) = patch.active {
+        row.active = Set(active);
+    }
+    Ok(row.update(db).await?.into())
+}
+
+// ---------- channels ----------
+
+#[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewChannel {
+    pub phone_number_id: String,
+    pub display_phone_number: String,
+    pub waba_id: Option<String>,
+    /// The Graph API token for this number; write-only, stored sealed.
+    #[schema(value_type = String, format = Password)]
+    pub access_token: SecretString,
+    pub team_id: String,
+    /// Skills an agent needs to take this number's conversations.
+    #[serde(default)]
+    pub required_skills: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelPatch {
+    pub display_phone_number: Option<String>,
+    pub waba_id: Option<String>,
+    /// Rotates the Graph token.
+    #[schema(value_type = Option<String>, format = Password)]
+    pub access_token: Option<SecretString>,
+    pub team_id: Option<String>,
+    pub required_skills: Option<Vec<String>>,
+    /// `false` resumes a channel paused by an operator or by an expired token.
+    pub paused: Option<bool>,
+    pub active: Option<bool>,
+}
+
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct ChannelView {
+    pub id: String,
+    pub workspace_id: String,
+    pub team_id: String,
+    pub phone_number_id: String,
+    pub display_phone_number: String,
+    pub waba_id: Option<String>,
+    pub required_skills: Vec<String>,
+    pub paused: bool,
+    pub pause_reason: Option<String>,
+    pub active: bool,
+}
+
+impl From<channel::Model> for ChannelView {
+    fn from(row: channel::Model) -> Self {
+        Self {
+            id: row.id,
+            workspace_id: row.workspace_id,
+            team_id: row.team_id,
+            phone_number_id: row.phone_number_id,
+            display_phone_number: row.display_phone_number,
+            waba_id: row.waba_id,
+            required_skills: serde_json::from_value(row.required_skills).unwrap_or_default(),
+            paused: row.paused,
+            pause_reason: row.pause_reason,
+            active: row.active,
+        }
+    }
+}
+
+fn digits(field: &str, value: &str) -> Result<String, EngineError> {
+    let trimmed = value.trim();
+    if trimmed.is_empty() || trimmed.len() > 32 || !trimmed.chars().all(|c| c.is_ascii_digit()) {
+        return Err(EngineError::Validation(format!(
+            "`{field}` must be 1 to 32 digits"
+        )));
+    }
+    Ok(trimmed.to_owned())
+}
+
+fn skills(list: Vec<String>) -> Result<serde_json::Value, EngineError> {
+    let mut cleaned = Vec::with_capacity(list.len());
+    for skill in list {
+        cleaned.push(non_empty("skills", &skill)?.to_lowercase());
+    }
+    cleaned.sort();
+    cleaned.dedup();
+    Ok(json!(cleaned))
+}
+
+pub async fn create_channel(
+    db: &DatabaseConnection,
+    sealer: &Sealer,
+    caller: &Principal,
+    workspace_id: WorkspaceId,
+    input: NewChannel,
+) -> Result<ChannelView, EngineError> {
+    find_workspace(db, caller, workspace_id).await?;
+    require_admin(caller, workspace_id)?;
+    let team = find_team(db, workspace_id, &input.team_id).await?;
+    let now = Utc::now();
+    let row = channel::ActiveModel {
+        id: Set(ChannelId::new().to_string()),
+        workspace_id: Set(workspace_id.to_string()),
+        team_id: Set(team.id),
+        phone_number_id: Set(digits("phone_number_id", &input.phone_number_id)?),
+        display_phone_number: Set(non_empty("display_phone_number", &input.display_phone_number)?),
+        waba_id: Set(input.waba_id.map(|waba| digits("waba_id", &waba)).transpose()?),
+        access_token_sealed: Set(sealer.seal(&input.access_token)?),
+        required_skills: Set(skills(input.required_skills)?),
+        paused: Set(false),
+        pause_reason: Set(None),
+        active: Set(true),
+        created_at: Set(now),
+        updated_at: Set(now),
+    };
+    let row = row
+        .insert(db)
+        .await
+        .map_err(|error| EngineError::from_insert(error, "a channel with this phone_number_id"))?;
+    Ok(row.into())
+}
+
+pub async fn list_channels(
+    db: &DatabaseConnection,
+    caller: &Principal,
+    workspace_id: WorkspaceId,
+) -> Result<Vec<ChannelView>, EngineError> {
+    find_workspace(db, caller, workspace_id).await?;
+    let rows = channel::Entity::find()
+        .filter(channel::Column::WorkspaceId.eq(workspace_id.to_string()))
+        .order_by_asc(channel::Column::Id)
+        .all(db)
+        .await?;
+    Ok(rows.into_iter().map(Into::into).collect())
+}
+
+pub async fn update_channel(
+    db: &DatabaseConnection,
+    sealer: &Sealer,
+    caller: &Principal,
+    workspace_id: WorkspaceId,
+    id: ChannelId,
+    patch: ChannelPatch,
+) -> Result<ChannelView, EngineError> {
+    find_workspace(db, caller, workspace_id).await?;
+    require_admin(caller, workspace_id)?;
+    let found = channel::Entity::find_by_id(id.to_string())
+        .filter(channel::Column::WorkspaceId.eq(workspace_id.to_string()))
+        .one(db)
+        .await?
+        .ok_or(EngineError::NotFound("channel"))?;
+    let mut row = found.into_active_model();
+    if let Some(display) = patch.display_phone_number {
+        row.display_phone_number = Set(non_empty("display_phone_number", &display)?);
+    }
+    if let Some(waba_id) = patch.waba_id {
+        row.waba_id = Set(Some(digits("waba_id", &waba_id)?));
+    }
+    if let Some(token) = patch.access_token {
+        row.access_token_sealed = Set(sealer.seal(&token)?);
+    }
+    if let Some(team_id) = patch.team_id {
+        row.team_id = Set(find_team(db, workspace_id, &team_id).await?.id);
+    }
+    if let Some(list) = patch.required_skills {
+        row.required_skills = Set(skills(list)?);
+    }
+    if let Some(paused) = patch.paused {
+        row.paused = Set(paused);
+        row.pause_reason = Set(paused.then(|| "paused by an administrator".to_owned()));
+    }
+    if let Some(active) = patch.active {
+        row.active = Set(active);
+    }
+    row.updated_at = Set(Utc::now());
+    Ok(row.update(db).await?.into())
+}
+
+// ---------- agents ----------
+
+#[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewAgent {
+    pub name: String,
+    pub email: String,
+    #[schema(value_type = String, format = Password)]
+    pub password: SecretString,
+    pub role: Role,
+    pub capacity: Option<i32>,
+    #[serde(default)]
+    pub team_ids: Vec<String>,
+    #[serde(default)]
+    pub skills: Vec<String>,
+    pub active: Option<bool>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AgentPatch {
+    pub name: Option<String>,
+    pub email: Option<String>,
+    #[schema(value_type = Option<String>, format = Password)]
+    pub password: Option<SecretString>,
+    pub role: Option<Role>,
+    pub capacity: Option<i32>,
+    pub team_ids: Option<Vec<String>>,
+    pub skills: Option<Vec<String>>,
+    pub active: Option<bool>,
+}
+
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct AgentView {
+    pub id: String,
+    pub workspace_id: String,
+    pub name: String,
+    pub email: String,
+    pub role: String,
+    pub capacity: i32,
+    pub team_ids: Vec<String>,
+    pub skills: Vec<String>,
+    pub active: bool,
+}
+
+fn agent_view(row: agent::Model, team_ids: Vec<String>) -> AgentView {
+    AgentView {
+        id: row.id,
+        workspace_id: row.workspace_id,
+        name: row.name,
+        email: row.email,
+        role: row.role,
+        capacity: row.capacity,
+        team_ids,
+        skills: serde_json::from_value(row.skills).unwrap_or_default(),
+        active: row.active,
+    }
+}
+
+/// Minimum password length: long passphrases beat composition rules.
+const MIN_PASSWORD_CHARS: usize = 10;
+
+fn email(value: &str) -> Result<String, EngineError> {
+    let value = value.trim().to_lowercase();
+    let valid = value.len() <= 254
+        && value
+            .split_once('@')
+            .is_some_and(|(user, domain)| !user.is_empty() && domain.contains('.'));
+    if valid {
+        Ok(value)
+    } else {
+        Err(EngineError::Validation("`email` is not an email address".into()))
+    }
+}
+
+fn capacity(value: i32) -> Result<i32, EngineError> {
+    if (0..=1000).contains(&value) {
+        Ok(value)
+    } else {
+        Err(EngineError::Validation(
+            "`capacity` must be between 0 and 1000".into(),
+        ))
+    }
+}
+
+fn password(
+    hashing: &PasswordHashing,
+    secret: &SecretString,
+) -> Result<String, EngineError> {
+    use secrecy::ExposeSecret;
+    if secret.expose_secret().chars().count() < MIN_PASSWORD_CHARS {
+        return Err(EngineError::Validation(format!(
+            "`password` must be at least {MIN_PASSWORD_CHARS} characters"
+        )));
+    }
+    hashing.hash(secret)
+}
+
+async fn team_ids_in_workspace(
+    db: &DatabaseConnection,
+    workspace_id: WorkspaceId,
+    ids: &[String],
+) -> Result<Vec<String>, EngineError> {
+    let mut found = Vec::with_capacity(ids.len());
+    for id in ids {
+        found.push(find_team(db, workspace_id, id).await?.id);
+    }
+    found.sort();
+    found.dedup();
+    Ok(found)
+}
+
+pub async fn create_agent(
+    db: &DatabaseConnection,
+    hashing: &PasswordHashing,
+    caller: &Principal,
+    workspace_id: WorkspaceId,
+    input: NewAgent,
+) -> Result<AgentView, EngineError> {
+    find_workspace(db, caller, workspace_id).await?;
+    require_admin(caller, workspace_id)?;
+    let team_ids = team_ids_in_workspace(db, workspace_id, &input.team_ids).await?;
+    let now = Utc::now();
+    let row = agent::ActiveModel {
+        id: Set(AgentId::new().to_string()),
+        workspace_id: Set(workspace_id.to_string()),
+        name: Set(non_empty("name", &input.name)?),
+        email: Set(email(&input.email)?),
+        password_hash: Set(password(hashing, &input.password)?),
+        role: Set(input.role.as_str().to_owned()),
+        capacity: Set(capacity(input.capacity.unwrap_or(DEFAULT_CAPACITY))?),
+        skills: Set(skills(input.skills)?),
+        active: Set(input.active.unwrap_or(true)),
+        created_at: Set(now),
+        updated_at: Set(now),
+    };
+    let txn = db.begin().await?;
+    let row = row
+        .insert(&txn)
+        .await
+        .map_err(|error| EngineError::from_insert(error, "an agent with this email"))?;
+    set_teams(&txn, &row.id, &team_ids).await?;
+    txn.commit().await?;
+    Ok(agent_view(row, team_ids))
+}
+
+async fn set_teams(
+    txn: &sea_orm::DatabaseTransaction,
+    agent_id: &str,
+    team_ids: &[String],
+) -> Result<(), EngineError> {
+    agent_team::Entity::delete_many()
+        .filter(agent_team::Column::AgentId.eq(agent_id))
+        .exec(txn)
+        .await?;
+    if team_ids.is_empty() {
+        return Ok(());
+    }
+    agent_team::Entity::insert_many(team_ids.iter().map(|team_id| agent_team::ActiveModel {
+        agent_id: Set(agent_id.to_owned()),
+        team_id: Set(team_id.clone()),
+    }))
+    .exec_without_returning(txn)
+    .await?;
+    Ok(())
+}
+
+pub async fn list_agents(
+    db: &DatabaseConnection,
+    caller: &Principal,
+    workspace_id: WorkspaceId,
+) -> Result<Vec<AgentView>, EngineError> {
+    find_workspace(db, caller, workspace_id).await?;
+    let agents = agent::Entity::find()
+        .filter(agent::Column::WorkspaceId.eq(workspace_id.to_string()))
+        .order_by_asc(agent::Column::Id)
+        .all(db)
+        .await?;
+    let memberships = agent_team::Entity::find()
+        .filter(agent_team::Column::AgentId.is_in(agents.iter().map(|a| a.id.clone())))
+        .all(db)
+        .await?;
+    Ok(agents
+        .into_iter()
+        .map(|row| {
+            let teams = memberships
+                .iter()
+                .filter(|m| m.agent_id == row.id)
+                .map(|m| m.team_id.clone())
+                .collect();
+            agent_view(row, teams)
+        })
+        .collect())
+}
+
+pub async fn update_agent(
+    db: &DatabaseConnection,
+    hashing: &PasswordHashing,
+    caller: &Principal,
+    workspace_id: WorkspaceId,
+    id: AgentId,
+    patch: AgentPatch,
+) -> Result<AgentView, EngineError> {
+    find_workspace(db, caller, workspace_id).await?;
+    require_admin(caller, workspace_id)?;
+    let found = agent::Entity::find_by_id(id.to_string())
+        .filter(agent::Column::WorkspaceId.eq(workspace_id.to_string()))
+        .one(db)
+        .await?
+        .ok_or(EngineError::NotFound("agent"))?;
+    let agent_id = found.id.clone();
+    let mut row = found.into_active_model();
+    if let Some(name) = patch.name {
+        row.name = Set(non_empty("name", &name)?);
+    }
+    if let Some(address) = patch.email {
+        row.email = Set(email(&address)?);
+    }
+    if let Some(secret) = patch.password {
+        row.password_hash = Set(password(hashing, &secret)?);
+    }
+    if let Some(role) = patch.role {
+        row.role = Set(role.as_str().to_owned());
+    }
+    if let Some(value) = patch.capacity {
+        row.capacity = Set(capacity(value)?);
+    }
+    if let Some(list) = patch.skills {
+        row.skills = Set(skills(list)?);
+    }
+    let deactivated = patch.active == Some(false);
+    if let Some(active) = patch.active {
+        row.active = Set(active);
+    }
+    let team_ids = match patch.team_ids {
+        Some(ids) => Some(team_ids_in_workspace(db, workspace_id, &ids).await?),
+        None => None,
+    };
+    row.updated_at = Set(Utc::now());
+    let txn = db.begin().await?;
+    let row = row
+        .update(&txn)
+        .await
+        .map_err(|error| EngineError::from_insert(error, "an agent with this email"))?;
+    if let Some(team_ids) = &team_ids {
+        set_teams(&txn, &agent_id, team_ids).await?;
+    }
+    if deactivated {
+        // A deactivated agent's sessions end at once.
+        crate::store::entity::auth_token::Entity::delete_many()
+            .filter(crate::store::entity::auth_token::Column::AgentId.eq(agent_id.clone()))
+            .exec(&txn)
+            .await?;
+    }
+    txn.commit().await?;
+    let teams = agent_team::Entity::find()
+        .filter(agent_team::Column::AgentId.eq(agent_id))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|m| m.team_id)
+        .collect();
+    Ok(agent_view(row, teams))
+}
+

@@ -1,0 +1,264 @@
+//! Who is calling: the bootstrap admin token, agents' session tokens and websocket tickets.
+//!
+//! Tokens are random and stored only as SHA-256 hashes with an expiry; a websocket ticket is a
+//! single-use token that lives seconds, for browsers that cannot set headers on a websocket.
+
+use chrono::{DateTime, Duration, Utc};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter,
+};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::{PasswordHashing, new_token, token_hash};
+use crate::error::EngineError;
+use crate::ids::{AgentId, TeamId, WorkspaceId};
+use crate::store::entity::{agent, agent_team, auth_token};
+
+const SESSION: &str = "session";
+const WS_TICKET: &str = "ws_ticket";
+
+/// An agent's role; each includes what the one before may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Agent,
+    Supervisor,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Agent => "agent",
+            Role::Supervisor => "supervisor",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Role> {
+        match text {
+            "agent" => Some(Role::Agent),
+            "supervisor" => Some(Role::Supervisor),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+}
+
+/// A signed-in agent, as every scoped query sees it.
+#[derive(Clone, Debug)]
+pub struct AgentPrincipal {
+    pub agent_id: AgentId,
+    pub workspace_id: WorkspaceId,
+    pub role: Role,
+    pub team_ids: Vec<TeamId>,
+}
+
+/// The caller of a request.
+#[derive(Clone, Debug)]
+pub enum Principal {
+    /// The installation's bootstrap admin token: creates workspaces and administers any of them.
+    Installation,
+    Agent(AgentPrincipal),
+}
+
+impl Principal {
+    /// May this caller administer `workspace_id` (teams, channels, agents, retention)?
+    pub fn is_admin_of(&self, workspace_id: WorkspaceId) -> bool {
+        match self {
+            Principal::Installation => true,
+            Principal::Agent(agent) => {
+                agent.workspace_id == workspace_id && agent.role == Role::Admin
+            }
+        }
+    }
+
+    /// May this caller read `workspace_id`'s configuration (teams, agents, channels)?
+    pub fn is_member_of(&self, workspace_id: WorkspaceId) -> bool {
+        match self {
+            Principal::Installation => true,
+            Principal::Agent(agent) => agent.workspace_id == workspace_id,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct Session {
+    pub token: String,
+    pub agent_id: AgentId,
+    pub workspace_id: WorkspaceId,
+    pub role: Role,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Checks the password and opens a session. Unknown emails cost the same hashing work as known
+/// ones, so that response time does not tell which emails exist.
+pub async fn login(
+    db: &DatabaseConnection,
+    hashing: &PasswordHashing,
+    email: &str,
+    password: &SecretString,
+    session_ttl: Duration,
+) -> Result<Session, EngineError> {
+    let found = agent::Entity::find()
+        .filter(agent::Column::Email.eq(email.trim().to_lowercase()))
+        .one(db)
+        .await?;
+    let Some(agent) = found.filter(|agent| agent.active) else {
+        hashing.verify(password.expose_secret(), DUMMY_HASH);
+        return Err(EngineError::Unauthorized);
+    };
+    if !hashing.verify(password.expose_secret(), &agent.password_hash) {
+        return Err(EngineError::Unauthorized);
+    }
+    let role = Role::parse(&agent.role).ok_or(EngineError::Unauthorized)?;
+    let (agent_id, workspace_id) = ids_of(&agent)?;
+    let expires_at = Utc::now() + session_ttl;
+    let token = issue(db, SESSION, &agent, expires_at).await?;
+    Ok(Session {
+        token: token.expose_secret().to_owned(),
+        agent_id,
+        workspace_id,
+        role,
+        expires_at,
+    })
+}
+
+/// A fixed, valid argon2id hash that no password matches, for unknown emails.
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$8TzIg8d9VfXoTnaPuJIT0IVhL/Jk0pHFRbmp8vk7Ouc";
+
+fn ids_of(agent: &agent::Model) -> Result<(AgentId, WorkspaceId), EngineError> {
+    let agent_id = AgentId::parse(&agent.id).ok_or_else(|| EngineError::Internal("bad agent id".into()))?;
+    let workspace_id = WorkspaceId::parse(&agent.workspace_id)
+        .ok_or_else(|| EngineError::Internal("bad workspace id".into()))?;
+    Ok((agent_id, workspace_id))
+}
+
+async fn issue(
+    db: &DatabaseConnection,
+    kind: &str,
+    agent: &agent::Model,
+    expires_at: DateTime<Utc>,
+) -> Result<SecretString, EngineError> {
+    let token = new_token();
+    auth_token::Entity::insert(auth_token::ActiveModel {
+        token_hash: Set(token_hash(token.expose_secret())),
+        kind: Set(kind.to_owned()),
+        agent_id: Set(agent.id.clone()),
+        workspace_id: Set(agent.workspace_id.clone()),
+        expires_at: Set(expires_at),
+        created_at: Set(Utc::now()),
+    })
+    .exec_without_returning(db)
+    .await?;
+    Ok(token)
+}
+
+/// Ends the session of `token` (idempotent).
+pub async fn logout(db: &DatabaseConnection, token: &str) -> Result<(), EngineError> {
+    auth_token::Entity::delete_many()
+        .filter(auth_token::Column::TokenHash.eq(token_hash(token)))
+        .filter(auth_token::Column::Kind.eq(SESSION))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// The agent behind a session token, if it is valid, unexpired and the agent is active.
+pub async fn authenticate(
+    db: &DatabaseConnection,
+    token: &str,
+) -> Result<Option<AgentPrincipal>, EngineError> {
+    let found = auth_token::Entity::find_by_id(token_hash(token))
+        .one(db)
+        .await?
+        .filter(|row| row.kind == SESSION && row.expires_at > Utc::now());
+    match found {
+        Some(row) => principal_of(db, &row.agent_id).await,
+        None => Ok(None),
+    }
+}
+
+/// A single-use websocket ticket for the signed-in agent, valid for `ttl`.
+pub async fn issue_ticket(
+    db: &DatabaseConnection,
+    caller: &AgentPrincipal,
+    ttl: Duration,
+) -> Result<String, EngineError> {
+    let agent = agent::Entity::find_by_id(caller.agent_id.to_string())
+        .one(db)
+        .await?
+        .ok_or(EngineError::NotFound("agent"))?;
+    let ticket = issue(db, WS_TICKET, &agent, Utc::now() + ttl).await?;
+    Ok(ticket.expose_secret().to_owned())
+}
+
+/// Redeems a websocket ticket: valid once, before it expires.
+pub async fn redeem_ticket(
+    db: &DatabaseConnection,
+    ticket: &str,
+) -> Result<Option<AgentPrincipal>, EngineError> {
+    let hash = token_hash(ticket);
+    let Some(row) = auth_token::Entity::find_by_id(hash.clone()).one(db).await? else {
+        return Ok(None);
+    };
+    let deleted = auth_token::Entity::delete_many()
+        .filter(auth_token::Column::TokenHash.eq(hash))
+        .exec(db)
+        .await?;
+    // Two concurrent redemptions: only the one that deleted the row wins.
+    if deleted.rows_affected == 0 || row.kind != WS_TICKET || row.expires_at <= Utc::now() {
+        return Ok(None);
+    }
+    principal_of(db, &row.agent_id).await
+}
+
+async fn principal_of(
+    db: &DatabaseConnection,
+    agent_id: &str,
+) -> Result<Option<AgentPrincipal>, EngineError> {
+    let Some(agent) = agent::Entity::find_by_id(agent_id.to_owned())
+        .one(db)
+        .await?
+        .filter(|agent| agent.active)
+    else {
+        return Ok(None);
+    };
+    let Some(role) = Role::parse(&agent.role) else {
+        return Ok(None);
+    };
+    let (agent_id, workspace_id) = ids_of(&agent)?;
+    let team_ids = agent_team::Entity::find()
+        .filter(agent_team::Column::AgentId.eq(agent.id.clone()))
+        .all(db)
+        .await?
+        .iter()
+        .filter_map(|row| TeamId::parse(&row.team_id))
+        .collect();
+    Ok(Some(AgentPrincipal {
+        agent_id,
+        workspace_id,
+        role,
+        team_ids,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dummy_hash_parses_and_matches_nothing_likely() {
+        let hashing = PasswordHashing::new(19456, 2).unwrap();
+        assert!(!hashing.verify("password", DUMMY_HASH));
+        assert!(argon2::password_hash::PasswordHash::new(DUMMY_HASH).is_ok());
+    }
+
+    #[test]
+    fn roles_are_ordered_by_power() {
+        assert!(Role::Admin > Role::Supervisor && Role::Supervisor > Role::Agent);
+        assert_eq!(Role::parse("supervisor"), Some(Role::Supervisor));
+        assert_eq!(Role::parse("root"), None);
+    }
+}

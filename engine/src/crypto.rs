@@ -1,0 +1,159 @@
+//! Secrets at rest: API tokens kept only as SHA-256 hashes, passwords as argon2id hashes,
+//! channels' Graph tokens sealed with XChaCha20-Poly1305 under the installation's key.
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chacha20poly1305::aead::{Aead, KeyInit};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use rand::RngCore;
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+
+use crate::error::EngineError;
+
+/// Nonce length of XChaCha20-Poly1305: long enough to draw at random for every seal.
+const NONCE_LEN: usize = 24;
+
+/// A new random bearer token (256 bits, URL-safe).
+pub fn new_token() -> SecretString {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    SecretString::from(URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// The stored form of a token: its SHA-256 in hex. Tokens are random, so no salt is needed.
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// Argon2id with a configurable memory cost, so tests can hash quickly and production strongly.
+#[derive(Clone)]
+pub struct PasswordHashing {
+    argon2: Argon2<'static>,
+}
+
+impl PasswordHashing {
+    /// `memory_kib` and `iterations` follow OWASP's argon2id guidance in production (19 MiB, 2).
+    pub fn new(memory_kib: u32, iterations: u32) -> Result<Self, EngineError> {
+        let params = Params::new(memory_kib, iterations, 1, None)
+            .map_err(|error| EngineError::Internal(format!("argon2 parameters: {error}")))?;
+        Ok(Self {
+            argon2: Argon2::new(Algorithm::Argon2id, Version::V0x13, params),
+        })
+    }
+
+    pub fn hash(&self, password: &SecretString) -> Result<String, EngineError> {
+        let mut salt = [0u8; 16];
+        rand::rng().fill_bytes(&mut salt);
+        let salt = SaltString::encode_b64(&salt)
+            .map_err(|error| EngineError::Internal(format!("salt: {error}")))?;
+        self.argon2
+            .hash_password(password.expose_secret().as_bytes(), &salt)
+            .map(|hash| hash.to_string())
+            .map_err(|error| EngineError::Internal(format!("password hash: {error}")))
+    }
+
+    /// Constant-time verification; a malformed stored hash simply does not verify.
+    pub fn verify(&self, password: &str, stored: &str) -> bool {
+        PasswordHash::new(stored)
+            .map(|hash| {
+                self.argon2
+                    .verify_password(password.as_bytes(), &hash)
+                    .is_ok()
+            })
+            .unwrap_or(false)
+    }
+}
+
+/// Seals and opens small secrets (channels' Graph tokens) with the installation's 32-byte key.
+#[derive(Clone)]
+pub struct Sealer {
+    cipher: XChaCha20Poly1305,
+}
+
+impl Sealer {
+    pub fn new(key: &[u8; 32]) -> Self {
+        Self {
+            cipher: XChaCha20Poly1305::new(key.into()),
+        }
+    }
+
+    /// Parses the key from its settings form: 64 hex characters.
+    pub fn from_hex(key: &SecretString) -> Result<Self, EngineError> {
+        let bytes = hex::decode(key.expose_secret().trim())
+            .ok()
+            .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+            .ok_or_else(|| {
+                EngineError::Internal("the secret key must be 64 hex characters".to_owned())
+            })?;
+        Ok(Self::new(&bytes))
+    }
+
+    /// `nonce || ciphertext`.
+    pub fn seal(&self, secret: &SecretString) -> Result<Vec<u8>, EngineError> {
+        let mut nonce = [0u8; NONCE_LEN];
+        rand::rng().fill_bytes(&mut nonce);
+        let ciphertext = self
+            .cipher
+            .encrypt(XNonce::from_slice(&nonce), secret.expose_secret().as_bytes())
+            .map_err(|_| EngineError::Internal("sealing a secret failed".to_owned()))?;
+        Ok([nonce.as_slice(), &ciphertext].concat())
+    }
+
+    pub fn open(&self, sealed: &[u8]) -> Result<SecretString, EngineError> {
+        let unreadable = || EngineError::Internal("a sealed secret cannot be opened with this key".to_owned());
+        if sealed.len() < NONCE_LEN {
+            return Err(unreadable());
+        }
+        let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
+        let plain = self
+            .cipher
+            .decrypt(XNonce::from_slice(nonce), ciphertext)
+            .map_err(|_| unreadable())?;
+        String::from_utf8(plain)
+            .map(SecretString::from)
+            .map_err(|_| unreadable())
+    }
+}
+
+/// A new random 32-byte key in hex, for the first start of an embedded installation.
+pub fn new_secret_key_hex() -> String {
+    let mut key = [0u8; 32];
+    rand::rng().fill_bytes(&mut key);
+    hex::encode(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealed_tokens_round_trip_and_differ_each_time() {
+        let sealer = Sealer::new(&[7u8; 32]);
+        let secret = SecretString::from("EAAG-token");
+        let first = sealer.seal(&secret).unwrap();
+        let second = sealer.seal(&secret).unwrap();
+        assert_ne!(first, second);
+        assert_eq!(sealer.open(&first).unwrap().expose_secret(), "EAAG-token");
+        assert!(Sealer::new(&[8u8; 32]).open(&first).is_err());
+    }
+
+    #[test]
+    fn passwords_verify_only_with_the_right_password() {
+        let hashing = PasswordHashing::new(1024, 1).unwrap();
+        let hash = hashing.hash(&SecretString::from("correct horse")).unwrap();
+        assert!(hash.starts_with("$argon2id$"));
+        assert!(hashing.verify("correct horse", &hash));
+        assert!(!hashing.verify("wrong", &hash));
+        assert!(!hashing.verify("correct horse", "not a hash"));
+    }
+
+    #[test]
+    fn token_hash_is_stable_hex() {
+        assert_eq!(token_hash("abc"), token_hash("abc"));
+        assert_eq!(token_hash("abc").len(), 64);
+        assert_ne!(token_hash("abc"), token_hash("abd"));
+    }
+}

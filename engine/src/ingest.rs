@@ -1,0 +1,675 @@
+//! The group-commit writer: every webhook's items, durably stored exactly once before Meta hears 200.
+//!
+//! Webhook handlers [`IngestWriter::submit`] their decoded items and wait. One task drains
+//! whatever has queued up meanwhile and writes it all in one transaction, so that a burst of
+//! concurrent webhooks costs one commit, not one each. If that transaction fails, each job is
+//! retried alone so that one bad request cannot fail its neighbours; a job whose transaction
+//! failed is answered with an error (the handler answers 503 and Meta retries). Only after the
+//! commit are new inbound messages handed to the engine through [`InboundHandoff`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration as ChronoDuration, Utc};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DatabaseTransaction,
+    DbErr, EntityTrait, IntoActiveModel, QueryFilter, TransactionTrait, TryInsertResult,
+};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::ids::{ChannelId, ContactId, ConversationId, MessageId, TeamId, WorkspaceId};
+use crate::meta::{InboundMessage, Item, StatusUpdate, status_rank};
+use crate::store::entity::{
+    channel, contact, conversation, message, message_status, undecodable_item, unrouted_item,
+};
+
+/// WhatsApp's customer-service window: free-form replies only within 24 h of the last inbound message.
+pub const CUSTOMER_SERVICE_WINDOW: ChronoDuration = ChronoDuration::hours(24);
+
+/// A stored inbound message the engine must route, handed over after its commit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InboundEvent {
+    pub workspace_id: WorkspaceId,
+    pub team_id: TeamId,
+    pub channel_id: ChannelId,
+    pub conversation_id: ConversationId,
+    pub message_id: MessageId,
+    /// True when this message opened a new conversation.
+    pub opened: bool,
+}
+
+/// The one seam between ingest and routing: called once per newly stored inbound message,
+/// after it is committed, in commit order. Implementations must not block.
+pub trait InboundHandoff: Send + Sync + 'static {
+    fn inbound(&self, event: InboundEvent);
+}
+
+/// A handoff that only logs: what runs before the routing engine is attached.
+pub struct LogHandoff;
+
+impl InboundHandoff for LogHandoff {
+    fn inbound(&self, event: InboundEvent) {
+        tracing::debug!(conversation_id = %event.conversation_id, message_id = %event.message_id, opened = event.opened, "inbound message stored");
+    }
+}
+
+/// What one submission did, for the handler's log line and the metrics.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IngestReport {
+    pub messages_stored: u64,
+    pub statuses_stored: u64,
+    pub duplicates: u64,
+    pub unrouted: u64,
+    pub undecodable: u64,
+    pub conversations_opened: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("the database did not take the write: {0}")]
+    Database(#[from] DbErr),
+    #[error("the ingest writer is overloaded")]
+    Overloaded,
+    #[error("the ingest writer has stopped")]
+    Stopped,
+}
+
+/// Items of one webhook body, and what identifies the body (for keys of raw leftovers).
+pub struct Submission {
+    pub items: Vec<Item>,
+    /// SHA-256 of the exact body bytes: makes replays of undecodable items idempotent.
+    pub body_sha256: [u8; 32],
+}
+
+struct Job {
+    submission: Submission,
+    reply: oneshot::Sender<Result<IngestReport, IngestError>>,
+}
+
+/// Tuning of the writer; defaults suit production, tests shrink them.
+#[derive(Clone, Debug)]
+pub struct IngestSettings {
+    /// Jobs waiting for the writer; past this, webhooks are answered 503 at once.
+    pub queue_capacity: usize,
+    /// Most jobs in one transaction.
+    pub max_batch: usize,
+}
+
+/// A cloneable handle to the writer task.
+#[derive(Clone)]
+pub struct IngestWriter {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl IngestWriter {
+    /// Starts the writer task on the current tokio runtime. It stops when every handle is dropped.
+    pub fn spawn(
+        db: DatabaseConnection,
+        handoff: Arc<dyn InboundHandoff>,
+        settings: IngestSettings,
+    ) -> Self {
+        let (jobs, queue) = mpsc::channel(settings.queue_capacity.max(1));
+        tokio::spawn(run_writer(db, handoff, queue, settings.max_batch.max(1)));
+        Self { jobs }
+    }
+
+    /// Stores the items durably; returns once they are committed (or could not be).
+    pub async fn submit(&self, submission: Submission) -> Result<IngestReport, IngestError> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .try_send(Job { submission, reply })
+            .map_err(|error| match error {
+                mpsc::error::TrySendError::Full(_) => IngestError::Overloaded,
+                mpsc::error::TrySendError::Closed(_) => IngestError::Stopped,
+            })?;
+        answer.await.map_err(|_| IngestError::Stopped)?
+    }
+}
+
+async fn run_writer(
+    db: DatabaseConnection,
+    handoff: Arc<dyn InboundHandoff>,
+    mut queue: mpsc::Receiver<Job>,
+    max_batch: usize,
+) {
+    while let Some(first) = queue.recv().await {
+        let mut jobs = vec![first];
+        while jobs.len() < max_batch {
+            match queue.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        let submissions: Vec<&Submission> = jobs.iter().map(|job| &job.submission).collect();
+        match write(&db, &submissions).await {
+            Ok((reports, events)) => {
+                for (job, report) in jobs.into_iter().zip(reports) {
+                    let _ = job.reply.send(Ok(report));
+                }
+                events.into_iter().for_each(|event| handoff.inbound(event));
+            }
+            Err(error) if jobs.len() == 1 => {
+                tracing::warn!(%error, "ingest transaction failed");
+                if let Some(job) = jobs.pop() {
+                    let _ = job.reply.send(Err(error.into()));
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, jobs = jobs.len(), "group commit failed; retrying each job alone");
+                for job in jobs {
+                    let result = write(&db, &[&job.submission]).await;
+                    match result {
+                        Ok((mut reports, events)) => {
+                            let _ = job.reply.send(Ok(reports.pop().unwrap_or_default()));
+                            events.into_iter().for_each(|event| handoff.inbound(event));
+                        }
+                        Err(error) => {
+                            let _ = job.reply.send(Err(error.into()));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One transaction for all submissions: one report per submission, and the events to hand off.
+async fn write(
+    db: &DatabaseConnection,
+    submissions: &[&Submission],
+) -> Result<(Vec<IngestReport>, Vec<InboundEvent>), DbErr> {
+    let txn = db.begin().await?;
+    let mut writer = TxWriter {
+        txn: &txn,
+        channels: HashMap::new(),
+        events: Vec::new(),
+    };
+    let mut reports = Vec::with_capacity(submissions.len());
+    for submission in submissions {
+        let mut report = IngestReport::default();
+        for (index, item) in submission.items.iter().enumerate() {
+            writer
+                .store_item(item, &leftover_key(&submission.body_sha256, index), &mut report)
+                .await?;
+        }
+        reports.push(report);
+    }
+    let events = std::mem::take(&mut writer.events);
+    txn.commit().await?;
+    Ok((reports, events))
+}
+
+/// A stable key for a raw leftover item: the same body replayed gives the same key.
+fn leftover_key(body_sha256: &[u8; 32], index: usize) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(body_sha256);
+    hasher.update((index as u64).to_be_bytes());
+    hex::encode(hasher.finalize())
+}
+
+/// SHA-256 of a raw body, in hex.
+pub fn body_sha256(body: &[u8]) -> [u8; 32] {
+    Sha256::digest(body).into()
+}
+
+struct TxWriter<'t> {
+    txn: &'t DatabaseTransaction,
+    /// Channels by phone_number_id, looked up once per transaction.
+    channels: HashMap<String, Option<channel::Model>>,
+    events: Vec<InboundEvent>,
+}
+
+impl TxWriter<'_> {
+    async fn store_item(
+        &mut self,
+        item: &Item,
+        leftover_key: &str,
+        report: &mut IngestReport,
+    ) -> Result<(), DbErr> {
+        match item {
+            Item::Message(message) => self.store_message(message, report).await,
+            Item::Status(status) => self.store_status(status, report).await,
+            Item::Undecodable {
+                phone_number_id,
+                reason,
+                raw,
+            } => {
+                tracing::warn!(phone_number_id, reason, "undecodable webhook item kept raw");
+                self.store_leftover(phone_number_id.clone(), reason, raw, leftover_key, report)
+                    .await
+            }
+            Item::MetaError {
+                phone_number_id,
+                code,
+                title,
+                raw,
+            } => {
+                tracing::warn!(phone_number_id, code, title, "meta reported an error");
+                let reason = format!(
+                    "meta error {}: {}",
+                    code.map_or_else(|| "?".to_owned(), |code| code.to_string()),
+                    title.as_deref().unwrap_or("")
+                );
+                self.store_leftover(phone_number_id.clone(), &reason, raw, leftover_key, report)
+                    .await
+            }
+        }
+    }
+
+    async fn channel(&mut self, phone_number_id: &str) -> Result<Option<channel::Model>, DbErr> {
+        if let Some(cached) = self.channels.get(phone_number_id) {
+            return Ok(cached.clone());
+        }
+        let found = channel::Entity::find()
+            .filter(channel::Column::PhoneNumberId.eq(phone_number_id))
+            .filter(channel::Column::Active.eq(true))
+            .one(self.txn)
+            .await?;
+        self.channels
+            .insert(phone_number_id.to_owned(), found.clone());
+        Ok(found)
+    }
+
+    async fn store_unrouted(
+        &self,
+        phone_number_id: &str,
+        kind: &str,
+        item_key: String,
+        raw: &Value,
+        report: &mut IngestReport,
+    ) -> Result<(), DbErr> {
+        let row = unrouted_item::ActiveModel {
+            id: Set(uuid::Uuid::now_v7().to_string()),
+            phone_number_id: Set(phone_number_id.to_owned()),
+            kind: Set(kind.to_owned()),
+            item_key: Set(item_key),
+            raw: Set(raw.clone()),
+            created_at: Set(Utc::now()),
+        };
+        let inserted = unrouted_item::Entity::insert(row)
+            .on_conflict_do_nothing_on([
+                unrouted_item::Column::PhoneNumberId,
+                unrouted_item::Column::Kind,
+                unrouted_item::Column::ItemKey,
+            ])
+            .exec_without_returning(self.txn)
+            .await?;
+        count(inserted, &mut report.unrouted, &mut report.duplicates);
+        Ok(())
+    }
+
+    async fn store_leftover(
+        &self,
+        phone_number_id: Option<String>,
+        reason: &str,
+        raw: &Value,
+        key: &str,
+        report: &mut IngestReport,
+    ) -> Result<(), DbErr> {
+        let row = undecodable_item::ActiveModel {
+            id: Set(uuid::Uuid::now_v7().to_string()),
+            phone_number_id: Set(phone_number_id),
+            reason: Set(reason.to_owned()),
+            raw: Set(serde_json::to_vec(raw).unwrap_or_default()),
+            raw_sha256: Set(key.to_owned()),
+            created_at: Set(Utc::now()),
+        };
+        let inserted = undecodable_item::Entity::insert(row)
+            .on_conflict_do_nothing_on([undecodable_item::Column::RawSha256])
+            .exec_without_returning(self.txn)
+            .await?;
+        count(inserted, &mut report.undecodable, &mut report.duplicates);
+        Ok(())
+    }
+
+    async fn store_message(
+        &mut self,
+        inbound: &InboundMessage,
+        report: &mut IngestReport,
+    ) -> Result<(), DbErr> {
+        let Some(channel) = self.channel(&inbound.phone_number_id).await? else {
+            return self
+                .store_unrouted(
+                    &inbound.phone_number_id,
+                    "message",
+                    inbound.wamid.clone(),
+                    &inbound.raw,
+                    report,
+                )
+                .await;
+        };
+        let already = message::Entity::find()
+            .filter(message::Column::PhoneNumberId.eq(&inbound.phone_number_id))
+            .filter(message::Column::Wamid.eq(&inbound.wamid))
+            .one(self.txn)
+            .await?;
+        if already.is_some() {
+            report.duplicates += 1;
+            return Ok(());
+        }
+        let contact = self.upsert_contact(&channel.workspace_id, inbound).await?;
+        let (conversation, opened) = self.open_conversation(&channel, &contact, inbound).await?;
+
+        let now = Utc::now();
+        let message_id = MessageId::new();
+        let context_wamid = inbound
+            .original_wamid
+            .clone()
+            .or_else(|| inbound.reaction.as_ref().map(|r| r.target_wamid.clone()))
+            .or_else(|| inbound.context_wamid.clone());
+        let row = message::ActiveModel {
+            id: Set(message_id.to_string()),
+            workspace_id: Set(channel.workspace_id.clone()),
+            conversation_id: Set(conversation.id.clone()),
+            channel_id: Set(channel.id.clone()),
+            phone_number_id: Set(inbound.phone_number_id.clone()),
+            wamid: Set(Some(inbound.wamid.clone())),
+            direction: Set("in".to_owned()),
+            kind: Set(inbound.kind.clone()),
+            text: Set(inbound.text.clone()),
+            media_id: Set(inbound.media_id.clone()),
+            context_wamid: Set(context_wamid),
+            reaction: Set(None),
+            status: Set("received".to_owned()),
+            error: Set(None),
+            raw: Set(inbound.raw.clone()),
+            provider_timestamp: Set(inbound.timestamp),
+            created_at: Set(now),
+            updated_at: Set(now),
+        };
+        let inserted = message::Entity::insert(row)
+            .on_conflict_do_nothing_on([message::Column::PhoneNumberId, message::Column::Wamid])
+            .exec_without_returning(self.txn)
+            .await?;
+        if !matches!(inserted, TryInsertResult::Inserted(n) if n > 0) {
+            // Another process stored it first.
+            report.duplicates += 1;
+            return Ok(());
+        }
+        report.messages_stored += 1;
+        if opened {
+            report.conversations_opened += 1;
+        }
+        if let Some(reaction) = &inbound.reaction {
+            message::Entity::update_many()
+                .col_expr(
+                    message::Column::Reaction,
+                    sea_orm::sea_query::Expr::value(reaction.emoji.clone()),
+                )
+                .filter(message::Column::PhoneNumberId.eq(&inbound.phone_number_id))
+                .filter(message::Column::Wamid.eq(&reaction.target_wamid))
+                .exec(self.txn)
+                .await?;
+        }
+        if let (Some(workspace_id), Some(team_id), Some(channel_id), Some(conversation_id)) = (
+            WorkspaceId::parse(&channel.workspace_id),
+            TeamId::parse(&conversation.team_id),
+            ChannelId::parse(&channel.id),
+            ConversationId::parse(&conversation.id),
+        ) {
+            self.events.push(InboundEvent {
+                workspace_id,
+                team_id,
+                channel_id,
+                conversation_id,
+                message_id,
+                opened,
+            });
+        }
+        Ok(())
+    }
+
+    /// Finds the customer by business-scoped user id and/or phone, links the two when a message
+    /// carries both, and keeps the profile name current.
+    async fn upsert_contact(
+        &self,
+        workspace_id: &str,
+        inbound: &InboundMessage,
+    ) -> Result<contact::Model, DbErr> {
+        let sender = &inbound.sender;
+        let by_user_id = match &sender.user_id {
+            Some(user_id) => {
+                contact::Entity::find()
+                    .filter(contact::Column::WorkspaceId.eq(workspace_id))
+                    .filter(contact::Column::UserId.eq(user_id))
+                    .one(self.txn)
+                    .await?
+            }
+            None => None,
+        };
+        let by_phone = match (&by_user_id, &sender.phone) {
+            (None, Some(phone)) => {
+                contact::Entity::find()
+                    .filter(contact::Column::WorkspaceId.eq(workspace_id))
+                    .filter(contact::Column::Phone.eq(phone))
+                    .one(self.txn)
+                    .await?
+            }
+            _ => None,
+        };
+        let now = Utc::now();
+        let Some(existing) = by_user_id.or(by_phone) else {
+            let row = contact::ActiveModel {
+                id: Set(ContactId::new().to_string()),
+                workspace_id: Set(workspace_id.to_owned()),
+                phone: Set(sender.phone.clone()),
+                user_id: Set(sender.user_id.clone()),
+                name: Set(sender.name.clone()),
+                username: Set(sender.username.clone()),
+                created_at: Set(now),
+                updated_at: Set(now),
+            };
+            return row.insert(self.txn).await;
+        };
+        let link_phone = existing.phone.is_none() && sender.phone.is_some() && {
+            // Only link a phone no other contact of the workspace already has.
+            let taken = contact::Entity::find()
+                .filter(contact::Column::WorkspaceId.eq(workspace_id))
+                .filter(contact::Column::Phone.eq(sender.phone.clone()))
+                .one(self.txn)
+                .await?;
+            taken.is_none()
+        };
+        let link_user_id = existing.user_id.is_none() && sender.user_id.is_some();
+        let rename = sender.name.is_some() && sender.name != existing.name;
+        let new_username = sender.username.is_some() && sender.username != existing.username;
+        if !(link_phone || link_user_id || rename || new_username) {
+            return Ok(existing);
+        }
+        let mut row = existing.into_active_model();
+        if link_phone {
+            row.phone = Set(sender.phone.clone());
+        }
+        if link_user_id {
+            row.user_id = Set(sender.user_id.clone());
+        }
+        if rename {
+            row.name = Set(sender.name.clone());
+        }
+        if new_username {
+            row.username = Set(sender.username.clone());
+        }
+        row.updated_at = Set(now);
+        row.update(self.txn).await
+    }
+
+    /// Continues the contact's open conversation on this channel, or opens a new one; moves the
+    /// 24-hour window forward to this message's time.
+    async fn open_conversation(
+        &self,
+        channel: &channel::Model,
+        contact: &contact::Model,
+        inbound: &InboundMessage,
+    ) -> Result<(conversation::Model, bool), DbErr> {
+        let now = Utc::now();
+        let open = conversation::Entity::find()
+            .filter(conversation::Column::ChannelId.eq(&channel.id))
+            .filter(conversation::Column::ContactId.eq(&contact.id))
+            .filter(conversation::Column::Status.ne("resolved"))
+            .one(self.txn)
+            .await?;
+        let Some(open) = open else {
+            let row = conversation::ActiveModel {
+                id: Set(ConversationId::new().to_string()),
+                workspace_id: Set(channel.workspace_id.clone()),
+                channel_id: Set(channel.id.clone()),
+                team_id: Set(channel.team_id.clone()),
+                contact_id: Set(contact.id.clone()),
+                status: Set("waiting".to_owned()),
+                assigned_agent_id: Set(None),
+                priority: Set(0),
+                last_inbound_at: Set(Some(inbound.timestamp)),
+                window_expires_at: Set(Some(inbound.timestamp + CUSTOMER_SERVICE_WINDOW)),
+                created_at: Set(now),
+                updated_at: Set(now),
+                resolved_at: Set(None),
+            };
+            return Ok((row.insert(self.txn).await?, true));
+        };
+        let newer = open
+            .last_inbound_at
+            .is_none_or(|last: DateTime<Utc>| inbound.timestamp > last);
+        if !newer {
+            return Ok((open, false));
+        }
+        let mut row = open.into_active_model();
+        row.last_inbound_at = Set(Some(inbound.timestamp));
+        row.window_expires_at = Set(Some(inbound.timestamp + CUSTOMER_SERVICE_WINDOW));
+        row.updated_at = Set(now);
+        Ok((row.update(self.txn).await?, false))
+    }
+
+    /// Keeps every distinct status, and moves the message's status forward only.
+    async fn store_status(
+        &mut self,
+        status: &StatusUpdate,
+        report: &mut IngestReport,
+    ) -> Result<(), DbErr> {
+        if self.channel(&status.phone_number_id).await?.is_none() {
+            return self
+                .store_unrouted(
+                    &status.phone_number_id,
+                    "status",
+                    format!("{}:{}", status.wamid, status.status),
+                    &status.raw,
+                    report,
+                )
+                .await;
+        }
+        let target = message::Entity::find()
+            .filter(message::Column::PhoneNumberId.eq(&status.phone_number_id))
+            .filter(message::Column::Wamid.eq(&status.wamid))
+            .one(self.txn)
+            .await?;
+        let row = message_status::ActiveModel {
+            id: Set(uuid::Uuid::now_v7().to_string()),
+            phone_number_id: Set(status.phone_number_id.clone()),
+            wamid: Set(status.wamid.clone()),
+            status: Set(status.status.clone()),
+            provider_timestamp: Set(status.timestamp),
+            recipient_id: Set(status.recipient_id.clone()),
+            errors: Set(status.errors.clone()),
+            raw: Set(status.raw.clone()),
+            message_id: Set(target.as_ref().map(|m| m.id.clone())),
+            created_at: Set(Utc::now()),
+        };
+        let inserted = message_status::Entity::insert(row)
+            .on_conflict_do_nothing_on([
+                message_status::Column::PhoneNumberId,
+                message_status::Column::Wamid,
+                message_status::Column::Status,
+            ])
+            .exec_without_returning(self.txn)
+            .await?;
+        let mut stored = 0;
+        count(inserted, &mut stored, &mut report.duplicates);
+        report.statuses_stored += stored;
+        if let (1, Some(target)) = (stored, target) {
+            apply_status(self.txn, target, &status.status, status.errors.clone()).await?;
+        }
+        Ok(())
+    }
+}
+
+fn count(result: TryInsertResult<u64>, stored: &mut u64, duplicates: &mut u64) {
+    match result {
+        TryInsertResult::Inserted(n) if n > 0 => *stored += 1,
+        _ => *duplicates += 1,
+    }
+}
+
+/// Moves a message's status forward (never back); a failure keeps Meta's errors.
+async fn apply_status(
+    txn: &DatabaseTransaction,
+    target: message::Model,
+    status: &str,
+    errors: Option<Value>,
+) -> Result<(), DbErr> {
+    if status_rank(status) <= status_rank(&target.status) {
+        return Ok(());
+    }
+    let mut row = target.into_active_model();
+    row.status = Set(status.to_owned());
+    if status == "failed" {
+        row.error = Set(errors);
+    }
+    row.updated_at = Set(Utc::now());
+    row.update(txn).await.map(|_| ())
+}
+
+/// Matches statuses that arrived before their message was stored (Meta does not order them)
+/// and applies the highest one. Called when an outbound message gets its wamid.
+pub async fn reconcile_pending_statuses(
+    txn: &DatabaseTransaction,
+    message: message::Model,
+) -> Result<(), DbErr> {
+    let Some(wamid) = message.wamid.clone() else {
+        return Ok(());
+    };
+    let pending = message_status::Entity::find()
+        .filter(message_status::Column::PhoneNumberId.eq(&message.phone_number_id))
+        .filter(message_status::Column::Wamid.eq(&wamid))
+        .all(txn)
+        .await?;
+    message_status::Entity::update_many()
+        .col_expr(
+            message_status::Column::MessageId,
+            sea_orm::sea_query::Expr::value(message.id.clone()),
+        )
+        .filter(message_status::Column::PhoneNumberId.eq(&message.phone_number_id))
+        .filter(message_status::Column::Wamid.eq(&wamid))
+        .exec(txn)
+        .await?;
+    if let Some(best) = pending
+        .into_iter()
+        .max_by_key(|status| status_rank(&status.status))
+    {
+        apply_status(txn, message, &best.status, best.errors).await?;
+    }
+    Ok(())
+}
+
+
+/// Keeps a signed body that is not JSON, for an operator (idempotent on replay).
+pub async fn store_undecodable_body(
+    db: &DatabaseConnection,
+    body: &[u8],
+    body_sha256: &[u8; 32],
+    reason: &str,
+) -> Result<(), DbErr> {
+    let row = undecodable_item::ActiveModel {
+        id: Set(uuid::Uuid::now_v7().to_string()),
+        phone_number_id: Set(None),
+        reason: Set(reason.to_owned()),
+        raw: Set(body.to_vec()),
+        raw_sha256: Set(hex::encode(body_sha256)),
+        created_at: Set(Utc::now()),
+    };
+    undecodable_item::Entity::insert(row)
+        .on_conflict_do_nothing_on([undecodable_item::Column::RawSha256])
+        .exec_without_returning(db)
+        .await?;
+    Ok(())
+}

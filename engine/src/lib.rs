@@ -1,0 +1,33 @@
+//! The WaOS domain: ids, Meta's webhook decoding, durable ingest, and (next) the routing actors.
+//!
+//! Map:
+//! - [`ids`]: newtype ids for every entity.
+//! - [`meta`]: Meta's webhook envelope decoded item by item; pure, no IO.
+//! - [`ingest`]: the group-commit writer that stores webhook items exactly once, then hands new
+//!   inbound messages to routing through [`ingest::InboundHandoff`].
+//! - [`store`]: the SeaORM connection, migrations and entities (SQLite or Postgres).
+//! - [`admin`], [`auth`], [`inbox`]: workspace administration, sign-in and tokens, and the
+//!   conversation queries behind the REST API, each scoped by workspace and role.
+//! - [`crypto`]: token hashes, argon2 passwords, sealed channel tokens.
+//! - [`audit`]: the append-only audit trail (security events today, routing events next).
+//!
+//! Concurrency: one ingest writer task owns all webhook writes (group commit); REST calls run
+//! on the web workers and go straight to the database pool.
+//!
+//! ```text
+//! webhook ─► meta::decode ─► IngestWriter (one tx for many requests) ─► commit ─► 200
+//!                                                                   └─► InboundHandoff ─► routing
+//! ```
+
+pub mod admin;
+pub mod audit;
+pub mod auth;
+pub mod crypto;
+pub mod error;
+pub mod ids;
+pub mod inbox;
+pub mod ingest;
+pub mod meta;
+pub mod store;
+
+pub use error::EngineError;

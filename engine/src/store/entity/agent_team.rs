@@ -1,0 +1,17 @@
+//! The `agent_teams` table.
+
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+#[sea_orm(table_name = "agent_teams")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub agent_id: String,
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub team_id: String,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,22 @@
+//! The `audit_events` table.
+
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+#[sea_orm(table_name = "audit_events")]
+pub struct Model {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    pub workspace_id: Option<String>,
+    pub conversation_id: Option<String>,
+    pub agent_id: Option<String>,
+    pub kind: String,
+    pub reason: Option<Json>,
+    pub text: String,
+    pub created_at: DateTimeUtc,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,15 @@
+//! SeaORM entities, one per table (see the `waos-migrations` crate for the schema itself).
+
+pub mod agent;
+pub mod agent_team;
+pub mod audit_event;
+pub mod auth_token;
+pub mod channel;
+pub mod contact;
+pub mod conversation;
+pub mod message;
+pub mod message_status;
+pub mod team;
+pub mod undecodable_item;
+pub mod unrouted_item;
+pub mod workspace;

@@ -1,0 +1,18 @@
+//! WaOS schema migrations, one file per migration, applied in order by [`Migrator`].
+//!
+//! The same statements run on SQLite (the embedded default) and Postgres. Ids are UUID text,
+//! times are `timestamp with time zone`, JSON is `jsonb` on Postgres and text on SQLite.
+//! `waos serve` applies pending migrations on start; `waos migrate` applies them alone.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261122_000001_create_core;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261122_000001_create_core::Migration)]
+    }
+}

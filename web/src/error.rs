@@ -1,0 +1,137 @@
+//! One error type for every HTTP answer: the code decides the status and the JSON body here,
+//! and nowhere else. Bodies are `{"error":{"code":"...","message":"..."}}`.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+use waos_engine::EngineError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Validation(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("internal error")]
+    Internal(String),
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, machine-readable: `unauthorized`, `not_found`, `validation_failed`, ...
+    pub code: &'static str,
+    /// What went wrong and what to do about it.
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::Validation(_) => "validation_failed",
+            ApiError::BadRequest(_) => "bad_request",
+            ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let ApiError::Internal(detail) = self {
+            tracing::error!(detail, "internal error");
+        }
+        HttpResponse::build(self.status_code()).json(ErrorBody {
+            error: ErrorDetail {
+                code: self.code(),
+                message: self.to_string(),
+            },
+        })
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(error: EngineError) -> Self {
+        match error {
+            EngineError::NotFound(what) => ApiError::NotFound(what.to_owned()),
+            EngineError::Conflict(message) => ApiError::Conflict(message),
+            EngineError::Validation(message) => ApiError::Validation(message),
+            EngineError::Unauthorized => {
+                ApiError::Unauthorized("the email or password is wrong".to_owned())
+            }
+            EngineError::Forbidden(message) => ApiError::Forbidden(message),
+            EngineError::Database(error) => {
+                tracing::warn!(%error, "database error");
+                ApiError::Unavailable("the database is unavailable; try again shortly".to_owned())
+            }
+            EngineError::Internal(detail) => ApiError::Internal(detail),
+        }
+    }
+}
+
+/// Maps actix's JSON body errors: malformed JSON is 400, well-formed but wrong fields 422.
+pub fn json_error(
+    error: actix_web::error::JsonPayloadError,
+    _request: &actix_web::HttpRequest,
+) -> actix_web::Error {
+    use actix_web::error::JsonPayloadError;
+    let api = match &error {
+        JsonPayloadError::Deserialize(inner) if inner.is_data() => {
+            ApiError::Validation(inner.to_string())
+        }
+        JsonPayloadError::Deserialize(inner) => {
+            ApiError::BadRequest(format!("the body is not valid JSON: {inner}"))
+        }
+        JsonPayloadError::ContentType => {
+            ApiError::BadRequest("send the body as application/json".to_owned())
+        }
+        JsonPayloadError::OverflowKnownLength { .. } | JsonPayloadError::Overflow { .. } => {
+            ApiError::PayloadTooLarge("the body is too large".to_owned())
+        }
+        other => ApiError::BadRequest(other.to_string()),
+    };
+    api.into()
+}
+
+/// Maps bad query strings (`?limit=abc`) to 422.
+pub fn query_error(
+    error: actix_web::error::QueryPayloadError,
+    _request: &actix_web::HttpRequest,
+) -> actix_web::Error {
+    ApiError::Validation(error.to_string()).into()
+}

@@ -1,0 +1,26 @@
+//! The WaOS HTTP edge and the `waos` binary.
+//!
+//! Map:
+//! - [`settings`]: layered configuration into one typed `Settings`.
+//! - [`startup`]: `Application::build(settings)`, used by `main` and the tests alike.
+//! - [`routes`]: the webhook, the REST API under `/api/v1`, health and metrics.
+//! - [`extract`]: the authenticated caller of a request.
+//! - [`error`]: the one place that turns errors into status codes and JSON.
+//! - [`openapi`]: the OpenAPI document generated from the handlers.
+//! - [`metrics`]: Prometheus counters and histograms.
+//! - `testing` (feature): spawned apps on port 0 with their own database, signed webhooks,
+//!   and a TCP proxy that tests cut to simulate a database outage.
+//!
+//! Concurrency: actix-web runs one app per worker thread; they share [`state::AppState`],
+//! including one ingest writer task, created once before the server starts.
+
+pub mod error;
+pub mod extract;
+pub mod metrics;
+pub mod openapi;
+pub mod routes;
+pub mod settings;
+pub mod startup;
+pub mod state;
+#[cfg(feature = "testing")]
+pub mod testing;

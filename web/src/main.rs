@@ -1,0 +1,53 @@
+//! `waos`: the WhatsApp routing engine's one binary.
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+use waos_web::settings::Settings;
+use waos_web::startup::Application;
+
+#[derive(Parser)]
+#[command(name = "waos", version, about = "Real-time routing of WhatsApp Business conversations to agents.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the webhook, the REST API and the background work in one process.
+    ///
+    /// With no configuration it runs on the embedded default: a SQLite file under data/ and
+    /// in-process presence and rate limits. Settings: config/default.toml, then
+    /// config/$WAOS_ENV.toml, then WAOS__SECTION__KEY environment variables.
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+}
+
+fn init_tracing() {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm=warn,sea_orm_migration=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+#[actix_web::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_tracing();
+    let settings = Settings::load().map_err(|error| anyhow::anyhow!("configuration: {error}"))?;
+    match cli.command {
+        Command::Serve => {
+            let application = Application::build(settings).await?;
+            application.run_until_stopped().await?;
+        }
+        Command::Migrate => {
+            let db = waos_engine::store::connect(&settings.database.url, 1).await?;
+            waos_engine::store::migrate(&db).await?;
+            tracing::info!("migrations applied");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,91 @@
+//! Prometheus metrics, served as text at `/metrics`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use waos_engine::ingest::IngestReport;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub outcome: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    webhook_requests: Family<OutcomeLabel, Counter>,
+    ingest_items: Family<OutcomeLabel, Counter>,
+    ingest_commit_seconds: Histogram,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("waos");
+        let webhook_requests = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "webhook_requests",
+            "Webhook POSTs by outcome (stored, ignored, bad_signature, too_large, bad_json, unavailable)",
+            webhook_requests.clone(),
+        );
+        let ingest_items = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "ingest_items",
+            "Webhook items by what the writer did with them",
+            ingest_items.clone(),
+        );
+        // 50 µs to about 1.6 s.
+        let ingest_commit_seconds = Histogram::new(exponential_buckets(0.000_05, 2.0, 16));
+        registry.register(
+            "ingest_commit_seconds",
+            "Time from a webhook's submission to its commit",
+            ingest_commit_seconds.clone(),
+        );
+        Self {
+            registry,
+            webhook_requests,
+            ingest_items,
+            ingest_commit_seconds,
+        }
+    }
+
+    pub fn webhook(&self, outcome: &str) {
+        self.webhook_requests
+            .get_or_create(&OutcomeLabel {
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn ingested(&self, report: &IngestReport, seconds: f64) {
+        self.ingest_commit_seconds.observe(seconds);
+        for (outcome, n) in [
+            ("message_stored", report.messages_stored),
+            ("status_stored", report.statuses_stored),
+            ("duplicate", report.duplicates),
+            ("unrouted", report.unrouted),
+            ("undecodable", report.undecodable),
+            ("conversation_opened", report.conversations_opened),
+        ] {
+            if n > 0 {
+                self.ingest_items
+                    .get_or_create(&OutcomeLabel {
+                        outcome: outcome.to_owned(),
+                    })
+                    .inc_by(n);
+            }
+        }
+    }
+
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
+        Ok(text)
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,219 @@
+//! Workspaces, teams, channels and agents: thin handlers over `waos_engine::admin`.
+
+use actix_web::{HttpResponse, web};
+use waos_engine::admin::{
+    self, AgentPatch, AgentView, ChannelPatch, ChannelView, NewAgent, NewChannel, NewTeam,
+    NewWorkspace, TeamPatch, TeamView, WorkspacePatch, WorkspaceView,
+};
+use waos_engine::ids::{AgentId, ChannelId, TeamId, WorkspaceId};
+
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::Caller;
+use crate::state::AppState;
+
+/// Ids in paths that are not UUIDs cannot name anything: 404, like any unknown id.
+pub fn parse_id<T>(text: &str, parse: fn(&str) -> Option<T>, what: &str) -> Result<T, ApiError> {
+    parse(text).ok_or_else(|| ApiError::NotFound(what.to_owned()))
+}
+
+fn workspace_id(text: &str) -> Result<WorkspaceId, ApiError> {
+    parse_id(text, WorkspaceId::parse, "workspace")
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ItemsOf<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+fn items<T>(items: Vec<T>) -> ItemsOf<T> {
+    ItemsOf {
+        items,
+        next_cursor: None,
+    }
+}
+
+#[utoipa::path(post, path = "/api/v1/workspaces", tag = "admin", request_body = NewWorkspace,
+    responses((status = 201, body = WorkspaceView), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn create_workspace(
+    state: web::Data<AppState>,
+    Caller(caller): Caller,
+    input: web::Json<NewWorkspace>,
+) -> Result<HttpResponse, ApiError> {
+    let created = admin::create_workspace(&state.db, &caller, input.into_inner()).await?;
+    Ok(HttpResponse::Created().json(created))
+}
+
+#[utoipa::path(get, path = "/api/v1/workspaces/{id}", tag = "admin",
+    responses((status = 200, body = WorkspaceView), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn get_workspace(
+    state: web::Data<AppState>,
+    Caller(caller): Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let found = admin::get_workspace(&state.db, &caller, workspace_id(&path)?).await?;
+    Ok(HttpResponse::Ok().json(found))
+}
+
+#[utoipa::path(patch, path = "/api/v1/workspaces/{id}", tag = "admin", request_body = WorkspacePatch,
+    responses((status = 200, body = WorkspaceView), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn update_workspace(
+    state: web::Data<AppState>,
+    Caller(caller): Caller,
+    path: web::Path<String>,
+    patch: web::Json<WorkspacePatch>,
+) -> Result<HttpResponse, ApiError> {
+    let updated =
+        admin::update_workspace(&state.db, &caller, workspace_id(&path)?, patch.into_inner())
+            .await?;
+    Ok(HttpResponse::Ok().json(updated))
+}
+
+#[utoipa::path(post, path = "/api/v1/workspaces/{workspace_id}/teams", tag = "admin", request_body = NewTeam,
+    responses((status = 201, body = TeamView), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn create_team(
+    state: web::Data<AppState>,
+    Caller(caller): Caller,
+    path: web::Path<String>,
+    input: web::Json<NewTeam>,
+) -> Result<HttpResponse, ApiError> {
+    let created =
+        admin::create_team(&state.db, &caller, workspace_id(&path)?, input.into_inner()).await?;
+    Ok(HttpResponse::Created().json(created))
+}
+
+#[utoipa::path(get, path = "/api/v1/workspaces/{workspace_id}/teams", tag = "admin",
+    responses((status = 200, body = ItemsOf<TeamView>), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn list_teams(
+    state: web::Data<AppState>,
+    Caller(caller): Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let teams = admin::list_teams(&state.db, &caller, workspace_id(&path)?).await?;
+    Ok(HttpResponse::Ok().json(items(teams)))
+}
+
+#[utoipa::path(patch, path = "/api/v1/workspaces/{workspace_id}/teams/{id}", tag = "admin", request_body = TeamPatch,
+    responses((status = 200, body = TeamView), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn update_team(
+    state: web::Data<AppState>,
+    Caller(caller): Caller,
+    path: web::Path<(String, String)>,
+    patch: web::Json<TeamPatch>,
+) -> Result<HttpResponse, ApiError> {
+    let (workspace, team) = path.into_inner();
+    let team = parse_id(&team, TeamId::parse, "team")?;
+    let updated = admin::update_team(
+        &state.db,
+        &caller,
+        workspace_id(&workspace)?,
+        team,
+        patch.into_inner(),
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(updated))
+}
+
+#[utoipa::path(post, path = "/api/v1/workspaces/{workspace_id}/channels", tag = "admin", request_body = NewChannel,
+    responses((status = 201, body = ChannelView), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn create_channel(
+    state: web::Data<AppState>,
+    Caller(caller): Caller,
+    path: web::Path<String>,
+    input: web::Json<NewChannel>,
+) -> Result<HttpResponse, ApiError> {
+    let created = admin::create_channel(
+        &state.db,
+        &state.sealer,
+        &caller,
+        workspace_id(&path)?,
+        input.into_inner(),
+    )
+    .await?;
+    Ok(HttpResponse::Created().json(created))
+}
+
+#[utoipa::path(get, path = "/api/v1/workspaces/{workspace_id}/channels", tag = "admin",
+    responses((status = 200, body = ItemsOf<ChannelView>), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn list_channels(
+    state: web::Data<AppState>,
+    Caller(caller): Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let channels = admin::list_channels(&state.db, &caller, workspace_id(&path)?).await?;
+    Ok(HttpResponse::Ok().json(items(channels)))
+}
+
+#[utoipa::path(patch, path = "/api/v1/workspaces/{workspace_id}/channels/{id}", tag = "admin", request_body = ChannelPatch,
+    responses((status = 200, body = ChannelView), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn update_channel(
+    state: web::Data<AppState>,
+    Caller(caller): Caller,
+    path: web::Path<(String, String)>,
+    patch: web::Json<ChannelPatch>,
+) -> Result<HttpResponse, ApiError> {
+    let (workspace, channel) = path.into_inner();
+    let channel = parse_id(&channel, ChannelId::parse, "channel")?;
+    let updated = admin::update_channel(
+        &state.db,
+        &state.sealer,
+        &caller,
+        workspace_id(&workspace)?,
+        channel,
+        patch.into_inner(),
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(updated))
+}
+
+#[utoipa::path(post, path = "/api/v1/workspaces/{workspace_id}/agents", tag = "admin", request_body = NewAgent,
+    responses((status = 201, body = AgentView), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn create_agent(
+    state: web::Data<AppState>,
+    Caller(caller): Caller,
+    path: web::Path<String>,
+    input: web::Json<NewAgent>,
+) -> Result<HttpResponse, ApiError> {
+    let created = admin::create_agent(
+        &state.db,
+        &state.hashing,
+        &caller,
+        workspace_id(&path)?,
+        input.into_inner(),
+    )
+    .await?;
+    Ok(HttpResponse::Created().json(created))
+}
+
+#[utoipa::path(get, path = "/api/v1/workspaces/{workspace_id}/agents", tag = "admin",
+    responses((status = 200, body = ItemsOf<AgentView>), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn list_agents(
+    state: web::Data<AppState>,
+    Caller(caller): Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let agents = admin::list_agents(&state.db, &caller, workspace_id(&path)?).await?;
+    Ok(HttpResponse::Ok().json(items(agents)))
+}
+
+#[utoipa::path(patch, path = "/api/v1/workspaces/{workspace_id}/agents/{id}", tag = "admin", request_body = AgentPatch,
+    responses((status = 200, body = AgentView), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn update_agent(
+    state: web::Data<AppState>,
+    Caller(caller): Caller,
+    path: web::Path<(String, String)>,
+    patch: web::Json<AgentPatch>,
+) -> Result<HttpResponse, ApiError> {
+    let (workspace, agent) = path.into_inner();
+    let agent = parse_id(&agent, AgentId::parse, "agent")?;
+    let updated = admin::update_agent(
+        &state.db,
+        &state.hashing,
+        &caller,
+        workspace_id(&workspace)?,
+        agent,
+        patch.into_inner(),
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(updated))
+}

@@ -1,0 +1,47 @@
+//! Liveness, readiness and metrics.
+
+use actix_web::{HttpResponse, web};
+use sea_orm::ConnectionTrait;
+
+use crate::state::AppState;
+
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "the process is alive")))]
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+}
+
+/// Ready when the database answers and, when configured, Redis answers.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200, description = "database and Redis reachable"), (status = 503, description = "a dependency is down")))]
+pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let database = state.db.execute_unprepared("SELECT 1").await.is_ok();
+    let redis = match &state.redis {
+        None => None,
+        Some(manager) => {
+            let mut connection = manager.clone();
+            let answer: Result<String, _> = redis::cmd("PING").query_async(&mut connection).await;
+            Some(answer.is_ok())
+        }
+    };
+    let ready = database && redis.unwrap_or(true);
+    let body = serde_json::json!({
+        "status": if ready { "ready" } else { "unavailable" },
+        "database": database,
+        "redis": redis,
+    });
+    if ready {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format")))]
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    match state.metrics.encode() {
+        Ok(text) => HttpResponse::Ok()
+            .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+            .body(text),
+        Err(_) => HttpResponse::InternalServerError().finish(),
+    }
+}

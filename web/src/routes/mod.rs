@@ -1,0 +1,81 @@
+//! Every HTTP route, wired in one place.
+
+pub mod admin;
+pub mod conversations;
+pub mod health;
+pub mod session;
+pub mod webhook;
+
+use actix_web::{HttpResponse, web};
+
+use crate::error::{ApiError, json_error, query_error};
+use crate::openapi;
+
+pub fn configure(config: &mut web::ServiceConfig) {
+    config
+        .app_data(web::JsonConfig::default().limit(1 << 20).error_handler(json_error))
+        .app_data(web::QueryConfig::default().error_handler(query_error))
+        .route("/healthz", web::get().to(health::healthz))
+        .route("/readyz", web::get().to(health::readyz))
+        .route("/metrics", web::get().to(health::metrics))
+        .service(
+            web::resource("/webhooks/whatsapp")
+                .route(web::get().to(webhook::handshake))
+                .route(web::post().to(webhook::receive)),
+        )
+        .service(
+            web::scope("/api/v1")
+                .route("/openapi.json", web::get().to(openapi::serve))
+                .route("/auth/login", web::post().to(session::login))
+                .route("/auth/logout", web::post().to(session::logout))
+                .route("/auth/ws-ticket", web::post().to(session::ws_ticket))
+                .route("/workspaces", web::post().to(admin::create_workspace))
+                .service(
+                    web::resource("/workspaces/{id}")
+                        .route(web::get().to(admin::get_workspace))
+                        .route(web::patch().to(admin::update_workspace)),
+                )
+                .service(
+                    web::resource("/workspaces/{workspace_id}/teams")
+                        .route(web::post().to(admin::create_team))
+                        .route(web::get().to(admin::list_teams)),
+                )
+                .route(
+                    "/workspaces/{workspace_id}/teams/{id}",
+                    web::patch().to(admin::update_team),
+                )
+                .service(
+                    web::resource("/workspaces/{workspace_id}/channels")
+                        .route(web::post().to(admin::create_channel))
+                        .route(web::get().to(admin::list_channels)),
+                )
+                .route(
+                    "/workspaces/{workspace_id}/channels/{id}",
+                    web::patch().to(admin::update_channel),
+                )
+                .service(
+                    web::resource("/workspaces/{workspace_id}/agents")
+                        .route(web::post().to(admin::create_agent))
+                        .route(web::get().to(admin::list_agents)),
+                )
+                .route(
+                    "/workspaces/{workspace_id}/agents/{id}",
+                    web::patch().to(admin::update_agent),
+                )
+                .route("/conversations", web::get().to(conversations::list))
+                .route("/conversations/{id}", web::get().to(conversations::get))
+                .route(
+                    "/conversations/{id}/messages",
+                    web::get().to(conversations::messages),
+                )
+                .route(
+                    "/conversations/{id}/audit",
+                    web::get().to(conversations::audit),
+                ),
+        )
+        .default_service(web::to(not_found));
+}
+
+async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound("route".to_owned()))
+}

@@ -1,0 +1,170 @@
+//! Layered settings: the embedded `config/default.toml`, then `config/$WAOS_ENV.toml`, then
+//! `WAOS__SECTION__KEY` environment variables, into one typed [`Settings`] passed explicitly.
+//! Unknown keys are rejected so that a misspelt setting fails loudly instead of being ignored.
+
+use std::path::Path;
+use std::time::Duration;
+
+use config::{Config, Environment, File, FileFormat};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+/// The defaults, compiled in so that `waos serve` runs from any folder with no configuration.
+pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub redis: RedisSettings,
+    pub meta: MetaSettings,
+    pub admin: AdminSettings,
+    pub security: SecuritySettings,
+    pub ingest: IngestSettings,
+    pub routing: RoutingSettings,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    pub host: String,
+    pub port: u16,
+    pub workers: usize,
+    pub shutdown_timeout_ms: u64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    pub url: String,
+    pub max_connections: u32,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSettings {
+    pub url: String,
+    pub key_prefix: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetaSettings {
+    pub app_secret: SecretString,
+    pub verify_token: SecretString,
+    pub graph_url: String,
+    pub max_body_bytes: usize,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSettings {
+    pub token: SecretString,
+    pub token_file: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecuritySettings {
+    pub secret_key: SecretString,
+    pub secret_key_file: String,
+    pub session_ttl_ms: u64,
+    pub ws_ticket_ttl_ms: u64,
+    pub argon2_memory_kib: u32,
+    pub argon2_iterations: u32,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestSettings {
+    pub commit_timeout_ms: u64,
+    pub queue_capacity: usize,
+    pub max_batch: usize,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingSettings {
+    pub disconnect_grace_ms: u64,
+    pub decline_cooldown_ms: u64,
+    pub reopen_window_ms: u64,
+}
+
+impl Settings {
+    /// Reads the layers from the process environment and `config/` in the working folder.
+    pub fn load() -> Result<Settings, config::ConfigError> {
+        let environment = std::env::var("WAOS_ENV").ok();
+        Self::load_from(Path::new("config"), environment.as_deref(), None)
+    }
+
+    /// The same layering with an explicit folder, environment name and (for tests) a TOML
+    /// overlay applied last instead of the process environment.
+    pub fn load_from(
+        folder: &Path,
+        environment: Option<&str>,
+        overlay: Option<&str>,
+    ) -> Result<Settings, config::ConfigError> {
+        let mut builder =
+            Config::builder().add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml));
+        if let Some(name) = environment.filter(|name| !name.is_empty()) {
+            let path = folder.join(format!("{name}.toml"));
+            builder = builder.add_source(File::from(path).required(true));
+        }
+        builder = match overlay {
+            Some(toml) => builder.add_source(File::from_str(toml, FileFormat::Toml)),
+            None => builder.add_source(
+                Environment::with_prefix("WAOS")
+                    .prefix_separator("__")
+                    .separator("__")
+                    .try_parsing(true),
+            ),
+        };
+        builder.build()?.try_deserialize()
+    }
+}
+
+/// An empty secret means "not set".
+pub fn is_set(secret: &SecretString) -> bool {
+    !secret.expose_secret().is_empty()
+}
+
+pub fn millis(ms: u64) -> Duration {
+    Duration::from_millis(ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_load_and_match_the_contract() {
+        let settings = Settings::load_from(Path::new("/nonexistent"), None, None).unwrap();
+        assert_eq!(settings.server.host, "127.0.0.1");
+        assert_eq!(settings.server.port, 8080);
+        assert!(settings.database.url.starts_with("sqlite://"));
+        assert!(settings.redis.url.is_empty());
+        assert_eq!(settings.meta.graph_url, "https://graph.facebook.com/v25.0");
+        assert_eq!(settings.routing.disconnect_grace_ms, 60_000);
+        assert_eq!(settings.routing.decline_cooldown_ms, 300_000);
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_with_their_name() {
+        let error = Settings::load_from(Path::new("/x"), None, Some("[server]\nprot = 1\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("prot"), "{error}");
+    }
+
+    #[test]
+    fn environment_file_layers_over_defaults() {
+        let folder = std::env::temp_dir().join(format!("waos-settings-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::write(folder.join("staging.toml"), "[server]\nport = 9999\n").unwrap();
+        let settings = Settings::load_from(&folder, Some("staging"), None).unwrap();
+        assert_eq!(settings.server.port, 9999);
+        assert!(Settings::load_from(&folder, Some("missing"), None).is_err());
+        std::fs::remove_dir_all(folder).unwrap();
+    }
+}

@@ -1,0 +1,192 @@
+//! Builds the whole application from [`Settings`]: used by `main` and by the tests alike.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::Arc;
+
+use actix_web::dev::Server;
+use actix_web::{App, HttpServer, web};
+use anyhow::Context;
+use secrecy::{ExposeSecret, SecretString};
+use waos_engine::crypto::{PasswordHashing, Sealer, new_secret_key_hex, new_token, token_hash};
+use waos_engine::ingest::{InboundHandoff, IngestSettings, IngestWriter, LogHandoff};
+use waos_engine::store;
+
+use crate::metrics::Metrics;
+use crate::routes;
+use crate::settings::{Settings, is_set, millis};
+use crate::state::AppState;
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: web::Data<AppState>,
+}
+
+impl Application {
+    /// Connects, migrates, starts the ingest writer and binds the listener (port 0 picks one).
+    pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        Self::build_with_handoff(settings, Arc::new(LogHandoff)).await
+    }
+
+    /// The same, with the seam to routing named explicitly (tests record what is handed over).
+    pub async fn build_with_handoff(
+        settings: Settings,
+        handoff: Arc<dyn InboundHandoff>,
+    ) -> anyhow::Result<Application> {
+        let db = store::connect(&settings.database.url, settings.database.max_connections)
+            .await
+            .context("connecting to the database")?;
+        store::migrate(&db).await.context("applying migrations")?;
+
+        let redis = if settings.redis.url.is_empty() {
+            None
+        } else {
+            let client = redis::Client::open(settings.redis.url.as_str())
+                .context("parsing the Redis URL")?;
+            Some(
+                redis::aio::ConnectionManager::new(client)
+                    .await
+                    .context("connecting to Redis")?,
+            )
+        };
+
+        let app_secret = Some(settings.meta.app_secret.clone()).filter(is_set);
+        if app_secret.is_none() {
+            tracing::warn!(
+                "no Meta app secret: the webhook answers 503 until WAOS__META__APP_SECRET is set"
+            );
+        }
+        let verify_token = Some(settings.meta.verify_token.clone()).filter(is_set);
+        let admin_token = admin_token(&settings)?;
+        let sealer = Sealer::from_hex(&secret_key(&settings)?)?;
+        let hashing = PasswordHashing::new(
+            settings.security.argon2_memory_kib,
+            settings.security.argon2_iterations,
+        )?;
+        let ingest = IngestWriter::spawn(
+            db.clone(),
+            handoff,
+            IngestSettings {
+                queue_capacity: settings.ingest.queue_capacity,
+                max_batch: settings.ingest.max_batch,
+            },
+        );
+
+        let state = web::Data::new(AppState {
+            db,
+            ingest,
+            app_secret,
+            verify_token,
+            admin_token_hash: token_hash(admin_token.expose_secret()),
+            hashing,
+            sealer,
+            redis,
+            metrics: Arc::new(Metrics::new()),
+            max_body_bytes: settings.meta.max_body_bytes,
+            commit_timeout: millis(settings.ingest.commit_timeout_ms),
+            session_ttl: millis(settings.security.session_ttl_ms),
+            ws_ticket_ttl: millis(settings.security.ws_ticket_ttl_ms),
+        });
+
+        let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))
+            .with_context(|| {
+                format!(
+                    "binding {}:{}",
+                    settings.server.host, settings.server.port
+                )
+            })?;
+        let port = listener.local_addr()?.port();
+        let app_state = state.clone();
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(app_state.clone())
+                .wrap(actix_web::middleware::Logger::new("%r %s %Dms").log_target("waos::http"))
+                .configure(routes::configure)
+        })
+        .shutdown_timeout(settings.server.shutdown_timeout_ms.div_ceil(1000));
+        if settings.server.workers > 0 {
+            server = server.workers(settings.server.workers);
+        }
+        let server = server.listen(listener)?.run();
+        tracing::info!(host = settings.server.host, port, "waos listening");
+        Ok(Application {
+            port,
+            server,
+            state,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn state(&self) -> web::Data<AppState> {
+        self.state.clone()
+    }
+
+    /// Serves until the server is stopped (SIGTERM or SIGINT drain in-flight requests).
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+
+    pub fn into_server(self) -> Server {
+        self.server
+    }
+}
+
+/// The bootstrap admin token: from the settings, or generated once into a file only its owner
+/// can read. The token itself is never logged; the file's path is.
+fn admin_token(settings: &Settings) -> anyhow::Result<SecretString> {
+    if is_set(&settings.admin.token) {
+        return Ok(settings.admin.token.clone());
+    }
+    let path = Path::new(&settings.admin.token_file);
+    let token = read_or_create_secret(path, || new_token().expose_secret().to_owned())?;
+    tracing::info!(path = %path.display(), "bootstrap admin token is in this file");
+    eprintln!(
+        "waos: the bootstrap admin token is in {} (readable only by its owner)",
+        path.display()
+    );
+    Ok(token)
+}
+
+fn secret_key(settings: &Settings) -> anyhow::Result<SecretString> {
+    if is_set(&settings.security.secret_key) {
+        return Ok(settings.security.secret_key.clone());
+    }
+    read_or_create_secret(Path::new(&settings.security.secret_key_file), new_secret_key_hex)
+}
+
+fn read_or_create_secret(path: &Path, make: impl FnOnce() -> String) -> anyhow::Result<SecretString> {
+    if let Ok(existing) = std::fs::read_to_string(path) {
+        let existing = existing.trim().to_owned();
+        if !existing.is_empty() {
+            return Ok(SecretString::from(existing));
+        }
+    }
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    }
+    let secret = make();
+    write_private(path, &secret).with_context(|| format!("writing {}", path.display()))?;
+    Ok(SecretString::from(secret))
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(contents.as_bytes())
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    std::fs::write(path, contents)
+}

@@ -1,0 +1,29 @@
+//! What every handler shares: the database, the ingest writer and the secrets it checks with.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sea_orm::DatabaseConnection;
+use secrecy::SecretString;
+use waos_engine::crypto::{PasswordHashing, Sealer};
+use waos_engine::ingest::IngestWriter;
+
+use crate::metrics::Metrics;
+
+pub struct AppState {
+    pub db: DatabaseConnection,
+    pub ingest: IngestWriter,
+    /// The webhook signature key; `None` until an operator sets one (the webhook answers 503).
+    pub app_secret: Option<SecretString>,
+    pub verify_token: Option<SecretString>,
+    /// SHA-256 of the bootstrap admin token.
+    pub admin_token_hash: String,
+    pub hashing: PasswordHashing,
+    pub sealer: Sealer,
+    pub redis: Option<redis::aio::ConnectionManager>,
+    pub metrics: Arc<Metrics>,
+    pub max_body_bytes: usize,
+    pub commit_timeout: Duration,
+    pub session_ttl: Duration,
+    pub ws_ticket_ttl: Duration,
+}
