@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait,
-    IntoActiveModel, QueryFilter, QueryOrder, TransactionTrait,
+    IntoActiveModel, QueryFilter, QueryOrder,
 };
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
@@ -138,9 +138,13 @@ pub async fn update_workspace(
         row.name = Set(non_empty("name", &name)?);
     }
     if let Some(retention) = patch.retention {
-        for days in [retention.message_days, retention.media_days, retention.audit_days]
-            .into_iter()
-            .flatten()
+        for days in [
+            retention.message_days,
+            retention.media_days,
+            retention.audit_days,
+        ]
+        .into_iter()
+        .flatten()
         {
             if !(1..=36_500).contains(&days) {
                 return Err(EngineError::Validation(
@@ -159,7 +163,9 @@ fn require_admin(caller: &Principal, workspace_id: WorkspaceId) -> Result<(), En
     if caller.is_admin_of(workspace_id) {
         Ok(())
     } else if caller.is_member_of(workspace_id) {
-        Err(EngineError::Forbidden("this needs a workspace admin".into()))
+        Err(EngineError::Forbidden(
+            "this needs a workspace admin".into(),
+        ))
     } else {
         Err(EngineError::NotFound("workspace"))
     }
@@ -230,7 +236,9 @@ pub async fn create_team(
         workspace_id: Set(workspace_id.to_string()),
         name: Set(non_empty("name", &input.name)?),
         offer_timeout_secs: Set(offer_timeout(
-            input.offer_timeout_secs.unwrap_or(DEFAULT_OFFER_TIMEOUT_SECS),
+            input
+                .offer_timeout_secs
+                .unwrap_or(DEFAULT_OFFER_TIMEOUT_SECS),
         )?),
         auto_accept: Set(input.auto_accept.unwrap_or(false)),
         active: Set(true),
@@ -393,8 +401,14 @@ pub async fn create_channel(
         workspace_id: Set(workspace_id.to_string()),
         team_id: Set(team.id),
         phone_number_id: Set(digits("phone_number_id", &input.phone_number_id)?),
-        display_phone_number: Set(non_empty("display_phone_number", &input.display_phone_number)?),
-        waba_id: Set(input.waba_id.map(|waba| digits("waba_id", &waba)).transpose()?),
+        display_phone_number: Set(non_empty(
+            "display_phone_number",
+            &input.display_phone_number,
+        )?),
+        waba_id: Set(input
+            .waba_id
+            .map(|waba| digits("waba_id", &waba))
+            .transpose()?),
         access_token_sealed: Set(sealer.seal(&input.access_token)?),
         required_skills: Set(skills(input.required_skills)?),
         paused: Set(false),
@@ -537,7 +551,9 @@ fn email(value: &str) -> Result<String, EngineError> {
     if valid {
         Ok(value)
     } else {
-        Err(EngineError::Validation("`email` is not an email address".into()))
+        Err(EngineError::Validation(
+            "`email` is not an email address".into(),
+        ))
     }
 }
 
@@ -551,10 +567,7 @@ fn capacity(value: i32) -> Result<i32, EngineError> {
     }
 }
 
-fn password(
-    hashing: &PasswordHashing,
-    secret: &SecretString,
-) -> Result<String, EngineError> {
+fn password(hashing: &PasswordHashing, secret: &SecretString) -> Result<String, EngineError> {
     use secrecy::ExposeSecret;
     if secret.expose_secret().chars().count() < MIN_PASSWORD_CHARS {
         return Err(EngineError::Validation(format!(
@@ -602,7 +615,7 @@ pub async fn create_agent(
         created_at: Set(now),
         updated_at: Set(now),
     };
-    let txn = db.begin().await?;
+    let txn = crate::store::begin_write(db).await?;
     let row = row
         .insert(&txn)
         .await
@@ -705,7 +718,7 @@ pub async fn update_agent(
         None => None,
     };
     row.updated_at = Set(Utc::now());
-    let txn = db.begin().await?;
+    let txn = crate::store::begin_write(db).await?;
     let row = row
         .update(&txn)
         .await
@@ -730,4 +743,3 @@ pub async fn update_agent(
         .collect();
     Ok(agent_view(row, teams))
 }
-

@@ -4,9 +4,7 @@
 //! single-use token that lives seconds, for browsers that cannot set headers on a websocket.
 
 use chrono::{DateTime, Duration, Utc};
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter,
-};
+use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
@@ -19,7 +17,9 @@ const SESSION: &str = "session";
 const WS_TICKET: &str = "ws_ticket";
 
 /// An agent's role; each includes what the one before may do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Agent,
@@ -129,7 +129,8 @@ pub async fn login(
 const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$8TzIg8d9VfXoTnaPuJIT0IVhL/Jk0pHFRbmp8vk7Ouc";
 
 fn ids_of(agent: &agent::Model) -> Result<(AgentId, WorkspaceId), EngineError> {
-    let agent_id = AgentId::parse(&agent.id).ok_or_else(|| EngineError::Internal("bad agent id".into()))?;
+    let agent_id =
+        AgentId::parse(&agent.id).ok_or_else(|| EngineError::Internal("bad agent id".into()))?;
     let workspace_id = WorkspaceId::parse(&agent.workspace_id)
         .ok_or_else(|| EngineError::Internal("bad workspace id".into()))?;
     Ok((agent_id, workspace_id))

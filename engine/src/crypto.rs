@@ -97,13 +97,17 @@ impl Sealer {
         rand::rng().fill_bytes(&mut nonce);
         let ciphertext = self
             .cipher
-            .encrypt(XNonce::from_slice(&nonce), secret.expose_secret().as_bytes())
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                secret.expose_secret().as_bytes(),
+            )
             .map_err(|_| EngineError::Internal("sealing a secret failed".to_owned()))?;
         Ok([nonce.as_slice(), &ciphertext].concat())
     }
 
     pub fn open(&self, sealed: &[u8]) -> Result<SecretString, EngineError> {
-        let unreadable = || EngineError::Internal("a sealed secret cannot be opened with this key".to_owned());
+        let unreadable =
+            || EngineError::Internal("a sealed secret cannot be opened with this key".to_owned());
         if sealed.len() < NONCE_LEN {
             return Err(unreadable());
         }

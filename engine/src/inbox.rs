@@ -88,7 +88,10 @@ pub struct ConversationView {
     pub resolved_at: Option<DateTime<Utc>>,
 }
 
-fn conversation_view(row: conversation::Model, contact: Option<contact::Model>) -> ConversationView {
+fn conversation_view(
+    row: conversation::Model,
+    contact: Option<contact::Model>,
+) -> ConversationView {
     ConversationView {
         id: row.id,
         status: row.status,
@@ -286,4 +289,3 @@ pub async fn conversation_audit(
         .await?;
     Ok(rows.into_iter().map(Into::into).collect())
 }
-

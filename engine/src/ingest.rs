@@ -13,7 +13,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DatabaseTransaction,
-    DbErr, EntityTrait, IntoActiveModel, QueryFilter, TransactionTrait, TryInsertResult,
+    DbErr, EntityTrait, IntoActiveModel, QueryFilter, TryInsertResult,
 };
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -180,7 +180,7 @@ async fn write(
     db: &DatabaseConnection,
     submissions: &[&Submission],
 ) -> Result<(Vec<IngestReport>, Vec<InboundEvent>), DbErr> {
-    let txn = db.begin().await?;
+    let txn = crate::store::begin_write(db).await?;
     let mut writer = TxWriter {
         txn: &txn,
         channels: HashMap::new(),
@@ -191,7 +191,11 @@ async fn write(
         let mut report = IngestReport::default();
         for (index, item) in submission.items.iter().enumerate() {
             writer
-                .store_item(item, &leftover_key(&submission.body_sha256, index), &mut report)
+                .store_item(
+                    item,
+                    &leftover_key(&submission.body_sha256, index),
+                    &mut report,
+                )
                 .await?;
         }
         reports.push(report);
@@ -650,7 +654,6 @@ pub async fn reconcile_pending_statuses(
     }
     Ok(())
 }
-
 
 /// Keeps a signed body that is not JSON, for an operator (idempotent on replay).
 pub async fn store_undecodable_body(

@@ -193,16 +193,14 @@ fn decode_value(value: &Value, items: &mut Vec<Item>) {
         .into_iter()
         .flatten()
     {
-        items.push(
-            match decode_message(&phone_number_id, contacts, message) {
-                Ok(message) => Item::Message(message),
-                Err(reason) => Item::Undecodable {
-                    phone_number_id: Some(phone_number_id.clone()),
-                    reason,
-                    raw: message.clone(),
-                },
+        items.push(match decode_message(&phone_number_id, contacts, message) {
+            Ok(message) => Item::Message(message),
+            Err(reason) => Item::Undecodable {
+                phone_number_id: Some(phone_number_id.clone()),
+                reason,
+                raw: message.clone(),
             },
-        );
+        });
     }
     for status in value
         .get("statuses")
@@ -228,7 +226,10 @@ fn decode_value(value: &Value, items: &mut Vec<Item>) {
         items.push(Item::MetaError {
             phone_number_id: Some(phone_number_id.clone()),
             code: error.get("code").and_then(Value::as_i64),
-            title: error.get("title").and_then(Value::as_str).map(str::to_owned),
+            title: error
+                .get("title")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
             raw: error.clone(),
         });
     }
@@ -404,7 +405,11 @@ fn location_text(body: &Value) -> Option<String> {
         Some(Value::String(text)) => Some(text.clone()),
         _ => None,
     };
-    Some(format!("{},{}", coordinate("latitude")?, coordinate("longitude")?))
+    Some(format!(
+        "{},{}",
+        coordinate("latitude")?,
+        coordinate("longitude")?
+    ))
 }
 
 fn contacts_text(body: &Value) -> Option<String> {
@@ -481,7 +486,9 @@ mod tests {
         }));
         let items = items(body);
         assert_eq!(items.len(), 2);
-        assert!(matches!(&items[0], Item::Undecodable { reason, .. } if reason.contains("from")));
+        assert!(
+            matches!(&items[0], Item::Undecodable { reason, .. } if reason.contains("not a string"))
+        );
         assert!(matches!(&items[1], Item::Message(m) if m.text.as_deref() == Some("hi")));
     }
 
@@ -544,13 +551,36 @@ mod tests {
 
     #[test]
     fn other_fields_and_objects_are_ignored() {
-        assert!(matches!(decode(&json!({"object": "page"})), Envelope::OtherObject { .. }));
+        assert!(matches!(
+            decode(&json!({"object": "page"})),
+            Envelope::OtherObject { .. }
+        ));
         let body = json!({"object": WHATSAPP_OBJECT, "entry": [{"changes": [{"field": "calls", "value": {}}]}]});
         let Envelope::WhatsApp(batch) = decode(&body) else {
             panic!("expected whatsapp")
         };
         assert!(batch.items.is_empty());
         assert_eq!(batch.ignored_fields, vec!["calls".to_owned()]);
+    }
+
+    #[test]
+    fn edits_and_revokes_name_the_original() {
+        let body = envelope(json!({
+            "metadata": {"phone_number_id": "1"},
+            "messages": [
+                {"from": "44", "id": "e", "timestamp": "1", "type": "edit", "edit": {"original_message_id": "o", "message": {"type": "text", "text": {"body": "fixed"}}}},
+                {"from": "44", "id": "r", "timestamp": "1", "type": "revoke", "revoke": {"original_message_id": "o"}},
+                {"from": "44", "id": "x", "timestamp": "1", "type": "revoke", "revoke": {}}
+            ]
+        }));
+        let items = items(body);
+        assert!(
+            matches!(&items[0], Item::Message(m) if m.original_wamid.as_deref() == Some("o") && m.text.as_deref() == Some("fixed"))
+        );
+        assert!(
+            matches!(&items[1], Item::Message(m) if m.kind == "revoke" && m.original_wamid.as_deref() == Some("o"))
+        );
+        assert!(matches!(&items[2], Item::Undecodable { .. }));
     }
 
     #[test]

@@ -6,7 +6,11 @@ use waos_web::settings::Settings;
 use waos_web::startup::Application;
 
 #[derive(Parser)]
-#[command(name = "waos", version, about = "Real-time routing of WhatsApp Business conversations to agents.")]
+#[command(
+    name = "waos",
+    version,
+    about = "Real-time routing of WhatsApp Business conversations to agents."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -44,7 +48,12 @@ async fn main() -> anyhow::Result<()> {
             application.run_until_stopped().await?;
         }
         Command::Migrate => {
-            let db = waos_engine::store::connect(&settings.database.url, 1).await?;
+            let db = waos_engine::store::connect(
+                &settings.database.url,
+                1,
+                std::time::Duration::from_millis(settings.database.acquire_timeout_ms),
+            )
+            .await?;
             waos_engine::store::migrate(&db).await?;
             tracing::info!("migrations applied");
         }

@@ -34,9 +34,13 @@ impl Application {
         settings: Settings,
         handoff: Arc<dyn InboundHandoff>,
     ) -> anyhow::Result<Application> {
-        let db = store::connect(&settings.database.url, settings.database.max_connections)
-            .await
-            .context("connecting to the database")?;
+        let db = store::connect(
+            &settings.database.url,
+            settings.database.max_connections,
+            millis(settings.database.acquire_timeout_ms),
+        )
+        .await
+        .context("connecting to the database")?;
         store::migrate(&db).await.context("applying migrations")?;
 
         let redis = if settings.redis.url.is_empty() {
@@ -91,10 +95,7 @@ impl Application {
 
         let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))
             .with_context(|| {
-                format!(
-                    "binding {}:{}",
-                    settings.server.host, settings.server.port
-                )
+                format!("binding {}:{}", settings.server.host, settings.server.port)
             })?;
         let port = listener.local_addr()?.port();
         let app_state = state.clone();
@@ -155,10 +156,16 @@ fn secret_key(settings: &Settings) -> anyhow::Result<SecretString> {
     if is_set(&settings.security.secret_key) {
         return Ok(settings.security.secret_key.clone());
     }
-    read_or_create_secret(Path::new(&settings.security.secret_key_file), new_secret_key_hex)
+    read_or_create_secret(
+        Path::new(&settings.security.secret_key_file),
+        new_secret_key_hex,
+    )
 }
 
-fn read_or_create_secret(path: &Path, make: impl FnOnce() -> String) -> anyhow::Result<SecretString> {
+fn read_or_create_secret(
+    path: &Path,
+    make: impl FnOnce() -> String,
+) -> anyhow::Result<SecretString> {
     if let Ok(existing) = std::fs::read_to_string(path) {
         let existing = existing.trim().to_owned();
         if !existing.is_empty() {
@@ -166,7 +173,8 @@ fn read_or_create_secret(path: &Path, make: impl FnOnce() -> String) -> anyhow::
         }
     }
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
     }
     let secret = make();
     write_private(path, &secret).with_context(|| format!("writing {}", path.display()))?;

@@ -5,22 +5,26 @@ pub mod entity;
 use std::path::Path;
 use std::time::Duration;
 
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
+    DbErr, SqliteTransactionMode, TransactionOptions, TransactionTrait,
+};
 use sea_orm_migration::MigratorTrait;
 use waos_migrations::Migrator;
 
-/// How long a request may wait for a pooled connection before it reports the database unavailable.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
-
 /// Opens the database at `url`, creating a SQLite file (and its folder) when needed.
-pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnection, DbErr> {
+pub async fn connect(
+    url: &str,
+    max_connections: u32,
+    acquire_timeout: Duration,
+) -> Result<DatabaseConnection, DbErr> {
     let url = sqlite_url_with_create(url)?;
     let mut options = ConnectOptions::new(url.clone());
     options
         .max_connections(max_connections)
         .min_connections(1)
-        .acquire_timeout(ACQUIRE_TIMEOUT)
-        .connect_timeout(ACQUIRE_TIMEOUT)
+        .acquire_timeout(acquire_timeout)
+        .connect_timeout(acquire_timeout)
         .sqlx_logging(false);
     let db = Database::connect(options).await?;
     if db.get_database_backend() == DbBackend::Sqlite {
@@ -40,7 +44,10 @@ fn sqlite_url_with_create(url: &str) -> Result<String, DbErr> {
         return Ok(url.to_owned());
     };
     let file = path.split('?').next().unwrap_or(path);
-    if let Some(parent) = Path::new(file).parent().filter(|p| !p.as_os_str().is_empty()) {
+    if let Some(parent) = Path::new(file)
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+    {
         std::fs::create_dir_all(parent)
             .map_err(|error| DbErr::Custom(format!("creating {}: {error}", parent.display())))?;
     }
@@ -49,4 +56,19 @@ fn sqlite_url_with_create(url: &str) -> Result<String, DbErr> {
     } else {
         format!("{url}?mode=rwc")
     })
+}
+
+/// Begins a transaction that will write. On SQLite it takes the write lock up front
+/// (`BEGIN IMMEDIATE`): a deferred transaction that reads first and then writes fails at once
+/// with SQLITE_BUSY when another writer got there in between, instead of waiting its turn.
+pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
+    if db.get_database_backend() == DbBackend::Sqlite {
+        db.begin_with_options(TransactionOptions {
+            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+            ..TransactionOptions::default()
+        })
+        .await
+    } else {
+        db.begin().await
+    }
 }

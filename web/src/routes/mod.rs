@@ -13,7 +13,11 @@ use crate::openapi;
 
 pub fn configure(config: &mut web::ServiceConfig) {
     config
-        .app_data(web::JsonConfig::default().limit(1 << 20).error_handler(json_error))
+        .app_data(
+            web::JsonConfig::default()
+                .limit(1 << 20)
+                .error_handler(json_error),
+        )
         .app_data(web::QueryConfig::default().error_handler(query_error))
         .route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))

@@ -36,11 +36,11 @@ pub struct Handshake {
 #[utoipa::path(get, path = "/webhooks/whatsapp", tag = "webhook",
     params(("hub.mode" = String, Query), ("hub.verify_token" = String, Query), ("hub.challenge" = String, Query)),
     responses((status = 200, description = "the challenge, verbatim", body = String), (status = 403, description = "wrong token or mode")))]
-pub async fn handshake(
-    state: web::Data<AppState>,
-    query: web::Query<Handshake>,
-) -> HttpResponse {
-    let expected = state.verify_token.as_ref().map(|t| t.expose_secret().as_bytes());
+pub async fn handshake(state: web::Data<AppState>, query: web::Query<Handshake>) -> HttpResponse {
+    let expected = state
+        .verify_token
+        .as_ref()
+        .map(|t| t.expose_secret().as_bytes());
     let given = query.verify_token.as_deref().unwrap_or("").as_bytes();
     let token_ok = expected.is_some_and(|expected| bool::from(expected.ct_eq(given)));
     match (&query.mode, &query.challenge) {
@@ -89,7 +89,8 @@ pub async fn receive(
 
     let mut body = web::BytesMut::with_capacity(announced.unwrap_or(0).min(limit as u64) as usize);
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|error| ApiError::BadRequest(format!("reading the body: {error}")))?;
+        let chunk =
+            chunk.map_err(|error| ApiError::BadRequest(format!("reading the body: {error}")))?;
         if body.len() + chunk.len() > limit {
             state.metrics.webhook("too_large");
             return Err(too_large(limit));
@@ -150,7 +151,14 @@ pub async fn receive(
                 .ingested(&report, started.elapsed().as_secs_f64());
             state.metrics.webhook("stored");
             tracing::debug!(?report, "webhook stored");
-            Ok(HttpResponse::Ok().json(serde_json::json!({"received": received})))
+            Ok(HttpResponse::Ok().json(serde_json::json!({
+                "received": received,
+                "messages_stored": report.messages_stored,
+                "statuses_stored": report.statuses_stored,
+                "duplicates": report.duplicates,
+                "unrouted": report.unrouted,
+                "undecodable": report.undecodable,
+            })))
         }
         Ok(Err(error)) => {
             state.metrics.webhook("unavailable");
@@ -163,7 +171,9 @@ pub async fn receive(
         Err(_) => {
             state.metrics.webhook("unavailable");
             tracing::warn!("webhook commit timed out; answering 503 so that Meta retries");
-            Err(ApiError::Unavailable("storing the webhook timed out; retry".into()))
+            Err(ApiError::Unavailable(
+                "storing the webhook timed out; retry".into(),
+            ))
         }
     }
 }

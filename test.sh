@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Runs every test of WaOS against real Postgres and real Redis.
+# Uses them where they answer (127.0.0.1:5432 with trust auth, 127.0.0.1:6379); where they do
+# not, installs them from Debian's packages and starts them. Then: format check, clippy, tests.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+log() { printf '== %s\n' "$*" >&2; }
+
+answers() { # host port
+  (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null
+}
+
+apt_updated=0
+apt_install() {
+  if [ "$apt_updated" = 0 ]; then
+    apt-get update -qq
+    apt_updated=1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+wait_for() { # host port what
+  for _ in $(seq 1 60); do
+    answers "$1" "$2" && return 0
+    sleep 0.5
+  done
+  log "$3 did not start on $1:$2"
+  exit 1
+}
+
+ensure_postgres() {
+  answers 127.0.0.1 5432 && return 0
+  log "Postgres is not answering on 127.0.0.1:5432: installing and starting it"
+  ls /etc/postgresql >/dev/null 2>&1 || apt_install postgresql
+  local version
+  version=$(ls /etc/postgresql | sort -V | tail -n 1)
+  # The tests connect as postgres over TCP without a password (trust, local machine only).
+  local hba="/etc/postgresql/$version/main/pg_hba.conf"
+  if ! grep -q '^host all all 127.0.0.1/32 trust' "$hba"; then
+    sed -i '1i host all all 127.0.0.1/32 trust\nhost all all ::1/128 trust' "$hba"
+  fi
+  pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+  wait_for 127.0.0.1 5432 Postgres
+}
+
+ensure_redis() {
+  answers 127.0.0.1 6379 && return 0
+  log "Redis is not answering on 127.0.0.1:6379: installing and starting it"
+  command -v redis-server >/dev/null 2>&1 || apt_install redis-server
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no
+  wait_for 127.0.0.1 6379 Redis
+}
+
+ensure_postgres
+ensure_redis
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+log "cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+if cargo nextest --version >/dev/null 2>&1; then
+  log "cargo nextest"
+  cargo nextest run --workspace --locked --no-fail-fast "$@"
+else
+  log "cargo test (cargo-nextest is not installed)"
+  cargo test --workspace --locked --no-fail-fast "$@"
+fi

@@ -1,0 +1,566 @@
+//! Test helpers (feature `testing`): a real server on port 0 with its own database, signed
+//! webhooks, API calls, and a TCP proxy that a test cuts to simulate a database outage.
+//!
+//! Postgres and Redis are the real local servers (`WAOS_TEST_POSTGRES_URL`,
+//! `WAOS_TEST_REDIS_URL` override where they are). Every app gets its own database, dropped
+//! when the app is dropped, and its own Redis key prefix.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hmac::{Hmac, KeyInit, Mac};
+use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
+use serde_json::{Value, json};
+use sha2::Sha256;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+use waos_engine::ingest::{InboundEvent, InboundHandoff};
+
+use crate::settings::Settings;
+use crate::startup::Application;
+
+pub const APP_SECRET: &str = "test-app-secret-7c1d";
+pub const VERIFY_TOKEN: &str = "test-verify-token";
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+/// A password long enough for the policy, used by every seeded agent.
+pub const PASSWORD: &str = "correct horse battery";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub fn postgres_admin_url() -> String {
+    std::env::var("WAOS_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+pub fn redis_url() -> String {
+    std::env::var("WAOS_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// The host:port of the test Postgres server.
+pub fn postgres_addr() -> String {
+    let url = postgres_admin_url();
+    let rest = url.split_once("://").map_or(url.as_str(), |(_, rest)| rest);
+    let after_at = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    after_at
+        .split_once('/')
+        .map_or(after_at, |(host, _)| host)
+        .to_owned()
+}
+
+/// The repository's test fixtures (Meta payloads and the pywa corpus).
+pub fn fixtures_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+/// A database of one test's own, removed when dropped.
+pub struct TestDatabase {
+    pub backend: Backend,
+    pub url: String,
+    name: String,
+    folder: Option<PathBuf>,
+}
+
+impl TestDatabase {
+    pub async fn create(backend: Backend) -> TestDatabase {
+        let name = format!("waos_test_{}", uuid::Uuid::new_v4().simple());
+        match backend {
+            Backend::Sqlite => {
+                let folder = std::env::temp_dir().join(&name);
+                std::fs::create_dir_all(&folder).unwrap();
+                let url = format!("sqlite://{}/waos.sqlite", folder.display());
+                TestDatabase {
+                    backend,
+                    url,
+                    name,
+                    folder: Some(folder),
+                }
+            }
+            Backend::Postgres => {
+                let admin = sea_orm::Database::connect(postgres_admin_url())
+                    .await
+                    .expect("Postgres must run at WAOS_TEST_POSTGRES_URL (default 127.0.0.1:5432)");
+                admin
+                    .execute_unprepared(&format!("CREATE DATABASE {name}"))
+                    .await
+                    .unwrap();
+                admin.close().await.unwrap();
+                // The admin URL names a database (`.../postgres`); ours replaces it.
+                let base = postgres_admin_url();
+                let server = base
+                    .rsplit_once('/')
+                    .map_or(base.as_str(), |(server, _)| server);
+                let url = format!("{server}/{name}");
+                TestDatabase {
+                    backend,
+                    url,
+                    name,
+                    folder: None,
+                }
+            }
+        }
+    }
+
+    /// The URL with its host and port replaced (to go through a [`FaultProxy`]).
+    pub fn url_via(&self, port: u16) -> String {
+        let (scheme, rest) = self.url.split_once("://").unwrap();
+        let (userinfo, after_at) = rest.split_once('@').unwrap_or(("", rest));
+        let path = after_at.split_once('/').map_or("", |(_, path)| path);
+        let auth = if userinfo.is_empty() {
+            String::new()
+        } else {
+            format!("{userinfo}@")
+        };
+        format!("{scheme}://{auth}127.0.0.1:{port}/{path}")
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let Some(folder) = &self.folder {
+            let _ = std::fs::remove_dir_all(folder);
+            return;
+        }
+        let name = self.name.clone();
+        // Drop cannot await: drop the database from a thread with a runtime of its own.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                if let Ok(admin) = sea_orm::Database::connect(postgres_admin_url()).await {
+                    let _ = admin
+                        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await;
+                    let _ = admin.close().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// Records what ingest hands to routing, for assertions.
+#[derive(Default)]
+pub struct RecordingHandoff {
+    pub events: Mutex<Vec<InboundEvent>>,
+}
+
+impl InboundHandoff for RecordingHandoff {
+    fn inbound(&self, event: InboundEvent) {
+        self.events.lock().unwrap().push(event);
+    }
+}
+
+/// Settings for a test app: port 0, quick timers, cheap password hashing, test secrets.
+pub fn test_settings(database_url: &str, folder: &Path) -> Settings {
+    let overlay = format!(
+        r#"
+[server]
+port = 0
+workers = 2
+shutdown_timeout_ms = 500
+[database]
+url = "{database_url}"
+max_connections = 8
+acquire_timeout_ms = 1000
+[redis]
+key_prefix = "waos:test:{prefix}:"
+[meta]
+app_secret = "{APP_SECRET}"
+verify_token = "{VERIFY_TOKEN}"
+graph_url = "http://127.0.0.1:9/v25.0"
+[admin]
+token = "{ADMIN_TOKEN}"
+token_file = "{folder}/admin-token"
+[security]
+secret_key_file = "{folder}/secret-key"
+argon2_memory_kib = 1024
+argon2_iterations = 1
+[ingest]
+commit_timeout_ms = 2000
+[routing]
+disconnect_grace_ms = 200
+decline_cooldown_ms = 500
+reopen_window_ms = 1000
+"#,
+        prefix = uuid::Uuid::new_v4().simple(),
+        folder = folder.display(),
+    );
+    Settings::load_from(Path::new("config"), None, Some(&overlay)).unwrap()
+}
+
+/// A running server and what a test needs to talk to it.
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    /// A connection of the test's own, for assertions on what was stored.
+    pub db: DatabaseConnection,
+    pub handoff: Arc<RecordingHandoff>,
+    pub settings: Settings,
+    server: actix_web::dev::ServerHandle,
+    // Declared last: dropped after the server stops.
+    pub database: TestDatabase,
+    folder: PathBuf,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.folder);
+        drop(self.server.stop(false));
+    }
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, |_, _| {}).await
+}
+
+/// Spawns an app after `adjust` has changed its settings (given the database for URLs).
+pub async fn spawn_app_with(
+    backend: Backend,
+    adjust: impl FnOnce(&mut Settings, &TestDatabase),
+) -> TestApp {
+    let database = TestDatabase::create(backend).await;
+    let folder = std::env::temp_dir().join(format!("waos-app-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&folder).unwrap();
+    let mut settings = test_settings(&database.url, &folder);
+    adjust(&mut settings, &database);
+    let handoff = Arc::new(RecordingHandoff::default());
+    let application = Application::build_with_handoff(settings.clone(), handoff.clone())
+        .await
+        .expect("the app builds");
+    let address = format!("http://127.0.0.1:{}", application.port());
+    let server = application.into_server();
+    let handle = server.handle();
+    actix_web::rt::spawn(server);
+    let db = waos_engine::store::connect(&database.url, 4, Duration::from_secs(5))
+        .await
+        .unwrap();
+    TestApp {
+        address,
+        client: reqwest::Client::new(),
+        db,
+        handoff,
+        settings,
+        server: handle,
+        database,
+        folder,
+    }
+}
+
+/// `sha256=<hex>` of `body` under the test app secret.
+pub fn sign(body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(APP_SECRET.as_bytes()).unwrap();
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// The fixture world of the payloads: one workspace, a team, and channels for every
+/// phone_number_id the fixtures use except `115566778899002`, which stays unknown (unrouted).
+pub struct World {
+    pub workspace_id: String,
+    pub team_id: String,
+    pub admin_token: String,
+}
+
+pub const PHONE_NUMBER_ID_1: &str = "115566778899001";
+pub const PHONE_NUMBER_ID_UNKNOWN: &str = "115566778899002";
+/// The numbers of the pywa corpus (its placeholder `<BUSINESS_PHONE_NUMBER_ID>` stays unrouted).
+pub const PYWA_PHONE_NUMBER_IDS: [&str; 2] = ["1122334455667", "106540352242922"];
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn post_webhook(&self, body: &[u8]) -> reqwest::Response {
+        self.post_webhook_signed(body, Some(&sign(body))).await
+    }
+
+    pub async fn post_webhook_signed(
+        &self,
+        body: &[u8],
+        signature: Option<&str>,
+    ) -> reqwest::Response {
+        let mut request = self
+            .client
+            .post(self.url("/webhooks/whatsapp"))
+            .header("content-type", "application/json")
+            .body(body.to_vec());
+        if let Some(signature) = signature {
+            request = request.header("x-hub-signature-256", signature);
+        }
+        request.send().await.unwrap()
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn patch(&self, path: &str, token: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .patch(self.url(path))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// POSTs and returns the JSON of a response that must have `status`.
+    pub async fn post_ok(&self, path: &str, token: &str, body: &Value, status: u16) -> Value {
+        let response = self.post(path, token, body).await;
+        let got = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        assert_eq!(got, status, "POST {path}: {text}");
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
+
+    pub async fn get_ok(&self, path: &str, token: &str) -> Value {
+        let response = self.get(path, token).await;
+        let got = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        assert_eq!(got, 200, "GET {path}: {text}");
+        serde_json::from_str(&text).unwrap()
+    }
+
+    pub async fn create_workspace(&self, name: &str) -> String {
+        let created = self
+            .post_ok(
+                "/api/v1/workspaces",
+                ADMIN_TOKEN,
+                &json!({"name": name}),
+                201,
+            )
+            .await;
+        created["id"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn create_team(&self, workspace_id: &str, name: &str) -> String {
+        let created = self
+            .post_ok(
+                &format!("/api/v1/workspaces/{workspace_id}/teams"),
+                ADMIN_TOKEN,
+                &json!({"name": name}),
+                201,
+            )
+            .await;
+        created["id"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn create_channel(
+        &self,
+        workspace_id: &str,
+        team_id: &str,
+        phone_number_id: &str,
+    ) -> String {
+        let created = self
+            .post_ok(
+                &format!("/api/v1/workspaces/{workspace_id}/channels"),
+                ADMIN_TOKEN,
+                &json!({"phone_number_id": phone_number_id, "display_phone_number": "+1 555 0100",
+                        "access_token": "EAAG-test-token", "team_id": team_id}),
+                201,
+            )
+            .await;
+        created["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Creates an agent and signs it in; returns (agent id, session token).
+    pub async fn create_agent(
+        &self,
+        workspace_id: &str,
+        email: &str,
+        role: &str,
+        team_ids: &[&str],
+    ) -> (String, String) {
+        let created = self
+            .post_ok(
+                &format!("/api/v1/workspaces/{workspace_id}/agents"),
+                ADMIN_TOKEN,
+                &json!({"name": email, "email": email, "password": PASSWORD, "role": role,
+                        "capacity": 3, "team_ids": team_ids}),
+                201,
+            )
+            .await;
+        let session = self
+            .post_ok(
+                "/api/v1/auth/login",
+                "",
+                &json!({"email": email, "password": PASSWORD}),
+                200,
+            )
+            .await;
+        (
+            created["id"].as_str().unwrap().to_owned(),
+            session["token"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// Seeds the payload fixtures' world (see [`World`]).
+    pub async fn seed_world(&self) -> World {
+        let workspace_id = self.create_workspace("Fixture Co").await;
+        let team_id = self.create_team(&workspace_id, "Support").await;
+        self.create_channel(&workspace_id, &team_id, PHONE_NUMBER_ID_1)
+            .await;
+        for phone_number_id in PYWA_PHONE_NUMBER_IDS {
+            self.create_channel(&workspace_id, &team_id, phone_number_id)
+                .await;
+        }
+        let (_, admin_token) = self
+            .create_agent(&workspace_id, "admin@fixture.example", "admin", &[&team_id])
+            .await;
+        World {
+            workspace_id,
+            team_id,
+            admin_token,
+        }
+    }
+
+    /// Rows in `table` (optionally with a WHERE clause), straight from the database.
+    pub async fn count(&self, table: &str, filter: &str) -> i64 {
+        let sql = if filter.is_empty() {
+            format!("SELECT COUNT(*) AS n FROM {table}")
+        } else {
+            format!("SELECT COUNT(*) AS n FROM {table} WHERE {filter}")
+        };
+        let row = self
+            .db
+            .query_one_raw(Statement::from_string(self.db.get_database_backend(), sql))
+            .await
+            .unwrap()
+            .unwrap();
+        row.try_get::<i64>("", "n").unwrap()
+    }
+
+    /// One text column of the first row matching `filter`.
+    pub async fn scalar(&self, table: &str, column: &str, filter: &str) -> Option<String> {
+        let sql = format!("SELECT {column} AS v FROM {table} WHERE {filter}");
+        let row = self
+            .db
+            .query_one_raw(Statement::from_string(self.db.get_database_backend(), sql))
+            .await
+            .unwrap()?;
+        row.try_get::<Option<String>>("", "v").unwrap()
+    }
+
+    /// Counts of every table the webhook writes, for "replay changes nothing" checks.
+    pub async fn snapshot(&self) -> Vec<i64> {
+        let mut counts = Vec::new();
+        for table in [
+            "messages",
+            "message_statuses",
+            "conversations",
+            "contacts",
+            "unrouted_items",
+            "undecodable_items",
+        ] {
+            counts.push(self.count(table, "").await);
+        }
+        counts
+    }
+}
+
+/// Waits until `condition` holds, or panics after `deadline`.
+pub async fn eventually<F, Fut>(deadline: Duration, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = std::time::Instant::now();
+    while !condition().await {
+        assert!(
+            start.elapsed() < deadline,
+            "condition not met within {deadline:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A TCP proxy a test controls: `cut` closes every connection and refuses new ones until
+/// `restore`. Used to take a database away from the engine without touching the shared server.
+pub struct FaultProxy {
+    pub port: u16,
+    up: Arc<AtomicBool>,
+    connections: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    acceptor: JoinHandle<()>,
+}
+
+impl FaultProxy {
+    pub async fn start(target: String) -> FaultProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let up = Arc::new(AtomicBool::new(true));
+        let connections: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let acceptor = tokio::spawn({
+            let up = up.clone();
+            let connections = connections.clone();
+            async move {
+                while let Ok((mut inbound, _)) = listener.accept().await {
+                    if !up.load(Ordering::SeqCst) {
+                        drop(inbound);
+                        continue;
+                    }
+                    let target = target.clone();
+                    let task = tokio::spawn(async move {
+                        if let Ok(mut outbound) = TcpStream::connect(&target).await {
+                            let _ =
+                                tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        }
+                    });
+                    connections.lock().unwrap().push(task);
+                }
+            }
+        });
+        FaultProxy {
+            port,
+            up,
+            connections,
+            acceptor,
+        }
+    }
+
+    /// Closes every proxied connection mid-stream and refuses new ones.
+    pub fn cut(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        for task in self.connections.lock().unwrap().drain(..) {
+            task.abort();
+        }
+    }
+
+    pub fn restore(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.acceptor.abort();
+        for task in self.connections.lock().unwrap().drain(..) {
+            task.abort();
+        }
+    }
+}

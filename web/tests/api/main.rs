@@ -1,0 +1,28 @@
+//! Integration tests: the real `waos` server on port 0, with its own database per test, on
+//! SQLite and on the local Postgres (and Redis where the code uses it). Meta is the only fake.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+/// Runs `async fn $name(backend)` once on SQLite and once on Postgres.
+macro_rules! on_both_backends {
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            #[actix_web::test]
+            async fn sqlite() {
+                super::$name(waos_web::testing::Backend::Sqlite).await
+            }
+            #[actix_web::test]
+            async fn postgres() {
+                super::$name(waos_web::testing::Backend::Postgres).await
+            }
+        }
+    )+};
+}
+
+mod binary;
+mod concurrency;
+mod outage;
+mod payloads;
+mod pywa;
+mod rest;
+mod signatures;
