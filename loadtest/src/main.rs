@@ -1,1 +1,29 @@
-fn main() {}
+//! `waos-loadtest`: see the crate documentation, or `waos-loadtest --help`.
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "waos-loadtest", about = "Open-loop load generators for WaOS (loopback targets only).")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Signed webhooks, one text message each, at a constant rate; prints latency to the 200
+    /// (from each request's scheduled time) and the achieved rate as JSON. Creates its own
+    /// workspace, team and channels with the admin token first.
+    Ingest(waos_loadtest::ingest::IngestArgs),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Ingest(args) => {
+            let report = waos_loadtest::ingest::run(args).await?;
+            println!("{}", serde_json::to_string_pretty(&report.to_json())?);
+        }
+    }
+    Ok(())
+}
