@@ -62,3 +62,61 @@ pub async fn record(db: &impl ConnectionTrait, event: AuditRecord) -> Result<(),
     .await
     .map(|_| ())
 }
+
+/// Most events written in one statement.
+const AUDIT_BATCH: usize = 500;
+
+/// The batched audit writer: actors hand it events without waiting; one task appends them in
+/// the order they were handed over, many per statement.
+#[derive(Clone)]
+pub struct AuditWriter {
+    events: tokio::sync::mpsc::UnboundedSender<AuditRecord>,
+}
+
+impl AuditWriter {
+    /// Starts the writer task on the current runtime; it ends when every handle is dropped.
+    pub fn spawn(db: sea_orm::DatabaseConnection) -> Self {
+        let (events, mut queue) = tokio::sync::mpsc::unbounded_channel::<AuditRecord>();
+        tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(AUDIT_BATCH);
+            while queue.recv_many(&mut batch, AUDIT_BATCH).await > 0 {
+                let rows: Vec<audit_event::ActiveModel> = batch
+                    .drain(..)
+                    .map(|event| audit_event::ActiveModel {
+                        workspace_id: Set(event.workspace_id),
+                        conversation_id: Set(event.conversation_id),
+                        agent_id: Set(event.agent_id),
+                        kind: Set(event.kind),
+                        reason: Set(event.reason),
+                        text: Set(event.text),
+                        created_at: Set(Utc::now()),
+                        ..Default::default()
+                    })
+                    .collect();
+                // The audit must not silently lose events: retry a failed batch until it lands.
+                let mut delay = std::time::Duration::from_millis(50);
+                loop {
+                    use sea_orm::EntityTrait;
+                    match audit_event::Entity::insert_many(rows.clone())
+                        .exec_without_returning(&db)
+                        .await
+                    {
+                        Ok(_) => break,
+                        Err(error) => {
+                            tracing::warn!(%error, "audit batch not written; retrying");
+                            tokio::time::sleep(delay).await;
+                            delay = (delay * 2).min(std::time::Duration::from_secs(5));
+                        }
+                    }
+                }
+            }
+        });
+        Self { events }
+    }
+
+    pub fn record(&self, event: AuditRecord) {
+        if self.events.send(event).is_err() {
+            tracing::error!("audit writer stopped; event lost");
+        }
+    }
+}

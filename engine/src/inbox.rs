@@ -73,6 +73,7 @@ impl From<contact::Model> for ContactView {
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct ConversationView {
     pub id: String,
+    pub workspace_id: String,
     /// `waiting`, `offered`, `assigned` or `resolved`.
     pub status: String,
     pub team_id: String,
@@ -94,6 +95,7 @@ fn conversation_view(
 ) -> ConversationView {
     ConversationView {
         id: row.id,
+        workspace_id: row.workspace_id,
         status: row.status,
         team_id: row.team_id,
         channel_id: row.channel_id,

@@ -29,15 +29,17 @@ use crate::store::entity::{
 pub const CUSTOMER_SERVICE_WINDOW: ChronoDuration = ChronoDuration::hours(24);
 
 /// A stored inbound message the engine must route, handed over after its commit.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct InboundEvent {
     pub workspace_id: WorkspaceId,
     pub team_id: TeamId,
     pub channel_id: ChannelId,
     pub conversation_id: ConversationId,
     pub message_id: MessageId,
-    /// True when this message opened a new conversation.
+    /// True when this message opened a conversation (new, or reopened within the window).
     pub opened: bool,
+    /// The stored message, as agents see it.
+    pub message: crate::inbox::MessageView,
 }
 
 /// The one seam between ingest and routing: called once per newly stored inbound message,
@@ -95,6 +97,8 @@ pub struct IngestSettings {
     pub queue_capacity: usize,
     /// Most jobs in one transaction.
     pub max_batch: usize,
+    /// A customer message this soon after a resolve reopens that conversation.
+    pub reopen_window: ChronoDuration,
 }
 
 /// A cloneable handle to the writer task.
@@ -111,7 +115,7 @@ impl IngestWriter {
         settings: IngestSettings,
     ) -> Self {
         let (jobs, queue) = mpsc::channel(settings.queue_capacity.max(1));
-        tokio::spawn(run_writer(db, handoff, queue, settings.max_batch.max(1)));
+        tokio::spawn(run_writer(db, handoff, queue, settings));
         Self { jobs }
     }
 
@@ -132,8 +136,9 @@ async fn run_writer(
     db: DatabaseConnection,
     handoff: Arc<dyn InboundHandoff>,
     mut queue: mpsc::Receiver<Job>,
-    max_batch: usize,
+    settings: IngestSettings,
 ) {
+    let max_batch = settings.max_batch.max(1);
     while let Some(first) = queue.recv().await {
         let mut jobs = vec![first];
         while jobs.len() < max_batch {
@@ -143,7 +148,7 @@ async fn run_writer(
             }
         }
         let submissions: Vec<&Submission> = jobs.iter().map(|job| &job.submission).collect();
-        match write(&db, &submissions).await {
+        match write(&db, &submissions, &settings).await {
             Ok((reports, events)) => {
                 for (job, report) in jobs.into_iter().zip(reports) {
                     let _ = job.reply.send(Ok(report));
@@ -159,7 +164,7 @@ async fn run_writer(
             Err(error) => {
                 tracing::warn!(%error, jobs = jobs.len(), "group commit failed; retrying each job alone");
                 for job in jobs {
-                    let result = write(&db, &[&job.submission]).await;
+                    let result = write(&db, &[&job.submission], &settings).await;
                     match result {
                         Ok((mut reports, events)) => {
                             let _ = job.reply.send(Ok(reports.pop().unwrap_or_default()));
@@ -179,12 +184,14 @@ async fn run_writer(
 async fn write(
     db: &DatabaseConnection,
     submissions: &[&Submission],
+    settings: &IngestSettings,
 ) -> Result<(Vec<IngestReport>, Vec<InboundEvent>), DbErr> {
     let txn = crate::store::begin_write(db).await?;
     let mut writer = TxWriter {
         txn: &txn,
         channels: HashMap::new(),
         events: Vec::new(),
+        reopen_window: settings.reopen_window,
     };
     let mut reports = Vec::with_capacity(submissions.len());
     for submission in submissions {
@@ -223,6 +230,7 @@ struct TxWriter<'t> {
     /// Channels by phone_number_id, looked up once per transaction.
     channels: HashMap<String, Option<channel::Model>>,
     events: Vec<InboundEvent>,
+    reopen_window: ChronoDuration,
 }
 
 impl TxWriter<'_> {
@@ -374,7 +382,7 @@ impl TxWriter<'_> {
             kind: Set(inbound.kind.clone()),
             text: Set(inbound.text.clone()),
             media_id: Set(inbound.media_id.clone()),
-            context_wamid: Set(context_wamid),
+            context_wamid: Set(context_wamid.clone()),
             reaction: Set(None),
             status: Set("received".to_owned()),
             error: Set(None),
@@ -383,6 +391,27 @@ impl TxWriter<'_> {
             created_at: Set(now),
             updated_at: Set(now),
         };
+        let view: crate::inbox::MessageView = message::Model {
+            id: message_id.to_string(),
+            workspace_id: channel.workspace_id.clone(),
+            conversation_id: conversation.id.clone(),
+            channel_id: channel.id.clone(),
+            phone_number_id: inbound.phone_number_id.clone(),
+            wamid: Some(inbound.wamid.clone()),
+            direction: "in".to_owned(),
+            kind: inbound.kind.clone(),
+            text: inbound.text.clone(),
+            media_id: inbound.media_id.clone(),
+            context_wamid,
+            reaction: None,
+            status: "received".to_owned(),
+            error: None,
+            raw: Value::Null,
+            provider_timestamp: inbound.timestamp,
+            created_at: now,
+            updated_at: now,
+        }
+        .into();
         let inserted = message::Entity::insert(row)
             .on_conflict_do_nothing_on([message::Column::PhoneNumberId, message::Column::Wamid])
             .exec_without_returning(self.txn)
@@ -420,6 +449,7 @@ impl TxWriter<'_> {
                 conversation_id,
                 message_id,
                 opened,
+                message: view,
             });
         }
         Ok(())
@@ -515,6 +545,9 @@ impl TxWriter<'_> {
             .one(self.txn)
             .await?;
         let Some(open) = open else {
+            if let Some(reopened) = self.reopen(channel, contact, inbound).await? {
+                return Ok((reopened, true));
+            }
             let row = conversation::ActiveModel {
                 id: Set(ConversationId::new().to_string()),
                 workspace_id: Set(channel.workspace_id.clone()),
@@ -543,6 +576,49 @@ impl TxWriter<'_> {
         row.window_expires_at = Set(Some(inbound.timestamp + CUSTOMER_SERVICE_WINDOW));
         row.updated_at = Set(now);
         Ok((row.update(self.txn).await?, false))
+    }
+
+    /// Reopens the contact's last conversation on this channel if it was resolved within the
+    /// reopen window; it waits for an agent again.
+    async fn reopen(
+        &self,
+        channel: &channel::Model,
+        contact: &contact::Model,
+        inbound: &InboundMessage,
+    ) -> Result<Option<conversation::Model>, DbErr> {
+        use sea_orm::QueryOrder;
+        let now = Utc::now();
+        let recent = conversation::Entity::find()
+            .filter(conversation::Column::ChannelId.eq(&channel.id))
+            .filter(conversation::Column::ContactId.eq(&contact.id))
+            .filter(conversation::Column::Status.eq("resolved"))
+            .filter(conversation::Column::ResolvedAt.gte(now - self.reopen_window))
+            .order_by_desc(conversation::Column::ResolvedAt)
+            .one(self.txn)
+            .await?;
+        let Some(recent) = recent else {
+            return Ok(None);
+        };
+        let mut row = recent.into_active_model();
+        row.status = Set("waiting".to_owned());
+        row.assigned_agent_id = Set(None);
+        row.resolved_at = Set(None);
+        row.last_inbound_at = Set(Some(inbound.timestamp));
+        row.window_expires_at = Set(Some(inbound.timestamp + CUSTOMER_SERVICE_WINDOW));
+        row.updated_at = Set(now);
+        let reopened = row.update(self.txn).await?;
+        crate::audit::record(
+            self.txn,
+            crate::audit::AuditRecord {
+                workspace_id: Some(reopened.workspace_id.clone()),
+                conversation_id: Some(reopened.id.clone()),
+                kind: "reopened".to_owned(),
+                text: "reopened by a new customer message within the reopen window".to_owned(),
+                ..Default::default()
+            },
+        )
+        .await?;
+        Ok(Some(reopened))
     }
 
     /// Keeps every distinct status, and moves the message's status forward only.

@@ -9,7 +9,9 @@
 //! - [`admin`], [`auth`], [`inbox`]: workspace administration, sign-in and tokens, and the
 //!   conversation queries behind the REST API, each scoped by workspace and role.
 //! - [`crypto`]: token hashes, argon2 passwords, sealed channel tokens.
-//! - [`audit`]: the append-only audit trail (security events today, routing events next).
+//! - [`routing`]: the actors (directory, supervisor per workspace, conversation, agent) and the
+//!   pure routing policy; see its module map for the message flow.
+//! - [`audit`]: the append-only audit trail and its batched writer.
 //!
 //! Concurrency: one ingest writer task owns all webhook writes (group commit); REST calls run
 //! on the web workers and go straight to the database pool.
@@ -28,6 +30,7 @@ pub mod ids;
 pub mod inbox;
 pub mod ingest;
 pub mod meta;
+pub mod routing;
 pub mod store;
 
 pub use error::EngineError;

@@ -18,6 +18,10 @@ pub enum ApiError {
     Conflict(String),
     #[error("{0}")]
     Validation(String),
+    #[error("the agent has no free capacity")]
+    OverCapacity,
+    #[error("the conversation is not assigned to this agent")]
+    NotAssigned,
     #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]
@@ -49,6 +53,8 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::Conflict(_) => "conflict",
             ApiError::Validation(_) => "validation_failed",
+            ApiError::OverCapacity => "over_capacity",
+            ApiError::NotAssigned => "not_assigned",
             ApiError::BadRequest(_) => "bad_request",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::Unavailable(_) => "unavailable",
@@ -65,6 +71,7 @@ impl ResponseError for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::OverCapacity | ApiError::NotAssigned => StatusCode::CONFLICT,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

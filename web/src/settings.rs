@@ -23,6 +23,7 @@ pub struct Settings {
     pub security: SecuritySettings,
     pub ingest: IngestSettings,
     pub routing: RoutingSettings,
+    pub websocket: WebsocketSettings,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -90,6 +91,17 @@ pub struct RoutingSettings {
     pub disconnect_grace_ms: u64,
     pub decline_cooldown_ms: u64,
     pub reopen_window_ms: u64,
+    pub offer_timeout_unit_ms: u64,
+    pub window_warning_ms: u64,
+    pub sticky: bool,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebsocketSettings {
+    pub heartbeat_interval_ms: u64,
+    pub client_timeout_ms: u64,
+    pub outbox_capacity: usize,
 }
 
 impl Settings {

@@ -9,7 +9,10 @@ use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use secrecy::{ExposeSecret, SecretString};
 use waos_engine::crypto::{PasswordHashing, Sealer, new_secret_key_hex, new_token, token_hash};
-use waos_engine::ingest::{InboundHandoff, IngestSettings, IngestWriter, LogHandoff};
+use waos_engine::audit::AuditWriter;
+use waos_engine::ingest::{InboundEvent, InboundHandoff, IngestSettings, IngestWriter};
+use waos_engine::routing::directory::Engine;
+use waos_engine::routing::{RoutingContext, RoutingSettings};
 use waos_engine::store;
 
 use crate::metrics::Metrics;
@@ -21,18 +24,21 @@ pub struct Application {
     port: u16,
     server: Server,
     state: web::Data<AppState>,
+    /// Kept for the life of the server: dropping it stops the routing actors.
+    engine: Arc<Engine>,
 }
 
 impl Application {
-    /// Connects, migrates, starts the ingest writer and binds the listener (port 0 picks one).
+    /// Connects, migrates, starts the routing engine and the ingest writer, and binds the
+    /// listener (port 0 picks one).
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
-        Self::build_with_handoff(settings, Arc::new(LogHandoff)).await
+        Self::build_observed(settings, None).await
     }
 
-    /// The same, with the seam to routing named explicitly (tests record what is handed over).
-    pub async fn build_with_handoff(
+    /// The same, with an observer of everything ingest hands to routing (for tests).
+    pub async fn build_observed(
         settings: Settings,
-        handoff: Arc<dyn InboundHandoff>,
+        observer: Option<Arc<dyn InboundHandoff>>,
     ) -> anyhow::Result<Application> {
         let db = store::connect(
             &settings.database.url,
@@ -68,17 +74,39 @@ impl Application {
             settings.security.argon2_memory_kib,
             settings.security.argon2_iterations,
         )?;
+        // One engine per process, started before the HTTP workers so that they all share it.
+        let routing = RoutingContext::new(
+            db.clone(),
+            AuditWriter::spawn(db.clone()),
+            RoutingSettings {
+                offer_timeout_unit: millis(settings.routing.offer_timeout_unit_ms),
+                disconnect_grace: millis(settings.routing.disconnect_grace_ms),
+                decline_cooldown: millis(settings.routing.decline_cooldown_ms),
+                window_warning: millis(settings.routing.window_warning_ms),
+                sticky: settings.routing.sticky,
+            },
+        );
+        let engine = Arc::new(Engine::start(routing));
+        let handoff: Arc<dyn InboundHandoff> = match observer {
+            Some(observer) => Arc::new(Both(engine.handoff(), observer)),
+            None => engine.handoff(),
+        };
         let ingest = IngestWriter::spawn(
             db.clone(),
             handoff,
             IngestSettings {
                 queue_capacity: settings.ingest.queue_capacity,
                 max_batch: settings.ingest.max_batch,
+                reopen_window: chrono::Duration::milliseconds(
+                    i64::try_from(settings.routing.reopen_window_ms).unwrap_or(i64::MAX),
+                ),
             },
         );
 
         let state = web::Data::new(AppState {
             db,
+            directory: engine.directory.clone(),
+            websocket: settings.websocket.clone(),
             ingest,
             app_secret,
             verify_token,
@@ -115,6 +143,7 @@ impl Application {
             port,
             server,
             state,
+            engine,
         })
     }
 
@@ -128,11 +157,13 @@ impl Application {
 
     /// Serves until the server is stopped (SIGTERM or SIGINT drain in-flight requests).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let _engine = self.engine;
         self.server.await
     }
 
-    pub fn into_server(self) -> Server {
-        self.server
+    /// The server and the engine it needs alive while it runs.
+    pub fn into_parts(self) -> (Server, Arc<Engine>) {
+        (self.server, self.engine)
     }
 }
 
@@ -197,4 +228,14 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
 #[cfg(not(unix))]
 fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     std::fs::write(path, contents)
+}
+
+/// Hands each event to two seams (the engine, and a test's observer).
+struct Both(Arc<dyn InboundHandoff>, Arc<dyn InboundHandoff>);
+
+impl InboundHandoff for Both {
+    fn inbound(&self, event: InboundEvent) {
+        self.1.inbound(event.clone());
+        self.0.inbound(event);
+    }
 }

@@ -188,9 +188,14 @@ argon2_iterations = 1
 [ingest]
 commit_timeout_ms = 2000
 [routing]
-disconnect_grace_ms = 200
-decline_cooldown_ms = 500
-reopen_window_ms = 1000
+disconnect_grace_ms = 300
+decline_cooldown_ms = 60000
+reopen_window_ms = 60000
+# A team's offer_timeout_secs of 10 lasts 200 ms here.
+offer_timeout_unit_ms = 20
+[websocket]
+heartbeat_interval_ms = 200
+client_timeout_ms = 2000
 "#,
         prefix = uuid::Uuid::new_v4().simple(),
         folder = folder.display(),
@@ -207,6 +212,8 @@ pub struct TestApp {
     pub handoff: Arc<RecordingHandoff>,
     pub settings: Settings,
     server: actix_web::dev::ServerHandle,
+    /// The routing engine; `stop_engine` drops it to simulate a crash of the routing thread.
+    pub engine: Option<Arc<waos_engine::routing::directory::Engine>>,
     // Declared last: dropped after the server stops.
     pub database: TestDatabase,
     folder: PathBuf,
@@ -234,11 +241,11 @@ pub async fn spawn_app_with(
     let mut settings = test_settings(&database.url, &folder);
     adjust(&mut settings, &database);
     let handoff = Arc::new(RecordingHandoff::default());
-    let application = Application::build_with_handoff(settings.clone(), handoff.clone())
+    let application = Application::build_observed(settings.clone(), Some(handoff.clone()))
         .await
         .expect("the app builds");
     let address = format!("http://127.0.0.1:{}", application.port());
-    let server = application.into_server();
+    let (server, engine) = application.into_parts();
     let handle = server.handle();
     actix_web::rt::spawn(server);
     let db = waos_engine::store::connect(&database.url, 4, Duration::from_secs(5))
@@ -251,6 +258,7 @@ pub async fn spawn_app_with(
         handoff,
         settings,
         server: handle,
+        engine: Some(engine),
         database,
         folder,
     }

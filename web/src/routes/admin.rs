@@ -206,14 +206,25 @@ pub async fn update_agent(
 ) -> Result<HttpResponse, ApiError> {
     let (workspace, agent) = path.into_inner();
     let agent = parse_id(&agent, AgentId::parse, "agent")?;
+    let workspace = workspace_id(&workspace)?;
     let updated = admin::update_agent(
         &state.db,
         &state.hashing,
         &caller,
-        workspace_id(&workspace)?,
+        workspace,
         agent,
         patch.into_inner(),
     )
     .await?;
+    // Routing sees new capacity, teams and skills at once.
+    if let Ok(supervisor) = state
+        .directory
+        .send(waos_engine::routing::directory::GetSupervisor {
+            workspace_id: workspace,
+        })
+        .await
+    {
+        supervisor.do_send(waos_engine::routing::supervisor::ReloadAgent { agent_id: agent });
+    }
     Ok(HttpResponse::Ok().json(updated))
 }

@@ -92,3 +92,53 @@ pub async fn audit(
     let events = inbox::conversation_audit(&state.db, &caller, conversation_id(&path)?).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({"items": events, "next_cursor": null})))
 }
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AssignRequest {
+    pub agent_id: String,
+}
+
+/// A supervisor assigns a waiting conversation by hand; refused when the agent is full.
+#[utoipa::path(post, path = "/api/v1/conversations/{id}/assign", tag = "conversations", request_body = AssignRequest,
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, description = "over_capacity, or not waiting", body = ErrorBody)), security(("bearer" = [])))]
+pub async fn assign(
+    state: web::Data<AppState>,
+    Caller(caller): Caller,
+    path: web::Path<String>,
+    input: web::Json<AssignRequest>,
+) -> Result<HttpResponse, ApiError> {
+    use waos_engine::auth::{Principal, Role};
+    use waos_engine::routing::RoutingError;
+    use waos_engine::routing::directory::GetSupervisor;
+    use waos_engine::routing::supervisor::ManualAssign;
+
+    if let Principal::Agent(agent) = &caller
+        && agent.role < Role::Supervisor
+    {
+        return Err(ApiError::Forbidden("assigning by hand needs a supervisor".into()));
+    }
+    let conversation = inbox::get_conversation(&state.db, &caller, conversation_id(&path)?).await?;
+    let agent_id = parse_id(&input.agent_id, waos_engine::ids::AgentId::parse, "agent")?;
+    let workspace_id = waos_engine::ids::WorkspaceId::parse(&conversation.workspace_id)
+        .ok_or_else(|| ApiError::Internal("bad workspace id".into()))?;
+    let unavailable = |_| ApiError::Unavailable("the routing engine is not running".into());
+    let supervisor = state
+        .directory
+        .send(GetSupervisor { workspace_id })
+        .await
+        .map_err(unavailable)?;
+    let conversation_id = conversation_id(&path)?;
+    match supervisor
+        .send(ManualAssign { conversation_id, agent_id })
+        .await
+        .map_err(unavailable)?
+    {
+        Ok(()) => Ok(HttpResponse::NoContent().finish()),
+        Err(RoutingError::OverCapacity) => Err(ApiError::OverCapacity),
+        Err(RoutingError::NotFound(what)) => Err(ApiError::NotFound(what.into())),
+        Err(RoutingError::NotAssigned) => Err(ApiError::NotAssigned),
+        Err(RoutingError::Conflict(message)) => Err(ApiError::Conflict(message)),
+        Err(RoutingError::Unavailable) => Err(ApiError::Unavailable("the routing engine is not running".into())),
+    }
+}

@@ -5,6 +5,7 @@ pub mod conversations;
 pub mod health;
 pub mod session;
 pub mod webhook;
+pub mod ws;
 
 use actix_web::{HttpResponse, web};
 
@@ -22,6 +23,7 @@ pub fn configure(config: &mut web::ServiceConfig) {
         .route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
         .route("/metrics", web::get().to(health::metrics))
+        .route("/ws/agent", web::get().to(ws::agent_socket))
         .service(
             web::resource("/webhooks/whatsapp")
                 .route(web::get().to(webhook::handshake))
@@ -75,6 +77,10 @@ pub fn configure(config: &mut web::ServiceConfig) {
                 .route(
                     "/conversations/{id}/audit",
                     web::get().to(conversations::audit),
+                )
+                .route(
+                    "/conversations/{id}/assign",
+                    web::post().to(conversations::assign),
                 ),
         )
         .default_service(web::to(not_found));

@@ -1,0 +1,458 @@
+//! `AgentActor`: one per agent. Its sockets (an agent may have several tabs), its presence, the
+//! offers it may accept and the conversations it holds, so that every (re)connect starts with a
+//! `hello` carrying the whole state. Socket pumps hand it client frames; it never blocks on them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use tokio::sync::mpsc;
+
+use crate::ids::{AgentId, ConversationId, TeamId, WorkspaceId};
+use crate::inbox::{ConversationView, MessageView};
+use crate::routing::conversation::{
+    Accept, ConversationActor, Decline, Requeue, Resolve, TransferToAgent, TransferToTeam, Withdraw,
+};
+use crate::routing::frames::{ClientFrame, OfferView, PresenceChoice, ServerFrame};
+use crate::routing::policy::Presence;
+use crate::routing::supervisor::{AgentPresence, Supervisor};
+use crate::routing::{RoutingContext, RoutingError};
+
+/// A socket pump's outbox: serialized frames, bounded so a stalled browser cannot eat memory.
+pub type Outbox = mpsc::Sender<String>;
+
+/// A socket opened; the pump reads frames for it from `outbox`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Connect {
+    pub socket_id: u64,
+    pub outbox: Outbox,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Disconnect {
+    pub socket_id: u64,
+}
+
+/// A frame from one of the agent's sockets.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct FromClient {
+    pub socket_id: u64,
+    pub frame: ClientFrame,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Offered {
+    pub offer: OfferView,
+    pub conversation: Addr<ConversationActor>,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct OfferEnded {
+    pub conversation_id: ConversationId,
+    pub reason: String,
+}
+
+/// The agent now holds a conversation; `messages` are its latest messages, oldest first.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Assigned {
+    pub view: ConversationView,
+    pub conversation: Addr<ConversationActor>,
+    pub reason: String,
+    pub messages: Vec<MessageView>,
+}
+
+/// After a restart: a conversation the agent still holds, without any frame.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Held {
+    pub view: ConversationView,
+    pub conversation: Addr<ConversationActor>,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Unassigned {
+    pub conversation_id: ConversationId,
+    pub reason: String,
+}
+
+/// A frame for every socket of the agent.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Deliver {
+    pub frame: ServerFrame,
+}
+
+/// The state a `hello` carries, for tests and the supervisor view.
+#[derive(Message)]
+#[rtype(result = "(Presence, usize, usize)")]
+pub struct Inspect;
+
+pub struct AgentActor {
+    agent_id: AgentId,
+    workspace_id: WorkspaceId,
+    supervisor: Addr<Supervisor>,
+    context: Arc<RoutingContext>,
+    sockets: HashMap<u64, Outbox>,
+    chosen: Presence,
+    offers: HashMap<ConversationId, (OfferView, Addr<ConversationActor>)>,
+    held: HashMap<ConversationId, (ConversationView, Addr<ConversationActor>)>,
+    grace: Option<SpawnHandle>,
+}
+
+impl AgentActor {
+    pub fn new(
+        agent_id: AgentId,
+        workspace_id: WorkspaceId,
+        supervisor: Addr<Supervisor>,
+        context: Arc<RoutingContext>,
+    ) -> Self {
+        Self {
+            agent_id,
+            workspace_id,
+            supervisor,
+            context,
+            sockets: HashMap::new(),
+            chosen: Presence::Online,
+            offers: HashMap::new(),
+            held: HashMap::new(),
+            grace: None,
+        }
+    }
+
+    fn presence(&self) -> Presence {
+        if self.sockets.is_empty() {
+            Presence::Offline
+        } else {
+            self.chosen
+        }
+    }
+
+    fn broadcast(&mut self, frame: &ServerFrame) {
+        let text = frame.to_json();
+        // A socket whose outbox is full or closed is dropped: its pump ends and the tab reconnects.
+        self.sockets
+            .retain(|_, outbox| outbox.try_send(text.clone()).is_ok());
+    }
+
+    fn send_to(&self, socket_id: u64, frame: &ServerFrame) {
+        if let Some(outbox) = self.sockets.get(&socket_id) {
+            let _ = outbox.try_send(frame.to_json());
+        }
+    }
+
+    fn hello(&self) -> ServerFrame {
+        let mut conversations: Vec<ConversationView> =
+            self.held.values().map(|(view, _)| view.clone()).collect();
+        conversations.sort_by(|a, b| a.id.cmp(&b.id));
+        let mut offers: Vec<OfferView> = self.offers.values().map(|(offer, _)| offer.clone()).collect();
+        offers.sort_by(|a, b| a.conversation_id.cmp(&b.conversation_id));
+        ServerFrame::Hello {
+            agent_id: self.agent_id.to_string(),
+            presence: self.presence(),
+            conversations,
+            offers,
+        }
+    }
+
+    fn start_grace(&mut self, ctx: &mut Context<Self>) {
+        if let Some(handle) = self.grace.take() {
+            ctx.cancel_future(handle);
+        }
+        let grace = self.context.settings.disconnect_grace;
+        self.grace = Some(ctx.run_later(grace, move |agent, _| {
+            agent.grace = None;
+            let reason = format!(
+                "the agent was disconnected for more than {:.1} s",
+                grace.as_secs_f64()
+            );
+            for (_, (_, conversation)) in agent.held.drain() {
+                conversation.do_send(Requeue {
+                    agent_id: agent.agent_id,
+                    reason: reason.clone(),
+                });
+            }
+        }));
+    }
+
+    fn conversation_of(&self, id: &str) -> Option<Addr<ConversationActor>> {
+        let id = ConversationId::parse(id)?;
+        self.held
+            .get(&id)
+            .map(|(_, addr)| addr.clone())
+            .or_else(|| self.offers.get(&id).map(|(_, addr)| addr.clone()))
+    }
+
+    /// Sends a request to a conversation and answers the socket with an `error` frame on refusal.
+    fn forward<M>(&self, socket_id: u64, conversation_id: String, message: M, ctx: &mut Context<Self>)
+    where
+        M: Message<Result = Result<(), RoutingError>> + Send + 'static,
+        ConversationActor: Handler<M>,
+    {
+        let Some(conversation) = self.conversation_of(&conversation_id) else {
+            self.send_to(
+                socket_id,
+                &ServerFrame::Error {
+                    code: "not_found".into(),
+                    message: "no such conversation or offer for this agent".into(),
+                    client_id: None,
+                    conversation_id: Some(conversation_id),
+                },
+            );
+            return;
+        };
+        ctx.spawn(
+            async move { conversation.send(message).await }
+                .into_actor(self)
+                .map(move |answer, agent, _| {
+                    let error = match answer {
+                        Ok(Ok(())) => return,
+                        Ok(Err(error)) => error,
+                        Err(_) => RoutingError::Conflict("the conversation has ended".into()),
+                    };
+                    let code = match error {
+                        RoutingError::OverCapacity => "over_capacity",
+                        RoutingError::NotAssigned => "not_assigned",
+                        RoutingError::NotFound(_) => "not_found",
+                        RoutingError::Conflict(_) => "conflict",
+                        RoutingError::Unavailable => "unavailable",
+                    };
+                    agent.send_to(
+                        socket_id,
+                        &ServerFrame::Error {
+                            code: code.into(),
+                            message: error.to_string(),
+                            client_id: None,
+                            conversation_id: Some(conversation_id),
+                        },
+                    );
+                }),
+        );
+    }
+}
+
+impl Actor for AgentActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // Started without a socket (after a restart, for the conversations it holds): the grace
+        // period runs from now.
+        if self.sockets.is_empty() {
+            self.start_grace(ctx);
+        }
+        tracing::debug!(agent_id = %self.agent_id, workspace_id = %self.workspace_id, "agent actor started");
+    }
+}
+
+impl Handler<Connect> for AgentActor {
+    type Result = ();
+
+    fn handle(&mut self, connect: Connect, ctx: &mut Context<Self>) {
+        if let Some(handle) = self.grace.take() {
+            ctx.cancel_future(handle);
+        }
+        let was = self.presence();
+        self.chosen = Presence::Online;
+        self.sockets.insert(connect.socket_id, connect.outbox);
+        self.send_to(connect.socket_id, &self.hello());
+        if was != Presence::Online {
+            self.supervisor.do_send(AgentPresence {
+                agent_id: self.agent_id,
+                presence: Presence::Online,
+            });
+        }
+    }
+}
+
+impl Handler<Disconnect> for AgentActor {
+    type Result = ();
+
+    fn handle(&mut self, disconnect: Disconnect, ctx: &mut Context<Self>) {
+        self.sockets.remove(&disconnect.socket_id);
+        if !self.sockets.is_empty() {
+            return;
+        }
+        self.supervisor.do_send(AgentPresence {
+            agent_id: self.agent_id,
+            presence: Presence::Offline,
+        });
+        // Offers cannot be accepted by nobody: they go to the next agent at once.
+        for (_, (_, conversation)) in self.offers.drain() {
+            conversation.do_send(Withdraw {
+                agent_id: self.agent_id,
+                reason: "the agent disconnected".into(),
+            });
+        }
+        self.start_grace(ctx);
+    }
+}
+
+impl Handler<FromClient> for AgentActor {
+    type Result = ();
+
+    fn handle(&mut self, message: FromClient, ctx: &mut Context<Self>) {
+        let socket = message.socket_id;
+        let agent_id = self.agent_id;
+        match message.frame {
+            ClientFrame::Accept(target) => {
+                self.forward(socket, target.conversation_id, Accept { agent_id }, ctx)
+            }
+            ClientFrame::Decline(target) => {
+                self.forward(socket, target.conversation_id, Decline { agent_id }, ctx)
+            }
+            ClientFrame::Resolve(target) => self.forward(
+                socket,
+                target.conversation_id,
+                Resolve {
+                    agent_id: Some(agent_id),
+                },
+                ctx,
+            ),
+            ClientFrame::Transfer(target) => {
+                match (
+                    target.to_agent_id.as_deref().map(AgentId::parse),
+                    target.to_team_id.as_deref().map(TeamId::parse),
+                ) {
+                    (Some(Some(to)), None) => self.forward(
+                        socket,
+                        target.conversation_id,
+                        TransferToAgent {
+                            by: Some(agent_id),
+                            to,
+                        },
+                        ctx,
+                    ),
+                    (None, Some(Some(team_id))) => self.forward(
+                        socket,
+                        target.conversation_id,
+                        TransferToTeam {
+                            by: Some(agent_id),
+                            team_id,
+                        },
+                        ctx,
+                    ),
+                    _ => self.send_to(
+                        socket,
+                        &ServerFrame::error(
+                            "validation_failed",
+                            "a transfer names one valid `to_agent_id` or `to_team_id`",
+                        ),
+                    ),
+                }
+            }
+            ClientFrame::Presence(choice) => {
+                let presence = match choice.status {
+                    PresenceChoice::Online => Presence::Online,
+                    PresenceChoice::Away => Presence::Away,
+                };
+                self.chosen = presence;
+                self.supervisor.do_send(AgentPresence { agent_id, presence });
+                self.broadcast(&ServerFrame::Presence { status: presence });
+            }
+            ClientFrame::Open(_) => {}
+            ClientFrame::Send { conversation_id, client_id, .. }
+            | ClientFrame::SendTemplate { conversation_id, client_id, .. } => {
+                self.send_to(
+                    socket,
+                    &ServerFrame::Error {
+                        code: "unavailable".into(),
+                        message: "replies to customers are not available yet in this version".into(),
+                        client_id,
+                        conversation_id: Some(conversation_id),
+                    },
+                );
+            }
+        }
+    }
+}
+
+impl Handler<Offered> for AgentActor {
+    type Result = ();
+
+    fn handle(&mut self, offered: Offered, _: &mut Context<Self>) {
+        let frame = ServerFrame::Offer(offered.offer.clone());
+        if let Some(id) = ConversationId::parse(&offered.offer.conversation_id) {
+            self.offers.insert(id, (offered.offer, offered.conversation));
+        }
+        self.broadcast(&frame);
+    }
+}
+
+impl Handler<OfferEnded> for AgentActor {
+    type Result = ();
+
+    fn handle(&mut self, ended: OfferEnded, _: &mut Context<Self>) {
+        self.offers.remove(&ended.conversation_id);
+        self.broadcast(&ServerFrame::OfferWithdrawn {
+            conversation_id: ended.conversation_id.to_string(),
+            reason: ended.reason,
+        });
+    }
+}
+
+impl Handler<Assigned> for AgentActor {
+    type Result = ();
+
+    fn handle(&mut self, assigned: Assigned, _: &mut Context<Self>) {
+        let Some(id) = ConversationId::parse(&assigned.view.id) else {
+            return;
+        };
+        self.offers.remove(&id);
+        self.broadcast(&ServerFrame::Assigned {
+            conversation_id: id.to_string(),
+            reason: assigned.reason,
+            conversation: assigned.view.clone(),
+        });
+        for message in assigned.messages {
+            self.broadcast(&ServerFrame::Message {
+                conversation_id: id.to_string(),
+                message,
+            });
+        }
+        self.held.insert(id, (assigned.view, assigned.conversation));
+    }
+}
+
+impl Handler<Held> for AgentActor {
+    type Result = ();
+
+    fn handle(&mut self, held: Held, _: &mut Context<Self>) {
+        if let Some(id) = ConversationId::parse(&held.view.id) {
+            self.held.insert(id, (held.view, held.conversation));
+        }
+    }
+}
+
+impl Handler<Unassigned> for AgentActor {
+    type Result = ();
+
+    fn handle(&mut self, unassigned: Unassigned, _: &mut Context<Self>) {
+        self.held.remove(&unassigned.conversation_id);
+        self.broadcast(&ServerFrame::Unassigned {
+            conversation_id: unassigned.conversation_id.to_string(),
+            reason: unassigned.reason,
+        });
+    }
+}
+
+impl Handler<Deliver> for AgentActor {
+    type Result = ();
+
+    fn handle(&mut self, deliver: Deliver, _: &mut Context<Self>) {
+        self.broadcast(&deliver.frame);
+    }
+}
+
+impl Handler<Inspect> for AgentActor {
+    type Result = MessageResult<Inspect>;
+
+    fn handle(&mut self, _: Inspect, _: &mut Context<Self>) -> Self::Result {
+        MessageResult((self.presence(), self.held.len(), self.offers.len()))
+    }
+}

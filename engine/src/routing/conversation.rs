@@ -1,0 +1,625 @@
+//! `ConversationActor`: one per open conversation. Owns its routing state (waiting, offered,
+//! assigned, resolved; the agent; the offer's timer; who declined) and writes every change to
+//! the database and the audit. Stops when resolved; rebuilt from the database when needed again.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use chrono::Utc;
+use serde_json::json;
+
+use crate::audit::AuditRecord;
+use crate::ids::{AgentId, ConversationId, TeamId};
+use crate::inbox::{ConversationView, MessageView};
+use crate::routing::agent::{AgentActor, Assigned, Deliver, Held, OfferEnded, Offered, Unassigned};
+use crate::routing::directory::{ConversationStopped, Directory};
+use crate::routing::frames::{OfferView, ServerFrame};
+use crate::routing::policy::Decision;
+use crate::routing::store::{self, StoredConversation};
+use crate::routing::supervisor::{
+    GetAgent, MoveSlot, Release, RequestAgent, Supervisor, Unqueue, Waiting,
+};
+use crate::routing::{RoutingContext, RoutingError};
+
+/// Messages an agent receives right after it is given a conversation.
+const HISTORY_ON_ASSIGN: u64 = 50;
+
+/// The supervisor chose an agent (or a supervisor did, by hand); its slot is already reserved.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Offer {
+    pub agent_id: AgentId,
+    pub agent_name: String,
+    pub agent: Addr<AgentActor>,
+    pub decision: Option<Decision>,
+    pub manual: bool,
+}
+
+/// A new customer message was stored for this conversation.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct NewMessage {
+    pub message: MessageView,
+}
+
+#[derive(Message)]
+#[rtype(result = "Result<(), RoutingError>")]
+pub struct Accept {
+    pub agent_id: AgentId,
+}
+
+#[derive(Message)]
+#[rtype(result = "Result<(), RoutingError>")]
+pub struct Decline {
+    pub agent_id: AgentId,
+}
+
+/// The agent can no longer take the offer (it disconnected).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Withdraw {
+    pub agent_id: AgentId,
+    pub reason: String,
+}
+
+#[derive(Message)]
+#[rtype(result = "Result<(), RoutingError>")]
+pub struct Resolve {
+    pub agent_id: Option<AgentId>,
+}
+
+/// The agent left for longer than the grace period: back to the front of the queue.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Requeue {
+    pub agent_id: AgentId,
+    pub reason: String,
+}
+
+#[derive(Message)]
+#[rtype(result = "Result<(), RoutingError>")]
+pub struct TransferToAgent {
+    /// The agent holding it (or `None` when a supervisor moves it).
+    pub by: Option<AgentId>,
+    pub to: AgentId,
+}
+
+#[derive(Message)]
+#[rtype(result = "Result<(), RoutingError>")]
+pub struct TransferToTeam {
+    pub by: Option<AgentId>,
+    pub team_id: TeamId,
+}
+
+enum State {
+    Waiting,
+    Offered {
+        agent_id: AgentId,
+        agent_name: String,
+        agent: Addr<AgentActor>,
+        timer: SpawnHandle,
+        offered_at: Instant,
+    },
+    Assigned {
+        agent_id: AgentId,
+        agent_name: String,
+        agent: Addr<AgentActor>,
+    },
+    Resolved,
+}
+
+impl State {
+    fn name(&self) -> &'static str {
+        match self {
+            State::Waiting => "waiting",
+            State::Offered { .. } => "offered",
+            State::Assigned { .. } => "assigned",
+            State::Resolved => "resolved",
+        }
+    }
+
+    fn agent_id(&self) -> Option<AgentId> {
+        match self {
+            State::Offered { agent_id, .. } | State::Assigned { agent_id, .. } => Some(*agent_id),
+            _ => None,
+        }
+    }
+}
+
+pub struct ConversationActor {
+    stored: StoredConversation,
+    team_id: TeamId,
+    offer_timeout_secs: i32,
+    auto_accept: bool,
+    state: State,
+    excluded: HashMap<AgentId, Instant>,
+    since: chrono::DateTime<Utc>,
+    front: bool,
+    last_message: Option<MessageView>,
+    supervisor: Addr<Supervisor>,
+    directory: Addr<Directory>,
+    context: Arc<RoutingContext>,
+}
+
+impl ConversationActor {
+    pub fn new(
+        stored: StoredConversation,
+        supervisor: Addr<Supervisor>,
+        directory: Addr<Directory>,
+        context: Arc<RoutingContext>,
+    ) -> Self {
+        Self {
+            team_id: stored.team_id,
+            offer_timeout_secs: stored.offer_timeout_secs,
+            auto_accept: stored.auto_accept,
+            state: State::Waiting,
+            excluded: HashMap::new(),
+            since: stored.created_at,
+            front: false,
+            last_message: stored.last_message.clone(),
+            stored,
+            supervisor,
+            directory,
+            context,
+        }
+    }
+
+    fn id(&self) -> ConversationId {
+        self.stored.id
+    }
+
+    pub fn view(&self) -> ConversationView {
+        self.stored
+            .view(self.state.name(), self.state.agent_id(), self.team_id)
+    }
+
+    fn audit(&self, kind: &str, agent_id: Option<AgentId>, reason: Option<serde_json::Value>, text: String) {
+        self.context.audit(AuditRecord {
+            workspace_id: Some(self.stored.workspace_id.to_string()),
+            conversation_id: Some(self.id().to_string()),
+            agent_id: agent_id.map(|a| a.to_string()),
+            kind: kind.to_owned(),
+            reason,
+            text,
+        });
+    }
+
+    /// Writes the state; later messages to this actor wait for the write, so writes stay in order.
+    fn persist(&mut self, ctx: &mut Context<Self>) {
+        let db = self.context.db.clone();
+        let (id, status, agent, team) = (self.id(), self.state.name(), self.state.agent_id(), self.team_id);
+        ctx.wait(
+            async move { store::save_state(&db, id, status, agent, team).await }
+                .into_actor(self)
+                .map(|result, _, _| {
+                    if let Err(error) = result {
+                        tracing::error!(%error, "conversation state not saved");
+                    }
+                }),
+        );
+    }
+
+    fn waiting(&self, ctx: &Context<Self>) -> Waiting {
+        Waiting {
+            conversation_id: self.id(),
+            conversation: ctx.address(),
+            team_id: self.team_id,
+            since: self.since,
+            priority: self.stored.priority,
+            front: self.front,
+            window_expires_at: self.stored.window_expires_at,
+            required_skills: self.stored.required_skills.clone(),
+            excluded: self.excluded.clone(),
+            sticky: self.stored.sticky,
+        }
+    }
+
+    /// Back to waiting and into the queue, freeing `release`'s slot.
+    fn queue(&mut self, release: Option<AgentId>, ctx: &mut Context<Self>) {
+        self.state = State::Waiting;
+        self.persist(ctx);
+        self.supervisor.do_send(RequestAgent {
+            waiting: self.waiting(ctx),
+            release,
+        });
+    }
+
+    fn offer_view(&self, expires_at: chrono::DateTime<Utc>) -> OfferView {
+        OfferView {
+            conversation_id: self.id().to_string(),
+            expires_at,
+            contact: self.stored.contact.clone(),
+            last_message: self.last_message.clone(),
+        }
+    }
+
+    fn assign(&mut self, agent_id: AgentId, agent_name: String, agent: Addr<AgentActor>, reason: String, ctx: &mut Context<Self>) {
+        self.state = State::Assigned {
+            agent_id,
+            agent_name,
+            agent: agent.clone(),
+        };
+        self.front = false;
+        self.persist(ctx);
+        let view = self.view();
+        let db = self.context.db.clone();
+        let id = self.id();
+        let conversation = ctx.address();
+        // The agent gets the conversation, then its history, in one message so nothing interleaves.
+        ctx.spawn(
+            async move { store::recent_messages(&db, id, HISTORY_ON_ASSIGN).await.unwrap_or_default() }
+                .into_actor(self)
+                .map(move |messages, _, _| {
+                    agent.do_send(Assigned {
+                        view,
+                        conversation,
+                        reason,
+                        messages,
+                    });
+                }),
+        );
+    }
+
+    /// Ends a pending offer without an assignment; the agent's slot is freed by the requeue.
+    fn end_offer(&mut self, agent_id: AgentId, kind: &str, text: String, cooldown: bool, ctx: &mut Context<Self>) {
+        let State::Offered { agent, timer, .. } = std::mem::replace(&mut self.state, State::Waiting) else {
+            return;
+        };
+        ctx.cancel_future(timer);
+        if cooldown {
+            self.excluded
+                .insert(agent_id, Instant::now() + self.context.settings.decline_cooldown);
+        }
+        agent.do_send(OfferEnded {
+            conversation_id: self.id(),
+            reason: text.clone(),
+        });
+        self.audit(kind, Some(agent_id), None, text);
+        self.queue(Some(agent_id), ctx);
+    }
+
+    fn offer_timeout(&self) -> Duration {
+        self.context
+            .settings
+            .offer_timeout_unit
+            .saturating_mul(u32::try_from(self.offer_timeout_secs.max(1)).unwrap_or(1))
+    }
+
+    fn is_held_by(&self, agent_id: Option<AgentId>) -> bool {
+        match (&self.state, agent_id) {
+            (State::Assigned { .. }, None) => true,
+            (State::Assigned { agent_id: holder, .. }, Some(agent)) => *holder == agent,
+            _ => false,
+        }
+    }
+}
+
+impl Actor for ConversationActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // Rebuilt from the database: an assigned conversation stays with its agent; anything
+        // else queues (offers never survive a rebuild).
+        let assigned = (self.stored.status == "assigned").then_some(self.stored.assigned_agent_id).flatten();
+        match assigned {
+            Some(agent_id) => {
+                // Hold the mailbox until the agent's actor is known, then tell it.
+                let supervisor = self.supervisor.clone();
+                ctx.wait(
+                    async move { supervisor.send(GetAgent { agent_id }).await.ok().flatten() }
+                        .into_actor(self)
+                        .map(move |found, conversation, ctx| match found {
+                            Some((agent, agent_name)) => {
+                                conversation.state = State::Assigned {
+                                    agent_id,
+                                    agent_name,
+                                    agent: agent.clone(),
+                                };
+                                agent.do_send(Held {
+                                    view: conversation.view(),
+                                    conversation: ctx.address(),
+                                });
+                            }
+                            None => {
+                                conversation.audit("requeued", Some(agent_id), None, "requeued: its agent no longer exists".into());
+                                conversation.queue(None, ctx);
+                            }
+                        }),
+                );
+            }
+            None => {
+                self.audit("queued", None, None, format!("queued in team {}", self.team_id));
+                self.queue(None, ctx);
+            }
+        }
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        self.directory.do_send(ConversationStopped { conversation_id: self.id() });
+    }
+}
+
+impl Handler<Offer> for ConversationActor {
+    type Result = ();
+
+    fn handle(&mut self, offer: Offer, ctx: &mut Context<Self>) {
+        if !matches!(self.state, State::Waiting) {
+            // Taken or resolved meanwhile: give the slot back.
+            self.supervisor.do_send(Release { agent_id: offer.agent_id });
+            return;
+        }
+        let explanation = offer
+            .decision
+            .as_ref()
+            .map_or_else(|| "assigned by a supervisor".to_owned(), Decision::explain);
+        let reason = offer.decision.as_ref().and_then(|d| serde_json::to_value(d).ok());
+        if self.auto_accept || offer.manual {
+            let why = if offer.manual { "manual assignment" } else { "auto-accept" };
+            self.audit(
+                "assigned",
+                Some(offer.agent_id),
+                reason,
+                format!("assigned to {} ({why}): {explanation}", offer.agent_name),
+            );
+            self.assign(offer.agent_id, offer.agent_name, offer.agent, why.to_owned(), ctx);
+            return;
+        }
+        let timeout = self.offer_timeout();
+        let expires_at = Utc::now() + chrono::Duration::from_std(timeout).unwrap_or_default();
+        let agent_id = offer.agent_id;
+        let timer = ctx.run_later(timeout, move |conversation, ctx| {
+            let secs = timeout.as_secs_f64();
+            let name = match &conversation.state {
+                State::Offered { agent_name, .. } => agent_name.clone(),
+                _ => return,
+            };
+            conversation.end_offer(agent_id, "timed_out", format!("offer to {name} timed out after {secs} s"), true, ctx);
+        });
+        self.audit(
+            "offered",
+            Some(agent_id),
+            reason,
+            format!("offered to {}: {explanation}", offer.agent_name),
+        );
+        offer.agent.do_send(Offered {
+            offer: self.offer_view(expires_at),
+            conversation: ctx.address(),
+        });
+        self.state = State::Offered {
+            agent_id,
+            agent_name: offer.agent_name,
+            agent: offer.agent,
+            timer,
+            offered_at: Instant::now(),
+        };
+        self.persist(ctx);
+    }
+}
+
+impl Handler<NewMessage> for ConversationActor {
+    type Result = ();
+
+    fn handle(&mut self, message: NewMessage, _: &mut Context<Self>) {
+        if let State::Assigned { agent, .. } = &self.state {
+            agent.do_send(Deliver {
+                frame: ServerFrame::Message {
+                    conversation_id: self.id().to_string(),
+                    message: message.message.clone(),
+                },
+            });
+        }
+        self.last_message = Some(message.message);
+    }
+}
+
+impl Handler<Accept> for ConversationActor {
+    type Result = Result<(), RoutingError>;
+
+    fn handle(&mut self, accept: Accept, ctx: &mut Context<Self>) -> Self::Result {
+        let State::Offered { agent_id, .. } = &self.state else {
+            return Err(RoutingError::Conflict("the offer is no longer open".into()));
+        };
+        if *agent_id != accept.agent_id {
+            return Err(RoutingError::Conflict("the offer is no longer open".into()));
+        }
+        let State::Offered { agent_id, agent_name, agent, timer, offered_at } =
+            std::mem::replace(&mut self.state, State::Waiting)
+        else {
+            return Err(RoutingError::Conflict("the offer is no longer open".into()));
+        };
+        ctx.cancel_future(timer);
+        self.audit(
+            "accepted",
+            Some(agent_id),
+            Some(json!({"after_ms": offered_at.elapsed().as_millis() as u64})),
+            format!("accepted by {agent_name} after {:.1} s", offered_at.elapsed().as_secs_f64()),
+        );
+        self.assign(agent_id, agent_name, agent, "accepted".to_owned(), ctx);
+        Ok(())
+    }
+}
+
+impl Handler<Decline> for ConversationActor {
+    type Result = Result<(), RoutingError>;
+
+    fn handle(&mut self, decline: Decline, ctx: &mut Context<Self>) -> Self::Result {
+        let name = match &self.state {
+            State::Offered { agent_id, agent_name, .. } if *agent_id == decline.agent_id => agent_name.clone(),
+            _ => return Err(RoutingError::Conflict("the offer is no longer open".into())),
+        };
+        self.end_offer(decline.agent_id, "declined", format!("declined by {name}"), true, ctx);
+        Ok(())
+    }
+}
+
+impl Handler<Withdraw> for ConversationActor {
+    type Result = ();
+
+    fn handle(&mut self, withdraw: Withdraw, ctx: &mut Context<Self>) {
+        let name = match &self.state {
+            State::Offered { agent_id, agent_name, .. } if *agent_id == withdraw.agent_id => agent_name.clone(),
+            _ => return,
+        };
+        self.end_offer(
+            withdraw.agent_id,
+            "withdrawn",
+            format!("offer to {name} withdrawn: {}", withdraw.reason),
+            false,
+            ctx,
+        );
+    }
+}
+
+impl Handler<Resolve> for ConversationActor {
+    type Result = Result<(), RoutingError>;
+
+    fn handle(&mut self, resolve: Resolve, ctx: &mut Context<Self>) -> Self::Result {
+        if !self.is_held_by(resolve.agent_id) {
+            return Err(RoutingError::NotAssigned);
+        }
+        let State::Assigned { agent_id, agent_name, agent } =
+            std::mem::replace(&mut self.state, State::Resolved)
+        else {
+            return Err(RoutingError::NotAssigned);
+        };
+        self.persist(ctx);
+        self.audit("resolved", Some(agent_id), None, format!("resolved by {agent_name}"));
+        agent.do_send(Unassigned {
+            conversation_id: self.id(),
+            reason: "resolved".into(),
+        });
+        self.supervisor.do_send(Release { agent_id });
+        self.supervisor.do_send(Unqueue { conversation_id: self.id() });
+        ctx.stop();
+        Ok(())
+    }
+}
+
+impl Handler<Requeue> for ConversationActor {
+    type Result = ();
+
+    fn handle(&mut self, requeue: Requeue, ctx: &mut Context<Self>) {
+        if !self.is_held_by(Some(requeue.agent_id)) {
+            return;
+        }
+        if let State::Assigned { agent, .. } = &self.state {
+            agent.do_send(Unassigned {
+                conversation_id: self.id(),
+                reason: requeue.reason.clone(),
+            });
+        }
+        self.audit("requeued", Some(requeue.agent_id), None, format!("requeued: {}", requeue.reason));
+        self.front = true;
+        self.queue(Some(requeue.agent_id), ctx);
+    }
+}
+
+impl Handler<TransferToTeam> for ConversationActor {
+    type Result = ResponseActFuture<Self, Result<(), RoutingError>>;
+
+    fn handle(&mut self, transfer: TransferToTeam, _: &mut Context<Self>) -> Self::Result {
+        let db = self.context.db.clone();
+        let workspace = self.stored.workspace_id.to_string();
+        let team_id = transfer.team_id;
+        Box::pin(
+            async move {
+                use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+                crate::store::entity::team::Entity::find_by_id(team_id.to_string())
+                    .filter(crate::store::entity::team::Column::WorkspaceId.eq(workspace))
+                    .one(&db)
+                    .await
+            }
+            .into_actor(self)
+            .map(move |team, conversation, ctx| {
+                let team = team.map_err(|_| RoutingError::Unavailable)?.ok_or(RoutingError::NotFound("team"))?;
+                if !conversation.is_held_by(transfer.by) && transfer.by.is_some() {
+                    return Err(RoutingError::NotAssigned);
+                }
+                let previous = match std::mem::replace(&mut conversation.state, State::Waiting) {
+                    State::Assigned { agent_id, agent, .. } => {
+                        agent.do_send(Unassigned {
+                            conversation_id: conversation.id(),
+                            reason: format!("transferred to team {}", team.name),
+                        });
+                        Some(agent_id)
+                    }
+                    other => {
+                        conversation.state = other;
+                        if !matches!(conversation.state, State::Waiting) {
+                            return Err(RoutingError::Conflict("only a held or waiting conversation can be transferred".into()));
+                        }
+                        None
+                    }
+                };
+                conversation.team_id = team_id;
+                conversation.offer_timeout_secs = team.offer_timeout_secs;
+                conversation.auto_accept = team.auto_accept;
+                conversation.excluded.clear();
+                conversation.audit(
+                    "transferred",
+                    previous,
+                    Some(json!({"to_team_id": team_id.to_string()})),
+                    format!("transferred to team {}", team.name),
+                );
+                conversation.queue(previous, ctx);
+                Ok(())
+            }),
+        )
+    }
+}
+
+impl Handler<TransferToAgent> for ConversationActor {
+    type Result = ResponseActFuture<Self, Result<(), RoutingError>>;
+
+    fn handle(&mut self, transfer: TransferToAgent, _: &mut Context<Self>) -> Self::Result {
+        let State::Assigned { agent_id: from, .. } = &self.state else {
+            return Box::pin(fut::ready(Err(RoutingError::NotAssigned)));
+        };
+        if transfer.by.is_some_and(|by| by != *from) {
+            return Box::pin(fut::ready(Err(RoutingError::NotAssigned)));
+        }
+        if *from == transfer.to {
+            return Box::pin(fut::ready(Err(RoutingError::Conflict("the agent already holds it".into()))));
+        }
+        let from = *from;
+        let supervisor = self.supervisor.clone();
+        Box::pin(
+            async move {
+                let name = supervisor
+                    .send(MoveSlot { from: Some(from), to: transfer.to })
+                    .await
+                    .map_err(|_| RoutingError::Unavailable)??;
+                let (agent, _) = supervisor
+                    .send(GetAgent { agent_id: transfer.to })
+                    .await
+                    .map_err(|_| RoutingError::Unavailable)?
+                    .ok_or(RoutingError::NotFound("agent"))?;
+                Ok((name, agent))
+            }
+            .into_actor(self)
+            .map(move |moved: Result<(String, Addr<AgentActor>), RoutingError>, conversation, ctx| {
+                let (name, agent) = moved?;
+                let previous_name = match &conversation.state {
+                    State::Assigned { agent, agent_name, .. } => {
+                        agent.do_send(Unassigned {
+                            conversation_id: conversation.id(),
+                            reason: format!("transferred to {name}"),
+                        });
+                        agent_name.clone()
+                    }
+                    _ => String::new(),
+                };
+                conversation.audit(
+                    "transferred",
+                    Some(transfer.to),
+                    Some(json!({"from_agent_id": from.to_string(), "to_agent_id": transfer.to.to_string()})),
+                    format!("transferred from {previous_name} to {name}"),
+                );
+                conversation.assign(transfer.to, name, agent, "transferred".into(), ctx);
+                Ok(())
+            }),
+        )
+    }
+}

@@ -1,0 +1,266 @@
+//! `Directory`: finds the actor of a conversation (starting it from the database when needed)
+//! and the supervisor of a workspace. The one place that knows where actors are, so that a
+//! later multi-node version can replace it without touching the actors.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use tokio::sync::oneshot;
+
+use crate::ids::{AgentId, ConversationId, WorkspaceId};
+use crate::ingest::{InboundEvent, InboundHandoff};
+use crate::routing::agent::AgentActor;
+use crate::routing::conversation::{ConversationActor, NewMessage};
+use crate::routing::supervisor::{GetAgent, Supervisor};
+use crate::routing::{RoutingContext, store};
+
+/// A newly stored inbound message, after its commit.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Inbound(pub InboundEvent);
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ConversationStopped {
+    pub conversation_id: ConversationId,
+}
+
+#[derive(Message)]
+#[rtype(result = "Addr<Supervisor>")]
+pub struct GetSupervisor {
+    pub workspace_id: WorkspaceId,
+}
+
+/// The actor of an open conversation, started from the database if it is not running.
+#[derive(Message)]
+#[rtype(result = "Option<Addr<ConversationActor>>")]
+pub struct GetConversation {
+    pub conversation_id: ConversationId,
+}
+
+/// The actor of an agent (for its sockets).
+#[derive(Message)]
+#[rtype(result = "Option<Addr<AgentActor>>")]
+pub struct GetAgentActor {
+    pub workspace_id: WorkspaceId,
+    pub agent_id: AgentId,
+}
+
+pub struct Directory {
+    context: Arc<RoutingContext>,
+    supervisors: HashMap<WorkspaceId, Addr<Supervisor>>,
+    conversations: HashMap<ConversationId, Addr<ConversationActor>>,
+    /// Conversations being loaded, with the messages that arrived meanwhile.
+    loading: HashMap<ConversationId, Vec<InboundEvent>>,
+    /// Callers waiting for a conversation's actor to be loaded.
+    waiters: HashMap<ConversationId, Vec<oneshot::Sender<Option<Addr<ConversationActor>>>>>,
+}
+
+impl Directory {
+    pub fn new(context: Arc<RoutingContext>) -> Self {
+        Self {
+            context,
+            supervisors: HashMap::new(),
+            conversations: HashMap::new(),
+            loading: HashMap::new(),
+            waiters: HashMap::new(),
+        }
+    }
+
+    fn supervisor(&mut self, workspace_id: WorkspaceId) -> Addr<Supervisor> {
+        let context = self.context.clone();
+        self.supervisors
+            .entry(workspace_id)
+            .or_insert_with(|| Supervisor::new(workspace_id, context).start())
+            .clone()
+    }
+
+    /// Loads and starts a conversation's actor; `event` (if any) is delivered once it runs.
+    fn start_conversation(
+        &mut self,
+        conversation_id: ConversationId,
+        event: Option<InboundEvent>,
+        ctx: &mut Context<Self>,
+    ) {
+        if let Some(pending) = self.loading.get_mut(&conversation_id) {
+            pending.extend(event);
+            return;
+        }
+        self.loading
+            .insert(conversation_id, event.into_iter().collect());
+        let db = self.context.db.clone();
+        ctx.spawn(
+            async move { store::load_open_conversation(&db, conversation_id).await }
+                .into_actor(self)
+                .map(move |loaded, directory, ctx| {
+                    let pending = directory.loading.remove(&conversation_id).unwrap_or_default();
+                    let waiters = directory.waiters.remove(&conversation_id).unwrap_or_default();
+                    let stored = match loaded {
+                        Ok(Some(stored)) => stored,
+                        Ok(None) => {
+                            waiters.into_iter().for_each(|w| drop(w.send(None)));
+                            return;
+                        }
+                        Err(error) => {
+                            tracing::error!(%error, %conversation_id, "conversation not loaded; it is routed at the next restart or message");
+                            waiters.into_iter().for_each(|w| drop(w.send(None)));
+                            return;
+                        }
+                    };
+                    let supervisor = directory.supervisor(stored.workspace_id);
+                    let actor = ConversationActor::new(stored, supervisor, ctx.address(), directory.context.clone()).start();
+                    for event in pending {
+                        actor.do_send(NewMessage { message: event.message });
+                    }
+                    waiters.into_iter().for_each(|w| drop(w.send(Some(actor.clone()))));
+                    directory.conversations.insert(conversation_id, actor);
+                }),
+        );
+    }
+}
+
+impl Actor for Directory {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // Route again everything that was open when the process last stopped.
+        let db = self.context.db.clone();
+        ctx.wait(
+            async move {
+                store::reset_offers(&db).await?;
+                store::open_conversations(&db).await
+            }
+            .into_actor(self)
+            .map(|open, directory, ctx| match open {
+                Ok(open) => {
+                    tracing::info!(conversations = open.len(), "routing open conversations again");
+                    for (conversation_id, workspace_id) in open {
+                        directory.supervisor(workspace_id);
+                        directory.start_conversation(conversation_id, None, ctx);
+                    }
+                }
+                Err(error) => tracing::error!(%error, "could not recover open conversations"),
+            }),
+        );
+    }
+}
+
+impl Handler<Inbound> for Directory {
+    type Result = ();
+
+    fn handle(&mut self, Inbound(event): Inbound, ctx: &mut Context<Self>) {
+        match self.conversations.get(&event.conversation_id) {
+            Some(actor) if actor.connected() => actor.do_send(NewMessage {
+                message: event.message,
+            }),
+            _ => {
+                self.conversations.remove(&event.conversation_id);
+                self.supervisor(event.workspace_id);
+                // A new conversation's first message is already its last message when loaded.
+                let deliver = (!event.opened).then_some(event.clone());
+                self.start_conversation(event.conversation_id, deliver, ctx);
+            }
+        }
+    }
+}
+
+impl Handler<ConversationStopped> for Directory {
+    type Result = ();
+
+    fn handle(&mut self, stopped: ConversationStopped, _: &mut Context<Self>) {
+        if self
+            .conversations
+            .get(&stopped.conversation_id)
+            .is_some_and(|actor| !actor.connected())
+        {
+            self.conversations.remove(&stopped.conversation_id);
+        }
+    }
+}
+
+impl Handler<GetSupervisor> for Directory {
+    type Result = MessageResult<GetSupervisor>;
+
+    fn handle(&mut self, message: GetSupervisor, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.supervisor(message.workspace_id))
+    }
+}
+
+impl Handler<GetConversation> for Directory {
+    type Result = ResponseFuture<Option<Addr<ConversationActor>>>;
+
+    fn handle(&mut self, message: GetConversation, ctx: &mut Context<Self>) -> Self::Result {
+        let id = message.conversation_id;
+        if let Some(actor) = self.conversations.get(&id).filter(|a| a.connected()) {
+            let actor = actor.clone();
+            return Box::pin(async move { Some(actor) });
+        }
+        let (answer, answered) = oneshot::channel();
+        self.waiters.entry(id).or_default().push(answer);
+        self.start_conversation(id, None, ctx);
+        Box::pin(async move { answered.await.ok().flatten() })
+    }
+}
+
+impl Handler<GetAgentActor> for Directory {
+    type Result = ResponseFuture<Option<Addr<AgentActor>>>;
+
+    fn handle(&mut self, message: GetAgentActor, _: &mut Context<Self>) -> Self::Result {
+        let supervisor = self.supervisor(message.workspace_id);
+        Box::pin(async move {
+            supervisor
+                .send(GetAgent {
+                    agent_id: message.agent_id,
+                })
+                .await
+                .ok()
+                .flatten()
+                .map(|(actor, _)| actor)
+        })
+    }
+}
+
+/// The routing engine as the rest of the process sees it.
+pub struct Engine {
+    pub directory: Addr<Directory>,
+    /// The engine's own thread: every routing actor runs on it.
+    _arbiter: Arbiter,
+}
+
+impl Engine {
+    /// Starts the directory (and, through it, every actor) on an arbiter of its own. Call once
+    /// per process, before the HTTP server starts its workers.
+    pub fn start(context: Arc<RoutingContext>) -> Engine {
+        let arbiter = Arbiter::new();
+        let directory =
+            Directory::start_in_arbiter(&arbiter.handle(), move |_| Directory::new(context));
+        Engine {
+            directory,
+            _arbiter: arbiter,
+        }
+    }
+
+    pub fn handoff(&self) -> Arc<dyn InboundHandoff> {
+        Arc::new(EngineHandoff {
+            directory: self.directory.clone(),
+        })
+    }
+}
+
+/// Hands committed inbound messages to the directory, fire-and-forget.
+struct EngineHandoff {
+    directory: Addr<Directory>,
+}
+
+impl InboundHandoff for EngineHandoff {
+    fn inbound(&self, event: InboundEvent) {
+        self.directory.do_send(Inbound(event));
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self._arbiter.stop();
+    }
+}

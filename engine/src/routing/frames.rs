@@ -1,0 +1,168 @@
+//! The agent websocket's frames (shared/CONTRACT.md): one JSON object per text frame, by `type`.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::inbox::{ContactView, ConversationView, MessageView};
+use crate::routing::policy::Presence;
+
+/// An offer as the agent sees it.
+#[derive(Clone, Debug, Serialize)]
+pub struct OfferView {
+    pub conversation_id: String,
+    pub expires_at: DateTime<Utc>,
+    pub contact: Option<ContactView>,
+    pub last_message: Option<MessageView>,
+}
+
+/// Server to agent.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame {
+    Hello {
+        agent_id: String,
+        presence: Presence,
+        conversations: Vec<ConversationView>,
+        offers: Vec<OfferView>,
+    },
+    Offer(OfferView),
+    OfferWithdrawn {
+        conversation_id: String,
+        reason: String,
+    },
+    Assigned {
+        conversation_id: String,
+        reason: String,
+        conversation: ConversationView,
+    },
+    Unassigned {
+        conversation_id: String,
+        reason: String,
+    },
+    Message {
+        conversation_id: String,
+        message: MessageView,
+    },
+    Presence {
+        status: Presence,
+    },
+    Error {
+        code: String,
+        message: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        client_id: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        conversation_id: Option<String>,
+    },
+}
+
+impl ServerFrame {
+    pub fn error(code: &str, message: impl Into<String>) -> Self {
+        ServerFrame::Error {
+            code: code.to_owned(),
+            message: message.into(),
+            client_id: None,
+            conversation_id: None,
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| {
+            r#"{"type":"error","code":"internal","message":"frame not serialisable"}"#.to_owned()
+        })
+    }
+}
+
+/// Where a transfer goes.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TransferTarget {
+    pub conversation_id: String,
+    pub to_agent_id: Option<String>,
+    pub to_team_id: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct ConversationRef {
+    pub conversation_id: String,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PresenceChoice {
+    Online,
+    Away,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct PresenceFrame {
+    pub status: PresenceChoice,
+}
+
+/// Agent to server.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientFrame {
+    Accept(ConversationRef),
+    Decline(ConversationRef),
+    Resolve(ConversationRef),
+    Open(ConversationRef),
+    Transfer(TransferTarget),
+    Presence(PresenceFrame),
+    Send {
+        conversation_id: String,
+        client_id: Option<String>,
+        text: String,
+    },
+    SendTemplate {
+        conversation_id: String,
+        client_id: Option<String>,
+        template: Value,
+    },
+}
+
+/// Parses a client frame; the error says what is wrong, for an `error` frame.
+pub fn parse_client_frame(text: &str) -> Result<ClientFrame, String> {
+    let value: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    let kind = value
+        .get("type")
+        .and_then(Value::as_str)
+        .ok_or("a frame needs a string `type`")?
+        .to_owned();
+    serde_json::from_value(value).map_err(|e| format!("bad `{kind}` frame: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_frames_parse_and_errors_say_why() {
+        assert_eq!(
+            parse_client_frame(r#"{"type":"accept","conversation_id":"c"}"#).unwrap(),
+            ClientFrame::Accept(ConversationRef {
+                conversation_id: "c".into()
+            })
+        );
+        assert!(matches!(
+            parse_client_frame(r#"{"type":"presence","status":"away"}"#).unwrap(),
+            ClientFrame::Presence(PresenceFrame { status: PresenceChoice::Away })
+        ));
+        assert!(parse_client_frame("nope").unwrap_err().contains("not JSON"));
+        assert!(parse_client_frame("{}").unwrap_err().contains("type"));
+        assert!(parse_client_frame(r#"{"type":"fly"}"#).unwrap_err().contains("fly"));
+        assert!(parse_client_frame(r#"{"type":"accept"}"#).unwrap_err().contains("conversation_id"));
+    }
+
+    #[test]
+    fn server_frames_carry_their_type() {
+        let frame = ServerFrame::OfferWithdrawn {
+            conversation_id: "c".into(),
+            reason: "timed out".into(),
+        };
+        let json: Value = serde_json::from_str(&frame.to_json()).unwrap();
+        assert_eq!(json["type"], "offer_withdrawn");
+        assert_eq!(json["reason"], "timed out");
+    }
+}

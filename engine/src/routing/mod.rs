@@ -1,0 +1,83 @@
+//! The routing engine: actors that own routing state, and the pure policy they decide with.
+//!
+//! ```text
+//!  ingest commit ──InboundHandoff──► Directory ──► ConversationActor (one per open conversation)
+//!                                                     │ RequestAgent / Requeue / Release
+//!                                                     ▼
+//!                                     Supervisor (one per workspace: team queues + roster)
+//!                                       choose_agent(roster, request) -> Decision
+//!                                                     │ Offer
+//!                                                     ▼
+//!                                     ConversationActor ──Offered/Assigned──► AgentActor ──► sockets
+//!  agent socket ──ClientFrame──► AgentActor ──Accept/Decline/Resolve/Transfer──► ConversationActor
+//! ```
+//!
+//! Every actor runs on the engine's one arbiter, so messages between them are cheap and their
+//! order is the order things happened; the audit writer records them in that order.
+//! Conversation state is written to the database before it is acted on, so that a restart
+//! rebuilds every actor from it: offers lapse, waiting conversations queue again, and assigned
+//! ones stay with their agent (who gets the disconnect grace period to come back).
+
+pub mod agent;
+pub mod conversation;
+pub mod directory;
+pub mod frames;
+pub mod policy;
+pub mod store;
+pub mod supervisor;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sea_orm::DatabaseConnection;
+
+use crate::audit::{AuditRecord, AuditWriter};
+
+/// Every routing timer, so that tests run in milliseconds what production runs in seconds.
+#[derive(Clone, Debug)]
+pub struct RoutingSettings {
+    /// What one unit of a team's `offer_timeout_secs` lasts (1 s in production).
+    pub offer_timeout_unit: Duration,
+    pub disconnect_grace: Duration,
+    pub decline_cooldown: Duration,
+    /// Conversations whose 24-hour window ends within this rise in priority.
+    pub window_warning: Duration,
+    /// Prefer the customer's last agent when eligible.
+    pub sticky: bool,
+}
+
+/// What every routing actor shares.
+pub struct RoutingContext {
+    pub db: DatabaseConnection,
+    pub audit: AuditWriter,
+    pub settings: RoutingSettings,
+}
+
+impl RoutingContext {
+    pub fn new(db: DatabaseConnection, audit: AuditWriter, settings: RoutingSettings) -> Arc<Self> {
+        Arc::new(Self {
+            db,
+            audit,
+            settings,
+        })
+    }
+
+    pub fn audit(&self, event: AuditRecord) {
+        self.audit.record(event);
+    }
+}
+
+/// Why a routing request was refused, for the API and the socket.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RoutingError {
+    #[error("the agent has no free capacity")]
+    OverCapacity,
+    #[error("the conversation is not assigned to this agent")]
+    NotAssigned,
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the routing engine is unavailable")]
+    Unavailable,
+}

@@ -1,0 +1,233 @@
+//! What the routing actors read from and write to the database: their state is a cache of it.
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+};
+
+use crate::ids::{AgentId, ChannelId, ConversationId, TeamId, WorkspaceId};
+use crate::inbox::{ContactView, ConversationView, MessageView};
+use crate::routing::policy::{Candidate, Presence};
+use crate::store::entity::{agent, agent_team, channel, contact, conversation, message, team};
+
+/// A conversation's routing inputs, as stored.
+#[derive(Clone, Debug)]
+pub struct StoredConversation {
+    pub id: ConversationId,
+    pub workspace_id: WorkspaceId,
+    pub team_id: TeamId,
+    pub channel_id: ChannelId,
+    pub status: String,
+    pub assigned_agent_id: Option<AgentId>,
+    pub priority: i32,
+    pub contact: Option<ContactView>,
+    pub window_expires_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub required_skills: Vec<String>,
+    pub offer_timeout_secs: i32,
+    pub auto_accept: bool,
+    /// The agent of this contact's previous conversation on this channel.
+    pub sticky: Option<AgentId>,
+    pub last_message: Option<MessageView>,
+    pub raw: conversation::Model,
+}
+
+impl StoredConversation {
+    pub fn view(&self, status: &str, assigned: Option<AgentId>, team_id: TeamId) -> ConversationView {
+        ConversationView {
+            id: self.id.to_string(),
+            workspace_id: self.workspace_id.to_string(),
+            status: status.to_owned(),
+            team_id: team_id.to_string(),
+            channel_id: self.channel_id.to_string(),
+            assigned_agent_id: assigned.map(|a| a.to_string()),
+            contact: self.contact.clone(),
+            priority: self.priority,
+            last_inbound_at: self.raw.last_inbound_at,
+            window_expires_at: self.window_expires_at,
+            created_at: self.created_at,
+            updated_at: Utc::now(),
+            resolved_at: None,
+        }
+    }
+}
+
+fn corrupt(what: &str) -> DbErr {
+    DbErr::Custom(format!("stored {what} is not a valid id"))
+}
+
+/// Loads one open conversation with everything routing needs; `None` when resolved or absent.
+pub async fn load_open_conversation(
+    db: &DatabaseConnection,
+    id: ConversationId,
+) -> Result<Option<StoredConversation>, DbErr> {
+    let Some(row) = conversation::Entity::find_by_id(id.to_string())
+        .filter(conversation::Column::Status.ne("resolved"))
+        .one(db)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let contact = contact::Entity::find_by_id(row.contact_id.clone()).one(db).await?;
+    let team = team::Entity::find_by_id(row.team_id.clone()).one(db).await?;
+    let channel = channel::Entity::find_by_id(row.channel_id.clone()).one(db).await?;
+    let previous = conversation::Entity::find()
+        .filter(conversation::Column::ChannelId.eq(row.channel_id.clone()))
+        .filter(conversation::Column::ContactId.eq(row.contact_id.clone()))
+        .filter(conversation::Column::Id.ne(row.id.clone()))
+        .filter(conversation::Column::AssignedAgentId.is_not_null())
+        .order_by_desc(conversation::Column::Id)
+        .one(db)
+        .await?;
+    let last_message = message::Entity::find()
+        .filter(message::Column::ConversationId.eq(row.id.clone()))
+        .order_by_desc(message::Column::Id)
+        .one(db)
+        .await?;
+    Ok(Some(StoredConversation {
+        id,
+        workspace_id: WorkspaceId::parse(&row.workspace_id).ok_or_else(|| corrupt("workspace"))?,
+        team_id: TeamId::parse(&row.team_id).ok_or_else(|| corrupt("team"))?,
+        channel_id: ChannelId::parse(&row.channel_id).ok_or_else(|| corrupt("channel"))?,
+        status: row.status.clone(),
+        assigned_agent_id: row.assigned_agent_id.as_deref().and_then(AgentId::parse),
+        priority: row.priority,
+        contact: contact.map(Into::into),
+        window_expires_at: row.window_expires_at,
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+        required_skills: channel
+            .map(|c| serde_json::from_value(c.required_skills).unwrap_or_default())
+            .unwrap_or_default(),
+        offer_timeout_secs: team.as_ref().map_or(30, |t| t.offer_timeout_secs),
+        auto_accept: team.as_ref().is_some_and(|t| t.auto_accept),
+        sticky: previous.and_then(|p| p.assigned_agent_id.as_deref().and_then(AgentId::parse)),
+        last_message: last_message.map(Into::into),
+        raw: row,
+    }))
+}
+
+/// Records a conversation's routing state.
+pub async fn save_state(
+    db: &DatabaseConnection,
+    id: ConversationId,
+    status: &str,
+    assigned: Option<AgentId>,
+    team_id: TeamId,
+) -> Result<(), DbErr> {
+    let now = Utc::now();
+    let mut update = conversation::Entity::update_many()
+        .col_expr(conversation::Column::Status, Expr::value(status))
+        .col_expr(
+            conversation::Column::AssignedAgentId,
+            Expr::value(assigned.map(|a| a.to_string())),
+        )
+        .col_expr(conversation::Column::TeamId, Expr::value(team_id.to_string()))
+        .col_expr(conversation::Column::UpdatedAt, Expr::value(now));
+    if status == "resolved" {
+        update = update.col_expr(conversation::Column::ResolvedAt, Expr::value(Some(now)));
+    }
+    update
+        .filter(conversation::Column::Id.eq(id.to_string()))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// The latest messages of a conversation, oldest first, for an agent who just got it.
+pub async fn recent_messages(
+    db: &DatabaseConnection,
+    id: ConversationId,
+    limit: u64,
+) -> Result<Vec<MessageView>, DbErr> {
+    let mut rows = message::Entity::find()
+        .filter(message::Column::ConversationId.eq(id.to_string()))
+        .order_by_desc(message::Column::Id)
+        .limit(limit)
+        .all(db)
+        .await?;
+    rows.reverse();
+    Ok(rows.into_iter().map(Into::into).collect())
+}
+
+/// Every active agent of a workspace as a routing candidate (offline until it connects), with
+/// its load from the conversations it holds.
+pub async fn load_roster(
+    db: &DatabaseConnection,
+    workspace_id: WorkspaceId,
+) -> Result<Vec<Candidate>, DbErr> {
+    let agents = agent::Entity::find()
+        .filter(agent::Column::WorkspaceId.eq(workspace_id.to_string()))
+        .filter(agent::Column::Active.eq(true))
+        .all(db)
+        .await?;
+    let mut roster = Vec::with_capacity(agents.len());
+    for row in agents {
+        roster.push(candidate_of(db, row).await?);
+    }
+    Ok(roster)
+}
+
+/// One agent as a routing candidate; `None` when absent or inactive.
+pub async fn load_candidate(db: &DatabaseConnection, id: AgentId) -> Result<Option<Candidate>, DbErr> {
+    match agent::Entity::find_by_id(id.to_string())
+        .filter(agent::Column::Active.eq(true))
+        .one(db)
+        .await?
+    {
+        Some(row) => Ok(Some(candidate_of(db, row).await?)),
+        None => Ok(None),
+    }
+}
+
+async fn candidate_of(db: &DatabaseConnection, row: agent::Model) -> Result<Candidate, DbErr> {
+    let teams = agent_team::Entity::find()
+        .filter(agent_team::Column::AgentId.eq(row.id.clone()))
+        .all(db)
+        .await?
+        .iter()
+        .filter_map(|m| TeamId::parse(&m.team_id))
+        .collect();
+    let load = conversation::Entity::find()
+        .filter(conversation::Column::AssignedAgentId.eq(row.id.clone()))
+        .filter(conversation::Column::Status.eq("assigned"))
+        .count(db)
+        .await?;
+    Ok(Candidate {
+        agent_id: AgentId::parse(&row.id).ok_or_else(|| corrupt("agent"))?,
+        name: row.name,
+        teams,
+        skills: serde_json::from_value(row.skills).unwrap_or_default(),
+        presence: Presence::Offline,
+        load: u32::try_from(load).unwrap_or(u32::MAX),
+        capacity: u32::try_from(row.capacity).unwrap_or(0),
+        last_assigned: None,
+    })
+}
+
+/// Every conversation not resolved, oldest first: what a restart routes again.
+pub async fn open_conversations(db: &DatabaseConnection) -> Result<Vec<(ConversationId, WorkspaceId)>, DbErr> {
+    let rows = conversation::Entity::find()
+        .filter(conversation::Column::Status.ne("resolved"))
+        .order_by_asc(conversation::Column::Id)
+        .all(db)
+        .await?;
+    Ok(rows
+        .iter()
+        .filter_map(|row| Some((ConversationId::parse(&row.id)?, WorkspaceId::parse(&row.workspace_id)?)))
+        .collect())
+}
+
+/// Offers do not survive a restart: offered conversations wait again.
+pub async fn reset_offers(db: &DatabaseConnection) -> Result<(), DbErr> {
+    conversation::Entity::update_many()
+        .col_expr(conversation::Column::Status, Expr::value("waiting"))
+        .col_expr(conversation::Column::AssignedAgentId, Expr::value(Option::<String>::None))
+        .filter(conversation::Column::Status.eq("offered"))
+        .exec(db)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,441 @@
+//! `Supervisor`: one per workspace. Holds every team's waiting queue and the workspace's roster
+//! (presence, load counting pending offers, capacity, skills, teams), so an agent in several
+//! teams is counted once, exactly, without locks. It decides with [`choose_agent`] and tells the
+//! conversation; it never waits on anyone.
+
+use std::cmp::Reverse;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::prelude::*;
+use chrono::{DateTime, Utc};
+
+use crate::ids::{AgentId, ConversationId, TeamId, WorkspaceId};
+use crate::routing::agent::AgentActor;
+use crate::routing::conversation::{ConversationActor, Offer};
+use crate::routing::policy::{Candidate, Presence, Request, choose_agent};
+use crate::routing::{RoutingContext, RoutingError, store};
+
+/// A conversation waiting for an agent.
+#[derive(Clone)]
+pub struct Waiting {
+    pub conversation_id: ConversationId,
+    pub conversation: Addr<ConversationActor>,
+    pub team_id: TeamId,
+    /// Waiting since (kept across declines and requeues, so the oldest goes first).
+    pub since: DateTime<Utc>,
+    pub priority: i32,
+    /// Requeued after its agent left: goes before everything of the same priority.
+    pub front: bool,
+    pub window_expires_at: Option<DateTime<Utc>>,
+    pub required_skills: Vec<String>,
+    /// Agents that declined or let the offer lapse, until when.
+    pub excluded: HashMap<AgentId, Instant>,
+    pub sticky: Option<AgentId>,
+}
+
+/// Queue this conversation; `release` frees the slot an offer or assignment held.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RequestAgent {
+    pub waiting: Waiting,
+    pub release: Option<AgentId>,
+}
+
+/// An agent's slot is free again (resolved, transferred away, offer ended without a requeue).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Release {
+    pub agent_id: AgentId,
+}
+
+/// An agent came online, went away or went offline.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AgentPresence {
+    pub agent_id: AgentId,
+    pub presence: Presence,
+}
+
+/// Moves one conversation's slot to `to` (transfer to an agent); refused when `to` is full.
+#[derive(Message)]
+#[rtype(result = "Result<String, RoutingError>")]
+pub struct MoveSlot {
+    pub from: Option<AgentId>,
+    pub to: AgentId,
+}
+
+/// A supervisor's manual assignment of a waiting conversation.
+#[derive(Message)]
+#[rtype(result = "Result<(), RoutingError>")]
+pub struct ManualAssign {
+    pub conversation_id: ConversationId,
+    pub agent_id: AgentId,
+}
+
+/// A conversation that stopped waiting without an offer (resolved by someone, stopped).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Unqueue {
+    pub conversation_id: ConversationId,
+}
+
+/// An agent's settings changed (capacity, teams, skills, deactivation): reload it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ReloadAgent {
+    pub agent_id: AgentId,
+}
+
+/// The actor of one agent of this workspace (started on first use); `None` if no such agent.
+#[derive(Message)]
+#[rtype(result = "Option<(Addr<AgentActor>, String)>")]
+pub struct GetAgent {
+    pub agent_id: AgentId,
+}
+
+struct RosterEntry {
+    candidate: Candidate,
+    actor: Option<Addr<AgentActor>>,
+}
+
+pub struct Supervisor {
+    workspace_id: WorkspaceId,
+    context: Arc<RoutingContext>,
+    roster: HashMap<AgentId, RosterEntry>,
+    queue: Vec<Waiting>,
+}
+
+impl Supervisor {
+    pub fn new(workspace_id: WorkspaceId, context: Arc<RoutingContext>) -> Self {
+        Self {
+            workspace_id,
+            context,
+            roster: HashMap::new(),
+            queue: Vec::new(),
+        }
+    }
+
+    fn agent_actor(&mut self, agent_id: AgentId, ctx: &mut Context<Self>) -> Option<Addr<AgentActor>> {
+        let supervisor = ctx.address();
+        let context = self.context.clone();
+        let workspace_id = self.workspace_id;
+        let entry = self.roster.get_mut(&agent_id)?;
+        let actor = entry.actor.get_or_insert_with(|| {
+            AgentActor::new(agent_id, workspace_id, supervisor, context).start()
+        });
+        Some(actor.clone())
+    }
+
+    fn effective_priority(waiting: &Waiting, now: DateTime<Utc>, warning: chrono::Duration) -> i32 {
+        let closing = waiting
+            .window_expires_at
+            .is_some_and(|expires| expires - now < warning);
+        waiting.priority + i32::from(closing)
+    }
+
+    /// Offers waiting conversations, highest priority then oldest first, while anyone has room.
+    fn assign_next(&mut self, ctx: &mut Context<Self>) {
+        if self.queue.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let wall = Utc::now();
+        let warning = chrono::Duration::from_std(self.context.settings.window_warning)
+            .unwrap_or(chrono::Duration::hours(2));
+        self.queue.sort_by_key(|w| {
+            (
+                Reverse(Self::effective_priority(w, wall, warning)),
+                !w.front,
+                w.since,
+                w.conversation_id,
+            )
+        });
+        let mut roster: Vec<Candidate> = self.roster.values().map(|e| e.candidate.clone()).collect();
+        let mut next_retry: Option<Instant> = None;
+        let mut index = 0;
+        while index < self.queue.len() {
+            if !roster
+                .iter()
+                .any(|c| c.presence == Presence::Online && c.load < c.capacity)
+            {
+                break;
+            }
+            let waiting = &self.queue[index];
+            let request = Request {
+                team_id: Some(waiting.team_id),
+                required_skills: waiting.required_skills.clone(),
+                excluded: waiting
+                    .excluded
+                    .iter()
+                    .filter(|(_, until)| **until > now)
+                    .map(|(agent, _)| *agent)
+                    .collect::<HashSet<_>>(),
+                sticky: waiting.sticky.filter(|_| self.context.settings.sticky),
+            };
+            let decision = choose_agent(&roster, &request);
+            let Some(agent_id) = decision.agent else {
+                if let Some(until) = waiting.excluded.values().filter(|u| **u > now).min() {
+                    next_retry = Some(next_retry.map_or(*until, |at| at.min(*until)));
+                }
+                index += 1;
+                continue;
+            };
+            let waiting = self.queue.remove(index);
+            if let Some(candidate) = roster.iter_mut().find(|c| c.agent_id == agent_id) {
+                candidate.load += 1;
+                candidate.last_assigned = Some(now);
+            }
+            let Some(entry) = self.roster.get_mut(&agent_id) else {
+                continue;
+            };
+            entry.candidate.load += 1;
+            entry.candidate.last_assigned = Some(now);
+            debug_assert!(
+                entry.candidate.load <= entry.candidate.capacity,
+                "capacity invariant: {} holds {} of {}",
+                agent_id,
+                entry.candidate.load,
+                entry.candidate.capacity
+            );
+            let agent_name = entry.candidate.name.clone();
+            let Some(agent) = self.agent_actor(agent_id, ctx) else {
+                continue;
+            };
+            waiting.conversation.do_send(Offer {
+                agent_id,
+                agent_name,
+                agent,
+                decision: Some(decision),
+                manual: false,
+            });
+        }
+        if let Some(at) = next_retry {
+            ctx.run_later(at.saturating_duration_since(now), |supervisor, ctx| {
+                supervisor.assign_next(ctx)
+            });
+        }
+    }
+
+    fn release(&mut self, agent_id: AgentId) {
+        if let Some(entry) = self.roster.get_mut(&agent_id) {
+            debug_assert!(entry.candidate.load > 0, "released a slot {agent_id} did not hold");
+            entry.candidate.load = entry.candidate.load.saturating_sub(1);
+        }
+    }
+
+    #[cfg(debug_assertions)]
+    fn check_invariants(&self) {
+        let queued: HashSet<_> = self.queue.iter().map(|w| w.conversation_id).collect();
+        debug_assert_eq!(queued.len(), self.queue.len(), "a conversation is queued twice");
+    }
+
+    #[cfg(not(debug_assertions))]
+    fn check_invariants(&self) {}
+}
+
+impl Actor for Supervisor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // Nothing is decided before the roster is known: hold the mailbox until it is loaded.
+        let db = self.context.db.clone();
+        let workspace_id = self.workspace_id;
+        ctx.wait(
+            async move { store::load_roster(&db, workspace_id).await }
+                .into_actor(self)
+                .map(|loaded, supervisor, _| match loaded {
+                    Ok(roster) => {
+                        for candidate in roster {
+                            supervisor.roster.insert(
+                                candidate.agent_id,
+                                RosterEntry {
+                                    candidate,
+                                    actor: None,
+                                },
+                            );
+                        }
+                    }
+                    Err(error) => tracing::error!(%error, "could not load the roster"),
+                }),
+        );
+    }
+}
+
+impl Handler<RequestAgent> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, message: RequestAgent, ctx: &mut Context<Self>) {
+        if let Some(agent_id) = message.release {
+            self.release(agent_id);
+        }
+        let id = message.waiting.conversation_id;
+        self.queue.retain(|w| w.conversation_id != id);
+        self.queue.push(message.waiting);
+        self.check_invariants();
+        self.assign_next(ctx);
+    }
+}
+
+impl Handler<Release> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, message: Release, ctx: &mut Context<Self>) {
+        self.release(message.agent_id);
+        self.assign_next(ctx);
+    }
+}
+
+impl Handler<AgentPresence> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, message: AgentPresence, ctx: &mut Context<Self>) {
+        if let Some(entry) = self.roster.get_mut(&message.agent_id) {
+            entry.candidate.presence = message.presence;
+        }
+        if message.presence == Presence::Online {
+            self.assign_next(ctx);
+        }
+    }
+}
+
+impl Handler<MoveSlot> for Supervisor {
+    type Result = Result<String, RoutingError>;
+
+    fn handle(&mut self, message: MoveSlot, ctx: &mut Context<Self>) -> Self::Result {
+        let entry = self
+            .roster
+            .get_mut(&message.to)
+            .ok_or(RoutingError::NotFound("agent"))?;
+        if entry.candidate.load >= entry.candidate.capacity {
+            return Err(RoutingError::OverCapacity);
+        }
+        entry.candidate.load += 1;
+        entry.candidate.last_assigned = Some(Instant::now());
+        let name = entry.candidate.name.clone();
+        if let Some(from) = message.from {
+            self.release(from);
+            self.assign_next(ctx);
+        }
+        Ok(name)
+    }
+}
+
+impl Handler<ManualAssign> for Supervisor {
+    type Result = Result<(), RoutingError>;
+
+    fn handle(&mut self, message: ManualAssign, ctx: &mut Context<Self>) -> Self::Result {
+        let position = self
+            .queue
+            .iter()
+            .position(|w| w.conversation_id == message.conversation_id)
+            .ok_or_else(|| {
+                RoutingError::Conflict("only a waiting conversation can be assigned by hand".into())
+            })?;
+        let entry = self
+            .roster
+            .get_mut(&message.agent_id)
+            .ok_or(RoutingError::NotFound("agent"))?;
+        if !entry.candidate.teams.contains(&self.queue[position].team_id) {
+            return Err(RoutingError::Conflict("the agent is not in the conversation's team".into()));
+        }
+        if entry.candidate.load >= entry.candidate.capacity {
+            return Err(RoutingError::OverCapacity);
+        }
+        entry.candidate.load += 1;
+        entry.candidate.last_assigned = Some(Instant::now());
+        let agent_name = entry.candidate.name.clone();
+        let waiting = self.queue.remove(position);
+        let agent = self
+            .agent_actor(message.agent_id, ctx)
+            .ok_or(RoutingError::NotFound("agent"))?;
+        waiting.conversation.do_send(Offer {
+            agent_id: message.agent_id,
+            agent_name,
+            agent,
+            decision: None,
+            manual: true,
+        });
+        Ok(())
+    }
+}
+
+impl Handler<Unqueue> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, message: Unqueue, _: &mut Context<Self>) {
+        self.queue.retain(|w| w.conversation_id != message.conversation_id);
+    }
+}
+
+impl Handler<ReloadAgent> for Supervisor {
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, message: ReloadAgent, _: &mut Context<Self>) -> Self::Result {
+        let db = self.context.db.clone();
+        Box::pin(
+            async move { store::load_candidate(&db, message.agent_id).await }
+                .into_actor(self)
+                .map(move |loaded, supervisor, ctx| {
+                    match loaded {
+                        Ok(Some(fresh)) => match supervisor.roster.get_mut(&message.agent_id) {
+                            Some(entry) => {
+                                entry.candidate.name = fresh.name;
+                                entry.candidate.teams = fresh.teams;
+                                entry.candidate.skills = fresh.skills;
+                                entry.candidate.capacity = fresh.capacity;
+                            }
+                            None => {
+                                supervisor.roster.insert(
+                                    message.agent_id,
+                                    RosterEntry {
+                                        candidate: fresh,
+                                        actor: None,
+                                    },
+                                );
+                            }
+                        },
+                        Ok(None) => {
+                            // Deactivated: no new work; what it holds stays until requeued.
+                            if let Some(entry) = supervisor.roster.get_mut(&message.agent_id) {
+                                entry.candidate.capacity = 0;
+                            }
+                        }
+                        Err(error) => tracing::warn!(%error, "could not reload an agent"),
+                    }
+                    supervisor.assign_next(ctx);
+                }),
+        )
+    }
+}
+
+impl Handler<GetAgent> for Supervisor {
+    type Result = ResponseActFuture<Self, Option<(Addr<AgentActor>, String)>>;
+
+    fn handle(&mut self, message: GetAgent, ctx: &mut Context<Self>) -> Self::Result {
+        if let Some(entry) = self.roster.get(&message.agent_id) {
+            let name = entry.candidate.name.clone();
+            let actor = self.agent_actor(message.agent_id, ctx).map(|actor| (actor, name));
+            return Box::pin(fut::ready(actor));
+        }
+        // An agent created after the roster was loaded.
+        let db = self.context.db.clone();
+        Box::pin(
+            async move { store::load_candidate(&db, message.agent_id).await }
+                .into_actor(self)
+                .map(move |loaded, supervisor, ctx| {
+                    let candidate = loaded.ok().flatten()?;
+                    let name = candidate.name.clone();
+                    supervisor.roster.insert(
+                        message.agent_id,
+                        RosterEntry {
+                            candidate,
+                            actor: None,
+                        },
+                    );
+                    supervisor.agent_actor(message.agent_id, ctx).map(|actor| (actor, name))
+                }),
+        )
+    }
+}
