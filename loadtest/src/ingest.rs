@@ -70,7 +70,10 @@ impl IngestReport {
 fn sign(secret: &[u8], body: &[u8]) -> anyhow::Result<String> {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).context("app secret")?;
     mac.update(body);
-    Ok(format!("sha256={}", hex::encode(mac.finalize().into_bytes())))
+    Ok(format!(
+        "sha256={}",
+        hex::encode(mac.finalize().into_bytes())
+    ))
 }
 
 /// The `phone_number_id` of generated number `index`.
@@ -142,7 +145,9 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<IngestReport> {
 
     let total = args.rate * args.duration;
     let interval = Duration::from_secs_f64(1.0 / args.rate.max(1) as f64);
-    let latency = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?));
+    let latency = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(
+        1, 60_000_000, 3,
+    )?));
     let ok = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
     let mut dropped = 0;

@@ -3,7 +3,10 @@
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "waos-loadtest", about = "Open-loop load generators for WaOS (loopback targets only).")]
+#[command(
+    name = "waos-loadtest",
+    about = "Open-loop load generators for WaOS (loopback targets only)."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -8,8 +8,8 @@ use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use secrecy::{ExposeSecret, SecretString};
-use waos_engine::crypto::{PasswordHashing, Sealer, new_secret_key_hex, new_token, token_hash};
 use waos_engine::audit::AuditWriter;
+use waos_engine::crypto::{PasswordHashing, Sealer, new_secret_key_hex, new_token, token_hash};
 use waos_engine::ingest::{InboundEvent, InboundHandoff, IngestSettings, IngestWriter};
 use waos_engine::routing::directory::Engine;
 use waos_engine::routing::{RoutingContext, RoutingSettings};
@@ -86,7 +86,7 @@ impl Application {
                 sticky: settings.routing.sticky,
             },
         );
-        let engine = Arc::new(Engine::start(routing));
+        let engine = Arc::new(Engine::start(routing)?);
         let handoff: Arc<dyn InboundHandoff> = match observer {
             Some(observer) => Arc::new(Both(engine.handoff(), observer)),
             None => engine.handoff(),

@@ -397,7 +397,7 @@ impl TestApp {
         created["id"].as_str().unwrap().to_owned()
     }
 
-    /// Creates an agent and signs it in; returns (agent id, session token).
+    /// Creates an agent (capacity 3) and signs it in; returns (agent id, session token).
     pub async fn create_agent(
         &self,
         workspace_id: &str,
@@ -405,12 +405,25 @@ impl TestApp {
         role: &str,
         team_ids: &[&str],
     ) -> (String, String) {
+        self.create_agent_with(workspace_id, email, role, team_ids, 3)
+            .await
+    }
+
+    /// Creates an agent with a capacity and signs it in; returns (agent id, session token).
+    pub async fn create_agent_with(
+        &self,
+        workspace_id: &str,
+        email: &str,
+        role: &str,
+        team_ids: &[&str],
+        capacity: u32,
+    ) -> (String, String) {
         let created = self
             .post_ok(
                 &format!("/api/v1/workspaces/{workspace_id}/agents"),
                 ADMIN_TOKEN,
                 &json!({"name": email, "email": email, "password": PASSWORD, "role": role,
-                        "capacity": 3, "team_ids": team_ids}),
+                        "capacity": capacity, "team_ids": team_ids}),
                 201,
             )
             .await;
@@ -570,5 +583,112 @@ impl Drop for FaultProxy {
         for task in self.connections.lock().unwrap().drain(..) {
             task.abort();
         }
+    }
+}
+
+/// An agent's websocket, as a console would hold it.
+pub struct AgentSocket {
+    stream: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>,
+    /// Frames read while waiting for another type, kept in order.
+    backlog: std::collections::VecDeque<Value>,
+}
+
+impl TestApp {
+    /// Opens `/ws/agent` with a bearer token and returns it after its `hello`.
+    pub async fn connect_agent(&self, token: &str) -> (AgentSocket, Value) {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let url = format!("{}/ws/agent", self.address.replacen("http", "ws", 1));
+        let mut request = url.into_client_request().unwrap();
+        request
+            .headers_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        let (stream, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+        let mut socket = AgentSocket {
+            stream,
+            backlog: Default::default(),
+        };
+        let hello = socket.expect("hello").await;
+        (socket, hello)
+    }
+}
+
+impl AgentSocket {
+    pub async fn send(&mut self, frame: Value) {
+        use futures_util::SinkExt;
+        self.stream
+            .send(tokio_tungstenite::tungstenite::Message::Text(
+                frame.to_string().into(),
+            ))
+            .await
+            .unwrap();
+    }
+
+    pub async fn send_raw(&mut self, text: &str) {
+        use futures_util::SinkExt;
+        self.stream
+            .send(tokio_tungstenite::tungstenite::Message::Text(
+                text.to_owned().into(),
+            ))
+            .await
+            .unwrap();
+    }
+
+    async fn read(&mut self, deadline: Duration) -> Option<Value> {
+        use futures_util::StreamExt;
+        if let Some(frame) = self.backlog.pop_front() {
+            return Some(frame);
+        }
+        let until = tokio::time::Instant::now() + deadline;
+        loop {
+            // One deadline for the whole read: pings must not extend it.
+            let next = tokio::time::timeout_at(until, self.stream.next())
+                .await
+                .ok()??;
+            match next.ok()? {
+                tokio_tungstenite::tungstenite::Message::Text(text) => {
+                    return Some(serde_json::from_str(&text).unwrap());
+                }
+                tokio_tungstenite::tungstenite::Message::Close(_) => return None,
+                _ => continue,
+            }
+        }
+    }
+
+    /// The next frame of type `kind` (others are kept for later), within 5 s.
+    pub async fn expect(&mut self, kind: &str) -> Value {
+        self.expect_within(kind, Duration::from_secs(5))
+            .await
+            .unwrap_or_else(|| panic!("no `{kind}` frame arrived"))
+    }
+
+    pub async fn expect_within(&mut self, kind: &str, deadline: Duration) -> Option<Value> {
+        let start = std::time::Instant::now();
+        let mut skipped = Vec::new();
+        let found = loop {
+            let left = deadline.saturating_sub(start.elapsed());
+            if left.is_zero() {
+                break None;
+            }
+            match self.read(left).await {
+                Some(frame) if frame["type"] == kind => break Some(frame),
+                Some(frame) => skipped.push(frame),
+                None => break None,
+            }
+        };
+        for frame in skipped.into_iter().rev() {
+            self.backlog.push_front(frame);
+        }
+        found
+    }
+
+    /// Asserts that no frame of type `kind` arrives within `window` (others are kept).
+    pub async fn expect_none(&mut self, kind: &str, window: Duration) {
+        if let Some(frame) = self.expect_within(kind, window).await {
+            panic!("unexpected `{kind}` frame: {frame}");
+        }
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.stream.close(None).await;
     }
 }

@@ -151,7 +151,11 @@ impl AgentActor {
         let mut conversations: Vec<ConversationView> =
             self.held.values().map(|(view, _)| view.clone()).collect();
         conversations.sort_by(|a, b| a.id.cmp(&b.id));
-        let mut offers: Vec<OfferView> = self.offers.values().map(|(offer, _)| offer.clone()).collect();
+        let mut offers: Vec<OfferView> = self
+            .offers
+            .values()
+            .map(|(offer, _)| offer.clone())
+            .collect();
         offers.sort_by(|a, b| a.conversation_id.cmp(&b.conversation_id));
         ServerFrame::Hello {
             agent_id: self.agent_id.to_string(),
@@ -190,8 +194,13 @@ impl AgentActor {
     }
 
     /// Sends a request to a conversation and answers the socket with an `error` frame on refusal.
-    fn forward<M>(&self, socket_id: u64, conversation_id: String, message: M, ctx: &mut Context<Self>)
-    where
+    fn forward<M>(
+        &self,
+        socket_id: u64,
+        conversation_id: String,
+        message: M,
+        ctx: &mut Context<Self>,
+    ) where
         M: Message<Result = Result<(), RoutingError>> + Send + 'static,
         ConversationActor: Handler<M>,
     {
@@ -352,17 +361,27 @@ impl Handler<FromClient> for AgentActor {
                     PresenceChoice::Away => Presence::Away,
                 };
                 self.chosen = presence;
-                self.supervisor.do_send(AgentPresence { agent_id, presence });
+                self.supervisor
+                    .do_send(AgentPresence { agent_id, presence });
                 self.broadcast(&ServerFrame::Presence { status: presence });
             }
             ClientFrame::Open(_) => {}
-            ClientFrame::Send { conversation_id, client_id, .. }
-            | ClientFrame::SendTemplate { conversation_id, client_id, .. } => {
+            ClientFrame::Send {
+                conversation_id,
+                client_id,
+                ..
+            }
+            | ClientFrame::SendTemplate {
+                conversation_id,
+                client_id,
+                ..
+            } => {
                 self.send_to(
                     socket,
                     &ServerFrame::Error {
                         code: "unavailable".into(),
-                        message: "replies to customers are not available yet in this version".into(),
+                        message: "replies to customers are not available yet in this version"
+                            .into(),
                         client_id,
                         conversation_id: Some(conversation_id),
                     },
@@ -378,7 +397,8 @@ impl Handler<Offered> for AgentActor {
     fn handle(&mut self, offered: Offered, _: &mut Context<Self>) {
         let frame = ServerFrame::Offer(offered.offer.clone());
         if let Some(id) = ConversationId::parse(&offered.offer.conversation_id) {
-            self.offers.insert(id, (offered.offer, offered.conversation));
+            self.offers
+                .insert(id, (offered.offer, offered.conversation));
         }
         self.broadcast(&frame);
     }

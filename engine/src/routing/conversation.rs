@@ -175,7 +175,13 @@ impl ConversationActor {
             .view(self.state.name(), self.state.agent_id(), self.team_id)
     }
 
-    fn audit(&self, kind: &str, agent_id: Option<AgentId>, reason: Option<serde_json::Value>, text: String) {
+    fn audit(
+        &self,
+        kind: &str,
+        agent_id: Option<AgentId>,
+        reason: Option<serde_json::Value>,
+        text: String,
+    ) {
         self.context.audit(AuditRecord {
             workspace_id: Some(self.stored.workspace_id.to_string()),
             conversation_id: Some(self.id().to_string()),
@@ -188,15 +194,30 @@ impl ConversationActor {
 
     /// Writes the state; later messages to this actor wait for the write, so writes stay in order.
     fn persist(&mut self, ctx: &mut Context<Self>) {
+        self.persist_then(ctx, |_, _| {});
+    }
+
+    /// Writes the state, then runs `next` (stopping the actor must wait for the last write).
+    fn persist_then(
+        &mut self,
+        ctx: &mut Context<Self>,
+        next: impl FnOnce(&mut Self, &mut Context<Self>) + 'static,
+    ) {
         let db = self.context.db.clone();
-        let (id, status, agent, team) = (self.id(), self.state.name(), self.state.agent_id(), self.team_id);
+        let (id, status, agent, team) = (
+            self.id(),
+            self.state.name(),
+            self.state.agent_id(),
+            self.team_id,
+        );
         ctx.wait(
             async move { store::save_state(&db, id, status, agent, team).await }
                 .into_actor(self)
-                .map(|result, _, _| {
+                .map(move |result, conversation, ctx| {
                     if let Err(error) = result {
                         tracing::error!(%error, "conversation state not saved");
                     }
+                    next(conversation, ctx);
                 }),
         );
     }
@@ -235,7 +256,14 @@ impl ConversationActor {
         }
     }
 
-    fn assign(&mut self, agent_id: AgentId, agent_name: String, agent: Addr<AgentActor>, reason: String, ctx: &mut Context<Self>) {
+    fn assign(
+        &mut self,
+        agent_id: AgentId,
+        agent_name: String,
+        agent: Addr<AgentActor>,
+        reason: String,
+        ctx: &mut Context<Self>,
+    ) {
         self.state = State::Assigned {
             agent_id,
             agent_name,
@@ -249,28 +277,43 @@ impl ConversationActor {
         let conversation = ctx.address();
         // The agent gets the conversation, then its history, in one message so nothing interleaves.
         ctx.spawn(
-            async move { store::recent_messages(&db, id, HISTORY_ON_ASSIGN).await.unwrap_or_default() }
-                .into_actor(self)
-                .map(move |messages, _, _| {
-                    agent.do_send(Assigned {
-                        view,
-                        conversation,
-                        reason,
-                        messages,
-                    });
-                }),
+            async move {
+                store::recent_messages(&db, id, HISTORY_ON_ASSIGN)
+                    .await
+                    .unwrap_or_default()
+            }
+            .into_actor(self)
+            .map(move |messages, _, _| {
+                agent.do_send(Assigned {
+                    view,
+                    conversation,
+                    reason,
+                    messages,
+                });
+            }),
         );
     }
 
     /// Ends a pending offer without an assignment; the agent's slot is freed by the requeue.
-    fn end_offer(&mut self, agent_id: AgentId, kind: &str, text: String, cooldown: bool, ctx: &mut Context<Self>) {
-        let State::Offered { agent, timer, .. } = std::mem::replace(&mut self.state, State::Waiting) else {
+    fn end_offer(
+        &mut self,
+        agent_id: AgentId,
+        kind: &str,
+        text: String,
+        cooldown: bool,
+        ctx: &mut Context<Self>,
+    ) {
+        let State::Offered { agent, timer, .. } =
+            std::mem::replace(&mut self.state, State::Waiting)
+        else {
             return;
         };
         ctx.cancel_future(timer);
         if cooldown {
-            self.excluded
-                .insert(agent_id, Instant::now() + self.context.settings.decline_cooldown);
+            self.excluded.insert(
+                agent_id,
+                Instant::now() + self.context.settings.decline_cooldown,
+            );
         }
         agent.do_send(OfferEnded {
             conversation_id: self.id(),
@@ -290,7 +333,12 @@ impl ConversationActor {
     fn is_held_by(&self, agent_id: Option<AgentId>) -> bool {
         match (&self.state, agent_id) {
             (State::Assigned { .. }, None) => true,
-            (State::Assigned { agent_id: holder, .. }, Some(agent)) => *holder == agent,
+            (
+                State::Assigned {
+                    agent_id: holder, ..
+                },
+                Some(agent),
+            ) => *holder == agent,
             _ => false,
         }
     }
@@ -302,7 +350,9 @@ impl Actor for ConversationActor {
     fn started(&mut self, ctx: &mut Context<Self>) {
         // Rebuilt from the database: an assigned conversation stays with its agent; anything
         // else queues (offers never survive a rebuild).
-        let assigned = (self.stored.status == "assigned").then_some(self.stored.assigned_agent_id).flatten();
+        let assigned = (self.stored.status == "assigned")
+            .then_some(self.stored.assigned_agent_id)
+            .flatten();
         match assigned {
             Some(agent_id) => {
                 // Hold the mailbox until the agent's actor is known, then tell it.
@@ -323,21 +373,33 @@ impl Actor for ConversationActor {
                                 });
                             }
                             None => {
-                                conversation.audit("requeued", Some(agent_id), None, "requeued: its agent no longer exists".into());
+                                conversation.audit(
+                                    "requeued",
+                                    Some(agent_id),
+                                    None,
+                                    "requeued: its agent no longer exists".into(),
+                                );
                                 conversation.queue(None, ctx);
                             }
                         }),
                 );
             }
             None => {
-                self.audit("queued", None, None, format!("queued in team {}", self.team_id));
+                self.audit(
+                    "queued",
+                    None,
+                    None,
+                    format!("queued in team {}", self.team_id),
+                );
                 self.queue(None, ctx);
             }
         }
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
-        self.directory.do_send(ConversationStopped { conversation_id: self.id() });
+        self.directory.do_send(ConversationStopped {
+            conversation_id: self.id(),
+        });
     }
 }
 
@@ -347,23 +409,38 @@ impl Handler<Offer> for ConversationActor {
     fn handle(&mut self, offer: Offer, ctx: &mut Context<Self>) {
         if !matches!(self.state, State::Waiting) {
             // Taken or resolved meanwhile: give the slot back.
-            self.supervisor.do_send(Release { agent_id: offer.agent_id });
+            self.supervisor.do_send(Release {
+                agent_id: offer.agent_id,
+            });
             return;
         }
         let explanation = offer
             .decision
             .as_ref()
             .map_or_else(|| "assigned by a supervisor".to_owned(), Decision::explain);
-        let reason = offer.decision.as_ref().and_then(|d| serde_json::to_value(d).ok());
+        let reason = offer
+            .decision
+            .as_ref()
+            .and_then(|d| serde_json::to_value(d).ok());
         if self.auto_accept || offer.manual {
-            let why = if offer.manual { "manual assignment" } else { "auto-accept" };
+            let why = if offer.manual {
+                "manual assignment"
+            } else {
+                "auto-accept"
+            };
             self.audit(
                 "assigned",
                 Some(offer.agent_id),
                 reason,
                 format!("assigned to {} ({why}): {explanation}", offer.agent_name),
             );
-            self.assign(offer.agent_id, offer.agent_name, offer.agent, why.to_owned(), ctx);
+            self.assign(
+                offer.agent_id,
+                offer.agent_name,
+                offer.agent,
+                why.to_owned(),
+                ctx,
+            );
             return;
         }
         let timeout = self.offer_timeout();
@@ -375,7 +452,13 @@ impl Handler<Offer> for ConversationActor {
                 State::Offered { agent_name, .. } => agent_name.clone(),
                 _ => return,
             };
-            conversation.end_offer(agent_id, "timed_out", format!("offer to {name} timed out after {secs} s"), true, ctx);
+            conversation.end_offer(
+                agent_id,
+                "timed_out",
+                format!("offer to {name} timed out after {secs} s"),
+                true,
+                ctx,
+            );
         });
         self.audit(
             "offered",
@@ -424,8 +507,13 @@ impl Handler<Accept> for ConversationActor {
         if *agent_id != accept.agent_id {
             return Err(RoutingError::Conflict("the offer is no longer open".into()));
         }
-        let State::Offered { agent_id, agent_name, agent, timer, offered_at } =
-            std::mem::replace(&mut self.state, State::Waiting)
+        let State::Offered {
+            agent_id,
+            agent_name,
+            agent,
+            timer,
+            offered_at,
+        } = std::mem::replace(&mut self.state, State::Waiting)
         else {
             return Err(RoutingError::Conflict("the offer is no longer open".into()));
         };
@@ -434,7 +522,10 @@ impl Handler<Accept> for ConversationActor {
             "accepted",
             Some(agent_id),
             Some(json!({"after_ms": offered_at.elapsed().as_millis() as u64})),
-            format!("accepted by {agent_name} after {:.1} s", offered_at.elapsed().as_secs_f64()),
+            format!(
+                "accepted by {agent_name} after {:.1} s",
+                offered_at.elapsed().as_secs_f64()
+            ),
         );
         self.assign(agent_id, agent_name, agent, "accepted".to_owned(), ctx);
         Ok(())
@@ -446,10 +537,20 @@ impl Handler<Decline> for ConversationActor {
 
     fn handle(&mut self, decline: Decline, ctx: &mut Context<Self>) -> Self::Result {
         let name = match &self.state {
-            State::Offered { agent_id, agent_name, .. } if *agent_id == decline.agent_id => agent_name.clone(),
+            State::Offered {
+                agent_id,
+                agent_name,
+                ..
+            } if *agent_id == decline.agent_id => agent_name.clone(),
             _ => return Err(RoutingError::Conflict("the offer is no longer open".into())),
         };
-        self.end_offer(decline.agent_id, "declined", format!("declined by {name}"), true, ctx);
+        self.end_offer(
+            decline.agent_id,
+            "declined",
+            format!("declined by {name}"),
+            true,
+            ctx,
+        );
         Ok(())
     }
 }
@@ -459,7 +560,11 @@ impl Handler<Withdraw> for ConversationActor {
 
     fn handle(&mut self, withdraw: Withdraw, ctx: &mut Context<Self>) {
         let name = match &self.state {
-            State::Offered { agent_id, agent_name, .. } if *agent_id == withdraw.agent_id => agent_name.clone(),
+            State::Offered {
+                agent_id,
+                agent_name,
+                ..
+            } if *agent_id == withdraw.agent_id => agent_name.clone(),
             _ => return,
         };
         self.end_offer(
@@ -479,20 +584,33 @@ impl Handler<Resolve> for ConversationActor {
         if !self.is_held_by(resolve.agent_id) {
             return Err(RoutingError::NotAssigned);
         }
-        let State::Assigned { agent_id, agent_name, agent } =
-            std::mem::replace(&mut self.state, State::Resolved)
+        let State::Assigned {
+            agent_id,
+            agent_name,
+            agent,
+        } = std::mem::replace(&mut self.state, State::Resolved)
         else {
             return Err(RoutingError::NotAssigned);
         };
-        self.persist(ctx);
-        self.audit("resolved", Some(agent_id), None, format!("resolved by {agent_name}"));
-        agent.do_send(Unassigned {
-            conversation_id: self.id(),
-            reason: "resolved".into(),
+        self.audit(
+            "resolved",
+            Some(agent_id),
+            None,
+            format!("resolved by {agent_name}"),
+        );
+        // The slot frees only once the resolve is stored, so the next conversation cannot
+        // overtake it, and the actor stops after its last write.
+        self.persist_then(ctx, move |conversation, ctx| {
+            agent.do_send(Unassigned {
+                conversation_id: conversation.id(),
+                reason: "resolved".into(),
+            });
+            conversation.supervisor.do_send(Release { agent_id });
+            conversation.supervisor.do_send(Unqueue {
+                conversation_id: conversation.id(),
+            });
+            ctx.stop();
         });
-        self.supervisor.do_send(Release { agent_id });
-        self.supervisor.do_send(Unqueue { conversation_id: self.id() });
-        ctx.stop();
         Ok(())
     }
 }
@@ -510,7 +628,12 @@ impl Handler<Requeue> for ConversationActor {
                 reason: requeue.reason.clone(),
             });
         }
-        self.audit("requeued", Some(requeue.agent_id), None, format!("requeued: {}", requeue.reason));
+        self.audit(
+            "requeued",
+            Some(requeue.agent_id),
+            None,
+            format!("requeued: {}", requeue.reason),
+        );
         self.front = true;
         self.queue(Some(requeue.agent_id), ctx);
     }
@@ -533,12 +656,16 @@ impl Handler<TransferToTeam> for ConversationActor {
             }
             .into_actor(self)
             .map(move |team, conversation, ctx| {
-                let team = team.map_err(|_| RoutingError::Unavailable)?.ok_or(RoutingError::NotFound("team"))?;
+                let team = team
+                    .map_err(|_| RoutingError::Unavailable)?
+                    .ok_or(RoutingError::NotFound("team"))?;
                 if !conversation.is_held_by(transfer.by) && transfer.by.is_some() {
                     return Err(RoutingError::NotAssigned);
                 }
                 let previous = match std::mem::replace(&mut conversation.state, State::Waiting) {
-                    State::Assigned { agent_id, agent, .. } => {
+                    State::Assigned {
+                        agent_id, agent, ..
+                    } => {
                         agent.do_send(Unassigned {
                             conversation_id: conversation.id(),
                             reason: format!("transferred to team {}", team.name),
@@ -548,7 +675,9 @@ impl Handler<TransferToTeam> for ConversationActor {
                     other => {
                         conversation.state = other;
                         if !matches!(conversation.state, State::Waiting) {
-                            return Err(RoutingError::Conflict("only a held or waiting conversation can be transferred".into()));
+                            return Err(RoutingError::Conflict(
+                                "only a held or waiting conversation can be transferred".into(),
+                            ));
                         }
                         None
                     }
@@ -581,7 +710,9 @@ impl Handler<TransferToAgent> for ConversationActor {
             return Box::pin(fut::ready(Err(RoutingError::NotAssigned)));
         }
         if *from == transfer.to {
-            return Box::pin(fut::ready(Err(RoutingError::Conflict("the agent already holds it".into()))));
+            return Box::pin(fut::ready(Err(RoutingError::Conflict(
+                "the agent already holds it".into(),
+            ))));
         }
         let from = *from;
         let supervisor = self.supervisor.clone();

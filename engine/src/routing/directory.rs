@@ -134,7 +134,10 @@ impl Actor for Directory {
             .into_actor(self)
             .map(|open, directory, ctx| match open {
                 Ok(open) => {
-                    tracing::info!(conversations = open.len(), "routing open conversations again");
+                    tracing::info!(
+                        conversations = open.len(),
+                        "routing open conversations again"
+                    );
                     for (conversation_id, workspace_id) in open {
                         directory.supervisor(workspace_id);
                         directory.start_conversation(conversation_id, None, ctx);
@@ -224,21 +227,30 @@ impl Handler<GetAgentActor> for Directory {
 /// The routing engine as the rest of the process sees it.
 pub struct Engine {
     pub directory: Addr<Directory>,
-    /// The engine's own thread: every routing actor runs on it.
-    _arbiter: Arbiter,
 }
 
 impl Engine {
-    /// Starts the directory (and, through it, every actor) on an arbiter of its own. Call once
-    /// per process, before the HTTP server starts its workers.
-    pub fn start(context: Arc<RoutingContext>) -> Engine {
-        let arbiter = Arbiter::new();
-        let directory =
-            Directory::start_in_arbiter(&arbiter.handle(), move |_| Directory::new(context));
-        Engine {
-            directory,
-            _arbiter: arbiter,
-        }
+    /// Starts the directory (and, through it, every actor) on a thread and actix system of
+    /// its own, which lives as long as the process: actors are never torn down mid-query.
+    /// Call once per process, before the HTTP server starts its workers.
+    pub fn start(context: Arc<RoutingContext>) -> Result<Engine, crate::EngineError> {
+        let (started, directory) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("waos-engine".into())
+            .spawn(move || {
+                let system = actix::System::new();
+                system.block_on(async move {
+                    let _ = started.send(Directory::new(context).start());
+                });
+                let _ = system.run();
+            })
+            .map_err(|error| {
+                crate::EngineError::Internal(format!("starting the engine thread: {error}"))
+            })?;
+        let directory = directory
+            .recv()
+            .map_err(|_| crate::EngineError::Internal("the engine thread did not start".into()))?;
+        Ok(Engine { directory })
     }
 
     pub fn handoff(&self) -> Arc<dyn InboundHandoff> {
@@ -256,11 +268,5 @@ struct EngineHandoff {
 impl InboundHandoff for EngineHandoff {
     fn inbound(&self, event: InboundEvent) {
         self.directory.do_send(Inbound(event));
-    }
-}
-
-impl Drop for Engine {
-    fn drop(&mut self) {
-        self._arbiter.stop();
     }
 }

@@ -147,12 +147,22 @@ mod tests {
         );
         assert!(matches!(
             parse_client_frame(r#"{"type":"presence","status":"away"}"#).unwrap(),
-            ClientFrame::Presence(PresenceFrame { status: PresenceChoice::Away })
+            ClientFrame::Presence(PresenceFrame {
+                status: PresenceChoice::Away
+            })
         ));
         assert!(parse_client_frame("nope").unwrap_err().contains("not JSON"));
         assert!(parse_client_frame("{}").unwrap_err().contains("type"));
-        assert!(parse_client_frame(r#"{"type":"fly"}"#).unwrap_err().contains("fly"));
-        assert!(parse_client_frame(r#"{"type":"accept"}"#).unwrap_err().contains("conversation_id"));
+        assert!(
+            parse_client_frame(r#"{"type":"fly"}"#)
+                .unwrap_err()
+                .contains("fly")
+        );
+        assert!(
+            parse_client_frame(r#"{"type":"accept"}"#)
+                .unwrap_err()
+                .contains("conversation_id")
+        );
     }
 
     #[test]

@@ -12,11 +12,12 @@
 //!  agent socket ──ClientFrame──► AgentActor ──Accept/Decline/Resolve/Transfer──► ConversationActor
 //! ```
 //!
-//! Every actor runs on the engine's one arbiter, so messages between them are cheap and their
-//! order is the order things happened; the audit writer records them in that order.
-//! Conversation state is written to the database before it is acted on, so that a restart
-//! rebuilds every actor from it: offers lapse, waiting conversations queue again, and assigned
-//! ones stay with their agent (who gets the disconnect grace period to come back).
+//! Every actor runs on the engine's one thread (its own actix system), so messages between them
+//! are cheap and their order is the order things happened; the audit writer records them in
+//! that order. Each conversation writes its state as it changes, in order (its mailbox waits
+//! for the write), so that a restart rebuilds every actor from the database: offers lapse,
+//! waiting conversations queue again, and assigned ones stay with their agent (who gets the
+//! disconnect grace period to come back).
 
 pub mod agent;
 pub mod conversation;

@@ -178,11 +178,7 @@ fn better(a: &Candidate, b: &Candidate) -> Ordering {
 pub fn choose_agent(roster: &[Candidate], request: &Request) -> Decision {
     let in_team: Vec<&Candidate> = roster
         .iter()
-        .filter(|c| {
-            request
-                .team_id
-                .is_none_or(|team| c.teams.contains(&team))
-        })
+        .filter(|c| request.team_id.is_none_or(|team| c.teams.contains(&team)))
         .collect();
     let candidates: Vec<Considered> = in_team
         .iter()
@@ -274,11 +270,20 @@ mod tests {
         recent.last_assigned = Some(now);
         let mut earlier = agent(2, 1, 4);
         earlier.last_assigned = Some(now - Duration::from_secs(60));
-        assert_eq!(choose_agent(&[recent.clone(), earlier.clone()], &request()).agent, id(2));
+        assert_eq!(
+            choose_agent(&[recent.clone(), earlier.clone()], &request()).agent,
+            id(2)
+        );
         let mut never = agent(3, 1, 4);
         never.last_assigned = None;
-        assert_eq!(choose_agent(&[recent, earlier, never], &request()).agent, id(3));
-        assert_eq!(choose_agent(&[agent(5, 0, 2), agent(4, 0, 2)], &request()).agent, id(4));
+        assert_eq!(
+            choose_agent(&[recent, earlier, never], &request()).agent,
+            id(3)
+        );
+        assert_eq!(
+            choose_agent(&[agent(5, 0, 2), agent(4, 0, 2)], &request()).agent,
+            id(4)
+        );
     }
 
     #[test]
@@ -293,7 +298,10 @@ mod tests {
         };
         let decision = choose_agent(&[arabic, partial], &request);
         assert_eq!(decision.agent, id(1));
-        assert_eq!(decision.candidates[1].ineligible, Some(Ineligible::MissingSkill));
+        assert_eq!(
+            decision.candidates[1].ineligible,
+            Some(Ineligible::MissingSkill)
+        );
     }
 
     #[test]
@@ -337,7 +345,10 @@ mod tests {
             ],
             "agents of other teams are not even considered"
         );
-        assert_eq!(decision.explain(), "no eligible agent: 4 in team, 1 at capacity");
+        assert_eq!(
+            decision.explain(),
+            "no eligible agent: 4 in team, 1 at capacity"
+        );
     }
 
     #[test]

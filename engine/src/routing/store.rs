@@ -36,7 +36,12 @@ pub struct StoredConversation {
 }
 
 impl StoredConversation {
-    pub fn view(&self, status: &str, assigned: Option<AgentId>, team_id: TeamId) -> ConversationView {
+    pub fn view(
+        &self,
+        status: &str,
+        assigned: Option<AgentId>,
+        team_id: TeamId,
+    ) -> ConversationView {
         ConversationView {
             id: self.id.to_string(),
             workspace_id: self.workspace_id.to_string(),
@@ -71,9 +76,15 @@ pub async fn load_open_conversation(
     else {
         return Ok(None);
     };
-    let contact = contact::Entity::find_by_id(row.contact_id.clone()).one(db).await?;
-    let team = team::Entity::find_by_id(row.team_id.clone()).one(db).await?;
-    let channel = channel::Entity::find_by_id(row.channel_id.clone()).one(db).await?;
+    let contact = contact::Entity::find_by_id(row.contact_id.clone())
+        .one(db)
+        .await?;
+    let team = team::Entity::find_by_id(row.team_id.clone())
+        .one(db)
+        .await?;
+    let channel = channel::Entity::find_by_id(row.channel_id.clone())
+        .one(db)
+        .await?;
     let previous = conversation::Entity::find()
         .filter(conversation::Column::ChannelId.eq(row.channel_id.clone()))
         .filter(conversation::Column::ContactId.eq(row.contact_id.clone()))
@@ -125,7 +136,10 @@ pub async fn save_state(
             conversation::Column::AssignedAgentId,
             Expr::value(assigned.map(|a| a.to_string())),
         )
-        .col_expr(conversation::Column::TeamId, Expr::value(team_id.to_string()))
+        .col_expr(
+            conversation::Column::TeamId,
+            Expr::value(team_id.to_string()),
+        )
         .col_expr(conversation::Column::UpdatedAt, Expr::value(now));
     if status == "resolved" {
         update = update.col_expr(conversation::Column::ResolvedAt, Expr::value(Some(now)));
@@ -172,7 +186,10 @@ pub async fn load_roster(
 }
 
 /// One agent as a routing candidate; `None` when absent or inactive.
-pub async fn load_candidate(db: &DatabaseConnection, id: AgentId) -> Result<Option<Candidate>, DbErr> {
+pub async fn load_candidate(
+    db: &DatabaseConnection,
+    id: AgentId,
+) -> Result<Option<Candidate>, DbErr> {
     match agent::Entity::find_by_id(id.to_string())
         .filter(agent::Column::Active.eq(true))
         .one(db)
@@ -209,7 +226,9 @@ async fn candidate_of(db: &DatabaseConnection, row: agent::Model) -> Result<Cand
 }
 
 /// Every conversation not resolved, oldest first: what a restart routes again.
-pub async fn open_conversations(db: &DatabaseConnection) -> Result<Vec<(ConversationId, WorkspaceId)>, DbErr> {
+pub async fn open_conversations(
+    db: &DatabaseConnection,
+) -> Result<Vec<(ConversationId, WorkspaceId)>, DbErr> {
     let rows = conversation::Entity::find()
         .filter(conversation::Column::Status.ne("resolved"))
         .order_by_asc(conversation::Column::Id)
@@ -217,7 +236,12 @@ pub async fn open_conversations(db: &DatabaseConnection) -> Result<Vec<(Conversa
         .await?;
     Ok(rows
         .iter()
-        .filter_map(|row| Some((ConversationId::parse(&row.id)?, WorkspaceId::parse(&row.workspace_id)?)))
+        .filter_map(|row| {
+            Some((
+                ConversationId::parse(&row.id)?,
+                WorkspaceId::parse(&row.workspace_id)?,
+            ))
+        })
         .collect())
 }
 
@@ -225,7 +249,10 @@ pub async fn open_conversations(db: &DatabaseConnection) -> Result<Vec<(Conversa
 pub async fn reset_offers(db: &DatabaseConnection) -> Result<(), DbErr> {
     conversation::Entity::update_many()
         .col_expr(conversation::Column::Status, Expr::value("waiting"))
-        .col_expr(conversation::Column::AssignedAgentId, Expr::value(Option::<String>::None))
+        .col_expr(
+            conversation::Column::AssignedAgentId,
+            Expr::value(Option::<String>::None),
+        )
         .filter(conversation::Column::Status.eq("offered"))
         .exec(db)
         .await?;

@@ -117,7 +117,11 @@ impl Supervisor {
         }
     }
 
-    fn agent_actor(&mut self, agent_id: AgentId, ctx: &mut Context<Self>) -> Option<Addr<AgentActor>> {
+    fn agent_actor(
+        &mut self,
+        agent_id: AgentId,
+        ctx: &mut Context<Self>,
+    ) -> Option<Addr<AgentActor>> {
         let supervisor = ctx.address();
         let context = self.context.clone();
         let workspace_id = self.workspace_id;
@@ -152,7 +156,8 @@ impl Supervisor {
                 w.conversation_id,
             )
         });
-        let mut roster: Vec<Candidate> = self.roster.values().map(|e| e.candidate.clone()).collect();
+        let mut roster: Vec<Candidate> =
+            self.roster.values().map(|e| e.candidate.clone()).collect();
         let mut next_retry: Option<Instant> = None;
         let mut index = 0;
         while index < self.queue.len() {
@@ -220,7 +225,10 @@ impl Supervisor {
 
     fn release(&mut self, agent_id: AgentId) {
         if let Some(entry) = self.roster.get_mut(&agent_id) {
-            debug_assert!(entry.candidate.load > 0, "released a slot {agent_id} did not hold");
+            debug_assert!(
+                entry.candidate.load > 0,
+                "released a slot {agent_id} did not hold"
+            );
             entry.candidate.load = entry.candidate.load.saturating_sub(1);
         }
     }
@@ -228,7 +236,11 @@ impl Supervisor {
     #[cfg(debug_assertions)]
     fn check_invariants(&self) {
         let queued: HashSet<_> = self.queue.iter().map(|w| w.conversation_id).collect();
-        debug_assert_eq!(queued.len(), self.queue.len(), "a conversation is queued twice");
+        debug_assert_eq!(
+            queued.len(),
+            self.queue.len(),
+            "a conversation is queued twice"
+        );
     }
 
     #[cfg(not(debug_assertions))]
@@ -337,8 +349,14 @@ impl Handler<ManualAssign> for Supervisor {
             .roster
             .get_mut(&message.agent_id)
             .ok_or(RoutingError::NotFound("agent"))?;
-        if !entry.candidate.teams.contains(&self.queue[position].team_id) {
-            return Err(RoutingError::Conflict("the agent is not in the conversation's team".into()));
+        if !entry
+            .candidate
+            .teams
+            .contains(&self.queue[position].team_id)
+        {
+            return Err(RoutingError::Conflict(
+                "the agent is not in the conversation's team".into(),
+            ));
         }
         if entry.candidate.load >= entry.candidate.capacity {
             return Err(RoutingError::OverCapacity);
@@ -365,7 +383,8 @@ impl Handler<Unqueue> for Supervisor {
     type Result = ();
 
     fn handle(&mut self, message: Unqueue, _: &mut Context<Self>) {
-        self.queue.retain(|w| w.conversation_id != message.conversation_id);
+        self.queue
+            .retain(|w| w.conversation_id != message.conversation_id);
     }
 }
 
@@ -416,7 +435,9 @@ impl Handler<GetAgent> for Supervisor {
     fn handle(&mut self, message: GetAgent, ctx: &mut Context<Self>) -> Self::Result {
         if let Some(entry) = self.roster.get(&message.agent_id) {
             let name = entry.candidate.name.clone();
-            let actor = self.agent_actor(message.agent_id, ctx).map(|actor| (actor, name));
+            let actor = self
+                .agent_actor(message.agent_id, ctx)
+                .map(|actor| (actor, name));
             return Box::pin(fut::ready(actor));
         }
         // An agent created after the roster was loaded.
@@ -434,7 +455,9 @@ impl Handler<GetAgent> for Supervisor {
                             actor: None,
                         },
                     );
-                    supervisor.agent_actor(message.agent_id, ctx).map(|actor| (actor, name))
+                    supervisor
+                        .agent_actor(message.agent_id, ctx)
+                        .map(|actor| (actor, name))
                 }),
         )
     }

@@ -116,7 +116,9 @@ pub async fn assign(
     if let Principal::Agent(agent) = &caller
         && agent.role < Role::Supervisor
     {
-        return Err(ApiError::Forbidden("assigning by hand needs a supervisor".into()));
+        return Err(ApiError::Forbidden(
+            "assigning by hand needs a supervisor".into(),
+        ));
     }
     let conversation = inbox::get_conversation(&state.db, &caller, conversation_id(&path)?).await?;
     let agent_id = parse_id(&input.agent_id, waos_engine::ids::AgentId::parse, "agent")?;
@@ -130,7 +132,10 @@ pub async fn assign(
         .map_err(unavailable)?;
     let conversation_id = conversation_id(&path)?;
     match supervisor
-        .send(ManualAssign { conversation_id, agent_id })
+        .send(ManualAssign {
+            conversation_id,
+            agent_id,
+        })
         .await
         .map_err(unavailable)?
     {
@@ -139,6 +144,8 @@ pub async fn assign(
         Err(RoutingError::NotFound(what)) => Err(ApiError::NotFound(what.into())),
         Err(RoutingError::NotAssigned) => Err(ApiError::NotAssigned),
         Err(RoutingError::Conflict(message)) => Err(ApiError::Conflict(message)),
-        Err(RoutingError::Unavailable) => Err(ApiError::Unavailable("the routing engine is not running".into())),
+        Err(RoutingError::Unavailable) => Err(ApiError::Unavailable(
+            "the routing engine is not running".into(),
+        )),
     }
 }

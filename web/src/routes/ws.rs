@@ -26,7 +26,11 @@ pub struct TicketQuery {
 
 /// The Origin, when a browser sends one, must be this server's own.
 fn same_origin(request: &HttpRequest) -> bool {
-    let Some(origin) = request.headers().get("origin").and_then(|o| o.to_str().ok()) else {
+    let Some(origin) = request
+        .headers()
+        .get("origin")
+        .and_then(|o| o.to_str().ok())
+    else {
         return true;
     };
     let host = request.connection_info().host().to_owned();
@@ -47,7 +51,9 @@ async fn authenticate(
         (None, None) => None,
     };
     principal.ok_or_else(|| {
-        ApiError::Unauthorized("send a bearer token or a fresh `?ticket=` from /api/v1/auth/ws-ticket".into())
+        ApiError::Unauthorized(
+            "send a bearer token or a fresh `?ticket=` from /api/v1/auth/ws-ticket".into(),
+        )
     })
 }
 
@@ -77,7 +83,8 @@ pub async fn agent_socket(
     let (outbox, mut frames) = mpsc::channel::<String>(state.websocket.outbox_capacity.max(1));
     agent.do_send(Connect { socket_id, outbox });
     let heartbeat = std::time::Duration::from_millis(state.websocket.heartbeat_interval_ms.max(10));
-    let client_timeout = std::time::Duration::from_millis(state.websocket.client_timeout_ms.max(10));
+    let client_timeout =
+        std::time::Duration::from_millis(state.websocket.client_timeout_ms.max(10));
 
     actix_web::rt::spawn(async move {
         let mut ticker = tokio::time::interval(heartbeat);
@@ -122,4 +129,3 @@ pub async fn agent_socket(
     });
     Ok(response)
 }
-

@@ -25,4 +25,5 @@ mod outage;
 mod payloads;
 mod pywa;
 mod rest;
+mod routing;
 mod signatures;
