@@ -681,6 +681,11 @@ impl AgentSocket {
         found
     }
 
+    /// The next frame of any type, if one arrives within `deadline`.
+    pub async fn next_frame(&mut self, deadline: Duration) -> Option<Value> {
+        self.read(deadline).await
+    }
+
     /// Asserts that no frame of type `kind` arrives within `window` (others are kept).
     pub async fn expect_none(&mut self, kind: &str, window: Duration) {
         if let Some(frame) = self.expect_within(kind, window).await {
