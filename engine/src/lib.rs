@@ -11,6 +11,7 @@
 //! - [`crypto`]: token hashes, argon2 passwords, sealed channel tokens.
 //! - [`routing`]: the actors (directory, supervisor per workspace, conversation, agent) and the
 //!   pure routing policy; see its module map for the message flow.
+//! - [`presence`]: where agents are (in-process or Redis, with TTL heartbeats).
 //! - [`audit`]: the append-only audit trail and its batched writer.
 //!
 //! Concurrency: one ingest writer task owns all webhook writes (group commit); REST calls run
@@ -30,6 +31,7 @@ pub mod ids;
 pub mod inbox;
 pub mod ingest;
 pub mod meta;
+pub mod presence;
 pub mod routing;
 pub mod store;
 

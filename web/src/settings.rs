@@ -94,6 +94,7 @@ pub struct RoutingSettings {
     pub offer_timeout_unit_ms: u64,
     pub window_warning_ms: u64,
     pub sticky: bool,
+    pub presence_ttl_ms: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]

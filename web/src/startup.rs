@@ -11,6 +11,7 @@ use secrecy::{ExposeSecret, SecretString};
 use waos_engine::audit::AuditWriter;
 use waos_engine::crypto::{PasswordHashing, Sealer, new_secret_key_hex, new_token, token_hash};
 use waos_engine::ingest::{InboundEvent, InboundHandoff, IngestSettings, IngestWriter};
+use waos_engine::presence::{MemoryPresence, PresenceStore, RedisPresence};
 use waos_engine::routing::directory::Engine;
 use waos_engine::routing::{RoutingContext, RoutingSettings};
 use waos_engine::store;
@@ -75,15 +76,21 @@ impl Application {
             settings.security.argon2_iterations,
         )?;
         // One engine per process, started before the HTTP workers so that they all share it.
+        let presence: Arc<dyn PresenceStore> = match &redis {
+            Some(connection) => Arc::new(RedisPresence::new(connection.clone(), &settings.redis.key_prefix)),
+            None => Arc::new(MemoryPresence::default()),
+        };
         let routing = RoutingContext::new(
             db.clone(),
             AuditWriter::spawn(db.clone()),
+            presence,
             RoutingSettings {
                 offer_timeout_unit: millis(settings.routing.offer_timeout_unit_ms),
                 disconnect_grace: millis(settings.routing.disconnect_grace_ms),
                 decline_cooldown: millis(settings.routing.decline_cooldown_ms),
                 window_warning: millis(settings.routing.window_warning_ms),
                 sticky: settings.routing.sticky,
+                presence_ttl: millis(settings.routing.presence_ttl_ms.max(30)),
             },
         );
         let engine = Arc::new(Engine::start(routing)?);

@@ -193,6 +193,7 @@ decline_cooldown_ms = 60000
 reopen_window_ms = 60000
 # A team's offer_timeout_secs of 10 lasts 200 ms here.
 offer_timeout_unit_ms = 20
+presence_ttl_ms = 600
 [websocket]
 heartbeat_interval_ms = 200
 client_timeout_ms = 2000
@@ -222,6 +223,19 @@ pub struct TestApp {
 impl Drop for TestApp {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.folder);
+        if !self.settings.redis.url.is_empty() {
+            // Leave nothing behind in the shared Redis: every key under this app's prefix. (Straight
+            // to the server: a test's proxy cannot forward while this thread blocks.)
+            if let Ok(mut redis) = redis::Client::open(redis_url())
+                .and_then(|client| client.get_connection())
+            {
+                let pattern = format!("{}*", self.settings.redis.key_prefix);
+                let keys: Vec<String> = redis::cmd("KEYS").arg(pattern).query(&mut redis).unwrap_or_default();
+                if !keys.is_empty() {
+                    let _: Result<(), _> = redis::cmd("DEL").arg(keys).query(&mut redis);
+                }
+            }
+        }
         drop(self.server.stop(false));
     }
 }

@@ -104,6 +104,7 @@ pub struct AgentActor {
     offers: HashMap<ConversationId, (OfferView, Addr<ConversationActor>)>,
     held: HashMap<ConversationId, (ConversationView, Addr<ConversationActor>)>,
     grace: Option<SpawnHandle>,
+    heartbeat: Option<SpawnHandle>,
 }
 
 impl AgentActor {
@@ -123,6 +124,40 @@ impl AgentActor {
             offers: HashMap::new(),
             held: HashMap::new(),
             grace: None,
+            heartbeat: None,
+        }
+    }
+
+    /// Publishes the agent's presence to the store (fire-and-forget; routing never waits on it).
+    fn publish_presence(&self, ctx: &mut Context<Self>) {
+        let store = self.context.presence.clone();
+        let (agent, presence, ttl) = (self.agent_id, self.presence(), self.context.settings.presence_ttl);
+        ctx.spawn(
+            async move {
+                let result = match presence {
+                    Presence::Offline => store.clear(agent).await,
+                    _ => store.set(agent, presence, ttl).await,
+                };
+                if let Err(error) = result {
+                    tracing::warn!(%error, "presence not published");
+                }
+            }
+            .into_actor(self),
+        );
+    }
+
+    /// Refreshes the presence entry while any socket is open.
+    fn start_heartbeat(&mut self, ctx: &mut Context<Self>) {
+        if self.heartbeat.is_some() {
+            return;
+        }
+        let every = self.context.settings.presence_ttl / 3;
+        self.heartbeat = Some(ctx.run_interval(every, |agent, ctx| agent.publish_presence(ctx)));
+    }
+
+    fn stop_heartbeat(&mut self, ctx: &mut Context<Self>) {
+        if let Some(handle) = self.heartbeat.take() {
+            ctx.cancel_future(handle);
         }
     }
 
@@ -270,6 +305,8 @@ impl Handler<Connect> for AgentActor {
         self.chosen = Presence::Online;
         self.sockets.insert(connect.socket_id, connect.outbox);
         self.send_to(connect.socket_id, &self.hello());
+        self.publish_presence(ctx);
+        self.start_heartbeat(ctx);
         if was != Presence::Online {
             self.supervisor.do_send(AgentPresence {
                 agent_id: self.agent_id,
@@ -291,6 +328,8 @@ impl Handler<Disconnect> for AgentActor {
             agent_id: self.agent_id,
             presence: Presence::Offline,
         });
+        self.stop_heartbeat(ctx);
+        self.publish_presence(ctx);
         // Offers cannot be accepted by nobody: they go to the next agent at once.
         for (_, (_, conversation)) in self.offers.drain() {
             conversation.do_send(Withdraw {

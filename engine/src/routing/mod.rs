@@ -33,6 +33,7 @@ use std::time::Duration;
 use sea_orm::DatabaseConnection;
 
 use crate::audit::{AuditRecord, AuditWriter};
+use crate::presence::PresenceStore;
 
 /// Every routing timer, so that tests run in milliseconds what production runs in seconds.
 #[derive(Clone, Debug)]
@@ -45,20 +46,29 @@ pub struct RoutingSettings {
     pub window_warning: Duration,
     /// Prefer the customer's last agent when eligible.
     pub sticky: bool,
+    /// How long a presence entry lives without a heartbeat (heartbeats come at a third of it).
+    pub presence_ttl: Duration,
 }
 
 /// What every routing actor shares.
 pub struct RoutingContext {
     pub db: DatabaseConnection,
     pub audit: AuditWriter,
+    pub presence: Arc<dyn PresenceStore>,
     pub settings: RoutingSettings,
 }
 
 impl RoutingContext {
-    pub fn new(db: DatabaseConnection, audit: AuditWriter, settings: RoutingSettings) -> Arc<Self> {
+    pub fn new(
+        db: DatabaseConnection,
+        audit: AuditWriter,
+        presence: Arc<dyn PresenceStore>,
+        settings: RoutingSettings,
+    ) -> Arc<Self> {
         Arc::new(Self {
             db,
             audit,
+            presence,
             settings,
         })
     }

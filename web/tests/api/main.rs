@@ -24,6 +24,7 @@ mod concurrency;
 mod invariants;
 mod outage;
 mod payloads;
+mod presence;
 mod pywa;
 mod rest;
 mod routing;
