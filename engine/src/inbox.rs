@@ -89,7 +89,7 @@ pub struct ConversationView {
     pub resolved_at: Option<DateTime<Utc>>,
 }
 
-fn conversation_view(
+pub fn conversation_view(
     row: conversation::Model,
     contact: Option<contact::Model>,
 ) -> ConversationView {

@@ -20,7 +20,12 @@ pub enum PresenceError {
 
 pub trait PresenceStore: Send + Sync + 'static {
     /// Records `presence` for `ttl`; a heartbeat calls it again before the TTL runs out.
-    fn set(&self, agent: AgentId, presence: Presence, ttl: Duration) -> BoxFuture<'static, Result<(), PresenceError>>;
+    fn set(
+        &self,
+        agent: AgentId,
+        presence: Presence,
+        ttl: Duration,
+    ) -> BoxFuture<'static, Result<(), PresenceError>>;
     /// The agent's presence; `Offline` when absent or expired.
     fn get(&self, agent: AgentId) -> BoxFuture<'static, Result<Presence, PresenceError>>;
     fn clear(&self, agent: AgentId) -> BoxFuture<'static, Result<(), PresenceError>>;
@@ -33,7 +38,12 @@ pub struct MemoryPresence {
 }
 
 impl PresenceStore for MemoryPresence {
-    fn set(&self, agent: AgentId, presence: Presence, ttl: Duration) -> BoxFuture<'static, Result<(), PresenceError>> {
+    fn set(
+        &self,
+        agent: AgentId,
+        presence: Presence,
+        ttl: Duration,
+    ) -> BoxFuture<'static, Result<(), PresenceError>> {
         if let Ok(mut entries) = self.entries.lock() {
             entries.insert(agent, (presence, Instant::now() + ttl));
         }
@@ -84,7 +94,12 @@ fn unavailable(error: redis::RedisError) -> PresenceError {
 }
 
 impl PresenceStore for RedisPresence {
-    fn set(&self, agent: AgentId, presence: Presence, ttl: Duration) -> BoxFuture<'static, Result<(), PresenceError>> {
+    fn set(
+        &self,
+        agent: AgentId,
+        presence: Presence,
+        ttl: Duration,
+    ) -> BoxFuture<'static, Result<(), PresenceError>> {
         let mut connection = self.connection.clone();
         let key = self.key(agent);
         let value = match presence {
@@ -130,11 +145,17 @@ mod tests {
         let store = MemoryPresence::default();
         let agent = AgentId::new();
         assert_eq!(store.get(agent).await.unwrap(), Presence::Offline);
-        store.set(agent, Presence::Away, Duration::from_millis(30)).await.unwrap();
+        store
+            .set(agent, Presence::Away, Duration::from_millis(30))
+            .await
+            .unwrap();
         assert_eq!(store.get(agent).await.unwrap(), Presence::Away);
         tokio::time::sleep(Duration::from_millis(60)).await;
         assert_eq!(store.get(agent).await.unwrap(), Presence::Offline);
-        store.set(agent, Presence::Online, Duration::from_secs(5)).await.unwrap();
+        store
+            .set(agent, Presence::Online, Duration::from_secs(5))
+            .await
+            .unwrap();
         store.clear(agent).await.unwrap();
         assert_eq!(store.get(agent).await.unwrap(), Presence::Offline);
     }

@@ -77,7 +77,10 @@ impl Application {
         )?;
         // One engine per process, started before the HTTP workers so that they all share it.
         let presence: Arc<dyn PresenceStore> = match &redis {
-            Some(connection) => Arc::new(RedisPresence::new(connection.clone(), &settings.redis.key_prefix)),
+            Some(connection) => Arc::new(RedisPresence::new(
+                connection.clone(),
+                &settings.redis.key_prefix,
+            )),
             None => Arc::new(MemoryPresence::default()),
         };
         let routing = RoutingContext::new(

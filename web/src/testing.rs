@@ -226,11 +226,14 @@ impl Drop for TestApp {
         if !self.settings.redis.url.is_empty() {
             // Leave nothing behind in the shared Redis: every key under this app's prefix. (Straight
             // to the server: a test's proxy cannot forward while this thread blocks.)
-            if let Ok(mut redis) = redis::Client::open(redis_url())
-                .and_then(|client| client.get_connection())
+            if let Ok(mut redis) =
+                redis::Client::open(redis_url()).and_then(|client| client.get_connection())
             {
                 let pattern = format!("{}*", self.settings.redis.key_prefix);
-                let keys: Vec<String> = redis::cmd("KEYS").arg(pattern).query(&mut redis).unwrap_or_default();
+                let keys: Vec<String> = redis::cmd("KEYS")
+                    .arg(pattern)
+                    .query(&mut redis)
+                    .unwrap_or_default();
                 if !keys.is_empty() {
                     let _: Result<(), _> = redis::cmd("DEL").arg(keys).query(&mut redis);
                 }
@@ -610,8 +613,15 @@ pub struct AgentSocket {
 impl TestApp {
     /// Opens `/ws/agent` with a bearer token and returns it after its `hello`.
     pub async fn connect_agent(&self, token: &str) -> (AgentSocket, Value) {
+        connect_agent_at(&self.address, token).await
+    }
+}
+
+/// Opens `/ws/agent` on the server at `address` (`http://127.0.0.1:port`) and reads its `hello`.
+pub async fn connect_agent_at(address: &str, token: &str) -> (AgentSocket, Value) {
+    {
         use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-        let url = format!("{}/ws/agent", self.address.replacen("http", "ws", 1));
+        let url = format!("{}/ws/agent", address.replacen("http", "ws", 1));
         let mut request = url.into_client_request().unwrap();
         request
             .headers_mut()

@@ -13,10 +13,11 @@ use crate::inbox::{ConversationView, MessageView};
 use crate::routing::conversation::{
     Accept, ConversationActor, Decline, Requeue, Resolve, TransferToAgent, TransferToTeam, Withdraw,
 };
+use crate::routing::directory::{Directory, GetConversation};
 use crate::routing::frames::{ClientFrame, OfferView, PresenceChoice, ServerFrame};
 use crate::routing::policy::Presence;
 use crate::routing::supervisor::{AgentPresence, Supervisor};
-use crate::routing::{RoutingContext, RoutingError};
+use crate::routing::{RoutingContext, RoutingError, store};
 
 /// A socket pump's outbox: serialized frames, bounded so a stalled browser cannot eat memory.
 pub type Outbox = mpsc::Sender<String>;
@@ -98,6 +99,7 @@ pub struct AgentActor {
     agent_id: AgentId,
     workspace_id: WorkspaceId,
     supervisor: Addr<Supervisor>,
+    directory: Addr<Directory>,
     context: Arc<RoutingContext>,
     sockets: HashMap<u64, Outbox>,
     chosen: Presence,
@@ -112,12 +114,14 @@ impl AgentActor {
         agent_id: AgentId,
         workspace_id: WorkspaceId,
         supervisor: Addr<Supervisor>,
+        directory: Addr<Directory>,
         context: Arc<RoutingContext>,
     ) -> Self {
         Self {
             agent_id,
             workspace_id,
             supervisor,
+            directory,
             context,
             sockets: HashMap::new(),
             chosen: Presence::Online,
@@ -131,7 +135,11 @@ impl AgentActor {
     /// Publishes the agent's presence to the store (fire-and-forget; routing never waits on it).
     fn publish_presence(&self, ctx: &mut Context<Self>) {
         let store = self.context.presence.clone();
-        let (agent, presence, ttl) = (self.agent_id, self.presence(), self.context.settings.presence_ttl);
+        let (agent, presence, ttl) = (
+            self.agent_id,
+            self.presence(),
+            self.context.settings.presence_ttl,
+        );
         ctx.spawn(
             async move {
                 let result = match presence {
@@ -239,44 +247,54 @@ impl AgentActor {
         M: Message<Result = Result<(), RoutingError>> + Send + 'static,
         ConversationActor: Handler<M>,
     {
-        let Some(conversation) = self.conversation_of(&conversation_id) else {
-            self.send_to(
-                socket_id,
-                &ServerFrame::Error {
-                    code: "not_found".into(),
-                    message: "no such conversation or offer for this agent".into(),
-                    client_id: None,
-                    conversation_id: Some(conversation_id),
-                },
-            );
-            return;
-        };
+        // Not known here (held since before a restart): the directory finds or loads it, and
+        // the conversation itself checks that this agent may act on it.
+        let local = self.conversation_of(&conversation_id);
+        let directory = self.directory.clone();
+        let id = ConversationId::parse(&conversation_id);
         ctx.spawn(
-            async move { conversation.send(message).await }
-                .into_actor(self)
-                .map(move |answer, agent, _| {
-                    let error = match answer {
-                        Ok(Ok(())) => return,
-                        Ok(Err(error)) => error,
-                        Err(_) => RoutingError::Conflict("the conversation has ended".into()),
-                    };
-                    let code = match error {
-                        RoutingError::OverCapacity => "over_capacity",
-                        RoutingError::NotAssigned => "not_assigned",
-                        RoutingError::NotFound(_) => "not_found",
-                        RoutingError::Conflict(_) => "conflict",
-                        RoutingError::Unavailable => "unavailable",
-                    };
-                    agent.send_to(
-                        socket_id,
-                        &ServerFrame::Error {
-                            code: code.into(),
-                            message: error.to_string(),
-                            client_id: None,
-                            conversation_id: Some(conversation_id),
-                        },
-                    );
-                }),
+            async move {
+                let conversation = match (local, id) {
+                    (Some(conversation), _) => Some(conversation),
+                    (None, Some(id)) => directory
+                        .send(GetConversation {
+                            conversation_id: id,
+                        })
+                        .await
+                        .ok()
+                        .flatten(),
+                    (None, None) => None,
+                };
+                match conversation {
+                    Some(conversation) => conversation.send(message).await.unwrap_or_else(|_| {
+                        Err(RoutingError::Conflict("the conversation has ended".into()))
+                    }),
+                    None => Err(RoutingError::NotFound("conversation")),
+                }
+            }
+            .into_actor(self)
+            .map(move |answer, agent, _| {
+                let error = match answer {
+                    Ok(()) => return,
+                    Err(error) => error,
+                };
+                let code = match error {
+                    RoutingError::OverCapacity => "over_capacity",
+                    RoutingError::NotAssigned => "not_assigned",
+                    RoutingError::NotFound(_) => "not_found",
+                    RoutingError::Conflict(_) => "conflict",
+                    RoutingError::Unavailable => "unavailable",
+                };
+                agent.send_to(
+                    socket_id,
+                    &ServerFrame::Error {
+                        code: code.into(),
+                        message: error.to_string(),
+                        client_id: None,
+                        conversation_id: Some(conversation_id),
+                    },
+                );
+            }),
         );
     }
 }
@@ -304,7 +322,23 @@ impl Handler<Connect> for AgentActor {
         let was = self.presence();
         self.chosen = Presence::Online;
         self.sockets.insert(connect.socket_id, connect.outbox);
-        self.send_to(connect.socket_id, &self.hello());
+        // The database says what the agent holds (after a restart, conversation actors may not
+        // have introduced themselves yet); hold the mailbox until the hello is sent.
+        let db = self.context.db.clone();
+        let agent_id = self.agent_id;
+        let socket_id = connect.socket_id;
+        ctx.wait(
+            async move { store::held_by(&db, agent_id).await }
+                .into_actor(self)
+                .map(move |held, agent, _| {
+                    let mut hello = agent.hello();
+                    if let (Ok(held), ServerFrame::Hello { conversations, .. }) = (held, &mut hello)
+                    {
+                        *conversations = held;
+                    }
+                    agent.send_to(socket_id, &hello);
+                }),
+        );
         self.publish_presence(ctx);
         self.start_heartbeat(ctx);
         if was != Presence::Online {

@@ -68,11 +68,16 @@ impl Directory {
         }
     }
 
-    fn supervisor(&mut self, workspace_id: WorkspaceId) -> Addr<Supervisor> {
+    fn supervisor(
+        &mut self,
+        workspace_id: WorkspaceId,
+        ctx: &mut Context<Self>,
+    ) -> Addr<Supervisor> {
         let context = self.context.clone();
+        let directory = ctx.address();
         self.supervisors
             .entry(workspace_id)
-            .or_insert_with(|| Supervisor::new(workspace_id, context).start())
+            .or_insert_with(|| Supervisor::new(workspace_id, directory, context).start())
             .clone()
     }
 
@@ -108,7 +113,7 @@ impl Directory {
                             return;
                         }
                     };
-                    let supervisor = directory.supervisor(stored.workspace_id);
+                    let supervisor = directory.supervisor(stored.workspace_id, ctx);
                     let actor = ConversationActor::new(stored, supervisor, ctx.address(), directory.context.clone()).start();
                     for event in pending {
                         actor.do_send(NewMessage { message: event.message });
@@ -139,7 +144,7 @@ impl Actor for Directory {
                         "routing open conversations again"
                     );
                     for (conversation_id, workspace_id) in open {
-                        directory.supervisor(workspace_id);
+                        directory.supervisor(workspace_id, ctx);
                         directory.start_conversation(conversation_id, None, ctx);
                     }
                 }
@@ -159,7 +164,7 @@ impl Handler<Inbound> for Directory {
             }),
             _ => {
                 self.conversations.remove(&event.conversation_id);
-                self.supervisor(event.workspace_id);
+                self.supervisor(event.workspace_id, ctx);
                 // A new conversation's first message is already its last message when loaded.
                 let deliver = (!event.opened).then_some(event.clone());
                 self.start_conversation(event.conversation_id, deliver, ctx);
@@ -185,8 +190,8 @@ impl Handler<ConversationStopped> for Directory {
 impl Handler<GetSupervisor> for Directory {
     type Result = MessageResult<GetSupervisor>;
 
-    fn handle(&mut self, message: GetSupervisor, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.supervisor(message.workspace_id))
+    fn handle(&mut self, message: GetSupervisor, ctx: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.supervisor(message.workspace_id, ctx))
     }
 }
 
@@ -209,8 +214,8 @@ impl Handler<GetConversation> for Directory {
 impl Handler<GetAgentActor> for Directory {
     type Result = ResponseFuture<Option<Addr<AgentActor>>>;
 
-    fn handle(&mut self, message: GetAgentActor, _: &mut Context<Self>) -> Self::Result {
-        let supervisor = self.supervisor(message.workspace_id);
+    fn handle(&mut self, message: GetAgentActor, ctx: &mut Context<Self>) -> Self::Result {
+        let supervisor = self.supervisor(message.workspace_id, ctx);
         Box::pin(async move {
             supervisor
                 .send(GetAgent {

@@ -258,3 +258,27 @@ pub async fn reset_offers(db: &DatabaseConnection) -> Result<(), DbErr> {
         .await?;
     Ok(())
 }
+
+/// The conversations an agent holds, as the database has them.
+pub async fn held_by(
+    db: &DatabaseConnection,
+    agent_id: AgentId,
+) -> Result<Vec<ConversationView>, DbErr> {
+    let rows = conversation::Entity::find()
+        .filter(conversation::Column::AssignedAgentId.eq(agent_id.to_string()))
+        .filter(conversation::Column::Status.eq("assigned"))
+        .order_by_asc(conversation::Column::Id)
+        .all(db)
+        .await?;
+    let contacts = contact::Entity::find()
+        .filter(contact::Column::Id.is_in(rows.iter().map(|row| row.contact_id.clone())))
+        .all(db)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let contact = contacts.iter().find(|c| c.id == row.contact_id).cloned();
+            crate::inbox::conversation_view(row, contact)
+        })
+        .collect())
+}

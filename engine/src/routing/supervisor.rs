@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 use crate::ids::{AgentId, ConversationId, TeamId, WorkspaceId};
 use crate::routing::agent::AgentActor;
 use crate::routing::conversation::{ConversationActor, Offer};
+use crate::routing::directory::Directory;
 use crate::routing::policy::{Candidate, Presence, Request, choose_agent};
 use crate::routing::{RoutingContext, RoutingError, store};
 
@@ -102,15 +103,21 @@ struct RosterEntry {
 
 pub struct Supervisor {
     workspace_id: WorkspaceId,
+    directory: Addr<Directory>,
     context: Arc<RoutingContext>,
     roster: HashMap<AgentId, RosterEntry>,
     queue: Vec<Waiting>,
 }
 
 impl Supervisor {
-    pub fn new(workspace_id: WorkspaceId, context: Arc<RoutingContext>) -> Self {
+    pub fn new(
+        workspace_id: WorkspaceId,
+        directory: Addr<Directory>,
+        context: Arc<RoutingContext>,
+    ) -> Self {
         Self {
             workspace_id,
+            directory,
             context,
             roster: HashMap::new(),
             queue: Vec::new(),
@@ -123,11 +130,12 @@ impl Supervisor {
         ctx: &mut Context<Self>,
     ) -> Option<Addr<AgentActor>> {
         let supervisor = ctx.address();
+        let directory = self.directory.clone();
         let context = self.context.clone();
         let workspace_id = self.workspace_id;
         let entry = self.roster.get_mut(&agent_id)?;
         let actor = entry.actor.get_or_insert_with(|| {
-            AgentActor::new(agent_id, workspace_id, supervisor, context).start()
+            AgentActor::new(agent_id, workspace_id, supervisor, directory, context).start()
         });
         Some(actor.clone())
     }

@@ -105,3 +105,209 @@ async fn serve_with_no_configuration_runs_on_the_embedded_default() {
     }
     std::fs::remove_dir_all(folder).unwrap();
 }
+
+/// A `waos serve` child process on a Postgres database of the test's own.
+struct Served {
+    child: std::process::Child,
+    address: String,
+}
+
+fn serve(database_url: &str, folder: &std::path::Path) -> Served {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(WAOS)
+        .arg("serve")
+        .current_dir(folder)
+        .env("WAOS__SERVER__PORT", port.to_string())
+        .env("WAOS__DATABASE__URL", database_url)
+        .env("WAOS__META__APP_SECRET", waos_web::testing::APP_SECRET)
+        .env("WAOS__ADMIN__TOKEN", waos_web::testing::ADMIN_TOKEN)
+        .env("WAOS__SECURITY__ARGON2_MEMORY_KIB", "1024")
+        .env("WAOS__SECURITY__ARGON2_ITERATIONS", "1")
+        .env("WAOS__ROUTING__OFFER_TIMEOUT_UNIT_MS", "1000")
+        .env("WAOS__ROUTING__DISCONNECT_GRACE_MS", "60000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    Served {
+        child,
+        address: format!("http://127.0.0.1:{port}"),
+    }
+}
+
+async fn until_healthy(address: &str) {
+    let client = reqwest::Client::new();
+    for _ in 0..400 {
+        if client
+            .get(format!("{address}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("{address} did not become ready");
+}
+
+async fn api(address: &str, path: &str, token: &str, body: serde_json::Value) -> serde_json::Value {
+    let response = reqwest::Client::new()
+        .post(format!("{address}{path}"))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response.status().is_success(),
+        "{path}: {}",
+        response.status()
+    );
+    response.json().await.unwrap()
+}
+
+async fn customer_writes(address: &str, customer: usize) {
+    let body =
+        crate::concurrency::text_body(&format!("wamid.restart-{customer}"), customer, "hello");
+    let response = reqwest::Client::new()
+        .post(format!("{address}/webhooks/whatsapp"))
+        .header("x-hub-signature-256", waos_web::testing::sign(&body))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+#[actix_web::test]
+async fn after_kill_9_every_open_conversation_is_routed_again() {
+    use serde_json::json;
+    use waos_web::testing::{ADMIN_TOKEN, Backend, PASSWORD, TestDatabase, connect_agent_at};
+
+    let database = TestDatabase::create(Backend::Postgres).await;
+    let folder = scratch();
+    let first = serve(&database.url, &folder);
+    until_healthy(&first.address).await;
+    let address = first.address.clone();
+    let workspace = api(
+        &address,
+        "/api/v1/workspaces",
+        ADMIN_TOKEN,
+        json!({"name": "Restart"}),
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let team = api(
+        &address,
+        &format!("/api/v1/workspaces/{workspace}/teams"),
+        ADMIN_TOKEN,
+        json!({"name": "Support", "offer_timeout_secs": 60}),
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    api(&address, &format!("/api/v1/workspaces/{workspace}/channels"), ADMIN_TOKEN,
+        json!({"phone_number_id": "115566778899001", "display_phone_number": "x", "access_token": "t", "team_id": team})).await;
+    let mut tokens = Vec::new();
+    for name in ["ann", "bob"] {
+        api(&address, &format!("/api/v1/workspaces/{workspace}/agents"), ADMIN_TOKEN,
+            json!({"name": name, "email": format!("{name}@restart.example"), "password": PASSWORD, "role": "agent", "capacity": 2, "team_ids": [team]})).await;
+        let session = api(
+            &address,
+            "/api/v1/auth/login",
+            "",
+            json!({"email": format!("{name}@restart.example"), "password": PASSWORD}),
+        )
+        .await;
+        tokens.push(session["token"].as_str().unwrap().to_owned());
+    }
+
+    // Ann takes two conversations; a third is offered to her when the process dies; a fourth waits.
+    let (mut ann, _) = connect_agent_at(&address, &tokens[0]).await;
+    let mut held = Vec::new();
+    for customer in 1..=2 {
+        customer_writes(&address, customer).await;
+        let offer = ann.expect("offer").await;
+        ann.send(json!({"type": "accept", "conversation_id": offer["conversation_id"]}))
+            .await;
+        ann.expect("assigned").await;
+        held.push(offer["conversation_id"].as_str().unwrap().to_owned());
+    }
+    customer_writes(&address, 3).await;
+    customer_writes(&address, 4).await;
+    drop(ann);
+
+    let mut first = first;
+    first.child.kill().unwrap(); // SIGKILL: no drain, no goodbye.
+    first.child.wait().unwrap();
+
+    let second = serve(&database.url, &folder);
+    until_healthy(&second.address).await;
+    // Ann comes back: she still holds her two.
+    let (_ann, hello) = connect_agent_at(&second.address, &tokens[0]).await;
+    let mut again: Vec<String> = hello["conversations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap().to_owned())
+        .collect();
+    again.sort();
+    held.sort();
+    assert_eq!(
+        again, held,
+        "assigned conversations survive the crash with their agent"
+    );
+    // Bob gets the two that were waiting or offered when the process died.
+    let (mut bob, _) = connect_agent_at(&second.address, &tokens[1]).await;
+    for _ in 0..2 {
+        let offer = bob.expect("offer").await;
+        assert!(!held.contains(&offer["conversation_id"].as_str().unwrap().to_owned()));
+        bob.send(json!({"type": "accept", "conversation_id": offer["conversation_id"]}))
+            .await;
+        bob.expect("assigned").await;
+    }
+    // None stuck, none held by two: all four assigned, two each.
+    let db = waos_engine::store::connect(&database.url, 2, Duration::from_secs(5))
+        .await
+        .unwrap();
+    let list = || async {
+        waos_engine::inbox::list_conversations(
+            &db,
+            &waos_engine::auth::Principal::Installation,
+            None,
+            &waos_engine::inbox::PageRequest::default(),
+        )
+        .await
+        .unwrap()
+    };
+    waos_web::testing::eventually(Duration::from_secs(5), || async {
+        list().await.items.iter().all(|c| c.status == "assigned")
+    })
+    .await;
+    let page = list().await;
+    let mut per_agent = std::collections::HashMap::new();
+    for conversation in &page.items {
+        *per_agent
+            .entry(conversation.assigned_agent_id.clone())
+            .or_insert(0) += 1;
+    }
+    let mut second = second;
+    second.child.kill().unwrap();
+    second.child.wait().unwrap();
+    assert_eq!(page.items.len(), 4);
+    assert!(
+        page.items.iter().all(|c| c.status == "assigned"),
+        "{:?}",
+        page.items.iter().map(|c| &c.status).collect::<Vec<_>>()
+    );
+    assert!(per_agent.values().all(|&n| n == 2), "{per_agent:?}");
+    std::fs::remove_dir_all(folder).unwrap();
+}

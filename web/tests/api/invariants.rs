@@ -18,12 +18,19 @@ const CONVERSATIONS: usize = 2000;
 
 /// One agent's behaviour: accept most offers, decline some, resolve what it holds after a
 /// moment, and now and then drop its socket and come back.
-async fn play_agent(app: &TestApp, token: String, seed: u64, stop: std::rc::Rc<std::cell::Cell<bool>>) {
+async fn play_agent(
+    app: &TestApp,
+    token: String,
+    seed: u64,
+    stop: std::rc::Rc<std::cell::Cell<bool>>,
+) {
     let mut rng = rand::rngs::StdRng::seed_from_u64_compat(seed);
     while !stop.get() {
         let (mut socket, hello) = app.connect_agent(&token).await;
         for conversation in hello["conversations"].as_array().unwrap() {
-            socket.send(json!({"type": "resolve", "conversation_id": conversation["id"]})).await;
+            socket
+                .send(json!({"type": "resolve", "conversation_id": conversation["id"]}))
+                .await;
         }
         let session_frames = rng.random_range(20..200);
         for _ in 0..session_frames {
@@ -35,9 +42,21 @@ async fn play_agent(app: &TestApp, token: String, seed: u64, stop: std::rc::Rc<s
             };
             let id = frame["conversation_id"].clone();
             match frame["type"].as_str().unwrap_or("") {
-                "offer" if rng.random_bool(0.85) => socket.send(json!({"type": "accept", "conversation_id": id})).await,
-                "offer" => socket.send(json!({"type": "decline", "conversation_id": id})).await,
-                "assigned" => socket.send(json!({"type": "resolve", "conversation_id": id})).await,
+                "offer" if rng.random_bool(0.85) => {
+                    socket
+                        .send(json!({"type": "accept", "conversation_id": id}))
+                        .await
+                }
+                "offer" => {
+                    socket
+                        .send(json!({"type": "decline", "conversation_id": id}))
+                        .await
+                }
+                "assigned" => {
+                    socket
+                        .send(json!({"type": "resolve", "conversation_id": id}))
+                        .await
+                }
                 _ => {}
             }
         }
@@ -65,16 +84,23 @@ fn replay(events: &[Value], capacity: &HashMap<String, i64>) -> usize {
         let kind = event["kind"].as_str().unwrap_or("");
         let conversation = event["conversation_id"].as_str().unwrap_or("").to_owned();
         let agent = event["agent_id"].as_str().map(str::to_owned);
-        let take = |load: &mut HashMap<String, i64>, holder: &mut HashMap<String, String>, agent: &str| {
-            if let Some(other) = holder.get(&conversation) {
-                assert_eq!(other, agent, "conversation {conversation} held by two agents at event {event}");
-                return;
-            }
-            holder.insert(conversation.clone(), agent.to_owned());
-            let now = load.entry(agent.to_owned()).or_default();
-            *now += 1;
-            assert!(*now <= capacity[agent], "agent {agent} above capacity ({now}) at event {event}");
-        };
+        let take =
+            |load: &mut HashMap<String, i64>, holder: &mut HashMap<String, String>, agent: &str| {
+                if let Some(other) = holder.get(&conversation) {
+                    assert_eq!(
+                        other, agent,
+                        "conversation {conversation} held by two agents at event {event}"
+                    );
+                    return;
+                }
+                holder.insert(conversation.clone(), agent.to_owned());
+                let now = load.entry(agent.to_owned()).or_default();
+                *now += 1;
+                assert!(
+                    *now <= capacity[agent],
+                    "agent {agent} above capacity ({now}) at event {event}"
+                );
+            };
         let give = |load: &mut HashMap<String, i64>, holder: &mut HashMap<String, String>| {
             if let Some(previous) = holder.remove(&conversation) {
                 *load.get_mut(&previous).unwrap() -= 1;
@@ -82,7 +108,9 @@ fn replay(events: &[Value], capacity: &HashMap<String, i64>) -> usize {
         };
         match kind {
             "offered" | "assigned" => take(&mut load, &mut holder, agent.as_deref().unwrap()),
-            "declined" | "timed_out" | "withdrawn" | "resolved" | "requeued" => give(&mut load, &mut holder),
+            "declined" | "timed_out" | "withdrawn" | "resolved" | "requeued" => {
+                give(&mut load, &mut holder)
+            }
             "transferred" => {
                 give(&mut load, &mut holder);
                 if let Some(to) = event["reason"]["to_agent_id"].as_str() {
@@ -102,23 +130,41 @@ async fn two_thousand_conversations_fifty_agents_no_invariant_broken() {
     let mut teams = Vec::new();
     for (name, auto) in [("Sales", true), ("Support", false), ("Billing", false)] {
         let team = app
-            .post_ok(&format!("/api/v1/workspaces/{workspace}/teams"), ADMIN_TOKEN,
-                &json!({"name": name, "auto_accept": auto, "offer_timeout_secs": 10}), 201)
-            .await["id"].as_str().unwrap().to_owned();
+            .post_ok(
+                &format!("/api/v1/workspaces/{workspace}/teams"),
+                ADMIN_TOKEN,
+                &json!({"name": name, "auto_accept": auto, "offer_timeout_secs": 10}),
+                201,
+            )
+            .await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
         teams.push(team);
     }
     for (index, team) in teams.iter().enumerate() {
-        app.create_channel(&workspace, team, &format!("11556677889900{}", index + 1)).await;
+        app.create_channel(&workspace, team, &format!("11556677889900{}", index + 1))
+            .await;
     }
     let mut capacity = HashMap::new();
     let mut tokens = Vec::new();
     for index in 0..AGENTS {
         let first = &teams[index % 3];
         let second = &teams[(index + 1) % 3];
-        let team_ids: Vec<&str> = if index % 4 == 0 { vec![first, second] } else { vec![first] };
+        let team_ids: Vec<&str> = if index % 4 == 0 {
+            vec![first, second]
+        } else {
+            vec![first]
+        };
         let cap = 1 + (index % 5) as u32;
         let (id, token) = app
-            .create_agent_with(&workspace, &format!("agent{index}@busy.example"), "agent", &team_ids, cap)
+            .create_agent_with(
+                &workspace,
+                &format!("agent{index}@busy.example"),
+                "agent",
+                &team_ids,
+                cap,
+            )
             .await;
         capacity.insert(id, i64::from(cap));
         tokens.push(token);
@@ -150,7 +196,10 @@ async fn two_thousand_conversations_fifty_agents_no_invariant_broken() {
     };
     let (_, _) = futures_util::join!(join_all(players), customers);
 
-    assert_eq!(app.count("conversations", "status = 'resolved'").await, CONVERSATIONS as i64);
+    assert_eq!(
+        app.count("conversations", "status = 'resolved'").await,
+        CONVERSATIONS as i64
+    );
     // The audit log, in order, proves the invariants held throughout.
     eventually(Duration::from_secs(10), || async {
         app.count("audit_events", "kind = 'resolved'").await == CONVERSATIONS as i64

@@ -23,7 +23,9 @@ async fn sockets_publish_presence_to_redis() {
     .await;
     let workspace = app.create_workspace("Present").await;
     let team = app.create_team(&workspace, "Support").await;
-    let (agent, token) = app.create_agent(&workspace, "here@present.example", "agent", &[&team]).await;
+    let (agent, token) = app
+        .create_agent(&workspace, "here@present.example", "agent", &[&team])
+        .await;
     let key = format!("{}presence:{agent}", app.settings.redis.key_prefix);
     let mut connection = redis().await;
     let value = |mut connection: redis::aio::ConnectionManager, key: String| async move {
@@ -31,16 +33,30 @@ async fn sockets_publish_presence_to_redis() {
     };
 
     let (mut socket, _) = app.connect_agent(&token).await;
-    eventually(Duration::from_secs(5), || value(connection.clone(), key.clone()).map_eq("online")).await;
-    socket.send(json!({"type": "presence", "status": "away"})).await;
-    eventually(Duration::from_secs(5), || value(connection.clone(), key.clone()).map_eq("away")).await;
+    eventually(Duration::from_secs(5), || {
+        value(connection.clone(), key.clone()).map_eq("online")
+    })
+    .await;
+    socket
+        .send(json!({"type": "presence", "status": "away"}))
+        .await;
+    eventually(Duration::from_secs(5), || {
+        value(connection.clone(), key.clone()).map_eq("away")
+    })
+    .await;
     // The heartbeat keeps it alive past its TTL (600 ms in tests).
     tokio::time::sleep(Duration::from_millis(900)).await;
-    assert_eq!(value(connection.clone(), key.clone()).await.as_deref(), Some("away"));
+    assert_eq!(
+        value(connection.clone(), key.clone()).await.as_deref(),
+        Some("away")
+    );
     let ttl: i64 = connection.pttl(&key).await.unwrap();
     assert!(ttl > 0 && ttl <= 600, "{ttl}");
     socket.close().await;
-    eventually(Duration::from_secs(5), || async { value(connection.clone(), key.clone()).await.is_none() }).await;
+    eventually(Duration::from_secs(5), || async {
+        value(connection.clone(), key.clone()).await.is_none()
+    })
+    .await;
 }
 
 #[actix_web::test]
@@ -48,7 +64,10 @@ async fn presence_expires_when_nobody_refreshes_it() {
     let prefix = format!("waos:test:{}:", uuid::Uuid::new_v4().simple());
     let store = RedisPresence::new(redis().await, &prefix);
     let agent = AgentId::new();
-    store.set(agent, Presence::Online, Duration::from_millis(100)).await.unwrap();
+    store
+        .set(agent, Presence::Online, Duration::from_millis(100))
+        .await
+        .unwrap();
     assert_eq!(store.get(agent).await.unwrap(), Presence::Online);
     // The process that set it "crashed": no heartbeat comes.
     tokio::time::sleep(Duration::from_millis(250)).await;
