@@ -67,7 +67,7 @@ impl IngestReport {
     }
 }
 
-fn sign(secret: &[u8], body: &[u8]) -> anyhow::Result<String> {
+pub fn sign(secret: &[u8], body: &[u8]) -> anyhow::Result<String> {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).context("app secret")?;
     mac.update(body);
     Ok(format!(
@@ -77,16 +77,29 @@ fn sign(secret: &[u8], body: &[u8]) -> anyhow::Result<String> {
 }
 
 /// The `phone_number_id` of generated number `index`.
-fn phone_number_id(run: &str, index: u64) -> String {
+pub fn phone_number_id(run: &str, index: u64) -> String {
     format!("9{run}{index:04}")
 }
 
 /// Creates a workspace, a team and `numbers` channels for this run.
 async fn set_up(client: &reqwest::Client, args: &IngestArgs, run: &str) -> anyhow::Result<()> {
+    set_up_world(client, &args.url, &args.admin_token, args.numbers, run, false).await.map(|_| ())
+}
+
+/// Creates a workspace, a team and `numbers` channels; returns (workspace id, team id).
+pub async fn set_up_world(
+    client: &reqwest::Client,
+    url: &str,
+    admin_token: &str,
+    numbers: u64,
+    run: &str,
+    auto_accept: bool,
+) -> anyhow::Result<(String, String)> {
+    let args = WorldArgs { url, admin_token, numbers, auto_accept };
     let api = |path: &str| format!("{}/api/v1{path}", args.url);
     let created: Value = client
         .post(api("/workspaces"))
-        .bearer_auth(&args.admin_token)
+        .bearer_auth(args.admin_token)
         .json(&json!({"name": format!("loadtest {run}")}))
         .send()
         .await?
@@ -96,8 +109,8 @@ async fn set_up(client: &reqwest::Client, args: &IngestArgs, run: &str) -> anyho
     let workspace = created["id"].as_str().context("workspace id")?.to_owned();
     let team: Value = client
         .post(api(&format!("/workspaces/{workspace}/teams")))
-        .bearer_auth(&args.admin_token)
-        .json(&json!({"name": "load"}))
+        .bearer_auth(args.admin_token)
+        .json(&json!({"name": "load", "auto_accept": args.auto_accept, "offer_timeout_secs": 30}))
         .send()
         .await?
         .error_for_status()?
@@ -107,14 +120,21 @@ async fn set_up(client: &reqwest::Client, args: &IngestArgs, run: &str) -> anyho
     for index in 0..args.numbers {
         client
             .post(api(&format!("/workspaces/{workspace}/channels")))
-            .bearer_auth(&args.admin_token)
+            .bearer_auth(args.admin_token)
             .json(&json!({"phone_number_id": phone_number_id(run, index), "display_phone_number": format!("+1555{index:04}"),
                           "access_token": "loadtest", "team_id": team_id}))
             .send()
             .await?
             .error_for_status()?;
     }
-    Ok(())
+    Ok((workspace, team_id))
+}
+
+struct WorldArgs<'a> {
+    url: &'a str,
+    admin_token: &'a str,
+    numbers: u64,
+    auto_accept: bool,
 }
 
 fn webhook(run: &str, sequence: u64, args: &IngestArgs) -> Vec<u8> {

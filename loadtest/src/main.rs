@@ -18,6 +18,10 @@ enum Command {
     /// (from each request's scheduled time) and the achieved rate as JSON. Creates its own
     /// workspace, team and channels with the admin token first.
     Ingest(waos_loadtest::ingest::IngestArgs),
+    /// New conversations at a constant rate, routed to simulated agents on websockets that
+    /// accept every offer and resolve at once; prints latency from each webhook's scheduled
+    /// time to the agent's `offer` frame, and to the webhook's 200, as JSON.
+    Route(waos_loadtest::route::RouteArgs),
 }
 
 #[tokio::main]
@@ -25,6 +29,10 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Ingest(args) => {
             let report = waos_loadtest::ingest::run(args).await?;
+            println!("{}", serde_json::to_string_pretty(&report.to_json())?);
+        }
+        Command::Route(args) => {
+            let report = waos_loadtest::route::run(args).await?;
             println!("{}", serde_json::to_string_pretty(&report.to_json())?);
         }
     }
