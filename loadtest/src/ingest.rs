@@ -76,6 +76,14 @@ pub fn sign(secret: &[u8], body: &[u8]) -> anyhow::Result<String> {
     ))
 }
 
+/// A short id for one run, distinct across processes and across runs in one process; it names
+/// the run's numbers, customers and wamids, so runs never collide in one database.
+pub fn run_id() -> String {
+    static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let run = RUNS.fetch_add(1, Ordering::Relaxed);
+    format!("{:05}{run}", std::process::id() % 100_000)
+}
+
 /// The `phone_number_id` of generated number `index`.
 pub fn phone_number_id(run: &str, index: u64) -> String {
     format!("9{run}{index:04}")
@@ -83,7 +91,16 @@ pub fn phone_number_id(run: &str, index: u64) -> String {
 
 /// Creates a workspace, a team and `numbers` channels for this run.
 async fn set_up(client: &reqwest::Client, args: &IngestArgs, run: &str) -> anyhow::Result<()> {
-    set_up_world(client, &args.url, &args.admin_token, args.numbers, run, false).await.map(|_| ())
+    set_up_world(
+        client,
+        &args.url,
+        &args.admin_token,
+        args.numbers,
+        run,
+        false,
+    )
+    .await
+    .map(|_| ())
 }
 
 /// Creates a workspace, a team and `numbers` channels; returns (workspace id, team id).
@@ -95,7 +112,12 @@ pub async fn set_up_world(
     run: &str,
     auto_accept: bool,
 ) -> anyhow::Result<(String, String)> {
-    let args = WorldArgs { url, admin_token, numbers, auto_accept };
+    let args = WorldArgs {
+        url,
+        admin_token,
+        numbers,
+        auto_accept,
+    };
     let api = |path: &str| format!("{}/api/v1{path}", args.url);
     let created: Value = client
         .post(api("/workspaces"))
@@ -160,7 +182,7 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<IngestReport> {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.max_in_flight)
         .build()?;
-    let run_id = format!("{:06}", std::process::id() % 1_000_000);
+    let run_id = run_id();
     set_up(&client, &args, &run_id).await?;
 
     let total = args.rate * args.duration;

@@ -81,11 +81,16 @@ async fn agent_loop(
     latency: Arc<Mutex<Histogram<u64>>>,
     routed: Arc<AtomicU64>,
 ) -> anyhow::Result<()> {
-    let mut request = format!("{}/ws/agent", url.replacen("http", "ws", 1)).into_client_request()?;
-    request.headers_mut().insert("authorization", format!("Bearer {token}").parse()?);
+    let mut request =
+        format!("{}/ws/agent", url.replacen("http", "ws", 1)).into_client_request()?;
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse()?);
     let (mut socket, _) = tokio_tungstenite::connect_async(request).await?;
     while let Some(message) = socket.next().await {
-        let Message::Text(text) = message? else { continue };
+        let Message::Text(text) = message? else {
+            continue;
+        };
         let frame: Value = serde_json::from_str(&text)?;
         let kind = frame["type"].as_str().unwrap_or("");
         let first_sight = match kind {
@@ -96,7 +101,10 @@ async fn agent_loop(
         if let Some(wamid) = first_sight
             && let Some(at) = scheduled.lock().await.remove(wamid)
         {
-            let _ = latency.lock().await.record((at.elapsed().as_micros() as u64).max(1));
+            let _ = latency
+                .lock()
+                .await
+                .record((at.elapsed().as_micros() as u64).max(1));
             routed.fetch_add(1, Ordering::Relaxed);
         }
         let id = frame["conversation_id"].clone();
@@ -114,7 +122,10 @@ async fn agent_loop(
             && let Some(wamid) = frame["message"]["wamid"].as_str()
             && let Some(at) = scheduled.lock().await.remove(wamid)
         {
-            let _ = latency.lock().await.record((at.elapsed().as_micros() as u64).max(1));
+            let _ = latency
+                .lock()
+                .await
+                .record((at.elapsed().as_micros() as u64).max(1));
             routed.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -126,12 +137,21 @@ pub async fn run(args: RouteArgs) -> anyhow::Result<RouteReport> {
         bail!("load tests target this machine only (http://127.0.0.1:...)");
     }
     let client = reqwest::Client::new();
-    let run_id = format!("{:06}", std::process::id() % 1_000_000);
-    let (workspace, team) =
-        set_up_world(&client, &args.url, &args.admin_token, 1, &run_id, args.auto_accept).await?;
+    let run_id = crate::ingest::run_id();
+    let (workspace, team) = set_up_world(
+        &client,
+        &args.url,
+        &args.admin_token,
+        1,
+        &run_id,
+        args.auto_accept,
+    )
+    .await?;
     let password = "loadtest-password-1";
     let scheduled: Scheduled = Arc::default();
-    let to_agent = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?));
+    let to_agent = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(
+        1, 60_000_000, 3,
+    )?));
     let routed = Arc::new(AtomicU64::new(0));
     for index in 0..args.agents {
         let email = format!("agent{index}.{run_id}@loadtest.example");
@@ -152,14 +172,22 @@ pub async fn run(args: RouteArgs) -> anyhow::Result<RouteReport> {
             .json()
             .await?;
         let token = session["token"].as_str().context("token")?.to_owned();
-        tokio::spawn(agent_loop(args.url.clone(), token, scheduled.clone(), to_agent.clone(), routed.clone()));
+        tokio::spawn(agent_loop(
+            args.url.clone(),
+            token,
+            scheduled.clone(),
+            to_agent.clone(),
+            routed.clone(),
+        ));
     }
     // Let every socket say hello before the first customer writes.
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let secret = args.app_secret.clone().into_bytes();
     let endpoint = format!("{}/webhooks/whatsapp", args.url);
-    let to_200 = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?));
+    let to_200 = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(
+        1, 60_000_000, 3,
+    )?));
     let errors = Arc::new(AtomicU64::new(0));
     let interval = Duration::from_secs_f64(1.0 / args.rate.max(1) as f64);
     let start = Instant::now();
@@ -187,7 +215,10 @@ pub async fn run(args: RouteArgs) -> anyhow::Result<RouteReport> {
         tasks.push(tokio::spawn(async move {
             match request.send().await {
                 Ok(response) if response.status().is_success() => {
-                    let _ = to_200.lock().await.record((at.elapsed().as_micros() as u64).max(1));
+                    let _ = to_200
+                        .lock()
+                        .await
+                        .record((at.elapsed().as_micros() as u64).max(1));
                 }
                 _ => {
                     errors.fetch_add(1, Ordering::Relaxed);

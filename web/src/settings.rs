@@ -95,6 +95,7 @@ pub struct RoutingSettings {
     pub window_warning_ms: u64,
     pub sticky: bool,
     pub presence_ttl_ms: u64,
+    pub stats_interval_ms: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]

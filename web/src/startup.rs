@@ -94,6 +94,7 @@ impl Application {
                 window_warning: millis(settings.routing.window_warning_ms),
                 sticky: settings.routing.sticky,
                 presence_ttl: millis(settings.routing.presence_ttl_ms.max(30)),
+                stats_interval: millis(settings.routing.stats_interval_ms.max(10)),
             },
         );
         let engine = Arc::new(Engine::start(routing)?);

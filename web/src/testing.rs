@@ -194,6 +194,7 @@ reopen_window_ms = 60000
 # A team's offer_timeout_secs of 10 lasts 200 ms here.
 offer_timeout_unit_ms = 20
 presence_ttl_ms = 600
+stats_interval_ms = 50
 [websocket]
 heartbeat_interval_ms = 200
 client_timeout_ms = 2000
@@ -619,20 +620,25 @@ impl TestApp {
 
 /// Opens `/ws/agent` on the server at `address` (`http://127.0.0.1:port`) and reads its `hello`.
 pub async fn connect_agent_at(address: &str, token: &str) -> (AgentSocket, Value) {
+    let mut socket = connect_socket_at(address, "/ws/agent", token).await;
+    let hello = socket.expect("hello").await;
+    (socket, hello)
+}
+
+/// Opens a websocket at `path` with a bearer token.
+pub async fn connect_socket_at(address: &str, path: &str, token: &str) -> AgentSocket {
     {
         use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-        let url = format!("{}/ws/agent", address.replacen("http", "ws", 1));
+        let url = format!("{}{path}", address.replacen("http", "ws", 1));
         let mut request = url.into_client_request().unwrap();
         request
             .headers_mut()
             .insert("authorization", format!("Bearer {token}").parse().unwrap());
         let (stream, _) = tokio_tungstenite::connect_async(request).await.unwrap();
-        let mut socket = AgentSocket {
+        AgentSocket {
             stream,
             backlog: Default::default(),
-        };
-        let hello = socket.expect("hello").await;
-        (socket, hello)
+        }
     }
 }
 

@@ -19,7 +19,7 @@ use crate::routing::frames::{OfferView, ServerFrame};
 use crate::routing::policy::Decision;
 use crate::routing::store::{self, StoredConversation};
 use crate::routing::supervisor::{
-    GetAgent, MoveSlot, Release, RequestAgent, Supervisor, Unqueue, Waiting,
+    GetAgent, MoveSlot, Release, RequestAgent, Restored, Supervisor, Unqueue, Waiting,
 };
 use crate::routing::{RoutingContext, RoutingError};
 
@@ -362,6 +362,10 @@ impl Actor for ConversationActor {
                         .into_actor(self)
                         .map(move |found, conversation, ctx| match found {
                             Some((agent, agent_name)) => {
+                                conversation.supervisor.do_send(Restored {
+                                    conversation_id: conversation.id(),
+                                    team_id: conversation.team_id,
+                                });
                                 conversation.state = State::Assigned {
                                     agent_id,
                                     agent_name,
@@ -410,6 +414,7 @@ impl Handler<Offer> for ConversationActor {
         if !matches!(self.state, State::Waiting) {
             // Taken or resolved meanwhile: give the slot back.
             self.supervisor.do_send(Release {
+                conversation_id: self.id(),
                 agent_id: offer.agent_id,
             });
             return;
@@ -605,7 +610,10 @@ impl Handler<Resolve> for ConversationActor {
                 conversation_id: conversation.id(),
                 reason: "resolved".into(),
             });
-            conversation.supervisor.do_send(Release { agent_id });
+            conversation.supervisor.do_send(Release {
+                agent_id,
+                conversation_id: conversation.id(),
+            });
             conversation.supervisor.do_send(Unqueue {
                 conversation_id: conversation.id(),
             });

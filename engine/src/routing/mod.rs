@@ -48,6 +48,8 @@ pub struct RoutingSettings {
     pub sticky: bool,
     /// How long a presence entry lives without a heartbeat (heartbeats come at a third of it).
     pub presence_ttl: Duration,
+    /// Dashboards get at most one stats frame per this interval.
+    pub stats_interval: Duration,
 }
 
 /// What every routing actor shares.

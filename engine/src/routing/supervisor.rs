@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
+use serde::Serialize;
 
 use crate::ids::{AgentId, ConversationId, TeamId, WorkspaceId};
 use crate::routing::agent::AgentActor;
@@ -49,6 +50,31 @@ pub struct RequestAgent {
 #[rtype(result = "()")]
 pub struct Release {
     pub agent_id: AgentId,
+    pub conversation_id: ConversationId,
+}
+
+/// After a restart: an assigned conversation counts as active in its team.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Restored {
+    pub conversation_id: ConversationId,
+    pub team_id: TeamId,
+}
+
+/// A dashboard socket wants the workspace's stats: a snapshot now, then coalesced deltas.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Subscribe {
+    pub subscriber_id: u64,
+    pub outbox: tokio::sync::mpsc::Sender<String>,
+    /// The teams it may see; `None` = every team (an admin).
+    pub teams: Option<Vec<TeamId>>,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Unsubscribe {
+    pub subscriber_id: u64,
 }
 
 /// An agent came online, went away or went offline.
@@ -107,6 +133,17 @@ pub struct Supervisor {
     context: Arc<RoutingContext>,
     roster: HashMap<AgentId, RosterEntry>,
     queue: Vec<Waiting>,
+    /// Conversations offered or assigned, by team (for the dashboard's `active`).
+    active: HashMap<ConversationId, TeamId>,
+    subscribers: HashMap<u64, Subscriber>,
+    /// Something changed since the last stats push.
+    dirty: bool,
+}
+
+struct Subscriber {
+    outbox: tokio::sync::mpsc::Sender<String>,
+    teams: Option<Vec<TeamId>>,
+    last: Option<Stats>,
 }
 
 impl Supervisor {
@@ -121,6 +158,121 @@ impl Supervisor {
             context,
             roster: HashMap::new(),
             queue: Vec::new(),
+            active: HashMap::new(),
+            subscribers: HashMap::new(),
+            dirty: false,
+        }
+    }
+
+    /// The workspace's stats as one subscriber may see them.
+    fn stats(&self, teams: Option<&[TeamId]>) -> Stats {
+        let visible = |team: &TeamId| teams.is_none_or(|teams| teams.contains(team));
+        let now = Utc::now();
+        let mut team_ids: Vec<TeamId> = self
+            .roster
+            .values()
+            .flat_map(|e| e.candidate.teams.iter().copied())
+            .chain(self.queue.iter().map(|w| w.team_id))
+            .chain(self.active.values().copied())
+            .filter(|t| visible(t))
+            .collect();
+        if let Some(teams) = teams {
+            team_ids.extend(teams.iter().copied());
+        }
+        team_ids.sort();
+        team_ids.dedup();
+        let team_stats = team_ids
+            .into_iter()
+            .map(|team_id| {
+                let waiting: Vec<&Waiting> =
+                    self.queue.iter().filter(|w| w.team_id == team_id).collect();
+                let members = self
+                    .roster
+                    .values()
+                    .filter(|e| e.candidate.teams.contains(&team_id));
+                let online: Vec<&RosterEntry> = members
+                    .filter(|e| e.candidate.presence == Presence::Online)
+                    .collect();
+                TeamStats {
+                    team_id: team_id.to_string(),
+                    waiting: waiting.len(),
+                    longest_wait_ms: waiting
+                        .iter()
+                        .map(|w| (now - w.since).num_milliseconds().max(0))
+                        .max()
+                        .unwrap_or(0),
+                    agents_online: online.len(),
+                    agents_available: online
+                        .iter()
+                        .filter(|e| e.candidate.load < e.candidate.capacity)
+                        .count(),
+                    active: self.active.values().filter(|t| **t == team_id).count(),
+                }
+            })
+            .collect();
+        let mut agents: Vec<AgentStats> = self
+            .roster
+            .values()
+            .filter(|e| teams.is_none() || e.candidate.teams.iter().any(&visible))
+            .map(|e| AgentStats {
+                agent_id: e.candidate.agent_id.to_string(),
+                name: e.candidate.name.clone(),
+                presence: e.candidate.presence,
+                load: e.candidate.load,
+                capacity: e.candidate.capacity,
+            })
+            .collect();
+        agents.sort_by(|a, b| a.agent_id.cmp(&b.agent_id));
+        let mut waiting: Vec<WaitingStats> = self
+            .queue
+            .iter()
+            .filter(|w| visible(&w.team_id))
+            .map(|w| WaitingStats {
+                conversation_id: w.conversation_id.to_string(),
+                team_id: w.team_id.to_string(),
+                since: w.since,
+            })
+            .collect();
+        waiting.sort_by(|a, b| (a.since, &a.conversation_id).cmp(&(b.since, &b.conversation_id)));
+        Stats {
+            teams: team_stats,
+            agents,
+            waiting,
+        }
+    }
+
+    /// Sends each subscriber what changed since its last frame (at most once per tick).
+    fn push_stats(&mut self) {
+        if !self.dirty || self.subscribers.is_empty() {
+            self.dirty = false;
+            return;
+        }
+        self.dirty = false;
+        let mut gone = Vec::new();
+        let ids: Vec<u64> = self.subscribers.keys().copied().collect();
+        for id in ids {
+            let Some(subscriber) = self.subscribers.get(&id) else {
+                continue;
+            };
+            let now = self.stats(subscriber.teams.as_deref());
+            let frame = match &subscriber.last {
+                None => StatsFrame::Stats(now.clone()),
+                Some(before) => match now.delta_since(before) {
+                    Some(delta) => StatsFrame::StatsDelta(delta),
+                    None => continue,
+                },
+            };
+            let text = serde_json::to_string(&frame).unwrap_or_default();
+            let Some(subscriber) = self.subscribers.get_mut(&id) else {
+                continue;
+            };
+            if subscriber.outbox.try_send(text).is_err() {
+                gone.push(id);
+            }
+            subscriber.last = Some(now);
+        }
+        for id in gone {
+            self.subscribers.remove(&id);
         }
     }
 
@@ -149,6 +301,8 @@ impl Supervisor {
 
     /// Offers waiting conversations, highest priority then oldest first, while anyone has room.
     fn assign_next(&mut self, ctx: &mut Context<Self>) {
+        // Every path that changes the queue or the roster comes through here.
+        self.dirty = true;
         if self.queue.is_empty() {
             return;
         }
@@ -216,6 +370,7 @@ impl Supervisor {
             let Some(agent) = self.agent_actor(agent_id, ctx) else {
                 continue;
             };
+            self.active.insert(waiting.conversation_id, waiting.team_id);
             waiting.conversation.do_send(Offer {
                 agent_id,
                 agent_name,
@@ -259,6 +414,10 @@ impl Actor for Supervisor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        // Dashboards get at most one frame per interval, however busy the workspace is.
+        ctx.run_interval(self.context.settings.stats_interval, |supervisor, _| {
+            supervisor.push_stats()
+        });
         // Nothing is decided before the roster is known: hold the mailbox until it is loaded.
         let db = self.context.db.clone();
         let workspace_id = self.workspace_id;
@@ -291,6 +450,7 @@ impl Handler<RequestAgent> for Supervisor {
             self.release(agent_id);
         }
         let id = message.waiting.conversation_id;
+        self.active.remove(&id);
         self.queue.retain(|w| w.conversation_id != id);
         self.queue.push(message.waiting);
         self.check_invariants();
@@ -303,6 +463,7 @@ impl Handler<Release> for Supervisor {
 
     fn handle(&mut self, message: Release, ctx: &mut Context<Self>) {
         self.release(message.agent_id);
+        self.active.remove(&message.conversation_id);
         self.assign_next(ctx);
     }
 }
@@ -314,6 +475,7 @@ impl Handler<AgentPresence> for Supervisor {
         if let Some(entry) = self.roster.get_mut(&message.agent_id) {
             entry.candidate.presence = message.presence;
         }
+        self.dirty = true;
         if message.presence == Presence::Online {
             self.assign_next(ctx);
         }
@@ -373,6 +535,8 @@ impl Handler<ManualAssign> for Supervisor {
         entry.candidate.last_assigned = Some(Instant::now());
         let agent_name = entry.candidate.name.clone();
         let waiting = self.queue.remove(position);
+        self.active.insert(waiting.conversation_id, waiting.team_id);
+        self.dirty = true;
         let agent = self
             .agent_actor(message.agent_id, ctx)
             .ok_or(RoutingError::NotFound("agent"))?;
@@ -469,4 +633,152 @@ impl Handler<GetAgent> for Supervisor {
                 }),
         )
     }
+}
+
+impl Handler<Restored> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, message: Restored, _: &mut Context<Self>) {
+        self.active.insert(message.conversation_id, message.team_id);
+        self.dirty = true;
+    }
+}
+
+impl Handler<Subscribe> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, message: Subscribe, _: &mut Context<Self>) {
+        let snapshot = self.stats(message.teams.as_deref());
+        let text = serde_json::to_string(&StatsFrame::Stats(snapshot.clone())).unwrap_or_default();
+        if message.outbox.try_send(text).is_ok() {
+            self.subscribers.insert(
+                message.subscriber_id,
+                Subscriber {
+                    outbox: message.outbox,
+                    teams: message.teams,
+                    last: Some(snapshot),
+                },
+            );
+        }
+    }
+}
+
+impl Handler<Unsubscribe> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, message: Unsubscribe, _: &mut Context<Self>) {
+        self.subscribers.remove(&message.subscriber_id);
+    }
+}
+
+/// One team's queue and staffing, as the dashboard shows it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TeamStats {
+    pub team_id: String,
+    pub waiting: usize,
+    pub longest_wait_ms: i64,
+    pub agents_online: usize,
+    pub agents_available: usize,
+    pub active: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AgentStats {
+    pub agent_id: String,
+    pub name: String,
+    pub presence: Presence,
+    pub load: u32,
+    pub capacity: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct WaitingStats {
+    pub conversation_id: String,
+    pub team_id: String,
+    pub since: DateTime<Utc>,
+}
+
+/// The `stats` snapshot (shared/CONTRACT.md).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Stats {
+    pub teams: Vec<TeamStats>,
+    pub agents: Vec<AgentStats>,
+    pub waiting: Vec<WaitingStats>,
+}
+
+/// Only what changed: teams and agents whose numbers moved, conversations that started or
+/// stopped waiting.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct StatsDelta {
+    pub teams: Vec<TeamStats>,
+    pub agents: Vec<AgentStats>,
+    pub waiting_added: Vec<WaitingStats>,
+    pub waiting_removed: Vec<String>,
+}
+
+impl Stats {
+    /// `None` when nothing changed. Longest waits tick on by themselves, so a team whose only
+    /// change is its longest wait is not resent (the dashboard counts from `since`).
+    pub fn delta_since(&self, before: &Stats) -> Option<StatsDelta> {
+        let same_team = |a: &TeamStats, b: &TeamStats| {
+            (a.waiting, a.agents_online, a.agents_available, a.active)
+                == (b.waiting, b.agents_online, b.agents_available, b.active)
+        };
+        let teams: Vec<TeamStats> = self
+            .teams
+            .iter()
+            .filter(|t| {
+                !before
+                    .teams
+                    .iter()
+                    .any(|b| b.team_id == t.team_id && same_team(b, t))
+            })
+            .cloned()
+            .collect();
+        let agents: Vec<AgentStats> = self
+            .agents
+            .iter()
+            .filter(|a| !before.agents.contains(a))
+            .cloned()
+            .collect();
+        let waiting_added: Vec<WaitingStats> = self
+            .waiting
+            .iter()
+            .filter(|w| {
+                !before
+                    .waiting
+                    .iter()
+                    .any(|b| b.conversation_id == w.conversation_id)
+            })
+            .cloned()
+            .collect();
+        let waiting_removed: Vec<String> = before
+            .waiting
+            .iter()
+            .filter(|b| {
+                !self
+                    .waiting
+                    .iter()
+                    .any(|w| w.conversation_id == b.conversation_id)
+            })
+            .map(|b| b.conversation_id.clone())
+            .collect();
+        let empty = teams.is_empty()
+            && agents.is_empty()
+            && waiting_added.is_empty()
+            && waiting_removed.is_empty();
+        (!empty).then_some(StatsDelta {
+            teams,
+            agents,
+            waiting_added,
+            waiting_removed,
+        })
+    }
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum StatsFrame {
+    Stats(Stats),
+    StatsDelta(StatsDelta),
 }

@@ -24,6 +24,7 @@ pub fn configure(config: &mut web::ServiceConfig) {
         .route("/readyz", web::get().to(health::readyz))
         .route("/metrics", web::get().to(health::metrics))
         .route("/ws/agent", web::get().to(ws::agent_socket))
+        .route("/ws/supervisor", web::get().to(ws::supervisor_socket))
         .service(
             web::resource("/webhooks/whatsapp")
                 .route(web::get().to(webhook::handshake))

@@ -21,6 +21,7 @@ macro_rules! on_both_backends {
 
 mod binary;
 mod concurrency;
+mod dashboard;
 mod invariants;
 mod outage;
 mod payloads;
