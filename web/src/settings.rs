@@ -96,6 +96,7 @@ pub struct RoutingSettings {
     pub sticky: bool,
     pub presence_ttl_ms: u64,
     pub stats_interval_ms: u64,
+    pub conversation_idle_ms: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]

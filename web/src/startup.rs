@@ -95,6 +95,7 @@ impl Application {
                 sticky: settings.routing.sticky,
                 presence_ttl: millis(settings.routing.presence_ttl_ms.max(30)),
                 stats_interval: millis(settings.routing.stats_interval_ms.max(10)),
+                conversation_idle: millis(settings.routing.conversation_idle_ms.max(10)),
             },
         );
         let engine = Arc::new(Engine::start(routing)?);

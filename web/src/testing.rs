@@ -257,6 +257,10 @@ pub async fn spawn_app_with(
     let folder = std::env::temp_dir().join(format!("waos-app-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&folder).unwrap();
     let mut settings = test_settings(&database.url, &folder);
+    // Postgres runs with Redis (presence), as in production; SQLite with the in-process default.
+    if backend == Backend::Postgres {
+        settings.redis.url = redis_url();
+    }
     adjust(&mut settings, &database);
     let handoff = Arc::new(RecordingHandoff::default());
     let application = Application::build_observed(settings.clone(), Some(handoff.clone()))

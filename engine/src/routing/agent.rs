@@ -249,7 +249,9 @@ impl AgentActor {
     {
         // Not known here (held since before a restart): the directory finds or loads it, and
         // the conversation itself checks that this agent may act on it.
-        let local = self.conversation_of(&conversation_id);
+        let local = self
+            .conversation_of(&conversation_id)
+            .filter(|conversation| conversation.connected());
         let directory = self.directory.clone();
         let id = ConversationId::parse(&conversation_id);
         ctx.spawn(

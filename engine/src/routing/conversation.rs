@@ -141,6 +141,8 @@ pub struct ConversationActor {
     supervisor: Addr<Supervisor>,
     directory: Addr<Directory>,
     context: Arc<RoutingContext>,
+    /// Stops the actor when an assigned conversation goes quiet (its state is in the database).
+    idle: Option<SpawnHandle>,
 }
 
 impl ConversationActor {
@@ -163,6 +165,23 @@ impl ConversationActor {
             supervisor,
             directory,
             context,
+            idle: None,
+        }
+    }
+
+    /// Restarts the idle clock; only an assigned conversation may stop for being idle (a waiting
+    /// or offered one is in the supervisor's queue or has a timer running).
+    fn touch(&mut self, ctx: &mut Context<Self>) {
+        if let Some(handle) = self.idle.take() {
+            ctx.cancel_future(handle);
+        }
+        if matches!(self.state, State::Assigned { .. }) {
+            self.idle = Some(ctx.run_later(self.context.settings.conversation_idle, |conversation, ctx| {
+                if matches!(conversation.state, State::Assigned { .. }) {
+                    tracing::debug!(conversation_id = %conversation.id(), "idle conversation actor stops");
+                    ctx.stop();
+                }
+            }));
         }
     }
 
@@ -271,6 +290,7 @@ impl ConversationActor {
         };
         self.front = false;
         self.persist(ctx);
+        self.touch(ctx);
         let view = self.view();
         let db = self.context.db.clone();
         let id = self.id();
@@ -375,6 +395,7 @@ impl Actor for ConversationActor {
                                     view: conversation.view(),
                                     conversation: ctx.address(),
                                 });
+                                conversation.touch(ctx);
                             }
                             None => {
                                 conversation.audit(
@@ -489,7 +510,8 @@ impl Handler<Offer> for ConversationActor {
 impl Handler<NewMessage> for ConversationActor {
     type Result = ();
 
-    fn handle(&mut self, message: NewMessage, _: &mut Context<Self>) {
+    fn handle(&mut self, message: NewMessage, ctx: &mut Context<Self>) {
+        self.touch(ctx);
         if let State::Assigned { agent, .. } = &self.state {
             agent.do_send(Deliver {
                 frame: ServerFrame::Message {

@@ -50,6 +50,9 @@ pub struct RoutingSettings {
     pub presence_ttl: Duration,
     /// Dashboards get at most one stats frame per this interval.
     pub stats_interval: Duration,
+    /// An assigned conversation with no activity for this long stops its actor; the next event
+    /// rebuilds it from the database.
+    pub conversation_idle: Duration,
 }
 
 /// What every routing actor shares.

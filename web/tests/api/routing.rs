@@ -418,7 +418,40 @@ async fn unauthenticated_and_cross_origin_sockets_are_refused(backend: Backend) 
     );
 }
 
+async fn idle_conversations_stop_and_come_back(backend: Backend) {
+    let app = waos_web::testing::spawn_app_with(backend, |settings, _| {
+        settings.routing.conversation_idle_ms = 100;
+    })
+    .await;
+    let f = floor(&app, json!({"auto_accept": true})).await;
+    let (_, token) = app
+        .create_agent(&f.workspace, "patient@routing.example", "agent", &[&f.team])
+        .await;
+    let (mut socket, _) = app.connect_agent(&token).await;
+    let id = customer_writes(&app, 8, "wamid.idle-1", "first").await;
+    socket.expect("assigned").await;
+    socket.expect("message").await;
+    // Quiet for longer than the idle time: the actor stops; the next message rebuilds it.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    customer_writes(&app, 8, "wamid.idle-2", "still there?").await;
+    assert_eq!(
+        socket.expect("message").await["message"]["text"],
+        "still there?"
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    // The agent's own action finds it too.
+    socket
+        .send(json!({"type": "resolve", "conversation_id": id}))
+        .await;
+    assert_eq!(socket.expect("unassigned").await["reason"], "resolved");
+    eventually(Duration::from_secs(5), || async {
+        conversation(&app, &id).await["status"] == "resolved"
+    })
+    .await;
+}
+
 on_both_backends!(
+    idle_conversations_stop_and_come_back,
     offer_accept_and_resolve,
     decline_and_timeout_move_to_the_next_agent,
     auto_accept_and_capacity_drain,
