@@ -37,6 +37,22 @@ pub struct Waiting {
     pub sticky: Option<AgentId>,
 }
 
+/// Where a waiting conversation stands in its queue: higher priority first (a conversation
+/// whose 24-hour window closes within `warning` counts one higher), then those requeued after
+/// their agent left, then the oldest.
+pub fn queue_order(
+    waiting: &Waiting,
+    now: DateTime<Utc>,
+    warning: chrono::Duration,
+) -> (Reverse<i32>, bool, DateTime<Utc>, ConversationId) {
+    (
+        Reverse(Supervisor::effective_priority(waiting, now, warning)),
+        !waiting.front,
+        waiting.since,
+        waiting.conversation_id,
+    )
+}
+
 /// Queue this conversation; `release` frees the slot an offer or assignment held.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -310,14 +326,7 @@ impl Supervisor {
         let wall = Utc::now();
         let warning = chrono::Duration::from_std(self.context.settings.window_warning)
             .unwrap_or(chrono::Duration::hours(2));
-        self.queue.sort_by_key(|w| {
-            (
-                Reverse(Self::effective_priority(w, wall, warning)),
-                !w.front,
-                w.since,
-                w.conversation_id,
-            )
-        });
+        self.queue.sort_by_key(|w| queue_order(w, wall, warning));
         let mut roster: Vec<Candidate> =
             self.roster.values().map(|e| e.candidate.clone()).collect();
         let mut next_retry: Option<Instant> = None;
@@ -781,4 +790,54 @@ impl Stats {
 enum StatsFrame {
     Stats(Stats),
     StatsDelta(StatsDelta),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A waiting conversation with a detached address (the order never sends to it).
+    fn waiting(since_min: i64, window_left_min: i64, front: bool) -> Waiting {
+        let now = Utc::now();
+        let (sender, _) = actix::dev::channel::channel::<ConversationActor>(1);
+        Waiting {
+            conversation_id: ConversationId::new(),
+            conversation: Addr::new(sender),
+            team_id: TeamId::new(),
+            since: now - chrono::Duration::minutes(since_min),
+            priority: 0,
+            front,
+            window_expires_at: Some(now + chrono::Duration::minutes(window_left_min)),
+            required_skills: vec![],
+            excluded: HashMap::new(),
+            sticky: None,
+        }
+    }
+
+    #[test]
+    fn oldest_first_closing_windows_and_requeued_conversations_jump_ahead() {
+        let now = Utc::now();
+        let warning = chrono::Duration::hours(2);
+        let old = waiting(30, 23 * 60, false);
+        let young = waiting(1, 23 * 60, false);
+        let closing = waiting(1, 60, false);
+        let requeued = waiting(2, 23 * 60, true);
+        let mut queue = vec![
+            young.clone(),
+            old.clone(),
+            closing.clone(),
+            requeued.clone(),
+        ];
+        queue.sort_by_key(|w| queue_order(w, now, warning));
+        let order: Vec<_> = queue.iter().map(|w| w.conversation_id).collect();
+        assert_eq!(
+            order,
+            vec![
+                closing.conversation_id,
+                requeued.conversation_id,
+                old.conversation_id,
+                young.conversation_id
+            ]
+        );
+    }
 }
