@@ -190,9 +190,14 @@ async fn write(
     let mut writer = TxWriter {
         txn: &txn,
         channels: HashMap::new(),
+        messages: HashMap::new(),
+        contacts: HashMap::new(),
+        open: HashMap::new(),
+        windows: HashMap::new(),
         events: Vec::new(),
         reopen_window: settings.reopen_window,
     };
+    writer.prefetch(submissions).await?;
     let mut reports = Vec::with_capacity(submissions.len());
     for submission in submissions {
         let mut report = IngestReport::default();
@@ -207,6 +212,7 @@ async fn write(
         }
         reports.push(report);
     }
+    writer.flush_windows().await?;
     let events = std::mem::take(&mut writer.events);
     txn.commit().await?;
     Ok((reports, events))
@@ -225,15 +231,198 @@ pub fn body_sha256(body: &[u8]) -> [u8; 32] {
     Sha256::digest(body).into()
 }
 
+/// A customer key within a workspace.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum ContactKey {
+    UserId(String),
+    Phone(String),
+}
+
+/// One transaction's writes, with what the whole batch needs looked up up front (a few queries
+/// per batch instead of several per message). A key in a cache is authoritative: `None` means
+/// "looked up, absent". Keys not prefetched fall back to a query.
 struct TxWriter<'t> {
     txn: &'t DatabaseTransaction,
-    /// Channels by phone_number_id, looked up once per transaction.
+    /// Channels by phone_number_id.
     channels: HashMap<String, Option<channel::Model>>,
+    /// Stored messages by (phone_number_id, wamid): duplicates and status targets.
+    messages: HashMap<(String, String), Option<message::Model>>,
+    /// Contacts by (workspace_id, key).
+    contacts: HashMap<(String, ContactKey), Option<contact::Model>>,
+    /// Open conversations by (channel_id, contact_id), for the contacts prefetched.
+    open: HashMap<(String, String), Option<conversation::Model>>,
+    /// The latest inbound time per conversation, written once per batch.
+    windows: HashMap<String, (conversation::Model, DateTime<Utc>)>,
     events: Vec<InboundEvent>,
     reopen_window: ChronoDuration,
 }
 
 impl TxWriter<'_> {
+    /// Looks up, with one query each, the channels, stored messages, contacts and open
+    /// conversations that this batch's items name.
+    async fn prefetch(&mut self, submissions: &[&Submission]) -> Result<(), DbErr> {
+        let items = submissions.iter().flat_map(|s| s.items.iter());
+        let mut numbers = Vec::new();
+        let mut wamids = Vec::new();
+        let mut senders = Vec::new();
+        for item in items {
+            match item {
+                Item::Message(m) => {
+                    numbers.push(m.phone_number_id.clone());
+                    wamids.push(m.wamid.clone());
+                    senders.push((m.phone_number_id.clone(), m.sender.clone()));
+                }
+                Item::Status(s) => {
+                    numbers.push(s.phone_number_id.clone());
+                    wamids.push(s.wamid.clone());
+                }
+                _ => {}
+            }
+        }
+        if numbers.is_empty() {
+            return Ok(());
+        }
+        numbers.sort();
+        numbers.dedup();
+        let channels = channel::Entity::find()
+            .filter(channel::Column::PhoneNumberId.is_in(numbers.clone()))
+            .filter(channel::Column::Active.eq(true))
+            .all(self.txn)
+            .await?;
+        for number in &numbers {
+            let found = channels
+                .iter()
+                .find(|c| &c.phone_number_id == number)
+                .cloned();
+            self.channels.insert(number.clone(), found);
+        }
+
+        wamids.sort();
+        wamids.dedup();
+        let stored = message::Entity::find()
+            .filter(message::Column::PhoneNumberId.is_in(numbers.clone()))
+            .filter(message::Column::Wamid.is_in(wamids.clone()))
+            .all(self.txn)
+            .await?;
+        for number in &numbers {
+            for wamid in &wamids {
+                self.messages.insert((number.clone(), wamid.clone()), None);
+            }
+        }
+        for row in stored {
+            if let Some(wamid) = row.wamid.clone() {
+                self.messages
+                    .insert((row.phone_number_id.clone(), wamid), Some(row));
+            }
+        }
+
+        let mut workspaces: HashMap<String, (Vec<String>, Vec<String>)> = HashMap::new();
+        for (number, sender) in &senders {
+            let Some(Some(channel)) = self.channels.get(number) else {
+                continue;
+            };
+            let keys = workspaces.entry(channel.workspace_id.clone()).or_default();
+            keys.0.extend(sender.user_id.clone());
+            keys.1.extend(sender.phone.clone());
+        }
+        let mut contact_ids = Vec::new();
+        for (workspace, (user_ids, phones)) in workspaces {
+            let found = contact::Entity::find()
+                .filter(contact::Column::WorkspaceId.eq(workspace.clone()))
+                .filter(
+                    sea_orm::Condition::any()
+                        .add(contact::Column::UserId.is_in(user_ids.clone()))
+                        .add(contact::Column::Phone.is_in(phones.clone())),
+                )
+                .all(self.txn)
+                .await?;
+            for user_id in user_ids {
+                self.contacts
+                    .insert((workspace.clone(), ContactKey::UserId(user_id)), None);
+            }
+            for phone in phones {
+                self.contacts
+                    .insert((workspace.clone(), ContactKey::Phone(phone)), None);
+            }
+            for row in found {
+                contact_ids.push(row.id.clone());
+                self.remember_contact(&row);
+            }
+        }
+        if contact_ids.is_empty() {
+            return Ok(());
+        }
+        let channel_ids: Vec<String> = channels.iter().map(|c| c.id.clone()).collect();
+        let open = conversation::Entity::find()
+            .filter(conversation::Column::ChannelId.is_in(channel_ids.clone()))
+            .filter(conversation::Column::ContactId.is_in(contact_ids.clone()))
+            .filter(conversation::Column::Status.ne("resolved"))
+            .all(self.txn)
+            .await?;
+        for channel_id in &channel_ids {
+            for contact_id in &contact_ids {
+                self.open
+                    .insert((channel_id.clone(), contact_id.clone()), None);
+            }
+        }
+        for row in open {
+            self.open
+                .insert((row.channel_id.clone(), row.contact_id.clone()), Some(row));
+        }
+        Ok(())
+    }
+
+    fn remember_contact(&mut self, row: &contact::Model) {
+        if let Some(user_id) = &row.user_id {
+            self.contacts.insert(
+                (
+                    row.workspace_id.clone(),
+                    ContactKey::UserId(user_id.clone()),
+                ),
+                Some(row.clone()),
+            );
+        }
+        if let Some(phone) = &row.phone {
+            self.contacts.insert(
+                (row.workspace_id.clone(), ContactKey::Phone(phone.clone())),
+                Some(row.clone()),
+            );
+        }
+    }
+
+    /// The contact with `key`, from the prefetch when it covered the key.
+    async fn contact_by(
+        &self,
+        workspace_id: &str,
+        key: ContactKey,
+    ) -> Result<Option<contact::Model>, DbErr> {
+        if let Some(cached) = self.contacts.get(&(workspace_id.to_owned(), key.clone())) {
+            return Ok(cached.clone());
+        }
+        let column = match &key {
+            ContactKey::UserId(user_id) => contact::Column::UserId.eq(user_id.clone()),
+            ContactKey::Phone(phone) => contact::Column::Phone.eq(phone.clone()),
+        };
+        contact::Entity::find()
+            .filter(contact::Column::WorkspaceId.eq(workspace_id))
+            .filter(column)
+            .one(self.txn)
+            .await
+    }
+
+    /// Writes each touched conversation's 24-hour window once.
+    async fn flush_windows(&mut self) -> Result<(), DbErr> {
+        let now = Utc::now();
+        for (_, (row, last_inbound)) in self.windows.drain() {
+            let mut row = row.into_active_model();
+            row.last_inbound_at = Set(Some(last_inbound));
+            row.window_expires_at = Set(Some(last_inbound + CUSTOMER_SERVICE_WINDOW));
+            row.updated_at = Set(now);
+            row.update(self.txn).await?;
+        }
+        Ok(())
+    }
+
     async fn store_item(
         &mut self,
         item: &Item,
@@ -352,12 +541,17 @@ impl TxWriter<'_> {
                 )
                 .await;
         };
-        let already = message::Entity::find()
-            .filter(message::Column::PhoneNumberId.eq(&inbound.phone_number_id))
-            .filter(message::Column::Wamid.eq(&inbound.wamid))
-            .one(self.txn)
-            .await?;
-        if already.is_some() {
+        let key = (inbound.phone_number_id.clone(), inbound.wamid.clone());
+        let already = match self.messages.get(&key) {
+            Some(cached) => cached.is_some(),
+            None => message::Entity::find()
+                .filter(message::Column::PhoneNumberId.eq(&inbound.phone_number_id))
+                .filter(message::Column::Wamid.eq(&inbound.wamid))
+                .one(self.txn)
+                .await?
+                .is_some(),
+        };
+        if already {
             report.duplicates += 1;
             return Ok(());
         }
@@ -391,7 +585,7 @@ impl TxWriter<'_> {
             created_at: Set(now),
             updated_at: Set(now),
         };
-        let view: crate::inbox::MessageView = message::Model {
+        let stored = message::Model {
             id: message_id.to_string(),
             workspace_id: channel.workspace_id.clone(),
             conversation_id: conversation.id.clone(),
@@ -410,8 +604,9 @@ impl TxWriter<'_> {
             provider_timestamp: inbound.timestamp,
             created_at: now,
             updated_at: now,
-        }
-        .into();
+        };
+        let view: crate::inbox::MessageView = stored.clone().into();
+        self.messages.insert(key, Some(stored));
         let inserted = message::Entity::insert(row)
             .on_conflict_do_nothing_on([message::Column::PhoneNumberId, message::Column::Wamid])
             .exec_without_returning(self.txn)
@@ -458,6 +653,16 @@ impl TxWriter<'_> {
     /// Finds the customer by business-scoped user id and/or phone, links the two when a message
     /// carries both, and keeps the profile name current.
     async fn upsert_contact(
+        &mut self,
+        workspace_id: &str,
+        inbound: &InboundMessage,
+    ) -> Result<contact::Model, DbErr> {
+        let contact = self.find_or_create_contact(workspace_id, inbound).await?;
+        self.remember_contact(&contact);
+        Ok(contact)
+    }
+
+    async fn find_or_create_contact(
         &self,
         workspace_id: &str,
         inbound: &InboundMessage,
@@ -465,20 +670,14 @@ impl TxWriter<'_> {
         let sender = &inbound.sender;
         let by_user_id = match &sender.user_id {
             Some(user_id) => {
-                contact::Entity::find()
-                    .filter(contact::Column::WorkspaceId.eq(workspace_id))
-                    .filter(contact::Column::UserId.eq(user_id))
-                    .one(self.txn)
+                self.contact_by(workspace_id, ContactKey::UserId(user_id.clone()))
                     .await?
             }
             None => None,
         };
         let by_phone = match (&by_user_id, &sender.phone) {
             (None, Some(phone)) => {
-                contact::Entity::find()
-                    .filter(contact::Column::WorkspaceId.eq(workspace_id))
-                    .filter(contact::Column::Phone.eq(phone))
-                    .one(self.txn)
+                self.contact_by(workspace_id, ContactKey::Phone(phone.clone()))
                     .await?
             }
             _ => None,
@@ -497,14 +696,13 @@ impl TxWriter<'_> {
             };
             return row.insert(self.txn).await;
         };
-        let link_phone = existing.phone.is_none() && sender.phone.is_some() && {
+        let link_phone = match (&existing.phone, &sender.phone) {
             // Only link a phone no other contact of the workspace already has.
-            let taken = contact::Entity::find()
-                .filter(contact::Column::WorkspaceId.eq(workspace_id))
-                .filter(contact::Column::Phone.eq(sender.phone.clone()))
-                .one(self.txn)
-                .await?;
-            taken.is_none()
+            (None, Some(phone)) => self
+                .contact_by(workspace_id, ContactKey::Phone(phone.clone()))
+                .await?
+                .is_none(),
+            _ => false,
         };
         let link_user_id = existing.user_id.is_none() && sender.user_id.is_some();
         let rename = sender.name.is_some() && sender.name != existing.name;
@@ -532,18 +730,49 @@ impl TxWriter<'_> {
     /// Continues the contact's open conversation on this channel, or opens a new one; moves the
     /// 24-hour window forward to this message's time.
     async fn open_conversation(
+        &mut self,
+        channel: &channel::Model,
+        contact: &contact::Model,
+        inbound: &InboundMessage,
+    ) -> Result<(conversation::Model, bool), DbErr> {
+        let pair = (channel.id.clone(), contact.id.clone());
+        let (conversation, opened) = self
+            .find_or_open_conversation(channel, contact, inbound)
+            .await?;
+        self.open.insert(pair, Some(conversation.clone()));
+        // The window moves to the latest message's time, written once per batch.
+        let latest = self
+            .windows
+            .get(&conversation.id)
+            .map(|(_, at)| *at)
+            .or(conversation.last_inbound_at);
+        if latest.is_none_or(|last| inbound.timestamp > last) && !opened {
+            self.windows.insert(
+                conversation.id.clone(),
+                (conversation.clone(), inbound.timestamp),
+            );
+        }
+        Ok((conversation, opened))
+    }
+
+    async fn find_or_open_conversation(
         &self,
         channel: &channel::Model,
         contact: &contact::Model,
         inbound: &InboundMessage,
     ) -> Result<(conversation::Model, bool), DbErr> {
         let now = Utc::now();
-        let open = conversation::Entity::find()
-            .filter(conversation::Column::ChannelId.eq(&channel.id))
-            .filter(conversation::Column::ContactId.eq(&contact.id))
-            .filter(conversation::Column::Status.ne("resolved"))
-            .one(self.txn)
-            .await?;
+        let open = match self.open.get(&(channel.id.clone(), contact.id.clone())) {
+            Some(cached) => cached.clone(),
+            None => {
+                conversation::Entity::find()
+                    .filter(conversation::Column::ChannelId.eq(&channel.id))
+                    .filter(conversation::Column::ContactId.eq(&contact.id))
+                    .filter(conversation::Column::Status.ne("resolved"))
+                    .one(self.txn)
+                    .await?
+            }
+        };
         let Some(open) = open else {
             if let Some(reopened) = self.reopen(channel, contact, inbound).await? {
                 return Ok((reopened, true));
@@ -565,17 +794,7 @@ impl TxWriter<'_> {
             };
             return Ok((row.insert(self.txn).await?, true));
         };
-        let newer = open
-            .last_inbound_at
-            .is_none_or(|last: DateTime<Utc>| inbound.timestamp > last);
-        if !newer {
-            return Ok((open, false));
-        }
-        let mut row = open.into_active_model();
-        row.last_inbound_at = Set(Some(inbound.timestamp));
-        row.window_expires_at = Set(Some(inbound.timestamp + CUSTOMER_SERVICE_WINDOW));
-        row.updated_at = Set(now);
-        Ok((row.update(self.txn).await?, false))
+        Ok((open, false))
     }
 
     /// Reopens the contact's last conversation on this channel if it was resolved within the
@@ -638,11 +857,17 @@ impl TxWriter<'_> {
                 )
                 .await;
         }
-        let target = message::Entity::find()
-            .filter(message::Column::PhoneNumberId.eq(&status.phone_number_id))
-            .filter(message::Column::Wamid.eq(&status.wamid))
-            .one(self.txn)
-            .await?;
+        let key = (status.phone_number_id.clone(), status.wamid.clone());
+        let target = match self.messages.get(&key) {
+            Some(cached) => cached.clone(),
+            None => {
+                message::Entity::find()
+                    .filter(message::Column::PhoneNumberId.eq(&status.phone_number_id))
+                    .filter(message::Column::Wamid.eq(&status.wamid))
+                    .one(self.txn)
+                    .await?
+            }
+        };
         let row = message_status::ActiveModel {
             id: Set(uuid::Uuid::now_v7().to_string()),
             phone_number_id: Set(status.phone_number_id.clone()),
@@ -667,7 +892,9 @@ impl TxWriter<'_> {
         count(inserted, &mut stored, &mut report.duplicates);
         report.statuses_stored += stored;
         if let (1, Some(target)) = (stored, target) {
-            apply_status(self.txn, target, &status.status, status.errors.clone()).await?;
+            // Later statuses of the batch compare against the status written here.
+            let now = apply_status(self.txn, target, &status.status, status.errors.clone()).await?;
+            self.messages.insert(key, Some(now));
         }
         Ok(())
     }
@@ -686,9 +913,9 @@ async fn apply_status(
     target: message::Model,
     status: &str,
     errors: Option<Value>,
-) -> Result<(), DbErr> {
+) -> Result<message::Model, DbErr> {
     if status_rank(status) <= status_rank(&target.status) {
-        return Ok(());
+        return Ok(target);
     }
     let mut row = target.into_active_model();
     row.status = Set(status.to_owned());
@@ -696,7 +923,7 @@ async fn apply_status(
         row.error = Set(errors);
     }
     row.updated_at = Set(Utc::now());
-    row.update(txn).await.map(|_| ())
+    row.update(txn).await
 }
 
 /// Matches statuses that arrived before their message was stored (Meta does not order them)

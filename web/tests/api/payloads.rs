@@ -266,6 +266,24 @@ async fn statuses_only_move_forward(backend: Backend) {
         2,
         "both statuses are kept and linked"
     );
+    // Two statuses in one body, out of order: the later-ranked one wins within the batch too.
+    let both = json!({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field": "messages", "value": {
+        "metadata": {"display_phone_number": "15550100123", "phone_number_id": PHONE_NUMBER_ID_1},
+        "statuses": [
+            {"id": OUT_A, "status": "read", "timestamp": "1781600100", "recipient_id": "447700900101"},
+            {"id": OUT_A, "status": "failed", "timestamp": "1781600000", "recipient_id": "447700900101"},
+            {"id": OUT_A, "status": "delivered", "timestamp": "1781600050", "recipient_id": "447700900101"}
+        ]
+    }}]}]});
+    assert_eq!(
+        app.post_webhook(both.to_string().as_bytes()).await.status(),
+        200
+    );
+    assert_eq!(
+        status().await.as_deref(),
+        Some("failed"),
+        "failed is terminal; delivered after it changes nothing"
+    );
     // The customer's reaction to OUT_A lands on OUT_A.
     app.post_webhook(&payload("inbound_reaction.json")).await;
     assert!(
