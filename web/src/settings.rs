@@ -40,6 +40,7 @@ pub struct ServerSettings {
 pub struct DatabaseSettings {
     pub url: String,
     pub max_connections: u32,
+    pub ingest_max_connections: u32,
     pub acquire_timeout_ms: u64,
 }
 

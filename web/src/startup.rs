@@ -103,8 +103,15 @@ impl Application {
             Some(observer) => Arc::new(Both(engine.handoff(), observer)),
             None => engine.handoff(),
         };
+        let ingest_db = store::connect(
+            &settings.database.url,
+            settings.database.ingest_max_connections.max(1),
+            millis(settings.database.acquire_timeout_ms),
+        )
+        .await
+        .context("connecting the ingest writer to the database")?;
         let ingest = IngestWriter::spawn(
-            db.clone(),
+            ingest_db,
             handoff,
             IngestSettings {
                 queue_capacity: settings.ingest.queue_capacity,

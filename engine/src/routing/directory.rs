@@ -15,6 +15,9 @@ use crate::routing::conversation::{ConversationActor, NewMessage};
 use crate::routing::supervisor::{GetAgent, Supervisor};
 use crate::routing::{RoutingContext, store};
 
+/// Conversations loaded from the database at the same time, at most.
+const MAX_CONCURRENT_LOADS: usize = 4;
+
 /// A newly stored inbound message, after its commit.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -53,6 +56,10 @@ pub struct Directory {
     conversations: HashMap<ConversationId, Addr<ConversationActor>>,
     /// Conversations being loaded, with the messages that arrived meanwhile.
     loading: HashMap<ConversationId, Vec<InboundEvent>>,
+    /// Loads under way, and conversations waiting to be loaded: a burst of new conversations
+    /// must not take every pooled connection at once (agents' sockets need some too).
+    loads_in_flight: usize,
+    load_backlog: std::collections::VecDeque<ConversationId>,
     /// Callers waiting for a conversation's actor to be loaded.
     waiters: HashMap<ConversationId, Vec<oneshot::Sender<Option<Addr<ConversationActor>>>>>,
 }
@@ -65,6 +72,8 @@ impl Directory {
             conversations: HashMap::new(),
             loading: HashMap::new(),
             waiters: HashMap::new(),
+            loads_in_flight: 0,
+            load_backlog: Default::default(),
         }
     }
 
@@ -94,11 +103,25 @@ impl Directory {
         }
         self.loading
             .insert(conversation_id, event.into_iter().collect());
+        if self.loads_in_flight >= MAX_CONCURRENT_LOADS {
+            self.load_backlog.push_back(conversation_id);
+            return;
+        }
+        self.load(conversation_id, ctx);
+    }
+
+    /// Loads one conversation and starts its actor; then starts the next load waiting its turn.
+    fn load(&mut self, conversation_id: ConversationId, ctx: &mut Context<Self>) {
+        self.loads_in_flight += 1;
         let db = self.context.db.clone();
         ctx.spawn(
             async move { store::load_open_conversation(&db, conversation_id).await }
                 .into_actor(self)
                 .map(move |loaded, directory, ctx| {
+                    directory.loads_in_flight -= 1;
+                    if let Some(next) = directory.load_backlog.pop_front() {
+                        directory.load(next, ctx);
+                    }
                     let pending = directory.loading.remove(&conversation_id).unwrap_or_default();
                     let waiters = directory.waiters.remove(&conversation_id).unwrap_or_default();
                     let stored = match loaded {

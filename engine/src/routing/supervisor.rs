@@ -822,7 +822,7 @@ mod tests {
         let young = waiting(1, 23 * 60, false);
         let closing = waiting(1, 60, false);
         let requeued = waiting(2, 23 * 60, true);
-        let mut queue = vec![
+        let mut queue = [
             young.clone(),
             old.clone(),
             closing.clone(),
