@@ -46,21 +46,24 @@ impl From<audit_event::Model> for AuditView {
     }
 }
 
+impl AuditRecord {
+    fn into_row(self) -> audit_event::ActiveModel {
+        audit_event::ActiveModel {
+            workspace_id: Set(self.workspace_id),
+            conversation_id: Set(self.conversation_id),
+            agent_id: Set(self.agent_id),
+            kind: Set(self.kind),
+            reason: Set(self.reason),
+            text: Set(self.text),
+            created_at: Set(Utc::now()),
+            ..Default::default()
+        }
+    }
+}
+
 /// Appends one event.
 pub async fn record(db: &impl ConnectionTrait, event: AuditRecord) -> Result<(), DbErr> {
-    audit_event::ActiveModel {
-        workspace_id: Set(event.workspace_id),
-        conversation_id: Set(event.conversation_id),
-        agent_id: Set(event.agent_id),
-        kind: Set(event.kind),
-        reason: Set(event.reason),
-        text: Set(event.text),
-        created_at: Set(Utc::now()),
-        ..Default::default()
-    }
-    .insert(db)
-    .await
-    .map(|_| ())
+    event.into_row().insert(db).await.map(|_| ())
 }
 
 /// Most events written in one statement.
@@ -80,19 +83,8 @@ impl AuditWriter {
         tokio::spawn(async move {
             let mut batch = Vec::with_capacity(AUDIT_BATCH);
             while queue.recv_many(&mut batch, AUDIT_BATCH).await > 0 {
-                let rows: Vec<audit_event::ActiveModel> = batch
-                    .drain(..)
-                    .map(|event| audit_event::ActiveModel {
-                        workspace_id: Set(event.workspace_id),
-                        conversation_id: Set(event.conversation_id),
-                        agent_id: Set(event.agent_id),
-                        kind: Set(event.kind),
-                        reason: Set(event.reason),
-                        text: Set(event.text),
-                        created_at: Set(Utc::now()),
-                        ..Default::default()
-                    })
-                    .collect();
+                let rows: Vec<audit_event::ActiveModel> =
+                    batch.drain(..).map(AuditRecord::into_row).collect();
                 // The audit must not silently lose events: retry a failed batch until it lands.
                 let mut delay = std::time::Duration::from_millis(50);
                 loop {

@@ -74,6 +74,22 @@ impl RouteReport {
 
 type Scheduled = Arc<Mutex<HashMap<String, Instant>>>;
 
+/// The first frame naming `wamid` at any agent: its latency from the scheduled send.
+async fn record_arrival(
+    scheduled: &Scheduled,
+    latency: &Mutex<Histogram<u64>>,
+    routed: &AtomicU64,
+    wamid: &str,
+) {
+    if let Some(at) = scheduled.lock().await.remove(wamid) {
+        let _ = latency
+            .lock()
+            .await
+            .record((at.elapsed().as_micros() as u64).max(1));
+        routed.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 async fn agent_loop(
     url: String,
     token: String,
@@ -93,19 +109,15 @@ async fn agent_loop(
         };
         let frame: Value = serde_json::from_str(&text)?;
         let kind = frame["type"].as_str().unwrap_or("");
-        let first_sight = match kind {
+        // An offer names the message it is for; with auto-accept, the `message` frame right
+        // after `assigned` does.
+        let named = match kind {
             "offer" => frame["last_message"]["wamid"].as_str(),
-            "assigned" => None,
+            "message" => frame["message"]["wamid"].as_str(),
             _ => None,
         };
-        if let Some(wamid) = first_sight
-            && let Some(at) = scheduled.lock().await.remove(wamid)
-        {
-            let _ = latency
-                .lock()
-                .await
-                .record((at.elapsed().as_micros() as u64).max(1));
-            routed.fetch_add(1, Ordering::Relaxed);
+        if let Some(wamid) = named {
+            record_arrival(&scheduled, &latency, &routed, wamid).await;
         }
         let id = frame["conversation_id"].clone();
         let reply = match kind {
@@ -115,18 +127,6 @@ async fn agent_loop(
         };
         if let Some(reply) = reply {
             socket.send(Message::Text(reply.to_string().into())).await?;
-        }
-        // With auto-accept the first frame is `assigned`, carrying no wamid: the `message`
-        // frame right after it does.
-        if kind == "message"
-            && let Some(wamid) = frame["message"]["wamid"].as_str()
-            && let Some(at) = scheduled.lock().await.remove(wamid)
-        {
-            let _ = latency
-                .lock()
-                .await
-                .record((at.elapsed().as_micros() as u64).max(1));
-            routed.fetch_add(1, Ordering::Relaxed);
         }
     }
     Ok(())

@@ -39,7 +39,19 @@ fn same_origin(request: &HttpRequest) -> bool {
         .is_some_and(|(_, origin_host)| origin_host.trim_end_matches('/') == host)
 }
 
-/// Bearer token (API clients) or single-use ticket (browsers).
+/// Checks the origin, then the credentials: a bearer token (API clients) or a single-use
+/// ticket (browsers, which cannot set headers on a websocket).
+async fn authenticate_socket(
+    state: &AppState,
+    request: &HttpRequest,
+    ticket: Option<&str>,
+) -> Result<AgentPrincipal, ApiError> {
+    if !same_origin(request) {
+        return Err(ApiError::Forbidden("cross-origin websocket refused".into()));
+    }
+    authenticate(state, request, ticket).await
+}
+
 async fn authenticate(
     state: &AppState,
     request: &HttpRequest,
@@ -63,10 +75,7 @@ pub async fn agent_socket(
     body: web::Payload,
     query: web::Query<TicketQuery>,
 ) -> Result<HttpResponse, actix_web::Error> {
-    if !same_origin(&request) {
-        return Err(ApiError::Forbidden("cross-origin websocket refused".into()).into());
-    }
-    let principal = authenticate(&state, &request, query.ticket.as_deref()).await?;
+    let principal = authenticate_socket(&state, &request, query.ticket.as_deref()).await?;
     let agent = state
         .directory
         .send(GetAgentActor {
@@ -171,10 +180,7 @@ pub async fn supervisor_socket(
     use waos_engine::routing::directory::GetSupervisor;
     use waos_engine::routing::supervisor::{ManualAssign, Subscribe, Unsubscribe};
 
-    if !same_origin(&request) {
-        return Err(ApiError::Forbidden("cross-origin websocket refused".into()).into());
-    }
-    let principal = authenticate(&state, &request, query.ticket.as_deref()).await?;
+    let principal = authenticate_socket(&state, &request, query.ticket.as_deref()).await?;
     if principal.role < Role::Supervisor {
         return Err(ApiError::Forbidden("the queue dashboard is for supervisors".into()).into());
     }

@@ -203,20 +203,16 @@ async fn assert_stored_details(app: &TestApp) {
     );
 }
 
-async fn statuses_only_move_forward(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let world = app.seed_world().await;
-    // An outbound message to Olivia, as the sender will store it.
-    app.post_webhook(&payload("inbound_text.json")).await;
-    let conversation_id = app.scalar("conversations", "id", "1 = 1").await.unwrap();
-    let channel_id = app
-        .scalar("conversations", "channel_id", "1 = 1")
-        .await
-        .unwrap();
+/// Stores an outbound message to Olivia (OUT_A), as the sender will once Meta accepts it.
+fn outbound_to_olivia(
+    workspace_id: &str,
+    conversation_id: String,
+    channel_id: String,
+) -> message::ActiveModel {
     let now = Utc::now();
     message::ActiveModel {
         id: Set(uuid::Uuid::now_v7().to_string()),
-        workspace_id: Set(world.workspace_id.clone()),
+        workspace_id: Set(workspace_id.to_owned()),
         conversation_id: Set(conversation_id),
         channel_id: Set(channel_id),
         phone_number_id: Set(PHONE_NUMBER_ID_1.to_owned()),
@@ -234,9 +230,22 @@ async fn statuses_only_move_forward(backend: Backend) {
         created_at: Set(now),
         updated_at: Set(now),
     }
-    .insert(&app.db)
-    .await
-    .unwrap();
+}
+
+async fn statuses_only_move_forward(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let world = app.seed_world().await;
+    // An outbound message to Olivia, as the sender will store it.
+    app.post_webhook(&payload("inbound_text.json")).await;
+    let conversation_id = app.scalar("conversations", "id", "1 = 1").await.unwrap();
+    let channel_id = app
+        .scalar("conversations", "channel_id", "1 = 1")
+        .await
+        .unwrap();
+    outbound_to_olivia(&world.workspace_id, conversation_id, channel_id)
+        .insert(&app.db)
+        .await
+        .unwrap();
     let status = || async {
         app.scalar("messages", "status", &format!("wamid = '{OUT_A}'"))
             .await
@@ -307,31 +316,11 @@ async fn pending_statuses_reconcile_when_the_message_arrives(backend: Backend) {
         .scalar("conversations", "channel_id", "1 = 1")
         .await
         .unwrap();
-    let now = Utc::now();
     let txn = app.db.begin().await.unwrap();
-    let stored = message::ActiveModel {
-        id: Set(uuid::Uuid::now_v7().to_string()),
-        workspace_id: Set(world.workspace_id),
-        conversation_id: Set(conversation_id),
-        channel_id: Set(channel_id),
-        phone_number_id: Set(PHONE_NUMBER_ID_1.to_owned()),
-        wamid: Set(Some(OUT_A.to_owned())),
-        direction: Set("out".to_owned()),
-        kind: Set("text".to_owned()),
-        text: Set(Some("Hi".to_owned())),
-        media_id: Set(None),
-        context_wamid: Set(None),
-        reaction: Set(None),
-        status: Set("accepted".to_owned()),
-        error: Set(None),
-        raw: Set(json!({})),
-        provider_timestamp: Set(now),
-        created_at: Set(now),
-        updated_at: Set(now),
-    }
-    .insert(&txn)
-    .await
-    .unwrap();
+    let stored = outbound_to_olivia(&world.workspace_id, conversation_id, channel_id)
+        .insert(&txn)
+        .await
+        .unwrap();
     waos_engine::ingest::reconcile_pending_statuses(&txn, stored)
         .await
         .unwrap();
