@@ -31,6 +31,7 @@ pub mod ids;
 pub mod inbox;
 pub mod ingest;
 pub mod meta;
+pub mod outbound;
 pub mod presence;
 pub mod routing;
 pub mod store;

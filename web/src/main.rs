@@ -24,6 +24,9 @@ enum Command {
     /// in-process presence and rate limits. Settings: config/default.toml, then
     /// config/$WAOS_ENV.toml, then WAOS__SECTION__KEY environment variables.
     Serve,
+    /// Run the background workers alone (the outbound sender), without HTTP: for installations
+    /// that scale sending apart from the web processes. Stops on Ctrl-C or SIGTERM.
+    Workers,
     /// Apply pending database migrations and exit.
     Migrate,
 }
@@ -46,6 +49,19 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve => {
             let application = Application::build(settings).await?;
             application.run_until_stopped().await?;
+        }
+        Command::Workers => {
+            let db = waos_engine::store::connect(
+                &settings.database.url,
+                4,
+                std::time::Duration::from_millis(settings.database.acquire_timeout_ms),
+            )
+            .await?;
+            let sealer =
+                waos_engine::crypto::Sealer::from_hex(&waos_web::startup::secret_key(&settings)?)?;
+            let _stop = waos_web::startup::spawn_sender(db, sealer, &settings)?;
+            tracing::info!("workers running");
+            tokio::signal::ctrl_c().await?;
         }
         Command::Migrate => {
             let db = waos_engine::store::connect(

@@ -24,6 +24,18 @@ pub struct Settings {
     pub ingest: IngestSettings,
     pub routing: RoutingSettings,
     pub websocket: WebsocketSettings,
+    pub outbound: OutboundSettings,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboundSettings {
+    pub poll_interval_ms: u64,
+    pub batch: u64,
+    pub claim_ms: u64,
+    pub backoff_base_ms: u64,
+    pub backoff_max_ms: u64,
+    pub max_attempts: i32,
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -8,6 +8,7 @@ use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::watch;
 use waos_engine::audit::AuditWriter;
 use waos_engine::crypto::{PasswordHashing, Sealer, new_secret_key_hex, new_token, token_hash};
 use waos_engine::ingest::{InboundEvent, InboundHandoff, IngestSettings, IngestWriter};
@@ -25,8 +26,38 @@ pub struct Application {
     port: u16,
     server: Server,
     state: web::Data<AppState>,
-    /// Kept for the life of the server: dropping it stops the routing actors.
-    engine: Arc<Engine>,
+    background: Background,
+}
+
+/// What runs beside the HTTP server: the routing engine and the outbound sender. Dropping it
+/// stops the sender.
+pub struct Background {
+    pub engine: Arc<Engine>,
+    _stop_sender: watch::Sender<bool>,
+}
+
+/// Starts the outbound sender on the current runtime; it stops when the returned sender drops.
+pub fn spawn_sender(
+    db: sea_orm::DatabaseConnection,
+    sealer: Sealer,
+    settings: &Settings,
+) -> anyhow::Result<watch::Sender<bool>> {
+    let (stop, stopped) = watch::channel(false);
+    let sender = waos_workers::sender::Sender::new(
+        db,
+        sealer,
+        waos_workers::sender::SenderSettings {
+            graph_url: settings.meta.graph_url.clone(),
+            batch: settings.outbound.batch.max(1),
+            claim_for: millis(settings.outbound.claim_ms),
+            poll_interval: millis(settings.outbound.poll_interval_ms.max(1)),
+            backoff_base: millis(settings.outbound.backoff_base_ms.max(1)),
+            backoff_max: millis(settings.outbound.backoff_max_ms.max(1)),
+            max_attempts: settings.outbound.max_attempts.max(1),
+        },
+    )?;
+    tokio::spawn(sender.run(stopped));
+    Ok(stop)
 }
 
 impl Application {
@@ -122,6 +153,7 @@ impl Application {
             },
         );
 
+        let stop_sender = spawn_sender(db.clone(), sealer.clone(), &settings)?;
         let state = web::Data::new(AppState {
             db,
             directory: engine.directory.clone(),
@@ -162,7 +194,10 @@ impl Application {
             port,
             server,
             state,
-            engine,
+            background: Background {
+                engine,
+                _stop_sender: stop_sender,
+            },
         })
     }
 
@@ -176,13 +211,13 @@ impl Application {
 
     /// Serves until the server is stopped (SIGTERM or SIGINT drain in-flight requests).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let _engine = self.engine;
+        let _background = self.background;
         self.server.await
     }
 
-    /// The server and the engine it needs alive while it runs.
-    pub fn into_parts(self) -> (Server, Arc<Engine>) {
-        (self.server, self.engine)
+    /// The server and what must stay alive while it runs.
+    pub fn into_parts(self) -> (Server, Background) {
+        (self.server, self.background)
     }
 }
 
@@ -202,7 +237,8 @@ fn admin_token(settings: &Settings) -> anyhow::Result<SecretString> {
     Ok(token)
 }
 
-fn secret_key(settings: &Settings) -> anyhow::Result<SecretString> {
+/// The key that seals channels' tokens: from the settings, or created once in its file.
+pub fn secret_key(settings: &Settings) -> anyhow::Result<SecretString> {
     if is_set(&settings.security.secret_key) {
         return Ok(settings.security.secret_key.clone());
     }

@@ -195,6 +195,11 @@ reopen_window_ms = 60000
 offer_timeout_unit_ms = 20
 presence_ttl_ms = 600
 stats_interval_ms = 50
+[outbound]
+poll_interval_ms = 20
+backoff_base_ms = 50
+backoff_max_ms = 200
+max_attempts = 4
 [websocket]
 heartbeat_interval_ms = 200
 client_timeout_ms = 2000
@@ -214,8 +219,8 @@ pub struct TestApp {
     pub handoff: Arc<RecordingHandoff>,
     pub settings: Settings,
     server: actix_web::dev::ServerHandle,
-    /// The routing engine; `stop_engine` drops it to simulate a crash of the routing thread.
-    pub engine: Option<Arc<waos_engine::routing::directory::Engine>>,
+    /// The routing engine and the sender, alive as long as the app.
+    pub background: Option<crate::startup::Background>,
     // Declared last: dropped after the server stops.
     pub database: TestDatabase,
     folder: PathBuf,
@@ -267,7 +272,7 @@ pub async fn spawn_app_with(
         .await
         .expect("the app builds");
     let address = format!("http://127.0.0.1:{}", application.port());
-    let (server, engine) = application.into_parts();
+    let (server, background) = application.into_parts();
     let handle = server.handle();
     actix_web::rt::spawn(server);
     let db = waos_engine::store::connect(&database.url, 4, Duration::from_secs(5))
@@ -280,7 +285,7 @@ pub async fn spawn_app_with(
         handoff,
         settings,
         server: handle,
-        engine: Some(engine),
+        background: Some(background),
         database,
         folder,
     }
@@ -729,5 +734,103 @@ impl AgentSocket {
 
     pub async fn close(mut self) {
         let _ = self.stream.close(None).await;
+    }
+}
+
+/// One request the fake Graph API received.
+#[derive(Clone, Debug)]
+pub struct GraphRequest {
+    pub path: String,
+    pub authorization: Option<String>,
+    pub body: Value,
+}
+
+#[derive(Default)]
+struct GraphState {
+    requests: Mutex<Vec<GraphRequest>>,
+    /// Scripted answers, used in order; then every send succeeds.
+    script: Mutex<std::collections::VecDeque<(u16, Value)>>,
+}
+
+/// A fake of Meta's Graph API (the only fake in the tests): records every send and answers like
+/// Meta, with scripted errors.
+pub struct FakeGraph {
+    /// The base URL including the version, for `meta.graph_url`.
+    pub url: String,
+    state: Arc<GraphState>,
+    server: actix_web::dev::ServerHandle,
+}
+
+impl FakeGraph {
+    pub async fn start() -> FakeGraph {
+        use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+        async fn send(
+            request: HttpRequest,
+            body: web::Json<Value>,
+            state: web::Data<GraphState>,
+        ) -> HttpResponse {
+            let recorded = GraphRequest {
+                path: request.path().to_owned(),
+                authorization: request
+                    .headers()
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned),
+                body: body.into_inner(),
+            };
+            let to = recorded.body["to"].clone();
+            let number = {
+                let mut requests = state.requests.lock().unwrap();
+                requests.push(recorded);
+                requests.len()
+            };
+            let scripted = state.script.lock().unwrap().pop_front();
+            match scripted {
+                Some((status, body)) => HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap()).json(body),
+                None => HttpResponse::Ok().json(json!({
+                    "messaging_product": "whatsapp",
+                    "contacts": [{"input": to, "wa_id": to}],
+                    "messages": [{"id": format!("wamid.FAKE{number}"), "message_status": "accepted"}]
+                })),
+            }
+        }
+        let state = web::Data::new(GraphState::default());
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let shared = state.clone();
+        let server = HttpServer::new(move || {
+            App::new().app_data(shared.clone()).route(
+                "/{version}/{phone_number_id}/messages",
+                web::post().to(send),
+            )
+        })
+        .workers(1)
+        .listen(listener)
+        .unwrap()
+        .run();
+        let handle = server.handle();
+        actix_web::rt::spawn(server);
+        FakeGraph {
+            url: format!("http://127.0.0.1:{port}/v25.0"),
+            state: state.into_inner(),
+            server: handle,
+        }
+    }
+
+    /// The next send gets this answer (Meta's error envelope for `code`).
+    pub fn fail_next(&self, status: u16, code: i64) {
+        let body = json!({"error": {"message": format!("(#{code}) scripted"), "type": "OAuthException", "code": code,
+                                     "error_data": {"messaging_product": "whatsapp", "details": "scripted"}, "fbtrace_id": "Atest"}});
+        self.state.script.lock().unwrap().push_back((status, body));
+    }
+
+    pub fn requests(&self) -> Vec<GraphRequest> {
+        self.state.requests.lock().unwrap().clone()
+    }
+}
+
+impl Drop for FakeGraph {
+    fn drop(&mut self) {
+        drop(self.server.stop(false));
     }
 }

@@ -11,7 +11,8 @@ use tokio::sync::mpsc;
 use crate::ids::{AgentId, ConversationId, TeamId, WorkspaceId};
 use crate::inbox::{ConversationView, MessageView};
 use crate::routing::conversation::{
-    Accept, ConversationActor, Decline, Requeue, Resolve, TransferToAgent, TransferToTeam, Withdraw,
+    Accept, ConversationActor, Decline, Requeue, Resolve, SendText, TransferToAgent,
+    TransferToTeam, Withdraw,
 };
 use crate::routing::directory::{Directory, GetConversation};
 use crate::routing::frames::{ClientFrame, OfferView, PresenceChoice, ServerFrame};
@@ -280,22 +281,75 @@ impl AgentActor {
                     Ok(()) => return,
                     Err(error) => error,
                 };
-                let code = match error {
-                    RoutingError::OverCapacity => "over_capacity",
-                    RoutingError::NotAssigned => "not_assigned",
-                    RoutingError::NotFound(_) => "not_found",
-                    RoutingError::Conflict(_) => "conflict",
-                    RoutingError::Unavailable => "unavailable",
-                };
                 agent.send_to(
                     socket_id,
                     &ServerFrame::Error {
-                        code: code.into(),
+                        code: error.code().into(),
                         message: error.to_string(),
                         client_id: None,
                         conversation_id: Some(conversation_id),
                     },
                 );
+            }),
+        );
+    }
+}
+
+impl AgentActor {
+    /// Hands a reply to its conversation; answers the socket with `sent` or an `error` frame
+    /// that echoes the client's id.
+    fn send_reply(
+        &self,
+        socket_id: u64,
+        conversation_id: String,
+        client_id: Option<String>,
+        text: String,
+        ctx: &mut Context<Self>,
+    ) {
+        let local = self
+            .conversation_of(&conversation_id)
+            .filter(|conversation| conversation.connected());
+        let directory = self.directory.clone();
+        let id = ConversationId::parse(&conversation_id);
+        let agent_id = self.agent_id;
+        ctx.spawn(
+            async move {
+                let conversation = match (local, id) {
+                    (Some(conversation), _) => Some(conversation),
+                    (None, Some(id)) => directory
+                        .send(GetConversation {
+                            conversation_id: id,
+                        })
+                        .await
+                        .ok()
+                        .flatten(),
+                    (None, None) => None,
+                };
+                match conversation {
+                    Some(conversation) => conversation
+                        .send(SendText { agent_id, text })
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(RoutingError::Conflict("the conversation has ended".into()))
+                        }),
+                    None => Err(RoutingError::NotFound("conversation")),
+                }
+            }
+            .into_actor(self)
+            .map(move |answer, agent, _| {
+                let frame = match answer {
+                    Ok(message) => ServerFrame::Sent {
+                        client_id,
+                        message_id: message.id,
+                    },
+                    Err(error) => ServerFrame::Error {
+                        code: error.code().into(),
+                        message: error.to_string(),
+                        client_id,
+                        conversation_id: Some(conversation_id),
+                    },
+                };
+                agent.send_to(socket_id, &frame);
             }),
         );
     }
@@ -444,9 +498,9 @@ impl Handler<FromClient> for AgentActor {
             ClientFrame::Send {
                 conversation_id,
                 client_id,
-                ..
-            }
-            | ClientFrame::SendTemplate {
+                text,
+            } => self.send_reply(socket, conversation_id, client_id, text, ctx),
+            ClientFrame::SendTemplate {
                 conversation_id,
                 client_id,
                 ..
@@ -455,8 +509,7 @@ impl Handler<FromClient> for AgentActor {
                     socket,
                     &ServerFrame::Error {
                         code: "unavailable".into(),
-                        message: "replies to customers are not available yet in this version"
-                            .into(),
+                        message: "templates are not available yet in this version".into(),
                         client_id,
                         conversation_id: Some(conversation_id),
                     },

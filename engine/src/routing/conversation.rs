@@ -78,6 +78,14 @@ pub struct Requeue {
     pub reason: String,
 }
 
+/// An agent's free-form reply.
+#[derive(Message)]
+#[rtype(result = "Result<MessageView, RoutingError>")]
+pub struct SendText {
+    pub agent_id: AgentId,
+    pub text: String,
+}
+
 #[derive(Message)]
 #[rtype(result = "Result<(), RoutingError>")]
 pub struct TransferToAgent {
@@ -512,6 +520,17 @@ impl Handler<NewMessage> for ConversationActor {
 
     fn handle(&mut self, message: NewMessage, ctx: &mut Context<Self>) {
         self.touch(ctx);
+        // Each customer message reopens the 24-hour window from its own time.
+        if message.message.direction == "in" {
+            let until = message.message.timestamp + crate::ingest::CUSTOMER_SERVICE_WINDOW;
+            if self
+                .stored
+                .window_expires_at
+                .is_none_or(|current| until > current)
+            {
+                self.stored.window_expires_at = Some(until);
+            }
+        }
         if let State::Assigned { agent, .. } = &self.state {
             agent.do_send(Deliver {
                 frame: ServerFrame::Message {
@@ -780,6 +799,78 @@ impl Handler<TransferToAgent> for ConversationActor {
                 );
                 conversation.assign(transfer.to, name, agent, "transferred".into(), ctx);
                 Ok(())
+            }),
+        )
+    }
+}
+
+impl Handler<SendText> for ConversationActor {
+    type Result = ResponseActFuture<Self, Result<MessageView, RoutingError>>;
+
+    fn handle(&mut self, send: SendText, ctx: &mut Context<Self>) -> Self::Result {
+        let refused = |error| -> Self::Result { Box::pin(fut::ready(Err(error))) };
+        if !self.is_held_by(Some(send.agent_id)) {
+            return refused(RoutingError::NotAssigned);
+        }
+        let text = send.text.trim().to_owned();
+        if text.is_empty() || text.chars().count() > crate::outbound::MAX_TEXT_CHARS {
+            return refused(RoutingError::Invalid(format!(
+                "a reply is 1 to {} characters",
+                crate::outbound::MAX_TEXT_CHARS
+            )));
+        }
+        // Refused before anything is stored or sent: Meta would answer 131047.
+        if self
+            .stored
+            .window_expires_at
+            .is_none_or(|until| until <= Utc::now())
+        {
+            return refused(RoutingError::WindowClosed);
+        }
+        let Some(body) = self
+            .stored
+            .contact
+            .as_ref()
+            .and_then(|c| crate::outbound::text_body(c, &text))
+        else {
+            return refused(RoutingError::Invalid(
+                "the customer has no phone number or user id".into(),
+            ));
+        };
+        self.touch(ctx);
+        let db = self.context.db.clone();
+        let (conversation_id, workspace_id, channel_id, phone_number_id) = (
+            self.id(),
+            self.stored.workspace_id.to_string(),
+            self.stored.channel_id.to_string(),
+            self.stored.phone_number_id.clone(),
+        );
+        Box::pin(
+            async move {
+                let target = crate::outbound::ReplyTarget {
+                    conversation_id,
+                    workspace_id: &workspace_id,
+                    channel_id: &channel_id,
+                    phone_number_id: &phone_number_id,
+                };
+                crate::outbound::queue_reply(&db, target, "text", Some(text), body).await
+            }
+            .into_actor(self)
+            .map(|stored, conversation, _| {
+                let view = stored.map_err(|error| {
+                    tracing::warn!(%error, "reply not stored");
+                    RoutingError::Unavailable
+                })?;
+                // Every tab of the agent shows the reply.
+                if let State::Assigned { agent, .. } = &conversation.state {
+                    agent.do_send(Deliver {
+                        frame: ServerFrame::Message {
+                            conversation_id: conversation.id().to_string(),
+                            message: view.clone(),
+                        },
+                    });
+                }
+                Ok(view)
             }),
         )
     }

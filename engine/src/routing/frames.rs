@@ -47,6 +47,12 @@ pub enum ServerFrame {
     Presence {
         status: Presence,
     },
+    /// The reply is stored and queued for Meta.
+    Sent {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        client_id: Option<String>,
+        message_id: String,
+    },
     Error {
         code: String,
         message: String,

@@ -96,4 +96,23 @@ pub enum RoutingError {
     Conflict(String),
     #[error("the routing engine is unavailable")]
     Unavailable,
+    #[error("the 24-hour customer-service window is closed: send an approved template instead")]
+    WindowClosed,
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl RoutingError {
+    /// The error code of CONTRACT.md for this refusal.
+    pub fn code(&self) -> &'static str {
+        match self {
+            RoutingError::OverCapacity => "over_capacity",
+            RoutingError::NotAssigned => "not_assigned",
+            RoutingError::NotFound(_) => "not_found",
+            RoutingError::Conflict(_) => "conflict",
+            RoutingError::Unavailable => "unavailable",
+            RoutingError::WindowClosed => "window_closed",
+            RoutingError::Invalid(_) => "validation_failed",
+        }
+    }
 }

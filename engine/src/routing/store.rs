@@ -19,6 +19,8 @@ pub struct StoredConversation {
     pub workspace_id: WorkspaceId,
     pub team_id: TeamId,
     pub channel_id: ChannelId,
+    /// The business number replies are sent from.
+    pub phone_number_id: String,
     pub status: String,
     pub assigned_agent_id: Option<AgentId>,
     pub priority: i32,
@@ -103,6 +105,10 @@ pub async fn load_open_conversation(
         workspace_id: WorkspaceId::parse(&row.workspace_id).ok_or_else(|| corrupt("workspace"))?,
         team_id: TeamId::parse(&row.team_id).ok_or_else(|| corrupt("team"))?,
         channel_id: ChannelId::parse(&row.channel_id).ok_or_else(|| corrupt("channel"))?,
+        phone_number_id: channel
+            .as_ref()
+            .map(|c| c.phone_number_id.clone())
+            .unwrap_or_default(),
         status: row.status.clone(),
         assigned_agent_id: row.assigned_agent_id.as_deref().and_then(AgentId::parse),
         priority: row.priority,
@@ -111,7 +117,7 @@ pub async fn load_open_conversation(
         created_at: row.created_at,
         updated_at: row.updated_at,
         required_skills: channel
-            .map(|c| serde_json::from_value(c.required_skills).unwrap_or_default())
+            .map(|c| serde_json::from_value(c.required_skills.clone()).unwrap_or_default())
             .unwrap_or_default(),
         offer_timeout_secs: team.as_ref().map_or(30, |t| t.offer_timeout_secs),
         auto_accept: team.as_ref().is_some_and(|t| t.auto_accept),

@@ -144,6 +144,9 @@ pub async fn assign(
         Err(RoutingError::NotFound(what)) => Err(ApiError::NotFound(what.into())),
         Err(RoutingError::NotAssigned) => Err(ApiError::NotAssigned),
         Err(RoutingError::Conflict(message)) => Err(ApiError::Conflict(message)),
+        Err(RoutingError::WindowClosed | RoutingError::Invalid(_)) => Err(ApiError::Conflict(
+            "the conversation cannot be assigned now".into(),
+        )),
         Err(RoutingError::Unavailable) => Err(ApiError::Unavailable(
             "the routing engine is not running".into(),
         )),

@@ -6,13 +6,19 @@ use futures_util::future::join_all;
 use serde_json::json;
 use waos_web::testing::{Backend, PHONE_NUMBER_ID_1, TestApp, spawn_app};
 
-/// A body with one text message from customer `customer`.
+/// A body with one text message from customer `customer`, sent long ago (its 24-hour window is
+/// closed).
 pub fn text_body(wamid: &str, customer: usize, text: &str) -> Vec<u8> {
+    text_body_at(wamid, customer, text, 1_781_600_000)
+}
+
+/// The same, sent at `timestamp` (unix seconds).
+pub fn text_body_at(wamid: &str, customer: usize, text: &str, timestamp: i64) -> Vec<u8> {
     json!({"object": "whatsapp_business_account", "entry": [{"id": "109876543210987", "changes": [{"field": "messages", "value": {
         "messaging_product": "whatsapp",
         "metadata": {"display_phone_number": "15550100123", "phone_number_id": PHONE_NUMBER_ID_1},
         "contacts": [{"profile": {"name": format!("Customer {customer}")}, "wa_id": format!("4477009{customer:05}")}],
-        "messages": [{"from": format!("4477009{customer:05}"), "id": wamid, "timestamp": "1781600000", "type": "text", "text": {"body": text}}]
+        "messages": [{"from": format!("4477009{customer:05}"), "id": wamid, "timestamp": timestamp.to_string(), "type": "text", "text": {"body": text}}]
     }}]}]})
     .to_string()
     .into_bytes()

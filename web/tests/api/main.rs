@@ -24,6 +24,7 @@ mod concurrency;
 mod dashboard;
 mod invariants;
 mod outage;
+mod outbound;
 mod payloads;
 mod presence;
 mod pywa;

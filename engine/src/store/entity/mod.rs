@@ -9,6 +9,7 @@ pub mod contact;
 pub mod conversation;
 pub mod message;
 pub mod message_status;
+pub mod outbox;
 pub mod team;
 pub mod undecodable_item;
 pub mod unrouted_item;

@@ -1,0 +1,128 @@
+//! Agents' replies: stored with an outbox row in one transaction, then delivered to Meta by the
+//! sender (`waos-workers`). Nothing here talks to the network.
+
+use chrono::Utc;
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, DatabaseConnection, DbErr};
+use serde_json::{Value, json};
+
+use crate::ids::{ConversationId, MessageId};
+use crate::inbox::{ContactView, MessageView};
+use crate::store::entity::{message, outbox};
+
+/// Meta's limit on a text message's body.
+pub const MAX_TEXT_CHARS: usize = 4096;
+
+/// Who a reply goes to: a phone number (`to`) or, for username-only customers, a business-scoped
+/// user id (`recipient`).
+pub fn recipient(contact: &ContactView) -> Option<(&'static str, String)> {
+    contact
+        .phone
+        .clone()
+        .map(|phone| ("to", phone))
+        .or_else(|| {
+            contact
+                .user_id
+                .clone()
+                .map(|user_id| ("recipient", user_id))
+        })
+}
+
+/// The Graph API body of a text reply.
+pub fn text_body(contact: &ContactView, text: &str) -> Option<Value> {
+    let (field, address) = recipient(contact)?;
+    let mut body = json!({
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "type": "text",
+        "text": {"preview_url": false, "body": text},
+    });
+    body[field] = Value::String(address);
+    Some(body)
+}
+
+/// What a reply needs to know about its conversation.
+pub struct ReplyTarget<'a> {
+    pub conversation_id: ConversationId,
+    pub workspace_id: &'a str,
+    pub channel_id: &'a str,
+    pub phone_number_id: &'a str,
+}
+
+/// Stores the reply and its outbox row together; the sender picks the row up.
+pub async fn queue_reply(
+    db: &DatabaseConnection,
+    target: ReplyTarget<'_>,
+    kind: &str,
+    text: Option<String>,
+    body: Value,
+) -> Result<MessageView, DbErr> {
+    let now = Utc::now();
+    let message_id = MessageId::new().to_string();
+    let txn = crate::store::begin_write(db).await?;
+    let row = message::ActiveModel {
+        id: Set(message_id.clone()),
+        workspace_id: Set(target.workspace_id.to_owned()),
+        conversation_id: Set(target.conversation_id.to_string()),
+        channel_id: Set(target.channel_id.to_owned()),
+        phone_number_id: Set(target.phone_number_id.to_owned()),
+        wamid: Set(None),
+        direction: Set("out".to_owned()),
+        kind: Set(kind.to_owned()),
+        text: Set(text),
+        media_id: Set(None),
+        context_wamid: Set(None),
+        reaction: Set(None),
+        status: Set("queued".to_owned()),
+        error: Set(None),
+        raw: Set(body.clone()),
+        provider_timestamp: Set(now),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(&txn)
+    .await?;
+    outbox::ActiveModel {
+        id: Set(uuid::Uuid::now_v7().to_string()),
+        message_id: Set(message_id),
+        channel_id: Set(target.channel_id.to_owned()),
+        status: Set("pending".to_owned()),
+        attempts: Set(0),
+        next_attempt_at: Set(now),
+        claimed_by: Set(None),
+        claimed_until: Set(None),
+        body: Set(body),
+        last_error: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(&txn)
+    .await?;
+    txn.commit().await?;
+    Ok(row.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn contact(phone: Option<&str>, user_id: Option<&str>) -> ContactView {
+        ContactView {
+            id: "c".into(),
+            phone: phone.map(Into::into),
+            user_id: user_id.map(Into::into),
+            name: None,
+            username: None,
+        }
+    }
+
+    #[test]
+    fn replies_go_to_the_phone_or_else_the_business_scoped_id() {
+        let body = text_body(&contact(Some("447700900101"), Some("GB.1")), "hi").unwrap();
+        assert_eq!(body["to"], "447700900101");
+        assert!(body.get("recipient").is_none());
+        assert_eq!(body["text"]["body"], "hi");
+        let body = text_body(&contact(None, Some("AE.9")), "hi").unwrap();
+        assert_eq!(body["recipient"], "AE.9");
+        assert!(text_body(&contact(None, None), "hi").is_none());
+    }
+}
