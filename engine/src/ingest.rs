@@ -42,10 +42,24 @@ pub struct InboundEvent {
     pub message: crate::inbox::MessageView,
 }
 
-/// The one seam between ingest and routing: called once per newly stored inbound message,
-/// after it is committed, in commit order. Implementations must not block.
+/// A delivery status that moved one of our messages forward, handed over after its commit.
+#[derive(Clone, Debug)]
+pub struct StatusEvent {
+    pub conversation_id: ConversationId,
+    pub message_id: MessageId,
+    pub wamid: String,
+    pub status: String,
+    /// Meta's errors, for `failed`.
+    pub error: Option<Value>,
+}
+
+/// The one seam between ingest and routing: called once per newly stored inbound message (and
+/// per status that moved a message forward), after it is committed, in commit order.
+/// Implementations must not block.
 pub trait InboundHandoff: Send + Sync + 'static {
     fn inbound(&self, event: InboundEvent);
+
+    fn status(&self, _event: StatusEvent) {}
 }
 
 /// A handoff that only logs: what runs before the routing engine is attached.
@@ -153,7 +167,7 @@ async fn run_writer(
                 for (job, report) in jobs.into_iter().zip(reports) {
                     let _ = job.reply.send(Ok(report));
                 }
-                events.into_iter().for_each(|event| handoff.inbound(event));
+                events.hand_to(handoff.as_ref());
             }
             Err(error) if jobs.len() == 1 => {
                 tracing::warn!(%error, "ingest transaction failed");
@@ -168,7 +182,7 @@ async fn run_writer(
                     match result {
                         Ok((mut reports, events)) => {
                             let _ = job.reply.send(Ok(reports.pop().unwrap_or_default()));
-                            events.into_iter().for_each(|event| handoff.inbound(event));
+                            events.hand_to(handoff.as_ref());
                         }
                         Err(error) => {
                             let _ = job.reply.send(Err(error.into()));
@@ -185,7 +199,7 @@ async fn write(
     db: &DatabaseConnection,
     submissions: &[&Submission],
     settings: &IngestSettings,
-) -> Result<(Vec<IngestReport>, Vec<InboundEvent>), DbErr> {
+) -> Result<(Vec<IngestReport>, Handoffs), DbErr> {
     let txn = crate::store::begin_write(db).await?;
     let mut writer = TxWriter {
         txn: &txn,
@@ -195,6 +209,7 @@ async fn write(
         open: HashMap::new(),
         windows: HashMap::new(),
         events: Vec::new(),
+        statuses: Vec::new(),
         reopen_window: settings.reopen_window,
     };
     writer.prefetch(submissions).await?;
@@ -213,9 +228,29 @@ async fn write(
         reports.push(report);
     }
     writer.flush_windows().await?;
-    let events = std::mem::take(&mut writer.events);
+    let events = Handoffs {
+        inbound: std::mem::take(&mut writer.events),
+        statuses: std::mem::take(&mut writer.statuses),
+    };
     txn.commit().await?;
     Ok((reports, events))
+}
+
+/// What a committed transaction hands to routing.
+struct Handoffs {
+    inbound: Vec<InboundEvent>,
+    statuses: Vec<StatusEvent>,
+}
+
+impl Handoffs {
+    fn hand_to(self, handoff: &dyn InboundHandoff) {
+        self.inbound
+            .into_iter()
+            .for_each(|event| handoff.inbound(event));
+        self.statuses
+            .into_iter()
+            .for_each(|event| handoff.status(event));
+    }
 }
 
 /// A stable key for a raw leftover item: the same body replayed gives the same key.
@@ -254,6 +289,7 @@ struct TxWriter<'t> {
     /// The latest inbound time per conversation, written once per batch.
     windows: HashMap<String, (conversation::Model, DateTime<Utc>)>,
     events: Vec<InboundEvent>,
+    statuses: Vec<StatusEvent>,
     reopen_window: ChronoDuration,
 }
 
@@ -893,7 +929,22 @@ impl TxWriter<'_> {
         report.statuses_stored += stored;
         if let (1, Some(target)) = (stored, target) {
             // Later statuses of the batch compare against the status written here.
+            let before = target.status.clone();
             let now = apply_status(self.txn, target, &status.status, status.errors.clone()).await?;
+            if now.status != before
+                && let (Some(conversation_id), Some(message_id)) = (
+                    ConversationId::parse(&now.conversation_id),
+                    MessageId::parse(&now.id),
+                )
+            {
+                self.statuses.push(StatusEvent {
+                    conversation_id,
+                    message_id,
+                    wamid: status.wamid.clone(),
+                    status: now.status.clone(),
+                    error: now.error.clone(),
+                });
+            }
             self.messages.insert(key, Some(now));
         }
         Ok(())

@@ -22,6 +22,8 @@ pub enum ApiError {
     OverCapacity,
     #[error("the conversation is not assigned to this agent")]
     NotAssigned,
+    #[error("the 24-hour customer-service window is closed: send an approved template instead")]
+    WindowClosed,
     #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]
@@ -55,6 +57,7 @@ impl ApiError {
             ApiError::Validation(_) => "validation_failed",
             ApiError::OverCapacity => "over_capacity",
             ApiError::NotAssigned => "not_assigned",
+            ApiError::WindowClosed => "window_closed",
             ApiError::BadRequest(_) => "bad_request",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::Unavailable(_) => "unavailable",
@@ -71,7 +74,9 @@ impl ResponseError for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::OverCapacity | ApiError::NotAssigned => StatusCode::CONFLICT,
+            ApiError::OverCapacity | ApiError::NotAssigned | ApiError::WindowClosed => {
+                StatusCode::CONFLICT
+            }
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -141,4 +146,21 @@ pub fn query_error(
     _request: &actix_web::HttpRequest,
 ) -> actix_web::Error {
     ApiError::Validation(error.to_string()).into()
+}
+
+impl From<waos_engine::routing::RoutingError> for ApiError {
+    fn from(error: waos_engine::routing::RoutingError) -> Self {
+        use waos_engine::routing::RoutingError;
+        match error {
+            RoutingError::OverCapacity => ApiError::OverCapacity,
+            RoutingError::NotAssigned => ApiError::NotAssigned,
+            RoutingError::WindowClosed => ApiError::WindowClosed,
+            RoutingError::NotFound(what) => ApiError::NotFound(what.into()),
+            RoutingError::Conflict(message) => ApiError::Conflict(message),
+            RoutingError::Invalid(message) => ApiError::Validation(message),
+            RoutingError::Unavailable => {
+                ApiError::Unavailable("the routing engine is not running".into())
+            }
+        }
+    }
 }

@@ -18,7 +18,7 @@ use crate::routes::{admin, conversations, health, session, webhook};
         admin::create_channel, admin::list_channels, admin::update_channel,
         admin::create_agent, admin::list_agents, admin::update_agent,
         conversations::list, conversations::get, conversations::messages, conversations::audit,
-        conversations::assign,
+        conversations::assign, conversations::reply,
     ),
     modifiers(&BearerAuth),
 )]

@@ -293,4 +293,9 @@ impl InboundHandoff for Both {
         self.1.inbound(event.clone());
         self.0.inbound(event);
     }
+
+    fn status(&self, event: waos_engine::ingest::StatusEvent) {
+        self.1.status(event.clone());
+        self.0.status(event);
+    }
 }

@@ -78,6 +78,11 @@ pub struct Requeue {
     pub reason: String,
 }
 
+/// A delivery status of one of this conversation's messages.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StatusUpdate(pub crate::ingest::StatusEvent);
+
 /// An agent's free-form reply.
 #[derive(Message)]
 #[rtype(result = "Result<MessageView, RoutingError>")]
@@ -873,5 +878,23 @@ impl Handler<SendText> for ConversationActor {
                 Ok(view)
             }),
         )
+    }
+}
+
+impl Handler<StatusUpdate> for ConversationActor {
+    type Result = ();
+
+    fn handle(&mut self, StatusUpdate(event): StatusUpdate, _: &mut Context<Self>) {
+        if let State::Assigned { agent, .. } = &self.state {
+            agent.do_send(Deliver {
+                frame: ServerFrame::Status {
+                    conversation_id: self.id().to_string(),
+                    message_id: event.message_id.to_string(),
+                    wamid: event.wamid,
+                    status: event.status,
+                    error: event.error,
+                },
+            });
+        }
     }
 }

@@ -23,6 +23,11 @@ const MAX_CONCURRENT_LOADS: usize = 4;
 #[rtype(result = "()")]
 pub struct Inbound(pub InboundEvent);
 
+/// A status moved one of our messages forward, after its commit.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StatusChanged(pub crate::ingest::StatusEvent);
+
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct ConversationStopped {
@@ -196,6 +201,21 @@ impl Handler<Inbound> for Directory {
     }
 }
 
+impl Handler<StatusChanged> for Directory {
+    type Result = ();
+
+    fn handle(&mut self, StatusChanged(event): StatusChanged, _: &mut Context<Self>) {
+        // Only a running conversation has an agent to tell; the status is stored either way.
+        if let Some(actor) = self
+            .conversations
+            .get(&event.conversation_id)
+            .filter(|a| a.connected())
+        {
+            actor.do_send(crate::routing::conversation::StatusUpdate(event));
+        }
+    }
+}
+
 impl Handler<ConversationStopped> for Directory {
     type Result = ();
 
@@ -296,5 +316,9 @@ struct EngineHandoff {
 impl InboundHandoff for EngineHandoff {
     fn inbound(&self, event: InboundEvent) {
         self.directory.do_send(Inbound(event));
+    }
+
+    fn status(&self, event: crate::ingest::StatusEvent) {
+        self.directory.do_send(StatusChanged(event));
     }
 }

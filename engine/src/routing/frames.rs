@@ -47,6 +47,15 @@ pub enum ServerFrame {
     Presence {
         status: Presence,
     },
+    /// A delivery status of one of the agent's replies (never moves backwards).
+    Status {
+        conversation_id: String,
+        message_id: String,
+        wamid: String,
+        status: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<Value>,
+    },
     /// The reply is stored and queued for Meta.
     Sent {
         #[serde(skip_serializing_if = "Option::is_none")]

@@ -109,7 +109,6 @@ pub async fn assign(
     input: web::Json<AssignRequest>,
 ) -> Result<HttpResponse, ApiError> {
     use waos_engine::auth::{Principal, Role};
-    use waos_engine::routing::RoutingError;
     use waos_engine::routing::directory::GetSupervisor;
     use waos_engine::routing::supervisor::ManualAssign;
 
@@ -131,24 +130,76 @@ pub async fn assign(
         .await
         .map_err(unavailable)?;
     let conversation_id = conversation_id(&path)?;
-    match supervisor
+    supervisor
         .send(ManualAssign {
             conversation_id,
             agent_id,
         })
         .await
+        .map_err(unavailable)??;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReplyRequest {
+    /// A free-form reply (inside the 24-hour window only).
+    pub text: Option<String>,
+    /// Meta's template shape `{name, language:{code}, components}`.
+    #[schema(value_type = Object)]
+    pub template: Option<serde_json::Value>,
+}
+
+/// An agent's reply from an integration: the same rules as the websocket's `send`.
+#[utoipa::path(post, path = "/api/v1/conversations/{id}/messages", tag = "conversations", request_body = ReplyRequest,
+    responses((status = 201, body = MessageView), (status = 404, body = ErrorBody),
+        (status = 409, description = "not_assigned, or window_closed (a template is needed)", body = ErrorBody),
+        (status = 422, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn reply(
+    state: web::Data<AppState>,
+    Caller(caller): Caller,
+    path: web::Path<String>,
+    input: web::Json<ReplyRequest>,
+) -> Result<HttpResponse, ApiError> {
+    use waos_engine::auth::Principal;
+    use waos_engine::routing::conversation::SendText;
+    use waos_engine::routing::directory::GetConversation;
+
+    let id = conversation_id(&path)?;
+    // 404 for what the caller may not see, before anything else.
+    inbox::get_conversation(&state.db, &caller, id).await?;
+    let Principal::Agent(agent) = &caller else {
+        return Err(ApiError::NotAssigned);
+    };
+    let ReplyRequest { text, template } = input.into_inner();
+    let text = match (text, template) {
+        (Some(text), None) => text,
+        (None, Some(_)) => {
+            return Err(ApiError::Validation(
+                "templates are not available yet in this version".into(),
+            ));
+        }
+        _ => {
+            return Err(ApiError::Validation(
+                "send exactly one of `text` or `template`".into(),
+            ));
+        }
+    };
+    let unavailable = |_| ApiError::Unavailable("the routing engine is not running".into());
+    let conversation = state
+        .directory
+        .send(GetConversation {
+            conversation_id: id,
+        })
+        .await
         .map_err(unavailable)?
-    {
-        Ok(()) => Ok(HttpResponse::NoContent().finish()),
-        Err(RoutingError::OverCapacity) => Err(ApiError::OverCapacity),
-        Err(RoutingError::NotFound(what)) => Err(ApiError::NotFound(what.into())),
-        Err(RoutingError::NotAssigned) => Err(ApiError::NotAssigned),
-        Err(RoutingError::Conflict(message)) => Err(ApiError::Conflict(message)),
-        Err(RoutingError::WindowClosed | RoutingError::Invalid(_)) => Err(ApiError::Conflict(
-            "the conversation cannot be assigned now".into(),
-        )),
-        Err(RoutingError::Unavailable) => Err(ApiError::Unavailable(
-            "the routing engine is not running".into(),
-        )),
-    }
+        .ok_or(ApiError::NotAssigned)?;
+    let stored = conversation
+        .send(SendText {
+            agent_id: agent.agent_id,
+            text,
+        })
+        .await
+        .map_err(unavailable)??;
+    Ok(HttpResponse::Created().json(stored))
 }

@@ -71,9 +71,10 @@ pub fn configure(config: &mut web::ServiceConfig) {
                 )
                 .route("/conversations", web::get().to(conversations::list))
                 .route("/conversations/{id}", web::get().to(conversations::get))
-                .route(
-                    "/conversations/{id}/messages",
-                    web::get().to(conversations::messages),
+                .service(
+                    web::resource("/conversations/{id}/messages")
+                        .route(web::get().to(conversations::messages))
+                        .route(web::post().to(conversations::reply)),
                 )
                 .route(
                     "/conversations/{id}/audit",

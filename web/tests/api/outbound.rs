@@ -23,7 +23,7 @@ async fn holding(
     customer: usize,
     wamid: &str,
     timestamp: i64,
-) -> (AgentSocket, String, String) {
+) -> (AgentSocket, String, String, String) {
     let workspace = app.create_workspace("Replies").await;
     let team = app
         .post_ok(
@@ -52,7 +52,7 @@ async fn holding(
         .as_str()
         .unwrap()
         .to_owned();
-    (socket, id, workspace)
+    (socket, id, workspace, token)
 }
 
 fn now() -> i64 {
@@ -66,7 +66,7 @@ async fn status_of(app: &TestApp, message_id: &str) -> Option<String> {
 
 async fn a_reply_reaches_meta_and_its_statuses_follow(backend: Backend) {
     let (app, graph) = app_with_graph(backend).await;
-    let (mut socket, id, _) = holding(&app, 1, "wamid.reply-in-1", now()).await;
+    let (mut socket, id, _, token) = holding(&app, 1, "wamid.reply-in-1", now()).await;
     socket.expect("message").await;
     socket
         .send(json!({"type": "send", "conversation_id": id, "client_id": "c-1", "text": "On it!"}))
@@ -113,15 +113,47 @@ async fn a_reply_reaches_meta_and_its_statuses_follow(backend: Backend) {
         .to_string()
     };
     app.post_webhook(status("read", now()).as_bytes()).await;
+    let frame = socket.expect("status").await;
+    assert_eq!(
+        (frame["message_id"].clone(), frame["status"].clone()),
+        (json!(message_id), json!("read"))
+    );
     app.post_webhook(status("delivered", now()).as_bytes())
         .await;
     assert_eq!(status_of(&app, &message_id).await.as_deref(), Some("read"));
+    socket
+        .expect_none("status", Duration::from_millis(300))
+        .await;
+
+    // Integrations reply through the REST API, by the same rules.
+    let created = app
+        .post_ok(
+            &format!("/api/v1/conversations/{id}/messages"),
+            &token,
+            &json!({"text": "Also by API"}),
+            201,
+        )
+        .await;
+    assert_eq!(created["direction"], "out");
+    eventually(Duration::from_secs(5), || async {
+        graph.requests().len() == 2
+    })
+    .await;
+    assert_eq!(graph.requests()[1].body["text"]["body"], "Also by API");
+    let refused = app
+        .post(
+            &format!("/api/v1/conversations/{id}/messages"),
+            ADMIN_TOKEN,
+            &json!({"text": "x"}),
+        )
+        .await;
+    assert_eq!(refused.status(), 409, "only the agent holding it replies");
 }
 
 async fn outside_the_window_a_reply_is_refused_before_any_call(backend: Backend) {
     let (app, graph) = app_with_graph(backend).await;
     // The customer's last message is months old.
-    let (mut socket, id, _) = holding(&app, 2, "wamid.reply-old-1", 1_781_600_000).await;
+    let (mut socket, id, _, token) = holding(&app, 2, "wamid.reply-old-1", 1_781_600_000).await;
     socket.send(json!({"type": "send", "conversation_id": id, "client_id": "c-9", "text": "Hello again"})).await;
     let error = socket.expect("error").await;
     assert_eq!(
@@ -129,6 +161,18 @@ async fn outside_the_window_a_reply_is_refused_before_any_call(backend: Backend)
         (json!("window_closed"), json!("c-9"))
     );
     assert!(error["message"].as_str().unwrap().contains("template"));
+    let refused = app
+        .post(
+            &format!("/api/v1/conversations/{id}/messages"),
+            &token,
+            &json!({"text": "Hello"}),
+        )
+        .await;
+    assert_eq!(refused.status(), 409);
+    assert_eq!(
+        refused.json::<Value>().await.unwrap()["error"]["code"],
+        "window_closed"
+    );
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(graph.requests().is_empty());
     assert_eq!(app.count("messages", "direction = 'out'").await, 0);
@@ -140,7 +184,7 @@ async fn outside_the_window_a_reply_is_refused_before_any_call(backend: Backend)
 
 async fn meta_errors_are_retried_or_given_up_by_code(backend: Backend) {
     let (app, graph) = app_with_graph(backend).await;
-    let (mut socket, id, workspace) = holding(&app, 3, "wamid.reply-err-1", now()).await;
+    let (mut socket, id, workspace, _) = holding(&app, 3, "wamid.reply-err-1", now()).await;
     let send = |text: &'static str| {
         let id = id.clone();
         async move { (id, text) }
