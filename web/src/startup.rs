@@ -22,6 +22,17 @@ use crate::routes;
 use crate::settings::{Settings, is_set, millis};
 use crate::state::AppState;
 
+/// Refused-signature events written to the audit per second, and the burst allowed.
+const SECURITY_EVENTS_PER_SECOND: std::num::NonZeroU32 = non_zero(5);
+const SECURITY_EVENTS_BURST: std::num::NonZeroU32 = non_zero(20);
+
+const fn non_zero(n: u32) -> std::num::NonZeroU32 {
+    match std::num::NonZeroU32::new(n) {
+        Some(n) => n,
+        None => std::num::NonZeroU32::MIN,
+    }
+}
+
 pub struct Application {
     port: u16,
     server: Server,
@@ -166,6 +177,10 @@ impl Application {
             sealer,
             redis,
             metrics: Arc::new(Metrics::new()),
+            security_events: governor::RateLimiter::direct(
+                governor::Quota::per_second(SECURITY_EVENTS_PER_SECOND)
+                    .allow_burst(SECURITY_EVENTS_BURST),
+            ),
             max_body_bytes: settings.meta.max_body_bytes,
             commit_timeout: millis(settings.ingest.commit_timeout_ms),
             session_ttl: millis(settings.security.session_ttl_ms),

@@ -25,6 +25,9 @@ pub struct AppState {
     pub sealer: Sealer,
     pub redis: Option<redis::aio::ConnectionManager>,
     pub metrics: Arc<Metrics>,
+    /// Bounds how many refused-signature events reach the audit: a flood of bad requests must
+    /// not become a flood of rows. The rest are only counted.
+    pub security_events: governor::DefaultDirectRateLimiter,
     pub max_body_bytes: usize,
     pub commit_timeout: Duration,
     pub session_ttl: Duration,

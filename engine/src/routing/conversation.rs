@@ -23,6 +23,9 @@ use crate::routing::supervisor::{
 };
 use crate::routing::{RoutingContext, RoutingError};
 
+/// How soon a rebuilt conversation asks again for its agent after a database error.
+const RETRY_ATTACH: Duration = Duration::from_secs(1);
+
 /// Messages an agent receives right after it is given a conversation.
 const HISTORY_ON_ASSIGN: u64 = 50;
 
@@ -180,6 +183,55 @@ impl ConversationActor {
             context,
             idle: None,
         }
+    }
+
+    /// After a rebuild: finds the agent who holds this conversation and tells it, holding the
+    /// mailbox meanwhile. A database hiccup retries; only a missing agent requeues.
+    fn attach_agent(&mut self, agent_id: AgentId, ctx: &mut Context<Self>) {
+        let supervisor = self.supervisor.clone();
+        ctx.wait(
+            async move {
+                supervisor
+                    .send(GetAgent { agent_id })
+                    .await
+                    .map_err(|_| RoutingError::Unavailable)
+                    .and_then(|found| found)
+            }
+            .into_actor(self)
+            .map(move |found, conversation, ctx| match found {
+                Ok(Some((agent, agent_name))) => {
+                    conversation.supervisor.do_send(Restored {
+                        conversation_id: conversation.id(),
+                        team_id: conversation.team_id,
+                    });
+                    conversation.state = State::Assigned {
+                        agent_id,
+                        agent_name,
+                        agent: agent.clone(),
+                    };
+                    agent.do_send(Held {
+                        view: conversation.view(),
+                        conversation: ctx.address(),
+                    });
+                    conversation.touch(ctx);
+                }
+                Ok(None) => {
+                    conversation.audit(
+                        "requeued",
+                        Some(agent_id),
+                        None,
+                        "requeued: its agent no longer exists".into(),
+                    );
+                    conversation.queue(None, ctx);
+                }
+                Err(error) => {
+                    tracing::warn!(%error, conversation_id = %conversation.id(), "agent not reachable; retrying");
+                    ctx.run_later(RETRY_ATTACH, move |conversation, ctx| {
+                        conversation.attach_agent(agent_id, ctx)
+                    });
+                }
+            }),
+        );
     }
 
     /// Restarts the idle clock; only an assigned conversation may stop for being idle (a waiting
@@ -387,41 +439,7 @@ impl Actor for ConversationActor {
             .then_some(self.stored.assigned_agent_id)
             .flatten();
         match assigned {
-            Some(agent_id) => {
-                // Hold the mailbox until the agent's actor is known, then tell it.
-                let supervisor = self.supervisor.clone();
-                ctx.wait(
-                    async move { supervisor.send(GetAgent { agent_id }).await.ok().flatten() }
-                        .into_actor(self)
-                        .map(move |found, conversation, ctx| match found {
-                            Some((agent, agent_name)) => {
-                                conversation.supervisor.do_send(Restored {
-                                    conversation_id: conversation.id(),
-                                    team_id: conversation.team_id,
-                                });
-                                conversation.state = State::Assigned {
-                                    agent_id,
-                                    agent_name,
-                                    agent: agent.clone(),
-                                };
-                                agent.do_send(Held {
-                                    view: conversation.view(),
-                                    conversation: ctx.address(),
-                                });
-                                conversation.touch(ctx);
-                            }
-                            None => {
-                                conversation.audit(
-                                    "requeued",
-                                    Some(agent_id),
-                                    None,
-                                    "requeued: its agent no longer exists".into(),
-                                );
-                                conversation.queue(None, ctx);
-                            }
-                        }),
-                );
-            }
+            Some(agent_id) => self.attach_agent(agent_id, ctx),
             None => {
                 self.audit(
                     "queued",
@@ -779,7 +797,7 @@ impl Handler<TransferToAgent> for ConversationActor {
                 let (agent, _) = supervisor
                     .send(GetAgent { agent_id: transfer.to })
                     .await
-                    .map_err(|_| RoutingError::Unavailable)?
+                    .map_err(|_| RoutingError::Unavailable)??
                     .ok_or(RoutingError::NotFound("agent"))?;
                 Ok((name, agent))
             }

@@ -47,9 +47,9 @@ pub struct GetConversation {
     pub conversation_id: ConversationId,
 }
 
-/// The actor of an agent (for its sockets).
+/// The actor of an agent (for its sockets); `Ok(None)` when there is no such active agent.
 #[derive(Message)]
-#[rtype(result = "Option<Addr<AgentActor>>")]
+#[rtype(result = "Result<Option<Addr<AgentActor>>, crate::routing::RoutingError>")]
 pub struct GetAgentActor {
     pub workspace_id: WorkspaceId,
     pub agent_id: AgentId,
@@ -255,19 +255,18 @@ impl Handler<GetConversation> for Directory {
 }
 
 impl Handler<GetAgentActor> for Directory {
-    type Result = ResponseFuture<Option<Addr<AgentActor>>>;
+    type Result = ResponseFuture<Result<Option<Addr<AgentActor>>, crate::routing::RoutingError>>;
 
     fn handle(&mut self, message: GetAgentActor, ctx: &mut Context<Self>) -> Self::Result {
         let supervisor = self.supervisor(message.workspace_id, ctx);
         Box::pin(async move {
-            supervisor
+            let found = supervisor
                 .send(GetAgent {
                     agent_id: message.agent_id,
                 })
                 .await
-                .ok()
-                .flatten()
-                .map(|(actor, _)| actor)
+                .map_err(|_| crate::routing::RoutingError::Unavailable)??;
+            Ok(found.map(|(actor, _)| actor))
         })
     }
 }

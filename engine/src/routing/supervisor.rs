@@ -133,7 +133,7 @@ pub struct ReloadAgent {
 
 /// The actor of one agent of this workspace (started on first use); `None` if no such agent.
 #[derive(Message)]
-#[rtype(result = "Option<(Addr<AgentActor>, String)>")]
+#[rtype(result = "Result<Option<(Addr<AgentActor>, String)>, RoutingError>")]
 pub struct GetAgent {
     pub agent_id: AgentId,
 }
@@ -611,7 +611,7 @@ impl Handler<ReloadAgent> for Supervisor {
 }
 
 impl Handler<GetAgent> for Supervisor {
-    type Result = ResponseActFuture<Self, Option<(Addr<AgentActor>, String)>>;
+    type Result = ResponseActFuture<Self, Result<Option<(Addr<AgentActor>, String)>, RoutingError>>;
 
     fn handle(&mut self, message: GetAgent, ctx: &mut Context<Self>) -> Self::Result {
         if let Some(entry) = self.roster.get(&message.agent_id) {
@@ -619,7 +619,7 @@ impl Handler<GetAgent> for Supervisor {
             let actor = self
                 .agent_actor(message.agent_id, ctx)
                 .map(|actor| (actor, name));
-            return Box::pin(fut::ready(actor));
+            return Box::pin(fut::ready(Ok(actor)));
         }
         // An agent created after the roster was loaded.
         let db = self.context.db.clone();
@@ -627,7 +627,10 @@ impl Handler<GetAgent> for Supervisor {
             async move { store::load_candidate(&db, message.agent_id).await }
                 .into_actor(self)
                 .map(move |loaded, supervisor, ctx| {
-                    let candidate = loaded.ok().flatten()?;
+                    // A database error is not "no such agent": the caller may retry.
+                    let Some(candidate) = loaded.map_err(|_| RoutingError::Unavailable)? else {
+                        return Ok(None);
+                    };
                     let name = candidate.name.clone();
                     supervisor.roster.insert(
                         message.agent_id,
@@ -636,9 +639,9 @@ impl Handler<GetAgent> for Supervisor {
                             actor: None,
                         },
                     );
-                    supervisor
+                    Ok(supervisor
                         .agent_actor(message.agent_id, ctx)
-                        .map(|actor| (actor, name))
+                        .map(|actor| (actor, name)))
                 }),
         )
     }

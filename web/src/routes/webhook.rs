@@ -214,6 +214,10 @@ fn record_bad_signature(state: &web::Data<AppState>, request: &HttpRequest) {
         .to_owned();
     let had_header = request.headers().contains_key(SIGNATURE_HEADER);
     tracing::warn!(peer, had_header, "webhook signature refused");
+    if state.security_events.check().is_err() {
+        state.metrics.webhook("bad_signature_not_audited");
+        return;
+    }
     actix_web::rt::spawn(async move {
         let text = if had_header {
             format!("webhook refused: wrong signature from {peer}")

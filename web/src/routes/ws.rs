@@ -84,6 +84,7 @@ pub async fn agent_socket(
         })
         .await
         .map_err(|_| ApiError::Unavailable("the routing engine is not running".into()))?
+        .map_err(ApiError::from)?
         .ok_or_else(|| ApiError::NotFound("agent".into()))?;
 
     let socket_id = NEXT_SOCKET.fetch_add(1, Ordering::Relaxed);

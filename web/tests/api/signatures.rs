@@ -189,7 +189,47 @@ async fn other_products_and_fields_are_acknowledged_and_ignored(backend: Backend
     assert_eq!(app.snapshot().await.iter().sum::<i64>(), 0);
 }
 
+async fn a_flood_of_bad_signatures_does_not_flood_the_audit(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let body = inbound_text();
+    let started = std::time::Instant::now();
+    for _ in 0..100 {
+        assert_eq!(
+            app.post_webhook_signed(&body, Some("sha256=00"))
+                .await
+                .status(),
+            401
+        );
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let recorded = app
+        .count("audit_events", "kind = 'security.webhook_signature'")
+        .await;
+    // A burst of 20, then 5 a second.
+    let allowed = 20 + (seconds * 5.0).ceil() as i64 + 1;
+    assert!(
+        (20..=allowed).contains(&recorded),
+        "{recorded} events in {seconds:.2} s"
+    );
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("waos_webhook_requests_total{outcome=\"bad_signature\"} 100"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("outcome=\"bad_signature_not_audited\""));
+}
+
 on_both_backends!(
+    a_flood_of_bad_signatures_does_not_flood_the_audit,
     bad_signatures_are_refused_and_recorded,
     handshake_echoes_the_challenge_only_for_the_right_token,
     signed_bodies_that_are_not_json_get_400_and_are_kept,
