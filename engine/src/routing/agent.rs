@@ -229,6 +229,32 @@ impl AgentActor {
         }));
     }
 
+    /// The conversation's actor: this agent's own handle while it is alive, else the directory's
+    /// (which rebuilds it from the database); the conversation checks what the agent may do.
+    fn locate(
+        &self,
+        conversation_id: &str,
+    ) -> impl std::future::Future<Output = Option<Addr<ConversationActor>>> + 'static {
+        let local = self
+            .conversation_of(conversation_id)
+            .filter(|conversation| conversation.connected());
+        let directory = self.directory.clone();
+        let id = ConversationId::parse(conversation_id);
+        async move {
+            match (local, id) {
+                (Some(conversation), _) => Some(conversation),
+                (None, Some(id)) => directory
+                    .send(GetConversation {
+                        conversation_id: id,
+                    })
+                    .await
+                    .ok()
+                    .flatten(),
+                (None, None) => None,
+            }
+        }
+    }
+
     fn conversation_of(&self, id: &str) -> Option<Addr<ConversationActor>> {
         let id = ConversationId::parse(id)?;
         self.held
@@ -250,25 +276,10 @@ impl AgentActor {
     {
         // Not known here (held since before a restart): the directory finds or loads it, and
         // the conversation itself checks that this agent may act on it.
-        let local = self
-            .conversation_of(&conversation_id)
-            .filter(|conversation| conversation.connected());
-        let directory = self.directory.clone();
-        let id = ConversationId::parse(&conversation_id);
+        let locate = self.locate(&conversation_id);
         ctx.spawn(
             async move {
-                let conversation = match (local, id) {
-                    (Some(conversation), _) => Some(conversation),
-                    (None, Some(id)) => directory
-                        .send(GetConversation {
-                            conversation_id: id,
-                        })
-                        .await
-                        .ok()
-                        .flatten(),
-                    (None, None) => None,
-                };
-                match conversation {
+                match locate.await {
                     Some(conversation) => conversation.send(message).await.unwrap_or_else(|_| {
                         Err(RoutingError::Conflict("the conversation has ended".into()))
                     }),
@@ -306,26 +317,11 @@ impl AgentActor {
         text: String,
         ctx: &mut Context<Self>,
     ) {
-        let local = self
-            .conversation_of(&conversation_id)
-            .filter(|conversation| conversation.connected());
-        let directory = self.directory.clone();
-        let id = ConversationId::parse(&conversation_id);
+        let locate = self.locate(&conversation_id);
         let agent_id = self.agent_id;
         ctx.spawn(
             async move {
-                let conversation = match (local, id) {
-                    (Some(conversation), _) => Some(conversation),
-                    (None, Some(id)) => directory
-                        .send(GetConversation {
-                            conversation_id: id,
-                        })
-                        .await
-                        .ok()
-                        .flatten(),
-                    (None, None) => None,
-                };
-                match conversation {
+                match locate.await {
                     Some(conversation) => conversation
                         .send(SendText { agent_id, text })
                         .await
