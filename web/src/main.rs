@@ -59,7 +59,7 @@ async fn main() -> anyhow::Result<()> {
             .await?;
             let sealer =
                 waos_engine::crypto::Sealer::from_hex(&waos_web::startup::secret_key(&settings)?)?;
-            let _stop = waos_web::startup::spawn_sender(db, sealer, &settings)?;
+            let _stop = waos_web::startup::spawn_sender(db, sealer, &settings, None)?;
             tracing::info!("workers running");
             tokio::signal::ctrl_c().await?;
         }

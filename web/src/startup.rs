@@ -52,6 +52,7 @@ pub fn spawn_sender(
     db: sea_orm::DatabaseConnection,
     sealer: Sealer,
     settings: &Settings,
+    outcomes: Option<Arc<dyn InboundHandoff>>,
 ) -> anyhow::Result<watch::Sender<bool>> {
     let (stop, stopped) = watch::channel(false);
     let sender = waos_workers::sender::Sender::new(
@@ -67,6 +68,10 @@ pub fn spawn_sender(
             max_attempts: settings.outbound.max_attempts.max(1),
         },
     )?;
+    let sender = match outcomes {
+        Some(outcomes) => sender.with_outcomes(outcomes),
+        None => sender,
+    };
     tokio::spawn(sender.run(stopped));
     Ok(stop)
 }
@@ -164,7 +169,12 @@ impl Application {
             },
         );
 
-        let stop_sender = spawn_sender(db.clone(), sealer.clone(), &settings)?;
+        let stop_sender = spawn_sender(
+            db.clone(),
+            sealer.clone(),
+            &settings,
+            Some(engine.handoff()),
+        )?;
         let state = web::Data::new(AppState {
             db,
             directory: engine.directory.clone(),

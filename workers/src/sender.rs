@@ -14,8 +14,12 @@ use sea_orm::{
 };
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
+use std::sync::Arc;
 use tokio::sync::watch;
+
 use waos_engine::crypto::Sealer;
+use waos_engine::ids::{ConversationId, MessageId};
+use waos_engine::ingest::{InboundHandoff, StatusEvent};
 use waos_engine::store::entity::{channel, message, outbox};
 
 /// Meta error codes worth retrying, and codes that pause the whole channel.
@@ -46,6 +50,9 @@ pub struct Sender {
     settings: SenderSettings,
     /// This sender's name on its claims.
     id: String,
+    /// Told of each reply's outcome after it is stored (accepted, or failed with Meta's
+    /// reason), so that the agent sees it at once; `None` when the sender runs alone.
+    outcomes: Option<Arc<dyn InboundHandoff>>,
 }
 
 /// What a step did.
@@ -98,7 +105,14 @@ impl Sender {
                 .build()?,
             settings,
             id: uuid::Uuid::now_v7().to_string(),
+            outcomes: None,
         })
+    }
+
+    /// Reports each reply's outcome to `outcomes` (the routing engine, in `waos serve`).
+    pub fn with_outcomes(mut self, outcomes: Arc<dyn InboundHandoff>) -> Self {
+        self.outcomes = Some(outcomes);
+        self
     }
 
     /// Runs until `shutdown` turns true.
@@ -262,6 +276,7 @@ impl Sender {
         next.updated_at = Set(now);
         next.claimed_until = Set(None);
         let stored = message::Entity::find_by_id(message_id).one(&txn).await?;
+        let mut outcome = None;
         match verdict {
             Verdict::Sent(wamid) => {
                 next.status = Set("sent".into());
@@ -271,6 +286,7 @@ impl Sender {
                     accepted.status = Set("accepted".into());
                     accepted.updated_at = Set(now);
                     let accepted = accepted.update(&txn).await?;
+                    outcome = status_event(&accepted);
                     // Statuses that raced ahead of this answer apply now.
                     waos_engine::ingest::reconcile_pending_statuses(&txn, accepted).await?;
                 }
@@ -289,12 +305,16 @@ impl Sender {
                     failed.status = Set("failed".into());
                     failed.error = Set(Some(error));
                     failed.updated_at = Set(now);
-                    failed.update(&txn).await?;
+                    outcome = status_event(&failed.update(&txn).await?);
                 }
             }
         }
         next.update(&txn).await?;
-        txn.commit().await
+        txn.commit().await?;
+        if let (Some(outcomes), Some(event)) = (&self.outcomes, outcome) {
+            outcomes.status(event);
+        }
+        Ok(())
     }
 
     /// Exponential with full jitter: a burst of 130429s does not retry in lockstep.
@@ -310,6 +330,16 @@ impl Sender {
             .max(1);
         Duration::from_millis(rand::rng().random_range(millis / 2..=millis))
     }
+}
+
+fn status_event(row: &message::Model) -> Option<StatusEvent> {
+    Some(StatusEvent {
+        conversation_id: ConversationId::parse(&row.conversation_id)?,
+        message_id: MessageId::parse(&row.id)?,
+        wamid: row.wamid.clone().unwrap_or_default(),
+        status: row.status.clone(),
+        error: row.error.clone(),
+    })
 }
 
 #[cfg(test)]

@@ -103,6 +103,12 @@ async fn a_reply_reaches_meta_and_its_statuses_follow(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(wamid, "wamid.FAKE1");
+    // The agent sees Meta accept it.
+    let accepted = socket.expect("status").await;
+    assert_eq!(
+        (accepted["status"].clone(), accepted["wamid"].clone()),
+        (json!("accepted"), json!(wamid))
+    );
 
     // Meta's status webhooks move it forward, never back.
     let status = |name: &str, ts: i64| {
@@ -201,6 +207,7 @@ async fn meta_errors_are_retried_or_given_up_by_code(backend: Backend) {
         status_of(&app, &first).await.as_deref() == Some("accepted")
     })
     .await;
+    assert_eq!(socket.expect("status").await["status"], "accepted");
     assert_eq!(graph.requests().len(), 2, "one refusal, one retry");
 
     // 131047 (re-engagement) is never retried; the message fails with Meta's reason.
@@ -215,6 +222,13 @@ async fn meta_errors_are_retried_or_given_up_by_code(backend: Backend) {
         status_of(&app, &second).await.as_deref() == Some("failed")
     })
     .await;
+    // The agent sees the dead letter, with Meta's reason.
+    let failed = socket.expect("status").await;
+    assert_eq!(
+        (failed["message_id"].clone(), failed["status"].clone()),
+        (json!(second), json!("failed"))
+    );
+    assert_eq!(failed["error"]["code"], 131047);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(graph.requests().len(), 3, "not retried");
     let error = app
