@@ -11,9 +11,9 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 use tokio::sync::{Mutex, Semaphore};
 
-/// What to send, how fast and for how long.
+/// The engine under test, shared by every scenario.
 #[derive(Clone, Debug, clap::Args)]
-pub struct IngestArgs {
+pub struct Target {
     /// Base URL of the engine (loopback only).
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub url: String,
@@ -23,6 +23,24 @@ pub struct IngestArgs {
     /// The engine's bootstrap admin token, to create the workspace, team and channels.
     #[arg(long, env = "WAOS__ADMIN__TOKEN")]
     pub admin_token: String,
+}
+
+impl Target {
+    /// Load tests send only to this machine.
+    pub fn check_loopback(&self) -> anyhow::Result<()> {
+        if self.url.starts_with("http://127.") || self.url.starts_with("http://localhost") {
+            Ok(())
+        } else {
+            bail!("load tests target this machine only (http://127.0.0.1:...)")
+        }
+    }
+}
+
+/// What to send, how fast and for how long.
+#[derive(Clone, Debug, clap::Args)]
+pub struct IngestArgs {
+    #[command(flatten)]
+    pub target: Target,
     /// Webhooks per second, scheduled at a constant rate.
     #[arg(long, default_value_t = 500)]
     pub rate: u64,
@@ -93,8 +111,8 @@ pub fn phone_number_id(run: &str, index: u64) -> String {
 async fn set_up(client: &reqwest::Client, args: &IngestArgs, run: &str) -> anyhow::Result<()> {
     set_up_world(
         client,
-        &args.url,
-        &args.admin_token,
+        &args.target.url,
+        &args.target.admin_token,
         args.numbers,
         run,
         false,
@@ -176,9 +194,7 @@ fn webhook(run: &str, sequence: u64, args: &IngestArgs) -> Vec<u8> {
 
 /// Sends `rate` signed webhooks a second for `duration` seconds and measures each to its answer.
 pub async fn run(args: IngestArgs) -> anyhow::Result<IngestReport> {
-    if !(args.url.starts_with("http://127.") || args.url.starts_with("http://localhost")) {
-        bail!("load tests target this machine only (http://127.0.0.1:...)");
-    }
+    args.target.check_loopback()?;
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.max_in_flight)
         .build()?;
@@ -194,8 +210,8 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<IngestReport> {
     let errors = Arc::new(AtomicU64::new(0));
     let mut dropped = 0;
     let permits = Arc::new(Semaphore::new(args.max_in_flight));
-    let secret = args.app_secret.clone().into_bytes();
-    let endpoint = format!("{}/webhooks/whatsapp", args.url);
+    let secret = args.target.app_secret.clone().into_bytes();
+    let endpoint = format!("{}/webhooks/whatsapp", args.target.url);
     let start = Instant::now();
     let mut tasks = Vec::with_capacity(total as usize);
     for sequence in 0..total {

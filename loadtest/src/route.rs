@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
@@ -16,17 +16,12 @@ use tokio::sync::Mutex;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-use crate::ingest::{phone_number_id, set_up_world, sign};
+use crate::ingest::{Target, phone_number_id, set_up_world, sign};
 
 #[derive(Clone, Debug, clap::Args)]
 pub struct RouteArgs {
-    /// Base URL of the engine (loopback only).
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
-    pub url: String,
-    #[arg(long, env = "WAOS__META__APP_SECRET")]
-    pub app_secret: String,
-    #[arg(long, env = "WAOS__ADMIN__TOKEN")]
-    pub admin_token: String,
+    #[command(flatten)]
+    pub target: Target,
     /// Agents on websockets.
     #[arg(long, default_value_t = 20)]
     pub agents: u64,
@@ -133,15 +128,14 @@ async fn agent_loop(
 }
 
 pub async fn run(args: RouteArgs) -> anyhow::Result<RouteReport> {
-    if !(args.url.starts_with("http://127.") || args.url.starts_with("http://localhost")) {
-        bail!("load tests target this machine only (http://127.0.0.1:...)");
-    }
+    args.target.check_loopback()?;
+    let target = &args.target;
     let client = reqwest::Client::new();
     let run_id = crate::ingest::run_id();
     let (workspace, team) = set_up_world(
         &client,
-        &args.url,
-        &args.admin_token,
+        &target.url,
+        &target.admin_token,
         1,
         &run_id,
         args.auto_accept,
@@ -156,15 +150,15 @@ pub async fn run(args: RouteArgs) -> anyhow::Result<RouteReport> {
     for index in 0..args.agents {
         let email = format!("agent{index}.{run_id}@loadtest.example");
         client
-            .post(format!("{}/api/v1/workspaces/{workspace}/agents", args.url))
-            .bearer_auth(&args.admin_token)
+            .post(format!("{}/api/v1/workspaces/{workspace}/agents", target.url))
+            .bearer_auth(&target.admin_token)
             .json(&json!({"name": format!("agent {index}"), "email": email, "password": password, "role": "agent",
                           "capacity": args.capacity, "team_ids": [team]}))
             .send()
             .await?
             .error_for_status()?;
         let session: Value = client
-            .post(format!("{}/api/v1/auth/login", args.url))
+            .post(format!("{}/api/v1/auth/login", target.url))
             .json(&json!({"email": email, "password": password}))
             .send()
             .await?
@@ -173,7 +167,7 @@ pub async fn run(args: RouteArgs) -> anyhow::Result<RouteReport> {
             .await?;
         let token = session["token"].as_str().context("token")?.to_owned();
         tokio::spawn(agent_loop(
-            args.url.clone(),
+            target.url.clone(),
             token,
             scheduled.clone(),
             to_agent.clone(),
@@ -183,8 +177,8 @@ pub async fn run(args: RouteArgs) -> anyhow::Result<RouteReport> {
     // Let every socket say hello before the first customer writes.
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    let secret = args.app_secret.clone().into_bytes();
-    let endpoint = format!("{}/webhooks/whatsapp", args.url);
+    let secret = target.app_secret.clone().into_bytes();
+    let endpoint = format!("{}/webhooks/whatsapp", target.url);
     let to_200 = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(
         1, 60_000_000, 3,
     )?));

@@ -5,13 +5,19 @@
 use waos_loadtest::{ingest, route};
 use waos_web::testing::{ADMIN_TOKEN, APP_SECRET, Backend, spawn_app};
 
+fn target(app: &waos_web::testing::TestApp) -> ingest::Target {
+    ingest::Target {
+        url: app.address.clone(),
+        app_secret: APP_SECRET.into(),
+        admin_token: ADMIN_TOKEN.into(),
+    }
+}
+
 #[actix_web::test]
 async fn ingest_and_route_scenarios_run_end_to_end() {
     let app = spawn_app(Backend::Postgres).await;
     let report = ingest::run(ingest::IngestArgs {
-        url: app.address.clone(),
-        app_secret: APP_SECRET.into(),
-        admin_token: ADMIN_TOKEN.into(),
+        target: target(&app),
         rate: 100,
         duration: 1,
         numbers: 2,
@@ -27,9 +33,7 @@ async fn ingest_and_route_scenarios_run_end_to_end() {
     );
 
     let report = route::run(route::RouteArgs {
-        url: app.address.clone(),
-        app_secret: APP_SECRET.into(),
-        admin_token: ADMIN_TOKEN.into(),
+        target: target(&app),
         agents: 3,
         capacity: 2,
         rate: 50,

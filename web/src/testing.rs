@@ -395,11 +395,17 @@ impl TestApp {
     }
 
     pub async fn create_team(&self, workspace_id: &str, name: &str) -> String {
+        self.create_team_with(workspace_id, json!({"name": name}))
+            .await
+    }
+
+    /// Creates a team from a whole request body (`auto_accept`, `offer_timeout_secs`, ...).
+    pub async fn create_team_with(&self, workspace_id: &str, body: Value) -> String {
         let created = self
             .post_ok(
                 &format!("/api/v1/workspaces/{workspace_id}/teams"),
                 ADMIN_TOKEN,
-                &json!({"name": name}),
+                &body,
                 201,
             )
             .await;

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use serde_json::{Value, json};
-use waos_web::testing::{ADMIN_TOKEN, Backend, connect_socket_at, spawn_app};
+use waos_web::testing::{Backend, connect_socket_at, spawn_app};
 
 use crate::concurrency::text_body;
 
@@ -21,16 +21,8 @@ async fn the_dashboard_follows_the_queue_live(backend: Backend) {
     let app = spawn_app(backend).await;
     let workspace = app.create_workspace("Watched").await;
     let team = app
-        .post_ok(
-            &format!("/api/v1/workspaces/{workspace}/teams"),
-            ADMIN_TOKEN,
-            &json!({"name": "Support", "auto_accept": true}),
-            201,
-        )
-        .await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+        .create_team_with(&workspace, json!({"name": "Support", "auto_accept": true}))
+        .await;
     app.create_channel(&workspace, &team, "115566778899001")
         .await;
     let (_, supervisor_token) = app

@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use rand::Rng;
 use serde_json::{Value, json};
-use waos_web::testing::{ADMIN_TOKEN, Backend, TestApp, eventually, spawn_app};
+use waos_web::testing::{Backend, TestApp, eventually, spawn_app};
 
 use crate::concurrency::text_body;
 
@@ -130,16 +130,11 @@ async fn two_thousand_conversations_fifty_agents_no_invariant_broken() {
     let mut teams = Vec::new();
     for (name, auto) in [("Sales", true), ("Support", false), ("Billing", false)] {
         let team = app
-            .post_ok(
-                &format!("/api/v1/workspaces/{workspace}/teams"),
-                ADMIN_TOKEN,
-                &json!({"name": name, "auto_accept": auto, "offer_timeout_secs": 10}),
-                201,
+            .create_team_with(
+                &workspace,
+                json!({"name": name, "auto_accept": auto, "offer_timeout_secs": 10}),
             )
-            .await["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+            .await;
         teams.push(team);
     }
     for (index, team) in teams.iter().enumerate() {

@@ -26,16 +26,8 @@ async fn holding(
 ) -> (AgentSocket, String, String, String) {
     let workspace = app.create_workspace("Replies").await;
     let team = app
-        .post_ok(
-            &format!("/api/v1/workspaces/{workspace}/teams"),
-            ADMIN_TOKEN,
-            &json!({"name": "Support", "auto_accept": true}),
-            201,
-        )
-        .await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+        .create_team_with(&workspace, json!({"name": "Support", "auto_accept": true}))
+        .await;
     app.create_channel(&workspace, &team, "115566778899001")
         .await;
     let (_, token) = app

@@ -20,17 +20,7 @@ async fn floor(app: &TestApp, team_settings: Value) -> Floor {
     body.as_object_mut()
         .unwrap()
         .extend(team_settings.as_object().unwrap().clone());
-    let team = app
-        .post_ok(
-            &format!("/api/v1/workspaces/{workspace}/teams"),
-            ADMIN_TOKEN,
-            &body,
-            201,
-        )
-        .await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let team = app.create_team_with(&workspace, body).await;
     app.create_channel(&workspace, &team, "115566778899001")
         .await;
     Floor { workspace, team }
