@@ -38,7 +38,7 @@ pub struct PageRequest {
 }
 
 impl PageRequest {
-    fn limit(&self) -> Result<u64, EngineError> {
+    pub(crate) fn limit(&self) -> Result<u64, EngineError> {
         match self.limit {
             None => Ok(DEFAULT_PAGE),
             Some(limit) if (1..=MAX_PAGE).contains(&limit) => Ok(limit),
@@ -87,6 +87,8 @@ pub struct ConversationView {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub resolved_at: Option<DateTime<Utc>>,
+    /// Labels agents put on the conversation (`vip`, `billing`, ...).
+    pub tags: Vec<String>,
 }
 
 pub fn conversation_view(
@@ -107,6 +109,7 @@ pub fn conversation_view(
         created_at: row.created_at,
         updated_at: row.updated_at,
         resolved_at: row.resolved_at,
+        tags: serde_json::from_str(&row.tags).unwrap_or_default(),
     }
 }
 
@@ -219,7 +222,11 @@ pub async fn list_conversations(
     Ok(Page { items, next_cursor })
 }
 
-fn next_cursor<T>(rows: &mut Vec<T>, limit: u64, key: impl Fn(&T) -> String) -> Option<String> {
+pub(crate) fn next_cursor<T>(
+    rows: &mut Vec<T>,
+    limit: u64,
+    key: impl Fn(&T) -> String,
+) -> Option<String> {
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
     if rows.len() > limit {
         rows.truncate(limit);
@@ -229,7 +236,7 @@ fn next_cursor<T>(rows: &mut Vec<T>, limit: u64, key: impl Fn(&T) -> String) -> 
     }
 }
 
-async fn find_conversation(
+pub(crate) async fn find_conversation(
     db: &DatabaseConnection,
     caller: &Principal,
     id: ConversationId,

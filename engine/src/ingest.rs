@@ -827,6 +827,7 @@ impl TxWriter<'_> {
                 created_at: Set(now),
                 updated_at: Set(now),
                 resolved_at: Set(None),
+                tags: Set("[]".to_owned()),
             };
             return Ok((row.insert(self.txn).await?, true));
         };

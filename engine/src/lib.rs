@@ -23,6 +23,7 @@
 //! ```
 
 pub mod admin;
+pub mod annotations;
 pub mod audit;
 pub mod auth;
 pub mod crypto;
@@ -30,10 +31,12 @@ pub mod error;
 pub mod ids;
 pub mod inbox;
 pub mod ingest;
+pub mod media;
 pub mod meta;
 pub mod outbound;
 pub mod presence;
 pub mod routing;
 pub mod store;
+pub mod templates;
 
 pub use error::EngineError;

@@ -90,6 +90,12 @@ pub async fn queue_reply(
         next_attempt_at: Set(now),
         claimed_by: Set(None),
         claimed_until: Set(None),
+        recipient: Set(body
+            .get("to")
+            .or_else(|| body.get("recipient"))
+            .and_then(Value::as_str)
+            .map(str::to_owned)),
+        kind: Set("reply".to_owned()),
         body: Set(body),
         last_error: Set(None),
         created_at: Set(now),
@@ -99,6 +105,71 @@ pub async fn queue_reply(
     .await?;
     txn.commit().await?;
     Ok(row.into())
+}
+
+/// The agent opened the conversation: its unread inbound messages become `read`, and one read
+/// receipt for the latest of them is queued for Meta (which marks the earlier ones read too).
+/// Answers whether there was anything to mark.
+pub async fn queue_read_receipt(
+    db: &DatabaseConnection,
+    conversation_id: ConversationId,
+) -> Result<bool, DbErr> {
+    use sea_orm::sea_query::Expr;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+
+    let unread = || {
+        message::Entity::find()
+            .filter(message::Column::ConversationId.eq(conversation_id.to_string()))
+            .filter(message::Column::Direction.eq("in"))
+            .filter(message::Column::Status.eq("received"))
+    };
+    let Some(latest) = unread()
+        .filter(message::Column::Wamid.is_not_null())
+        .order_by_desc(message::Column::Id)
+        .one(db)
+        .await?
+    else {
+        return Ok(false);
+    };
+    let Some(wamid) = latest.wamid.clone() else {
+        return Ok(false);
+    };
+    let now = Utc::now();
+    let txn = crate::store::begin_write(db).await?;
+    let marked = message::Entity::update_many()
+        .col_expr(message::Column::Status, Expr::value("read"))
+        .col_expr(message::Column::UpdatedAt, Expr::value(now))
+        .filter(message::Column::ConversationId.eq(conversation_id.to_string()))
+        .filter(message::Column::Direction.eq("in"))
+        .filter(message::Column::Status.eq("received"))
+        .filter(message::Column::Id.lte(latest.id.clone()))
+        .exec(&txn)
+        .await?;
+    // Another tab marked them first: nothing more to tell Meta.
+    if marked.rows_affected == 0 {
+        txn.rollback().await?;
+        return Ok(false);
+    }
+    outbox::ActiveModel {
+        id: Set(uuid::Uuid::now_v7().to_string()),
+        message_id: Set(latest.id),
+        channel_id: Set(latest.channel_id),
+        status: Set("pending".to_owned()),
+        attempts: Set(0),
+        next_attempt_at: Set(now),
+        claimed_by: Set(None),
+        claimed_until: Set(None),
+        recipient: Set(None),
+        kind: Set("read".to_owned()),
+        body: Set(json!({"messaging_product": "whatsapp", "status": "read", "message_id": wamid})),
+        last_error: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(&txn)
+    .await?;
+    txn.commit().await?;
+    Ok(true)
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261122_000001_create_core;
 mod m20261122_000002_create_outbox;
+mod m20261122_000003_create_console;
 
 pub struct Migrator;
 
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261122_000001_create_core::Migration),
             Box::new(m20261122_000002_create_outbox::Migration),
+            Box::new(m20261122_000003_create_console::Migration),
         ]
     }
 }

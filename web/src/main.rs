@@ -59,7 +59,8 @@ async fn main() -> anyhow::Result<()> {
             .await?;
             let sealer =
                 waos_engine::crypto::Sealer::from_hex(&waos_web::startup::secret_key(&settings)?)?;
-            let _stop = waos_web::startup::spawn_sender(db, sealer, &settings, None)?;
+            let redis = waos_web::startup::connect_redis(&settings).await?;
+            let _stop = waos_web::startup::spawn_workers(db, sealer, &settings, None, redis)?;
             tracing::info!("workers running");
             tokio::signal::ctrl_c().await?;
         }

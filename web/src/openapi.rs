@@ -4,7 +4,7 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{admin, conversations, health, session, webhook};
+use crate::routes::{admin, annotations, conversations, health, session, webhook};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -19,6 +19,9 @@ use crate::routes::{admin, conversations, health, session, webhook};
         admin::create_agent, admin::list_agents, admin::update_agent,
         conversations::list, conversations::get, conversations::messages, conversations::audit,
         conversations::assign, conversations::reply,
+        annotations::directory, annotations::set_tags, annotations::list_notes,
+        annotations::add_note, annotations::conversation_templates, annotations::sync_templates,
+        annotations::media,
     ),
     modifiers(&BearerAuth),
 )]

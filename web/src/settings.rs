@@ -25,6 +25,7 @@ pub struct Settings {
     pub routing: RoutingSettings,
     pub websocket: WebsocketSettings,
     pub outbound: OutboundSettings,
+    pub media: MediaSettings,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -36,6 +37,22 @@ pub struct OutboundSettings {
     pub backoff_base_ms: u64,
     pub backoff_max_ms: u64,
     pub max_attempts: i32,
+    pub concurrency: usize,
+    pub number_rate_per_sec: u32,
+    pub number_burst: u32,
+    pub customer_interval_ms: u64,
+    pub customer_burst: u32,
+    pub template_sync_interval_ms: u64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MediaSettings {
+    pub dir: String,
+    pub poll_interval_ms: u64,
+    pub max_bytes: u64,
+    pub max_attempts: i32,
+    pub backoff_base_ms: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -110,6 +127,7 @@ pub struct RoutingSettings {
     pub presence_ttl_ms: u64,
     pub stats_interval_ms: u64,
     pub conversation_idle_ms: u64,
+    pub mark_read_on_open: bool,
 }
 
 #[derive(Clone, Debug, Deserialize)]

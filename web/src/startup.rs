@@ -47,32 +47,91 @@ pub struct Background {
     _stop_sender: watch::Sender<bool>,
 }
 
-/// Starts the outbound sender on the current runtime; it stops when the returned sender drops.
-pub fn spawn_sender(
+/// Connects to Redis when `redis.url` is set.
+pub async fn connect_redis(
+    settings: &Settings,
+) -> anyhow::Result<Option<redis::aio::ConnectionManager>> {
+    if settings.redis.url.is_empty() {
+        return Ok(None);
+    }
+    let client =
+        redis::Client::open(settings.redis.url.as_str()).context("parsing the Redis URL")?;
+    Ok(Some(
+        redis::aio::ConnectionManager::new(client)
+            .await
+            .context("connecting to Redis")?,
+    ))
+}
+
+/// The template sync, also used on demand by the admin API.
+pub fn template_sync(
+    db: sea_orm::DatabaseConnection,
+    sealer: Sealer,
+    settings: &Settings,
+) -> anyhow::Result<waos_workers::templates::TemplateSync> {
+    Ok(waos_workers::templates::TemplateSync::new(
+        db,
+        sealer,
+        settings.meta.graph_url.clone(),
+        millis(settings.outbound.template_sync_interval_ms),
+    )?)
+}
+
+/// Starts the background workers on the current runtime (the outbound sender, the template
+/// sync, the media downloader); they stop when the returned sender drops.
+pub fn spawn_workers(
     db: sea_orm::DatabaseConnection,
     sealer: Sealer,
     settings: &Settings,
     outcomes: Option<Arc<dyn InboundHandoff>>,
+    redis: Option<redis::aio::ConnectionManager>,
 ) -> anyhow::Result<watch::Sender<bool>> {
+    use waos_workers::pacing::Budget;
+
     let (stop, stopped) = watch::channel(false);
+    let outbound = &settings.outbound;
     let sender = waos_workers::sender::Sender::new(
-        db,
-        sealer,
+        db.clone(),
+        sealer.clone(),
         waos_workers::sender::SenderSettings {
             graph_url: settings.meta.graph_url.clone(),
-            batch: settings.outbound.batch.max(1),
-            claim_for: millis(settings.outbound.claim_ms),
-            poll_interval: millis(settings.outbound.poll_interval_ms.max(1)),
-            backoff_base: millis(settings.outbound.backoff_base_ms.max(1)),
-            backoff_max: millis(settings.outbound.backoff_max_ms.max(1)),
-            max_attempts: settings.outbound.max_attempts.max(1),
+            batch: outbound.batch.max(1),
+            claim_for: millis(outbound.claim_ms),
+            poll_interval: millis(outbound.poll_interval_ms.max(1)),
+            backoff_base: millis(outbound.backoff_base_ms.max(1)),
+            backoff_max: millis(outbound.backoff_max_ms.max(1)),
+            max_attempts: outbound.max_attempts.max(1),
+            concurrency: outbound.concurrency.max(1),
+            number_budget: Budget::per_second(outbound.number_rate_per_sec, outbound.number_burst),
+            customer_budget: Budget {
+                interval: millis(outbound.customer_interval_ms.max(1)),
+                burst: outbound.customer_burst.max(1),
+            },
         },
     )?;
     let sender = match outcomes {
         Some(outcomes) => sender.with_outcomes(outcomes),
         None => sender,
     };
-    tokio::spawn(sender.run(stopped));
+    let sender = match redis {
+        Some(connection) => sender.with_redis(connection, &settings.redis.key_prefix),
+        None => sender,
+    };
+    tokio::spawn(sender.run(stopped.clone()));
+    tokio::spawn(template_sync(db.clone(), sealer.clone(), settings)?.run(stopped.clone()));
+    let media = waos_workers::media::MediaDownloader::new(
+        db,
+        sealer,
+        waos_workers::media::MediaSettings {
+            graph_url: settings.meta.graph_url.clone(),
+            dir: settings.media.dir.clone().into(),
+            poll_interval: millis(settings.media.poll_interval_ms.max(1)),
+            max_bytes: settings.media.max_bytes,
+            max_attempts: settings.media.max_attempts.max(1),
+            backoff_base: millis(settings.media.backoff_base_ms.max(1)),
+        },
+    )?;
+    tokio::spawn(media.run(stopped));
     Ok(stop)
 }
 
@@ -97,17 +156,7 @@ impl Application {
         .context("connecting to the database")?;
         store::migrate(&db).await.context("applying migrations")?;
 
-        let redis = if settings.redis.url.is_empty() {
-            None
-        } else {
-            let client = redis::Client::open(settings.redis.url.as_str())
-                .context("parsing the Redis URL")?;
-            Some(
-                redis::aio::ConnectionManager::new(client)
-                    .await
-                    .context("connecting to Redis")?,
-            )
-        };
+        let redis = connect_redis(&settings).await?;
 
         let app_secret = Some(settings.meta.app_secret.clone()).filter(is_set);
         if app_secret.is_none() {
@@ -143,6 +192,7 @@ impl Application {
                 presence_ttl: millis(settings.routing.presence_ttl_ms.max(30)),
                 stats_interval: millis(settings.routing.stats_interval_ms.max(10)),
                 conversation_idle: millis(settings.routing.conversation_idle_ms.max(10)),
+                mark_read_on_open: settings.routing.mark_read_on_open,
             },
         );
         let engine = Arc::new(Engine::start(routing)?);
@@ -169,12 +219,14 @@ impl Application {
             },
         );
 
-        let stop_sender = spawn_sender(
+        let stop_sender = spawn_workers(
             db.clone(),
             sealer.clone(),
             &settings,
             Some(engine.handoff()),
+            redis.clone(),
         )?;
+        let template_sync = Arc::new(template_sync(db.clone(), sealer.clone(), &settings)?);
         let state = web::Data::new(AppState {
             db,
             directory: engine.directory.clone(),
@@ -195,6 +247,8 @@ impl Application {
             commit_timeout: millis(settings.ingest.commit_timeout_ms),
             session_ttl: millis(settings.security.session_ttl_ms),
             ws_ticket_ttl: millis(settings.security.ws_ticket_ttl_ms),
+            media_dir: settings.media.dir.clone().into(),
+            template_sync,
         });
 
         let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))

@@ -32,4 +32,8 @@ pub struct AppState {
     pub commit_timeout: Duration,
     pub session_ttl: Duration,
     pub ws_ticket_ttl: Duration,
+    /// Where downloaded media lives (`media.dir`).
+    pub media_dir: std::path::PathBuf,
+    /// Fetches a channel's templates from Meta on demand.
+    pub template_sync: Arc<waos_workers::templates::TemplateSync>,
 }

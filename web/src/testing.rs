@@ -200,6 +200,14 @@ poll_interval_ms = 20
 backoff_base_ms = 50
 backoff_max_ms = 200
 max_attempts = 4
+number_rate_per_sec = 1000
+number_burst = 100
+customer_interval_ms = 100
+customer_burst = 5
+[media]
+dir = "{folder}/media"
+poll_interval_ms = 20
+backoff_base_ms = 50
 [websocket]
 heartbeat_interval_ms = 200
 client_timeout_ms = 2000
@@ -746,9 +754,12 @@ impl AgentSocket {
 /// One request the fake Graph API received.
 #[derive(Clone, Debug)]
 pub struct GraphRequest {
+    pub method: String,
     pub path: String,
     pub authorization: Option<String>,
     pub body: Value,
+    /// When it arrived (for pacing checks).
+    pub at: std::time::Instant,
 }
 
 #[derive(Default)]
@@ -756,6 +767,30 @@ struct GraphState {
     requests: Mutex<Vec<GraphRequest>>,
     /// Scripted answers, used in order; then every send succeeds.
     script: Mutex<std::collections::VecDeque<(u16, Value)>>,
+    /// What `GET /{waba_id}/message_templates` lists.
+    templates: Mutex<Vec<Value>>,
+    /// Media by id: (mime type, bytes).
+    media: Mutex<std::collections::HashMap<String, (String, Vec<u8>)>>,
+    /// Base URL without the version, for media URLs.
+    origin: Mutex<String>,
+}
+
+impl GraphState {
+    fn record(&self, request: &actix_web::HttpRequest, body: Value) -> usize {
+        let mut requests = self.requests.lock().unwrap();
+        requests.push(GraphRequest {
+            method: request.method().to_string(),
+            path: request.path().to_owned(),
+            authorization: request
+                .headers()
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            body,
+            at: std::time::Instant::now(),
+        });
+        requests.len()
+    }
 }
 
 /// A fake of Meta's Graph API (the only fake in the tests): records every send and answers like
@@ -775,24 +810,14 @@ impl FakeGraph {
             body: web::Json<Value>,
             state: web::Data<GraphState>,
         ) -> HttpResponse {
-            let recorded = GraphRequest {
-                path: request.path().to_owned(),
-                authorization: request
-                    .headers()
-                    .get("authorization")
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_owned),
-                body: body.into_inner(),
-            };
-            let to = recorded.body["to"].clone();
-            let number = {
-                let mut requests = state.requests.lock().unwrap();
-                requests.push(recorded);
-                requests.len()
-            };
+            let body = body.into_inner();
+            let to = body["to"].clone();
+            let read_receipt = body["status"] == "read";
+            let number = state.record(&request, body);
             let scripted = state.script.lock().unwrap().pop_front();
             match scripted {
                 Some((status, body)) => HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap()).json(body),
+                None if read_receipt => HttpResponse::Ok().json(json!({"success": true})),
                 None => HttpResponse::Ok().json(json!({
                     "messaging_product": "whatsapp",
                     "contacts": [{"input": to, "wa_id": to}],
@@ -800,15 +825,85 @@ impl FakeGraph {
                 })),
             }
         }
+        async fn templates(
+            request: HttpRequest,
+            query: web::Query<std::collections::HashMap<String, String>>,
+            state: web::Data<GraphState>,
+        ) -> HttpResponse {
+            state.record(&request, Value::Null);
+            let all = state.templates.lock().unwrap().clone();
+            let limit: usize = query
+                .get("limit")
+                .and_then(|l| l.parse().ok())
+                .unwrap_or(25);
+            let start: usize = query.get("after").and_then(|a| a.parse().ok()).unwrap_or(0);
+            let end = (start + limit).min(all.len());
+            let mut page = json!({"data": all[start.min(end)..end].to_vec()});
+            if end < all.len() {
+                page["paging"] = json!({"cursors": {"before": start.to_string(), "after": end.to_string()},
+                                        "next": format!("https://graph.example/next?after={end}")});
+            }
+            HttpResponse::Ok().json(page)
+        }
+        async fn media_url(
+            request: HttpRequest,
+            path: web::Path<(String, String)>,
+            state: web::Data<GraphState>,
+        ) -> HttpResponse {
+            state.record(&request, Value::Null);
+            let media_id = path.into_inner().1;
+            let found = state.media.lock().unwrap().get(&media_id).cloned();
+            match found {
+                Some((mime, bytes)) => {
+                    use sha2::Digest;
+                    let origin = state.origin.lock().unwrap().clone();
+                    HttpResponse::Ok().json(json!({
+                        "messaging_product": "whatsapp",
+                        "url": format!("{origin}/media-bytes/{media_id}"),
+                        "mime_type": mime,
+                        "sha256": hex::encode(sha2::Sha256::digest(&bytes)),
+                        "file_size": bytes.len(),
+                        "id": media_id,
+                    }))
+                }
+                None => HttpResponse::BadRequest()
+                    .json(json!({"error": {"message": "(#100) Invalid parameter",
+                    "type": "OAuthException", "code": 100, "fbtrace_id": "Atest"}})),
+            }
+        }
+        async fn media_bytes(
+            request: HttpRequest,
+            path: web::Path<String>,
+            state: web::Data<GraphState>,
+        ) -> HttpResponse {
+            state.record(&request, Value::Null);
+            if request.headers().get("authorization").is_none() {
+                return HttpResponse::Unauthorized().finish();
+            }
+            let found = state.media.lock().unwrap().get(path.as_str()).cloned();
+            match found {
+                Some((mime, bytes)) => HttpResponse::Ok().content_type(mime).body(bytes),
+                None => HttpResponse::NotFound().finish(),
+            }
+        }
         let state = web::Data::new(GraphState::default());
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
+        *state.origin.lock().unwrap() = format!("http://127.0.0.1:{port}");
         let shared = state.clone();
         let server = HttpServer::new(move || {
-            App::new().app_data(shared.clone()).route(
-                "/{version}/{phone_number_id}/messages",
-                web::post().to(send),
-            )
+            App::new()
+                .app_data(shared.clone())
+                .route(
+                    "/{version}/{phone_number_id}/messages",
+                    web::post().to(send),
+                )
+                .route(
+                    "/{version}/{waba_id}/message_templates",
+                    web::get().to(templates),
+                )
+                .route("/media-bytes/{media_id}", web::get().to(media_bytes))
+                .route("/{version}/{media_id}", web::get().to(media_url))
         })
         .workers(1)
         .listen(listener)
@@ -832,6 +927,28 @@ impl FakeGraph {
 
     pub fn requests(&self) -> Vec<GraphRequest> {
         self.state.requests.lock().unwrap().clone()
+    }
+
+    /// The message sends (and read receipts) received, leaving out template and media lookups.
+    pub fn sends(&self) -> Vec<GraphRequest> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.method == "POST")
+            .collect()
+    }
+
+    /// What the template list answers from now on.
+    pub fn set_templates(&self, templates: Vec<Value>) {
+        *self.state.templates.lock().unwrap() = templates;
+    }
+
+    /// Makes a media id downloadable.
+    pub fn add_media(&self, media_id: &str, mime: &str, bytes: &[u8]) {
+        self.state
+            .media
+            .lock()
+            .unwrap()
+            .insert(media_id.to_owned(), (mime.to_owned(), bytes.to_vec()));
     }
 }
 

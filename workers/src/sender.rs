@@ -3,7 +3,10 @@
 //! and decides by Meta's error code what a failure means: retry later, give up, or pause the
 //! channel (token rejected) until an operator resumes it.
 
+use std::collections::HashMap;
 use std::time::Duration;
+
+use futures_util::StreamExt;
 
 use chrono::Utc;
 use rand::Rng;
@@ -21,6 +24,8 @@ use waos_engine::crypto::Sealer;
 use waos_engine::ids::{ConversationId, MessageId};
 use waos_engine::ingest::{InboundHandoff, StatusEvent};
 use waos_engine::store::entity::{channel, message, outbox};
+
+use crate::pacing::{Budget, Pacer};
 
 /// Meta error codes worth retrying, and codes that pause the whole channel.
 const RETRY_CODES: &[i64] = &[130429, 131056, 131000, 131016, 131057, 4, 80007, 2];
@@ -41,6 +46,11 @@ pub struct SenderSettings {
     pub backoff_max: Duration,
     /// Attempts before a retryable failure becomes a dead letter.
     pub max_attempts: i32,
+    /// Customers served at once (each customer's rows still go one after another).
+    pub concurrency: usize,
+    /// Each number's budget at Meta, and each customer's.
+    pub number_budget: Budget,
+    pub customer_budget: Budget,
 }
 
 pub struct Sender {
@@ -53,6 +63,7 @@ pub struct Sender {
     /// Told of each reply's outcome after it is stored (accepted, or failed with Meta's
     /// reason), so that the agent sees it at once; `None` when the sender runs alone.
     outcomes: Option<Arc<dyn InboundHandoff>>,
+    pacer: Pacer,
 }
 
 /// What a step did.
@@ -66,6 +77,8 @@ pub enum Outcome {
 #[derive(Debug, PartialEq)]
 enum Verdict {
     Sent(String),
+    /// A read receipt was taken (`{"success": true}`).
+    Acknowledged,
     Retry(Value),
     Dead(Value),
     PauseChannel(Value),
@@ -76,6 +89,9 @@ fn classify(status: reqwest::StatusCode, body: &Value) -> Verdict {
         && let Some(wamid) = body.pointer("/messages/0/id").and_then(Value::as_str)
     {
         return Verdict::Sent(wamid.to_owned());
+    }
+    if status.is_success() && body.get("success") == Some(&Value::Bool(true)) {
+        return Verdict::Acknowledged;
     }
     let error = body
         .get("error")
@@ -103,10 +119,17 @@ impl Sender {
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(20))
                 .build()?,
+            pacer: Pacer::new(settings.number_budget, settings.customer_budget),
             settings,
             id: uuid::Uuid::now_v7().to_string(),
             outcomes: None,
         })
+    }
+
+    /// Shares each number's budget with every sender on this Redis (and key prefix).
+    pub fn with_redis(mut self, connection: redis::aio::ConnectionManager, prefix: &str) -> Self {
+        self.pacer = self.pacer.with_redis(connection, prefix);
+        self
     }
 
     /// Reports each reply's outcome to `outcomes` (the routing engine, in `waos serve`).
@@ -143,10 +166,85 @@ impl Sender {
             return Ok(Outcome::Idle);
         }
         let count = rows.len();
+        // One group per customer (read receipts each alone), in claim order; groups run
+        // concurrently, each one's rows one after another so a customer reads them in order.
+        let mut groups: Vec<Vec<outbox::Model>> = Vec::new();
+        let mut group_of: HashMap<(String, String), usize> = HashMap::new();
         for row in rows {
-            self.deliver(row).await?;
+            let key = (
+                row.channel_id.clone(),
+                row.recipient.clone().unwrap_or_else(|| row.id.clone()),
+            );
+            let index = *group_of.entry(key).or_insert_with(|| {
+                groups.push(Vec::new());
+                groups.len() - 1
+            });
+            groups[index].push(row);
         }
+        let results: Vec<Result<(), DbErr>> = futures_util::stream::iter(groups)
+            .map(|group| self.deliver_group(group))
+            .buffer_unordered(self.settings.concurrency.max(1))
+            .collect()
+            .await;
+        results.into_iter().collect::<Result<(), DbErr>>()?;
         Ok(Outcome::Worked(count))
+    }
+
+    async fn deliver_group(&self, group: Vec<outbox::Model>) -> Result<(), DbErr> {
+        let mut rows = group.into_iter();
+        while let Some(row) = rows.next() {
+            if let Some(until) = self.deliver(row).await? {
+                // The rest waits too, so that nothing overtakes the deferred row.
+                for rest in rows.by_ref() {
+                    self.defer(rest, until).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts a row back, due at `until`, without counting an attempt.
+    async fn defer(&self, row: outbox::Model, until: chrono::DateTime<Utc>) -> Result<(), DbErr> {
+        let mut later = row.into_active_model();
+        later.claimed_until = Set(None);
+        later.next_attempt_at = Set(until);
+        later.update(&self.db).await?;
+        Ok(())
+    }
+
+    /// Does an earlier row to the same customer still wait (on another sender, or a retry)?
+    async fn waits_behind_earlier(&self, row: &outbox::Model) -> Result<bool, DbErr> {
+        let Some(recipient) = &row.recipient else {
+            return Ok(false);
+        };
+        Ok(outbox::Entity::find()
+            .filter(outbox::Column::ChannelId.eq(row.channel_id.clone()))
+            .filter(outbox::Column::Recipient.eq(recipient.clone()))
+            .filter(outbox::Column::Status.eq("pending"))
+            .filter(outbox::Column::Id.lt(row.id.clone()))
+            .one(&self.db)
+            .await?
+            .is_some())
+    }
+
+    /// Waits for the number's (and customer's) slot; a wait longer than a fraction of the
+    /// claim answers when to come back instead.
+    async fn wait_for_slot(
+        &self,
+        number: &str,
+        customer: Option<&str>,
+    ) -> Option<chrono::DateTime<Utc>> {
+        let longest_inline = (self.settings.claim_for / 4).min(Duration::from_secs(2));
+        loop {
+            let wait = self.pacer.acquire(number, customer).await;
+            if wait.is_zero() {
+                return None;
+            }
+            if wait > longest_inline {
+                return Some(Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default());
+            }
+            tokio::time::sleep(wait).await;
+        }
     }
 
     fn due() -> Condition {
@@ -189,33 +287,44 @@ impl Sender {
             .await
     }
 
-    async fn deliver(&self, row: outbox::Model) -> Result<(), DbErr> {
+    /// Sends one row; answers when to come back if it had to wait (the caller defers the
+    /// customer's later rows with it).
+    async fn deliver(&self, row: outbox::Model) -> Result<Option<chrono::DateTime<Utc>>, DbErr> {
         let Some(channel) = channel::Entity::find_by_id(row.channel_id.clone())
             .one(&self.db)
             .await?
         else {
-            return self
-                .finish(
-                    row,
-                    Verdict::Dead(json!({"message": "the channel no longer exists"})),
-                )
-                .await;
+            self.finish(
+                row,
+                Verdict::Dead(json!({"message": "the channel no longer exists"})),
+            )
+            .await?;
+            return Ok(None);
         };
+        let soon = Utc::now()
+            + chrono::Duration::from_std(self.settings.poll_interval).unwrap_or_default();
         if channel.paused || !channel.active {
             // Kept for when the channel resumes.
-            let mut later = row.into_active_model();
-            later.claimed_until = Set(None);
-            later.next_attempt_at = Set(Utc::now()
-                + chrono::Duration::from_std(self.settings.poll_interval).unwrap_or_default());
-            later.update(&self.db).await?;
-            return Ok(());
+            self.defer(row, soon).await?;
+            return Ok(Some(soon));
+        }
+        if self.waits_behind_earlier(&row).await? {
+            self.defer(row, soon).await?;
+            return Ok(Some(soon));
+        }
+        let customer = (row.kind == "reply")
+            .then_some(row.recipient.as_deref())
+            .flatten();
+        if let Some(until) = self.wait_for_slot(&channel.phone_number_id, customer).await {
+            self.defer(row, until).await?;
+            return Ok(Some(until));
         }
         let token = match self.sealer.open(&channel.access_token_sealed) {
             Ok(token) => token,
             Err(_) => {
-                return self
-                    .pause(&channel, row, json!({"message": "the channel's token cannot be opened with this installation's key"}))
-                    .await;
+                self.pause(&channel, row, json!({"message": "the channel's token cannot be opened with this installation's key"}))
+                    .await?;
+                return Ok(None);
             }
         };
         let url = format!(
@@ -241,9 +350,10 @@ impl Sender {
             }
         };
         match verdict {
-            Verdict::PauseChannel(error) => self.pause(&channel, row, error).await,
-            verdict => self.finish(row, verdict).await,
+            Verdict::PauseChannel(error) => self.pause(&channel, row, error).await?,
+            verdict => self.finish(row, verdict).await?,
         }
+        Ok(None)
     }
 
     async fn pause(
@@ -269,15 +379,24 @@ impl Sender {
     async fn finish(&self, row: outbox::Model, verdict: Verdict) -> Result<(), DbErr> {
         let now = Utc::now();
         let message_id = row.message_id.clone();
+        let row_kind = row.kind.clone();
         let attempts = row.attempts + 1;
         let txn = waos_engine::store::begin_write(&self.db).await?;
         let mut next = row.into_active_model();
         next.attempts = Set(attempts);
         next.updated_at = Set(now);
         next.claimed_until = Set(None);
-        let stored = message::Entity::find_by_id(message_id).one(&txn).await?;
+        // A read receipt's row points at the customer's message, whose status is not the
+        // receipt's to change.
+        let stored = match row_kind.as_str() {
+            "reply" => message::Entity::find_by_id(message_id).one(&txn).await?,
+            _ => None,
+        };
         let mut outcome = None;
         match verdict {
+            Verdict::Acknowledged => {
+                next.status = Set("sent".into());
+            }
             Verdict::Sent(wamid) => {
                 next.status = Set("sent".into());
                 if let Some(stored) = stored {

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use crate::ids::{AgentId, ConversationId, TeamId, WorkspaceId};
 use crate::inbox::{ConversationView, MessageView};
 use crate::routing::conversation::{
-    Accept, ConversationActor, Decline, Requeue, Resolve, SendText, TransferToAgent,
+    Accept, ConversationActor, Decline, Reply, Requeue, Resolve, SendReply, TransferToAgent,
     TransferToTeam, Withdraw,
 };
 use crate::routing::directory::{Directory, GetConversation};
@@ -307,6 +307,35 @@ impl AgentActor {
 }
 
 impl AgentActor {
+    /// The agent opened a conversation it holds: its customer's messages are marked read.
+    fn open(&self, socket_id: u64, conversation_id: String, ctx: &mut Context<Self>) {
+        let held = ConversationId::parse(&conversation_id).filter(|id| self.held.contains_key(id));
+        let Some(id) = held else {
+            self.send_to(
+                socket_id,
+                &ServerFrame::Error {
+                    code: RoutingError::NotAssigned.code().into(),
+                    message: RoutingError::NotAssigned.to_string(),
+                    client_id: None,
+                    conversation_id: Some(conversation_id),
+                },
+            );
+            return;
+        };
+        if !self.context.settings.mark_read_on_open {
+            return;
+        }
+        let db = self.context.db.clone();
+        ctx.spawn(
+            async move {
+                if let Err(error) = crate::outbound::queue_read_receipt(&db, id).await {
+                    tracing::warn!(%error, conversation_id = %id, "read receipt not queued");
+                }
+            }
+            .into_actor(self),
+        );
+    }
+
     /// Hands a reply to its conversation; answers the socket with `sent` or an `error` frame
     /// that echoes the client's id.
     fn send_reply(
@@ -314,7 +343,7 @@ impl AgentActor {
         socket_id: u64,
         conversation_id: String,
         client_id: Option<String>,
-        text: String,
+        reply: Reply,
         ctx: &mut Context<Self>,
     ) {
         let locate = self.locate(&conversation_id);
@@ -323,7 +352,7 @@ impl AgentActor {
             async move {
                 match locate.await {
                     Some(conversation) => conversation
-                        .send(SendText { agent_id, text })
+                        .send(SendReply { agent_id, reply })
                         .await
                         .unwrap_or_else(|_| {
                             Err(RoutingError::Conflict("the conversation has ended".into()))
@@ -490,27 +519,34 @@ impl Handler<FromClient> for AgentActor {
                     .do_send(AgentPresence { agent_id, presence });
                 self.broadcast(&ServerFrame::Presence { status: presence });
             }
-            ClientFrame::Open(_) => {}
+            ClientFrame::Open(opened) => self.open(socket, opened.conversation_id, ctx),
             ClientFrame::Send {
                 conversation_id,
                 client_id,
                 text,
-            } => self.send_reply(socket, conversation_id, client_id, text, ctx),
+            } => self.send_reply(socket, conversation_id, client_id, Reply::Text(text), ctx),
             ClientFrame::SendTemplate {
                 conversation_id,
                 client_id,
-                ..
-            } => {
-                self.send_to(
+                template,
+            } => match crate::templates::TemplateRequest::parse(template) {
+                Ok(request) => self.send_reply(
+                    socket,
+                    conversation_id,
+                    client_id,
+                    Reply::Template(request),
+                    ctx,
+                ),
+                Err(why) => self.send_to(
                     socket,
                     &ServerFrame::Error {
-                        code: "unavailable".into(),
-                        message: "templates are not available yet in this version".into(),
+                        code: "validation_failed".into(),
+                        message: why,
                         client_id,
                         conversation_id: Some(conversation_id),
                     },
-                );
-            }
+                ),
+            },
         }
     }
 }

@@ -86,12 +86,19 @@ pub struct Requeue {
 #[rtype(result = "()")]
 pub struct StatusUpdate(pub crate::ingest::StatusEvent);
 
-/// An agent's free-form reply.
+/// What an agent sends: free text (inside the 24-hour window) or a template (any time).
+#[derive(Clone, Debug)]
+pub enum Reply {
+    Text(String),
+    Template(crate::templates::TemplateRequest),
+}
+
+/// An agent's reply.
 #[derive(Message)]
 #[rtype(result = "Result<MessageView, RoutingError>")]
-pub struct SendText {
+pub struct SendReply {
     pub agent_id: AgentId,
-    pub text: String,
+    pub reply: Reply,
 }
 
 #[derive(Message)]
@@ -827,38 +834,39 @@ impl Handler<TransferToAgent> for ConversationActor {
     }
 }
 
-impl Handler<SendText> for ConversationActor {
+impl Handler<SendReply> for ConversationActor {
     type Result = ResponseActFuture<Self, Result<MessageView, RoutingError>>;
 
-    fn handle(&mut self, send: SendText, ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, send: SendReply, ctx: &mut Context<Self>) -> Self::Result {
         let refused = |error| -> Self::Result { Box::pin(fut::ready(Err(error))) };
         if !self.is_held_by(Some(send.agent_id)) {
             return refused(RoutingError::NotAssigned);
         }
-        let text = send.text.trim().to_owned();
-        if text.is_empty() || text.chars().count() > crate::outbound::MAX_TEXT_CHARS {
-            return refused(RoutingError::Invalid(format!(
-                "a reply is 1 to {} characters",
-                crate::outbound::MAX_TEXT_CHARS
-            )));
-        }
-        // Refused before anything is stored or sent: Meta would answer 131047.
-        if self
-            .stored
-            .window_expires_at
-            .is_none_or(|until| until <= Utc::now())
-        {
-            return refused(RoutingError::WindowClosed);
-        }
-        let Some(body) = self
-            .stored
-            .contact
-            .as_ref()
-            .and_then(|c| crate::outbound::text_body(c, &text))
-        else {
+        let Some(contact) = self.stored.contact.clone() else {
             return refused(RoutingError::Invalid(
                 "the customer has no phone number or user id".into(),
             ));
+        };
+        let window_open = self
+            .stored
+            .window_expires_at
+            .is_some_and(|until| until > Utc::now());
+        let reply = match send.reply {
+            Reply::Text(text) => {
+                let text = text.trim().to_owned();
+                if text.is_empty() || text.chars().count() > crate::outbound::MAX_TEXT_CHARS {
+                    return refused(RoutingError::Invalid(format!(
+                        "a reply is 1 to {} characters",
+                        crate::outbound::MAX_TEXT_CHARS
+                    )));
+                }
+                // Refused before anything is stored or sent: Meta would answer 131047.
+                if !window_open {
+                    return refused(RoutingError::WindowClosed);
+                }
+                Reply::Text(text)
+            }
+            template @ Reply::Template(_) => template,
         };
         self.touch(ctx);
         let db = self.context.db.clone();
@@ -870,20 +878,43 @@ impl Handler<SendText> for ConversationActor {
         );
         Box::pin(
             async move {
+                let (kind, text, body) = match reply {
+                    Reply::Text(text) => {
+                        let body = crate::outbound::text_body(&contact, &text);
+                        ("text", text, body)
+                    }
+                    Reply::Template(request) => {
+                        let preview = crate::templates::check(&db, &channel_id, &request)
+                            .await
+                            .map_err(|error| match error {
+                                crate::error::EngineError::Validation(why) => {
+                                    RoutingError::Invalid(why)
+                                }
+                                _ => RoutingError::Unavailable,
+                            })?;
+                        let body = crate::templates::template_body(&contact, &request);
+                        ("template", preview, body)
+                    }
+                };
+                let body = body.ok_or_else(|| {
+                    RoutingError::Invalid("the customer has no phone number or user id".into())
+                })?;
                 let target = crate::outbound::ReplyTarget {
                     conversation_id,
                     workspace_id: &workspace_id,
                     channel_id: &channel_id,
                     phone_number_id: &phone_number_id,
                 };
-                crate::outbound::queue_reply(&db, target, "text", Some(text), body).await
+                crate::outbound::queue_reply(&db, target, kind, Some(text), body)
+                    .await
+                    .map_err(|error| {
+                        tracing::warn!(%error, "reply not stored");
+                        RoutingError::Unavailable
+                    })
             }
             .into_actor(self)
             .map(|stored, conversation, _| {
-                let view = stored.map_err(|error| {
-                    tracing::warn!(%error, "reply not stored");
-                    RoutingError::Unavailable
-                })?;
+                let view = stored?;
                 // Every tab of the agent shows the reply.
                 if let State::Assigned { agent, .. } = &conversation.state {
                     agent.do_send(Deliver {

@@ -53,6 +53,9 @@ pub struct RoutingSettings {
     /// An assigned conversation with no activity for this long stops its actor; the next event
     /// rebuilds it from the database.
     pub conversation_idle: Duration,
+    /// Tell Meta an agent read the customer's messages when they open the conversation (the
+    /// customer sees blue ticks).
+    pub mark_read_on_open: bool,
 }
 
 /// What every routing actor shares.

@@ -58,6 +58,7 @@ impl StoredConversation {
             created_at: self.created_at,
             updated_at: Utc::now(),
             resolved_at: None,
+            tags: serde_json::from_str(&self.raw.tags).unwrap_or_default(),
         }
     }
 }

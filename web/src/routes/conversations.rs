@@ -162,8 +162,9 @@ pub async fn reply(
     input: web::Json<ReplyRequest>,
 ) -> Result<HttpResponse, ApiError> {
     use waos_engine::auth::Principal;
-    use waos_engine::routing::conversation::SendText;
+    use waos_engine::routing::conversation::{Reply, SendReply};
     use waos_engine::routing::directory::GetConversation;
+    use waos_engine::templates::TemplateRequest;
 
     let id = conversation_id(&path)?;
     // 404 for what the caller may not see, before anything else.
@@ -172,12 +173,10 @@ pub async fn reply(
         return Err(ApiError::NotAssigned);
     };
     let ReplyRequest { text, template } = input.into_inner();
-    let text = match (text, template) {
-        (Some(text), None) => text,
-        (None, Some(_)) => {
-            return Err(ApiError::Validation(
-                "templates are not available yet in this version".into(),
-            ));
+    let reply = match (text, template) {
+        (Some(text), None) => Reply::Text(text),
+        (None, Some(template)) => {
+            Reply::Template(TemplateRequest::parse(template).map_err(ApiError::Validation)?)
         }
         _ => {
             return Err(ApiError::Validation(
@@ -195,9 +194,9 @@ pub async fn reply(
         .map_err(unavailable)?
         .ok_or(ApiError::NotAssigned)?;
     let stored = conversation
-        .send(SendText {
+        .send(SendReply {
             agent_id: agent.agent_id,
-            text,
+            reply,
         })
         .await
         .map_err(unavailable)??;

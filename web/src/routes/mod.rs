@@ -1,8 +1,10 @@
 //! Every HTTP route, wired in one place.
 
 pub mod admin;
+pub mod annotations;
 pub mod conversations;
 pub mod health;
+pub mod pages;
 pub mod session;
 pub mod webhook;
 pub mod ws;
@@ -20,6 +22,9 @@ pub fn configure(config: &mut web::ServiceConfig) {
                 .error_handler(json_error),
         )
         .app_data(web::QueryConfig::default().error_handler(query_error))
+        .route("/console", web::get().to(pages::console))
+        .route("/dashboard", web::get().to(pages::dashboard))
+        .route("/assets/{name}", web::get().to(pages::asset))
         .route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
         .route("/metrics", web::get().to(health::metrics))
@@ -69,7 +74,29 @@ pub fn configure(config: &mut web::ServiceConfig) {
                     "/workspaces/{workspace_id}/agents/{id}",
                     web::patch().to(admin::update_agent),
                 )
+                .route("/directory", web::get().to(annotations::directory))
+                .route(
+                    "/workspaces/{workspace_id}/channels/{id}/templates/sync",
+                    web::post().to(annotations::sync_templates),
+                )
                 .route("/conversations", web::get().to(conversations::list))
+                .route(
+                    "/conversations/{id}/tags",
+                    web::put().to(annotations::set_tags),
+                )
+                .service(
+                    web::resource("/conversations/{id}/notes")
+                        .route(web::get().to(annotations::list_notes))
+                        .route(web::post().to(annotations::add_note)),
+                )
+                .route(
+                    "/conversations/{id}/templates",
+                    web::get().to(annotations::conversation_templates),
+                )
+                .route(
+                    "/conversations/{id}/messages/{message_id}/media",
+                    web::get().to(annotations::media),
+                )
                 .route("/conversations/{id}", web::get().to(conversations::get))
                 .service(
                     web::resource("/conversations/{id}/messages")

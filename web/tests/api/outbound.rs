@@ -79,7 +79,7 @@ async fn a_reply_reaches_meta_and_its_statuses_follow(backend: Backend) {
         status_of(&app, &message_id).await.as_deref() == Some("accepted")
     })
     .await;
-    let requests = graph.requests();
+    let requests = graph.sends();
     assert_eq!(requests.len(), 1);
     assert_eq!(requests[0].path, "/v25.0/115566778899001/messages");
     assert_eq!(
@@ -134,10 +134,10 @@ async fn a_reply_reaches_meta_and_its_statuses_follow(backend: Backend) {
         .await;
     assert_eq!(created["direction"], "out");
     eventually(Duration::from_secs(5), || async {
-        graph.requests().len() == 2
+        graph.sends().len() == 2
     })
     .await;
-    assert_eq!(graph.requests()[1].body["text"]["body"], "Also by API");
+    assert_eq!(graph.sends()[1].body["text"]["body"], "Also by API");
     let refused = app
         .post(
             &format!("/api/v1/conversations/{id}/messages"),
@@ -172,7 +172,7 @@ async fn outside_the_window_a_reply_is_refused_before_any_call(backend: Backend)
         "window_closed"
     );
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(graph.requests().is_empty());
+    assert!(graph.sends().is_empty());
     assert_eq!(app.count("messages", "direction = 'out'").await, 0);
     // The same for a conversation the agent does not hold, and for an empty text.
     socket.send(json!({"type": "send", "conversation_id": "00000000-0000-0000-0000-000000000000", "client_id": "x", "text": "hi"})).await;
@@ -200,7 +200,7 @@ async fn meta_errors_are_retried_or_given_up_by_code(backend: Backend) {
     })
     .await;
     assert_eq!(socket.expect("status").await["status"], "accepted");
-    assert_eq!(graph.requests().len(), 2, "one refusal, one retry");
+    assert_eq!(graph.sends().len(), 2, "one refusal, one retry");
 
     // 131047 (re-engagement) is never retried; the message fails with Meta's reason.
     graph.fail_next(400, 131047);
@@ -222,7 +222,7 @@ async fn meta_errors_are_retried_or_given_up_by_code(backend: Backend) {
     );
     assert_eq!(failed["error"]["code"], 131047);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(graph.requests().len(), 3, "not retried");
+    assert_eq!(graph.sends().len(), 3, "not retried");
     let error = app
         .scalar(
             "messages",
@@ -268,7 +268,7 @@ async fn meta_errors_are_retried_or_given_up_by_code(backend: Backend) {
     })
     .await;
     assert_eq!(
-        graph.requests().last().unwrap().authorization.as_deref(),
+        graph.sends().last().unwrap().authorization.as_deref(),
         Some("Bearer EAAG-rotated")
     );
 }

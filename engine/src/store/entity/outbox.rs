@@ -18,6 +18,10 @@ pub struct Model {
     pub last_error: Option<Json>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
+    /// The customer's phone or user id, to keep each customer's messages in order.
+    pub recipient: Option<String>,
+    /// `reply` (a message to deliver) or `read` (a read receipt for an inbound message).
+    pub kind: String,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -1,0 +1,234 @@
+//! What the console needs beside conversations: the workspace directory, tags and internal
+//! notes, the templates a conversation's number may send (and their sync from Meta), and
+//! downloaded media. Scoped like conversations: what the caller may not see is 404.
+
+use actix_web::http::header;
+use actix_web::{HttpResponse, web};
+use sea_orm::EntityTrait;
+use serde::Deserialize;
+use waos_engine::annotations::{self, Directory, NoteView};
+use waos_engine::auth::Principal;
+use waos_engine::ids::{ChannelId, ConversationId, MessageId, WorkspaceId};
+use waos_engine::inbox::{Page, PageRequest};
+use waos_engine::store::entity::channel;
+use waos_engine::templates::{self, TemplateView};
+
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::Caller;
+use crate::routes::admin::{ItemsOf, parse_id};
+use crate::state::AppState;
+
+fn conversation_id(text: &str) -> Result<ConversationId, ApiError> {
+    parse_id(text, ConversationId::parse, "conversation")
+}
+
+/// The caller's workspace: teams and colleagues by name, for pickers and labels.
+#[utoipa::path(get, path = "/api/v1/directory", tag = "console",
+    responses((status = 200, body = Directory), (status = 401, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn directory(
+    state: web::Data<AppState>,
+    Caller(caller): Caller,
+) -> Result<HttpResponse, ApiError> {
+    let Principal::Agent(agent) = &caller else {
+        return Err(ApiError::Validation(
+            "the directory is a workspace member's; sign in as an agent".into(),
+        ));
+    };
+    let found = annotations::directory(&state.db, agent.workspace_id).await?;
+    Ok(HttpResponse::Ok().json(found))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TagsRequest {
+    pub tags: Vec<String>,
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct TagsView {
+    pub tags: Vec<String>,
+}
+
+/// Replaces a conversation's tags (audited).
+#[utoipa::path(put, path = "/api/v1/conversations/{id}/tags", tag = "console", request_body = TagsRequest,
+    responses((status = 200, body = TagsView), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn set_tags(
+    state: web::Data<AppState>,
+    Caller(caller): Caller,
+    path: web::Path<String>,
+    input: web::Json<TagsRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let tags =
+        annotations::set_tags(&state.db, &caller, conversation_id(&path)?, &input.tags).await?;
+    Ok(HttpResponse::Ok().json(TagsView { tags }))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct PageQuery {
+    limit: Option<u64>,
+    cursor: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/conversations/{id}/notes", tag = "console", params(PageQuery),
+    responses((status = 200, body = Page<NoteView>), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn list_notes(
+    state: web::Data<AppState>,
+    Caller(caller): Caller,
+    path: web::Path<String>,
+    query: web::Query<PageQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let PageQuery { limit, cursor } = query.into_inner();
+    let page = annotations::list_notes(
+        &state.db,
+        &caller,
+        conversation_id(&path)?,
+        &PageRequest { limit, cursor },
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(page))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NoteRequest {
+    pub text: String,
+}
+
+/// Adds an internal note (never sent to the customer; audited).
+#[utoipa::path(post, path = "/api/v1/conversations/{id}/notes", tag = "console", request_body = NoteRequest,
+    responses((status = 201, body = NoteView), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn add_note(
+    state: web::Data<AppState>,
+    Caller(caller): Caller,
+    path: web::Path<String>,
+    input: web::Json<NoteRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let note =
+        annotations::add_note(&state.db, &caller, conversation_id(&path)?, &input.text).await?;
+    Ok(HttpResponse::Created().json(note))
+}
+
+/// The approved templates the conversation's number may send.
+#[utoipa::path(get, path = "/api/v1/conversations/{id}/templates", tag = "console",
+    responses((status = 200, body = ItemsOf<TemplateView>), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn conversation_templates(
+    state: web::Data<AppState>,
+    Caller(caller): Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let items = templates::for_conversation(&state.db, &caller, conversation_id(&path)?).await?;
+    Ok(HttpResponse::Ok().json(ItemsOf {
+        items,
+        next_cursor: None,
+    }))
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct SyncView {
+    /// Templates stored for the channel's account.
+    pub synced: usize,
+}
+
+/// Fetches the channel's account's templates from Meta now (workspace admin).
+#[utoipa::path(post, path = "/api/v1/workspaces/{workspace_id}/channels/{id}/templates/sync", tag = "admin",
+    responses((status = 200, body = SyncView), (status = 404, body = ErrorBody), (status = 502, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn sync_templates(
+    state: web::Data<AppState>,
+    Caller(caller): Caller,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (workspace, channel_text) = path.into_inner();
+    let workspace_id = parse_id(&workspace, WorkspaceId::parse, "workspace")?;
+    let channel_id = parse_id(&channel_text, ChannelId::parse, "channel")?;
+    if !caller.is_admin_of(workspace_id) {
+        return Err(ApiError::NotFound("channel".into()));
+    }
+    let channel = channel::Entity::find_by_id(channel_id.to_string())
+        .one(&state.db)
+        .await
+        .map_err(waos_engine::error::EngineError::from)?
+        .filter(|c| c.workspace_id == workspace_id.to_string())
+        .ok_or_else(|| ApiError::NotFound("channel".into()))?;
+    let synced = state
+        .template_sync
+        .sync_channel(&channel)
+        .await
+        .map_err(|error| ApiError::BadGateway(format!("{error:#}")))?;
+    Ok(HttpResponse::Ok().json(SyncView { synced }))
+}
+
+/// Kinds a browser may show inline; anything else downloads as a file, so a customer's upload
+/// can never run as a page of ours.
+const INLINE: &[&str] = &["image/", "audio/", "video/"];
+
+/// A message's downloaded media, to those who may see its conversation.
+#[utoipa::path(get, path = "/api/v1/conversations/{id}/messages/{message_id}/media", tag = "conversations",
+    responses((status = 200, description = "the file, with its type"), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn media(
+    state: web::Data<AppState>,
+    Caller(caller): Caller,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (conversation, message) = path.into_inner();
+    let conversation_id = conversation_id(&conversation)?;
+    let message_id = parse_id(&message, MessageId::parse, "media")?;
+    let file =
+        waos_engine::media::stored_file(&state.db, &caller, conversation_id, message_id).await?;
+    let relative = file
+        .path
+        .ok_or_else(|| ApiError::NotFound("media".into()))?;
+    let bytes = tokio::fs::read(state.media_dir.join(&relative))
+        .await
+        .map_err(|_| ApiError::NotFound("media".into()))?;
+    let mime = file
+        .mime_type
+        .map(|m| {
+            m.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .filter(|m| m.parse::<mime_guard::Mime>().is_ok())
+        .unwrap_or_else(|| "application/octet-stream".into());
+    let inline = INLINE.iter().any(|kind| mime.starts_with(kind)) && mime != "image/svg+xml";
+    Ok(HttpResponse::Ok()
+        .content_type(if inline {
+            mime.as_str()
+        } else {
+            "application/octet-stream"
+        })
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .insert_header((
+            header::CONTENT_SECURITY_POLICY,
+            "sandbox; default-src 'none'",
+        ))
+        .insert_header((header::CACHE_CONTROL, "private, max-age=3600"))
+        .insert_header((
+            header::CONTENT_DISPOSITION,
+            if inline { "inline" } else { "attachment" },
+        ))
+        .body(bytes))
+}
+
+/// A content type is `type/subtype` with token characters only (no parameters kept).
+mod mime_guard {
+    pub struct Mime;
+
+    impl std::str::FromStr for Mime {
+        type Err = ();
+
+        fn from_str(text: &str) -> Result<Self, ()> {
+            let token = |part: &str| {
+                !part.is_empty()
+                    && part
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "!#$&^_.+-".contains(c))
+            };
+            match text.split_once('/') {
+                Some((kind, sub)) if token(kind) && token(sub) => Ok(Mime),
+                _ => Err(()),
+            }
+        }
+    }
+}
