@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of WaOS against real Postgres and real Redis.
 # Uses them where they answer (127.0.0.1:5432 with trust auth, 127.0.0.1:6379); where they do
-# not, installs them from Debian's packages and starts them. Then: format check, clippy, tests.
+# not, installs them from Debian's packages and starts them; installs Debian's Chromium and
+# chromedriver for the browser tests where missing. Then: format check, clippy, tests.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -52,8 +53,18 @@ ensure_redis() {
   wait_for 127.0.0.1 6379 Redis
 }
 
+ensure_browser() {
+  # The console's tests drive Debian's Chromium through chromedriver (never a downloaded browser).
+  if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then
+    return 0
+  fi
+  log "Chromium or chromedriver is missing: installing Debian's chromium and chromium-driver"
+  apt_install chromium chromium-driver
+}
+
 ensure_postgres
 ensure_redis
+ensure_browser
 
 log "cargo fmt --check"
 cargo fmt --all -- --check

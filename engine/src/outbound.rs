@@ -40,6 +40,87 @@ pub fn text_body(contact: &ContactView, text: &str) -> Option<Value> {
     Some(body)
 }
 
+/// Kinds of media an agent can send.
+pub const MEDIA_KINDS: [&str; 5] = ["image", "video", "audio", "document", "sticker"];
+
+/// Meta's limit on a media caption.
+pub const MAX_CAPTION_CHARS: usize = 1024;
+
+/// A media reply in Meta's shape: a public `link`, or the `id` of media uploaded to Meta.
+#[derive(Clone, Debug, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MediaRequest {
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caption: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filename: Option<String>,
+}
+
+impl MediaRequest {
+    /// Parses and checks the shape; the error says what is wrong.
+    pub fn parse(value: Value) -> Result<Self, String> {
+        let request: MediaRequest = serde_json::from_value(value)
+            .map_err(|e| format!("media is {{kind, link or id, caption?, filename?}}: {e}"))?;
+        if !MEDIA_KINDS.contains(&request.kind.as_str()) {
+            return Err(format!("media `kind` is one of {}", MEDIA_KINDS.join(", ")));
+        }
+        match (&request.link, &request.id) {
+            (Some(link), None) => {
+                if !(link.starts_with("https://") || link.starts_with("http://"))
+                    || link.len() > 2048
+                {
+                    return Err("a media `link` is an http(s) URL Meta can fetch".into());
+                }
+            }
+            (None, Some(id)) if !id.is_empty() && id.len() <= 128 => {}
+            _ => return Err("send exactly one of `link` or `id`".into()),
+        }
+        if let Some(caption) = &request.caption {
+            if !["image", "video", "document"].contains(&request.kind.as_str()) {
+                return Err(format!("a {} cannot have a caption", request.kind));
+            }
+            if caption.chars().count() > MAX_CAPTION_CHARS {
+                return Err(format!(
+                    "a caption is at most {MAX_CAPTION_CHARS} characters"
+                ));
+            }
+        }
+        if request.filename.is_some() && request.kind != "document" {
+            return Err("only a document has a `filename`".into());
+        }
+        Ok(request)
+    }
+}
+
+/// The Graph API body of a media reply.
+pub fn media_body(contact: &ContactView, media: &MediaRequest) -> Option<Value> {
+    let (field, address) = recipient(contact)?;
+    let mut object = serde_json::Map::new();
+    for (key, value) in [
+        ("link", &media.link),
+        ("id", &media.id),
+        ("caption", &media.caption),
+        ("filename", &media.filename),
+    ] {
+        if let Some(value) = value {
+            object.insert(key.to_owned(), Value::String(value.clone()));
+        }
+    }
+    let mut body = json!({
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "type": media.kind,
+    });
+    body[media.kind.as_str()] = Value::Object(object);
+    body[field] = Value::String(address);
+    Some(body)
+}
+
 /// What a reply needs to know about its conversation.
 pub struct ReplyTarget<'a> {
     pub conversation_id: ConversationId,
@@ -195,5 +276,25 @@ mod tests {
         let body = text_body(&contact(None, Some("AE.9")), "hi").unwrap();
         assert_eq!(body["recipient"], "AE.9");
         assert!(text_body(&contact(None, None), "hi").is_none());
+    }
+
+    #[test]
+    fn media_replies_are_checked_and_shaped_like_meta() {
+        let media = MediaRequest::parse(json!({"kind": "image", "link": "https://cdn.example/a.jpg", "caption": "Your receipt"})).unwrap();
+        let body = media_body(&contact(Some("447700900101"), None), &media).unwrap();
+        assert_eq!(body["type"], "image");
+        assert_eq!(
+            body["image"],
+            json!({"link": "https://cdn.example/a.jpg", "caption": "Your receipt"})
+        );
+        assert!(MediaRequest::parse(json!({"kind": "image"})).is_err());
+        assert!(MediaRequest::parse(json!({"kind": "image", "link": "ftp://x", })).is_err());
+        assert!(MediaRequest::parse(json!({"kind": "gif", "id": "1"})).is_err());
+        assert!(MediaRequest::parse(json!({"kind": "audio", "id": "1", "caption": "x"})).is_err());
+        assert!(MediaRequest::parse(json!({"kind": "image", "id": "1", "filename": "x"})).is_err());
+        assert!(
+            MediaRequest::parse(json!({"kind": "document", "id": "1", "filename": "x.pdf"}))
+                .is_ok()
+        );
     }
 }

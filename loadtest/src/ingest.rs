@@ -195,6 +195,7 @@ fn webhook(run: &str, sequence: u64, args: &IngestArgs) -> Vec<u8> {
 /// Sends `rate` signed webhooks a second for `duration` seconds and measures each to its answer.
 pub async fn run(args: IngestArgs) -> anyhow::Result<IngestReport> {
     args.target.check_loopback()?;
+    waos_workers::install_tls();
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.max_in_flight)
         .build()?;

@@ -130,6 +130,7 @@ async fn agent_loop(
 pub async fn run(args: RouteArgs) -> anyhow::Result<RouteReport> {
     args.target.check_loopback()?;
     let target = &args.target;
+    waos_workers::install_tls();
     let client = reqwest::Client::new();
     let run_id = crate::ingest::run_id();
     let (workspace, team) = set_up_world(

@@ -1,12 +1,12 @@
 // Agent console: offers, my conversations, the chat, and the side panel for the open one.
-import { api, apiBlob, bootAuth, contactName, fmtDuration, fmtTime, h, LiveSocket, loadDirectory, newId, showConnection, toast } from '/assets/api.js';
+import { api, apiBlob, bootAuth, getSession, contactName, fmtDuration, fmtTime, h, LiveSocket, loadDirectory, newId, showConnection, toast } from '/assets/api.js';
 
 const $ = (id) => document.getElementById(id);
 const DAY_MS = 24 * 3600 * 1000;
 const MEDIA_KINDS = new Set(['image', 'sticker', 'audio', 'video', 'document']);
-const TICKS = { queued: '⏱', sent: '✓', delivered: '✓✓', read: '✓✓', failed: '✗', received: '' };
+const TICKS = { queued: '⏱', accepted: '✓', sent: '✓', delivered: '✓✓', read: '✓✓', failed: '✗', received: '' };
 // Statuses never move backwards, even if a REST reload races a live `status` frame.
-const RANK = { received: 0, queued: 1, sent: 2, delivered: 3, read: 4, failed: 5 };
+const RANK = { received: 0, queued: 1, accepted: 1.5, sent: 2, delivered: 3, read: 4, failed: 5 };
 
 let me = null;                // the login answer
 let dir = { teams: new Map(), agents: new Map() };
@@ -524,9 +524,41 @@ function renderTextReply(box, c) {
     delete drafts[c.id];
     saveDrafts();
   };
+  // Attach: the file goes to Meta through our server, then its media id is sent like a reply.
+  const file = h('input', { type: 'file', class: 'hidden-file', testid: 'attach-input', onchange: () => sendFile() });
+  const sendFile = async () => {
+    const chosen = file.files && file.files[0];
+    file.value = '';
+    if (!chosen) return;
+    const kind = mediaKindOf(chosen.type);
+    try {
+      const res = await fetch(`/api/v1/conversations/${encodeURIComponent(c.id)}/media?filename=${encodeURIComponent(chosen.name)}`, {
+        method: 'POST',
+        headers: { Authorization: `Bearer ${getSession()?.token}`, 'Content-Type': chosen.type || 'application/octet-stream' },
+        body: chosen,
+      });
+      const body = await res.json().catch(() => ({}));
+      if (!res.ok) throw new Error(body.error?.message || `upload failed (${res.status})`);
+      const media = { kind, id: body.media_id };
+      const caption = input.value.trim();
+      if (caption && kind !== 'audio') { media.caption = caption; input.value = ''; delete drafts[c.id]; saveDrafts(); }
+      if (kind === 'document') media.filename = chosen.name;
+      const clientId = newId();
+      if (!sendOrWarn({ type: 'send_media', conversation_id: c.id, client_id: clientId, media })) return;
+      addPending(c.id, clientId, kind, media.caption || chosen.name);
+    } catch (e) {
+      toast(`Attachment not sent: ${e.message}`, 'error');
+    }
+  };
   box.replaceChildren(h('div', { class: 'reply-row' }, input,
-    h('button', { class: 'primary', testid: 'reply-send', onclick: sendText }, 'Send')));
+    h('div', { class: 'reply-actions' },
+      h('button', { class: 'primary', testid: 'reply-send', onclick: sendText }, 'Send'),
+      h('button', { testid: 'attach', title: 'Attach a file', onclick: () => file.click() }, '📎 Attach'),
+      file)));
 }
+
+const mediaKindOf = (type) => (type.startsWith('image/') ? 'image'
+  : type.startsWith('video/') ? 'video' : type.startsWith('audio/') ? 'audio' : 'document');
 
 /** An optimistic bubble for a reply until the server's `sent` (or `error`) arrives. */
 function addPending(cid, clientId, kind, text) {

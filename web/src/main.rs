@@ -44,6 +44,7 @@ fn init_tracing() {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_tracing();
+    waos_workers::install_tls();
     let settings = Settings::load().map_err(|error| anyhow::anyhow!("configuration: {error}"))?;
     match cli.command {
         Command::Serve => {

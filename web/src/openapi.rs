@@ -21,7 +21,7 @@ use crate::routes::{admin, annotations, conversations, health, session, webhook}
         conversations::assign, conversations::reply,
         annotations::directory, annotations::set_tags, annotations::list_notes,
         annotations::add_note, annotations::conversation_templates, annotations::sync_templates,
-        annotations::media,
+        annotations::media, annotations::upload,
     ),
     modifiers(&BearerAuth),
 )]

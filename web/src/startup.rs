@@ -248,6 +248,9 @@ impl Application {
             session_ttl: millis(settings.security.session_ttl_ms),
             ws_ticket_ttl: millis(settings.security.ws_ticket_ttl_ms),
             media_dir: settings.media.dir.clone().into(),
+            http: waos_workers::http_client(std::time::Duration::from_secs(60))?,
+            graph_url: settings.meta.graph_url.clone(),
+            max_upload_bytes: usize::try_from(settings.media.max_bytes).unwrap_or(usize::MAX),
             template_sync,
         });
 

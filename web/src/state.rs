@@ -34,6 +34,11 @@ pub struct AppState {
     pub ws_ticket_ttl: Duration,
     /// Where downloaded media lives (`media.dir`).
     pub media_dir: std::path::PathBuf,
+    /// Talks to the Graph API on an agent's behalf (media uploads).
+    pub http: reqwest::Client,
+    pub graph_url: String,
+    /// Largest file an agent may upload.
+    pub max_upload_bytes: usize,
     /// Fetches a channel's templates from Meta on demand.
     pub template_sync: Arc<waos_workers::templates::TemplateSync>,
 }

@@ -257,6 +257,12 @@ impl Drop for TestApp {
     }
 }
 
+/// An HTTP client for tests (on the process's TLS provider, installed here if need be).
+pub fn http_client() -> reqwest::Client {
+    waos_workers::install_tls();
+    reqwest::Client::new()
+}
+
 pub async fn spawn_app(backend: Backend) -> TestApp {
     spawn_app_with(backend, |_, _| {}).await
 }
@@ -288,7 +294,7 @@ pub async fn spawn_app_with(
         .unwrap();
     TestApp {
         address,
-        client: reqwest::Client::new(),
+        client: http_client(),
         db,
         handoff,
         settings,
@@ -886,6 +892,30 @@ impl FakeGraph {
                 None => HttpResponse::NotFound().finish(),
             }
         }
+        async fn upload(
+            request: HttpRequest,
+            body: web::Bytes,
+            state: web::Data<GraphState>,
+        ) -> HttpResponse {
+            let text = String::from_utf8_lossy(&body).into_owned();
+            let multipart = text.contains("name=\"messaging_product\"");
+            // The `file` part's bytes: after its headers, up to the closing boundary.
+            let file_bytes = body
+                .windows(11)
+                .position(|w| w == b"name=\"file\"")
+                .and_then(|at| {
+                    let rest = &body[at..];
+                    let start = rest.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+                    let end = rest.windows(4).rposition(|w| w == b"\r\n--")?;
+                    Some(rest[start..end].to_vec())
+                })
+                .unwrap_or_default();
+            let number = state.record(
+                &request,
+                json!({"file_bytes": file_bytes, "multipart": multipart}),
+            );
+            HttpResponse::Ok().json(json!({"id": format!("fake-upload-{number}")}))
+        }
         let state = web::Data::new(GraphState::default());
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -898,6 +928,7 @@ impl FakeGraph {
                     "/{version}/{phone_number_id}/messages",
                     web::post().to(send),
                 )
+                .route("/{version}/{phone_number_id}/media", web::post().to(upload))
                 .route(
                     "/{version}/{waba_id}/message_templates",
                     web::get().to(templates),
@@ -929,11 +960,12 @@ impl FakeGraph {
         self.state.requests.lock().unwrap().clone()
     }
 
-    /// The message sends (and read receipts) received, leaving out template and media lookups.
+    /// The message sends (and read receipts) received, leaving out uploads and the template
+    /// and media lookups.
     pub fn sends(&self) -> Vec<GraphRequest> {
         self.requests()
             .into_iter()
-            .filter(|r| r.method == "POST")
+            .filter(|r| r.method == "POST" && r.path.ends_with("/messages"))
             .collect()
     }
 

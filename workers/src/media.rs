@@ -58,9 +58,7 @@ impl MediaDownloader {
         Ok(Self {
             db,
             sealer,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(120))
-                .build()?,
+            http: crate::http_client(Duration::from_secs(120))?,
             settings,
         })
     }
@@ -346,5 +344,48 @@ impl MediaDownloader {
             .exec(&self.db)
             .await?;
         Ok(())
+    }
+}
+
+/// Uploads an agent's file to Meta (`POST {graph_url}/{phone_number_id}/media`) and answers
+/// Meta's media id, to send with `{kind: {id}}`. The error is Meta's reason, for the agent.
+pub async fn upload(
+    http: &reqwest::Client,
+    graph_url: &str,
+    phone_number_id: &str,
+    token: &str,
+    mime: &str,
+    filename: &str,
+    bytes: Vec<u8>,
+) -> Result<String, String> {
+    let part = reqwest::multipart::Part::bytes(bytes)
+        .file_name(filename.to_owned())
+        .mime_str(mime)
+        .map_err(|_| format!("`{mime}` is not a content type"))?;
+    let form = reqwest::multipart::Form::new()
+        .text("messaging_product", "whatsapp")
+        .text("type", mime.to_owned())
+        .part("file", part);
+    let response = http
+        .post(format!(
+            "{}/{phone_number_id}/media",
+            graph_url.trim_end_matches('/')
+        ))
+        .bearer_auth(token)
+        .multipart(form)
+        .send()
+        .await
+        .map_err(|error| format!("no answer from the Graph API: {error}"))?;
+    let status = response.status();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    match body.get("id").and_then(Value::as_str) {
+        Some(id) if status.is_success() => Ok(id.to_owned()),
+        _ => Err(body
+            .pointer("/error/message")
+            .and_then(Value::as_str)
+            .map_or_else(
+                || format!("Meta refused the upload ({status})"),
+                str::to_owned,
+            )),
     }
 }

@@ -116,9 +116,7 @@ impl Sender {
         Ok(Self {
             db,
             sealer,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(20))
-                .build()?,
+            http: crate::http_client(Duration::from_secs(20))?,
             pacer: Pacer::new(settings.number_budget, settings.customer_budget),
             settings,
             id: uuid::Uuid::now_v7().to_string(),

@@ -56,9 +56,7 @@ impl TemplateSync {
         Ok(Self {
             db,
             sealer,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(20))
-                .build()?,
+            http: crate::http_client(Duration::from_secs(20))?,
             graph_url,
             interval,
         })

@@ -525,6 +525,24 @@ impl Handler<FromClient> for AgentActor {
                 client_id,
                 text,
             } => self.send_reply(socket, conversation_id, client_id, Reply::Text(text), ctx),
+            ClientFrame::SendMedia {
+                conversation_id,
+                client_id,
+                media,
+            } => match crate::outbound::MediaRequest::parse(media) {
+                Ok(media) => {
+                    self.send_reply(socket, conversation_id, client_id, Reply::Media(media), ctx)
+                }
+                Err(why) => self.send_to(
+                    socket,
+                    &ServerFrame::Error {
+                        code: "validation_failed".into(),
+                        message: why,
+                        client_id,
+                        conversation_id: Some(conversation_id),
+                    },
+                ),
+            },
             ClientFrame::SendTemplate {
                 conversation_id,
                 client_id,

@@ -91,6 +91,8 @@ pub struct StatusUpdate(pub crate::ingest::StatusEvent);
 pub enum Reply {
     Text(String),
     Template(crate::templates::TemplateRequest),
+    /// An image, video, audio, document or sticker (inside the window, like text).
+    Media(crate::outbound::MediaRequest),
 }
 
 /// An agent's reply.
@@ -866,6 +868,12 @@ impl Handler<SendReply> for ConversationActor {
                 }
                 Reply::Text(text)
             }
+            Reply::Media(media) => {
+                if !window_open {
+                    return refused(RoutingError::WindowClosed);
+                }
+                Reply::Media(media)
+            }
             template @ Reply::Template(_) => template,
         };
         self.touch(ctx);
@@ -881,7 +889,15 @@ impl Handler<SendReply> for ConversationActor {
                 let (kind, text, body) = match reply {
                     Reply::Text(text) => {
                         let body = crate::outbound::text_body(&contact, &text);
-                        ("text", text, body)
+                        ("text", Some(text), body)
+                    }
+                    Reply::Media(media) => {
+                        let body = crate::outbound::media_body(&contact, &media);
+                        let kind = crate::outbound::MEDIA_KINDS
+                            .into_iter()
+                            .find(|k| *k == media.kind)
+                            .unwrap_or("document");
+                        (kind, media.caption.clone(), body)
                     }
                     Reply::Template(request) => {
                         let preview = crate::templates::check(&db, &channel_id, &request)
@@ -893,7 +909,7 @@ impl Handler<SendReply> for ConversationActor {
                                 _ => RoutingError::Unavailable,
                             })?;
                         let body = crate::templates::template_body(&contact, &request);
-                        ("template", preview, body)
+                        ("template", Some(preview), body)
                     }
                 };
                 let body = body.ok_or_else(|| {
@@ -905,7 +921,7 @@ impl Handler<SendReply> for ConversationActor {
                     channel_id: &channel_id,
                     phone_number_id: &phone_number_id,
                 };
-                crate::outbound::queue_reply(&db, target, kind, Some(text), body)
+                crate::outbound::queue_reply(&db, target, kind, text, body)
                     .await
                     .map_err(|error| {
                         tracing::warn!(%error, "reply not stored");

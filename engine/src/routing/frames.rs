@@ -135,6 +135,12 @@ pub enum ClientFrame {
         client_id: Option<String>,
         template: Value,
     },
+    /// `media`: `{kind, link | id, caption?, filename?}` (an `id` from the upload endpoint).
+    SendMedia {
+        conversation_id: String,
+        client_id: Option<String>,
+        media: Value,
+    },
 }
 
 /// Parses a client frame; the error says what is wrong, for an `error` frame.

@@ -232,3 +232,109 @@ mod mime_guard {
         }
     }
 }
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct UploadQuery {
+    /// The file's name as the customer will see it (documents).
+    filename: Option<String>,
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct UploadView {
+    /// Meta's media id: send it with `send_media` `{kind, id}` (or a `{media}` reply).
+    pub media_id: String,
+}
+
+/// An agent uploads a file for a conversation it holds (the raw bytes, with their
+/// `Content-Type`); it goes to Meta, whose media id the agent then sends.
+#[utoipa::path(post, path = "/api/v1/conversations/{id}/media", tag = "conversations", params(UploadQuery),
+    request_body(content = Vec<u8>, description = "the file, with its Content-Type"),
+    responses((status = 201, body = UploadView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 502, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn upload(
+    state: web::Data<AppState>,
+    Caller(caller): Caller,
+    request: actix_web::HttpRequest,
+    path: web::Path<String>,
+    query: web::Query<UploadQuery>,
+    body: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    use futures_util::StreamExt;
+    use secrecy::ExposeSecret;
+
+    let conversation =
+        waos_engine::inbox::get_conversation(&state.db, &caller, conversation_id(&path)?).await?;
+    let holds = matches!(&caller, Principal::Agent(agent)
+        if conversation.assigned_agent_id.as_deref() == Some(agent.agent_id.to_string().as_str()));
+    if !holds {
+        return Err(ApiError::NotAssigned);
+    }
+    let mime = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|m| {
+            m.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .filter(|m| m.parse::<mime_guard::Mime>().is_ok())
+        .ok_or_else(|| ApiError::Validation("send the file's `Content-Type`".into()))?;
+    let too_large = || {
+        ApiError::PayloadTooLarge(format!(
+            "files are at most {} bytes (media.max_bytes)",
+            state.max_upload_bytes
+        ))
+    };
+    let announced = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if announced.is_some_and(|size| size > state.max_upload_bytes) {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::new();
+    let mut body = body;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("reading the upload: {e}")))?;
+        if bytes.len() + chunk.len() > state.max_upload_bytes {
+            return Err(too_large());
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    if bytes.is_empty() {
+        return Err(ApiError::Validation("the file is empty".into()));
+    }
+    let channel = channel::Entity::find_by_id(conversation.channel_id.clone())
+        .one(&state.db)
+        .await
+        .map_err(waos_engine::error::EngineError::from)?
+        .ok_or_else(|| ApiError::NotFound("channel".into()))?;
+    let token = state
+        .sealer
+        .open(&channel.access_token_sealed)
+        .map_err(|_| ApiError::Internal("the channel's token cannot be opened".into()))?;
+    // Our own name for it unless the agent gave one; never a path.
+    let filename = query
+        .filename
+        .as_deref()
+        .map(|name| name.rsplit(['/', '\\']).next().unwrap_or_default().trim())
+        .filter(|name| !name.is_empty() && name.len() <= 200)
+        .unwrap_or("file")
+        .to_owned();
+    let media_id = waos_workers::media::upload(
+        &state.http,
+        &state.graph_url,
+        &channel.phone_number_id,
+        token.expose_secret(),
+        &mime,
+        &filename,
+        bytes,
+    )
+    .await
+    .map_err(ApiError::BadGateway)?;
+    Ok(HttpResponse::Created().json(UploadView { media_id }))
+}

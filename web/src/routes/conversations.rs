@@ -148,6 +148,9 @@ pub struct ReplyRequest {
     /// Meta's template shape `{name, language:{code}, components}`.
     #[schema(value_type = Object)]
     pub template: Option<serde_json::Value>,
+    /// `{kind, link | id, caption?, filename?}`; an `id` comes from `POST .../media`.
+    #[schema(value_type = Object)]
+    pub media: Option<serde_json::Value>,
 }
 
 /// An agent's reply from an integration: the same rules as the websocket's `send`.
@@ -172,15 +175,22 @@ pub async fn reply(
     let Principal::Agent(agent) = &caller else {
         return Err(ApiError::NotAssigned);
     };
-    let ReplyRequest { text, template } = input.into_inner();
-    let reply = match (text, template) {
-        (Some(text), None) => Reply::Text(text),
-        (None, Some(template)) => {
+    let ReplyRequest {
+        text,
+        template,
+        media,
+    } = input.into_inner();
+    let reply = match (text, template, media) {
+        (Some(text), None, None) => Reply::Text(text),
+        (None, Some(template), None) => {
             Reply::Template(TemplateRequest::parse(template).map_err(ApiError::Validation)?)
         }
+        (None, None, Some(media)) => Reply::Media(
+            waos_engine::outbound::MediaRequest::parse(media).map_err(ApiError::Validation)?,
+        ),
         _ => {
             return Err(ApiError::Validation(
-                "send exactly one of `text` or `template`".into(),
+                "send exactly one of `text`, `template` or `media`".into(),
             ));
         }
     };

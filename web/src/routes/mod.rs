@@ -94,6 +94,10 @@ pub fn configure(config: &mut web::ServiceConfig) {
                     web::get().to(annotations::conversation_templates),
                 )
                 .route(
+                    "/conversations/{id}/media",
+                    web::post().to(annotations::upload),
+                )
+                .route(
                     "/conversations/{id}/messages/{message_id}/media",
                     web::get().to(annotations::media),
                 )

@@ -54,7 +54,7 @@ async fn serve_with_no_configuration_runs_on_the_embedded_default() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let client = reqwest::Client::new();
+    let client = waos_web::testing::http_client();
     let mut healthy = false;
     for _ in 0..200 {
         if let Ok(response) = client
@@ -140,7 +140,7 @@ fn serve(database_url: &str, folder: &std::path::Path) -> Served {
 }
 
 async fn until_healthy(address: &str) {
-    let client = reqwest::Client::new();
+    let client = waos_web::testing::http_client();
     for _ in 0..400 {
         if client
             .get(format!("{address}/readyz"))
@@ -156,7 +156,7 @@ async fn until_healthy(address: &str) {
 }
 
 async fn api(address: &str, path: &str, token: &str, body: serde_json::Value) -> serde_json::Value {
-    let response = reqwest::Client::new()
+    let response = waos_web::testing::http_client()
         .post(format!("{address}{path}"))
         .bearer_auth(token)
         .json(&body)
@@ -174,7 +174,7 @@ async fn api(address: &str, path: &str, token: &str, body: serde_json::Value) ->
 async fn customer_writes(address: &str, customer: usize) {
     let body =
         crate::concurrency::text_body(&format!("wamid.restart-{customer}"), customer, "hello");
-    let response = reqwest::Client::new()
+    let response = waos_web::testing::http_client()
         .post(format!("{address}/webhooks/whatsapp"))
         .header("x-hub-signature-256", waos_web::testing::sign(&body))
         .body(body)

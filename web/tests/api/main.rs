@@ -20,7 +20,9 @@ macro_rules! on_both_backends {
 }
 
 mod binary;
+mod browser;
 mod concurrency;
+mod console_api;
 mod dashboard;
 mod invariants;
 mod outage;

@@ -10,7 +10,7 @@ use waos_web::testing::{
 
 use crate::concurrency::{text_body, text_body_at};
 
-async fn app_with_graph(backend: Backend) -> (TestApp, FakeGraph) {
+pub(crate) async fn app_with_graph(backend: Backend) -> (TestApp, FakeGraph) {
     let graph = FakeGraph::start().await;
     let url = graph.url.clone();
     let app = spawn_app_with(backend, move |settings, _| settings.meta.graph_url = url).await;
@@ -18,7 +18,7 @@ async fn app_with_graph(backend: Backend) -> (TestApp, FakeGraph) {
 }
 
 /// A workspace whose one agent holds customer `customer`'s conversation (auto-accept).
-async fn holding(
+pub(crate) async fn holding(
     app: &TestApp,
     customer: usize,
     wamid: &str,
@@ -47,11 +47,11 @@ async fn holding(
     (socket, id, workspace, token)
 }
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
-async fn status_of(app: &TestApp, message_id: &str) -> Option<String> {
+pub(crate) async fn status_of(app: &TestApp, message_id: &str) -> Option<String> {
     app.scalar("messages", "status", &format!("id = '{message_id}'"))
         .await
 }
