@@ -8,12 +8,15 @@
 //! - [`error`]: the one place that turns errors into status codes and JSON.
 //! - [`openapi`]: the OpenAPI document generated from the handlers.
 //! - [`metrics`]: Prometheus counters and histograms.
+//! - [`demo`]: `waos demo`, the engine seeded and fed by simulated customers and agents.
+//! - `routes::pages`: the console and dashboard pages, compiled in from `web/assets/`.
 //! - `testing` (feature): spawned apps on port 0 with their own database, signed webhooks,
 //!   and a TCP proxy that tests cut to simulate a database outage.
 //!
 //! Concurrency: actix-web runs one app per worker thread; they share [`state::AppState`],
 //! including one ingest writer task, created once before the server starts.
 
+pub mod demo;
 pub mod error;
 pub mod extract;
 pub mod metrics;

@@ -29,6 +29,14 @@ enum Command {
     Workers,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// See WaOS work within a minute: serve on the embedded default with a seeded workspace
+    /// (a fresh data/demo/), simulated customers writing through the signed webhook and three
+    /// simulated agents; prints the console and dashboard logins. Ctrl-C stops.
+    Demo {
+        /// Runs the simulation this many times faster (customers and simulated agents).
+        #[arg(long, default_value_t = 1)]
+        speed: u32,
+    },
 }
 
 fn init_tracing() {
@@ -65,6 +73,7 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!("workers running");
             tokio::signal::ctrl_c().await?;
         }
+        Command::Demo { speed } => waos_web::demo::run(settings, speed).await?,
         Command::Migrate => {
             let db = waos_engine::store::connect(
                 &settings.database.url,

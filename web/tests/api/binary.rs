@@ -16,7 +16,7 @@ fn help_names_every_subcommand() {
     let output = Command::new(WAOS).arg("--help").output().unwrap();
     assert!(output.status.success());
     let help = String::from_utf8_lossy(&output.stdout);
-    for command in ["serve", "workers", "migrate"] {
+    for command in ["serve", "workers", "migrate", "demo"] {
         assert!(help.contains(command), "{help}");
     }
 }
@@ -103,6 +103,90 @@ async fn serve_with_no_configuration_runs_on_the_embedded_default() {
             "the token file is readable by its owner only"
         );
     }
+    std::fs::remove_dir_all(folder).unwrap();
+}
+
+/// `waos demo` on a fresh folder: it prints the logins, and within seconds simulated customers'
+/// conversations are taken by simulated agents, who reply (and the replies are delivered).
+#[actix_web::test]
+async fn the_demo_seeds_and_moves_by_itself() {
+    use std::io::{BufRead, BufReader};
+
+    let folder = scratch();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(WAOS)
+        .args(["demo", "--speed", "10"])
+        .current_dir(&folder)
+        .env("WAOS__SERVER__PORT", port.to_string())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let banner: Vec<String> = BufReader::new(stdout)
+        .lines()
+        .take(6)
+        .map(Result::unwrap)
+        .collect();
+    let banner = banner.join("\n");
+    assert!(banner.contains("/console"), "{banner}");
+    assert!(banner.contains("you@demo.waos"), "{banner}");
+    let address = format!("http://127.0.0.1:{port}");
+    let client = waos_web::testing::http_client();
+    let session: serde_json::Value = client
+        .post(format!("{address}/api/v1/auth/login"))
+        .json(&serde_json::json!({"email": "sam@demo.waos", "password": "demo-password"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = session["token"].as_str().unwrap().to_owned();
+    let started = std::time::Instant::now();
+    let mut delivered_reply = false;
+    while !delivered_reply {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no simulated agent answered a simulated customer"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let list: serde_json::Value = client
+            .get(format!("{address}/api/v1/conversations?limit=50"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        for conversation in list["items"].as_array().unwrap() {
+            let messages: serde_json::Value = client
+                .get(format!(
+                    "{address}/api/v1/conversations/{}/messages",
+                    conversation["id"].as_str().unwrap()
+                ))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            delivered_reply |= messages["items"].as_array().unwrap().iter().any(|m| {
+                m["direction"] == "out"
+                    && ["delivered", "read"].contains(&m["status"].as_str().unwrap())
+            });
+        }
+    }
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert!(folder.join("data/demo/waos.sqlite").exists());
     std::fs::remove_dir_all(folder).unwrap();
 }
 
