@@ -729,6 +729,9 @@ impl TxWriter<'_> {
                 username: Set(sender.username.clone()),
                 created_at: Set(now),
                 updated_at: Set(now),
+                restricted: Set(false),
+                objected: Set(false),
+                erased_at: Set(None),
             };
             return row.insert(self.txn).await;
         };

@@ -35,6 +35,7 @@ pub mod media;
 pub mod meta;
 pub mod outbound;
 pub mod presence;
+pub mod privacy;
 pub mod routing;
 pub mod store;
 pub mod templates;

@@ -159,25 +159,26 @@ pub fn template_body(contact: &ContactView, request: &TemplateRequest) -> Option
 }
 
 /// Checks a template reply against what the sync stored for the channel's account, and answers
-/// the text to show for it. Accounts never synced (no templates stored) are left to Meta.
+/// the text to show for it and whether it is marketing. Accounts never synced (no templates
+/// stored) are left to Meta.
 pub async fn check(
     db: &DatabaseConnection,
     channel_id: &str,
     request: &TemplateRequest,
-) -> Result<String, EngineError> {
+) -> Result<(String, bool), EngineError> {
     let waba_id = channel::Entity::find_by_id(channel_id.to_owned())
         .one(db)
         .await?
         .and_then(|c| c.waba_id);
     let Some(waba_id) = waba_id else {
-        return Ok(format!("[template {}]", request.name));
+        return Ok((format!("[template {}]", request.name), false));
     };
     let known = message_template::Entity::find()
         .filter(message_template::Column::WabaId.eq(waba_id))
         .all(db)
         .await?;
     if known.is_empty() {
-        return Ok(format!("[template {}]", request.name));
+        return Ok((format!("[template {}]", request.name), false));
     }
     let Some(template) = known
         .into_iter()
@@ -203,7 +204,10 @@ pub async fn check(
             template.name
         )));
     }
-    Ok(preview(&template, request))
+    Ok((
+        preview(&template, request),
+        template.category.eq_ignore_ascii_case("MARKETING"),
+    ))
 }
 
 /// The approved templates a conversation's number may send, for the console's picker.

@@ -9,6 +9,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261122_000001_create_core;
 mod m20261122_000002_create_outbox;
 mod m20261122_000003_create_console;
+mod m20261122_000004_create_privacy;
 
 pub struct Migrator;
 
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000001_create_core::Migration),
             Box::new(m20261122_000002_create_outbox::Migration),
             Box::new(m20261122_000003_create_console::Migration),
+            Box::new(m20261122_000004_create_privacy::Migration),
         ]
     }
 }

@@ -4,7 +4,7 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{admin, annotations, conversations, health, session, webhook};
+use crate::routes::{admin, annotations, conversations, health, privacy, session, webhook};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -22,6 +22,7 @@ use crate::routes::{admin, annotations, conversations, health, session, webhook}
         annotations::directory, annotations::set_tags, annotations::list_notes,
         annotations::add_note, annotations::conversation_templates, annotations::sync_templates,
         annotations::media, annotations::upload,
+        privacy::contacts, privacy::create, privacy::list, privacy::get, privacy::export,
     ),
     modifiers(&BearerAuth),
 )]

@@ -53,6 +53,8 @@ pub struct MediaSettings {
     pub max_bytes: u64,
     pub max_attempts: i32,
     pub backoff_base_ms: u64,
+    /// Between retention passes (0: off).
+    pub retention_interval_ms: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -120,7 +120,7 @@ pub fn spawn_workers(
     tokio::spawn(sender.run(stopped.clone()));
     tokio::spawn(template_sync(db.clone(), sealer.clone(), settings)?.run(stopped.clone()));
     let media = waos_workers::media::MediaDownloader::new(
-        db,
+        db.clone(),
         sealer,
         waos_workers::media::MediaSettings {
             graph_url: settings.meta.graph_url.clone(),
@@ -131,7 +131,13 @@ pub fn spawn_workers(
             backoff_base: millis(settings.media.backoff_base_ms.max(1)),
         },
     )?;
-    tokio::spawn(media.run(stopped));
+    tokio::spawn(media.run(stopped.clone()));
+    let retention = waos_workers::retention::Retention::new(
+        db,
+        settings.media.dir.clone().into(),
+        millis(settings.media.retention_interval_ms),
+    );
+    tokio::spawn(retention.run(stopped));
     Ok(stop)
 }
 

@@ -525,6 +525,17 @@ impl TestApp {
     }
 
     /// One text column of the first row matching `filter`.
+    /// Runs one statement on the test's database (to age rows, say).
+    pub async fn execute(&self, sql: &str) {
+        self.db
+            .execute_raw(Statement::from_string(
+                self.db.get_database_backend(),
+                sql.to_owned(),
+            ))
+            .await
+            .unwrap();
+    }
+
     pub async fn scalar(&self, table: &str, column: &str, filter: &str) -> Option<String> {
         let sql = format!("SELECT {column} AS v FROM {table} WHERE {filter}");
         let row = self

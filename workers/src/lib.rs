@@ -5,11 +5,13 @@
 //!   number's budget and each customer's, shared through Redis when configured).
 //! - [`templates`]: fetches each account's message templates from Meta.
 //! - [`media`]: downloads inbound media before Meta's ids expire.
+//! - [`retention`]: removes what each workspace keeps no longer.
 //!
 //! Each worker is one testable step (`run_once`) plus a loop that stops on shutdown.
 
 pub mod media;
 pub mod pacing;
+pub mod retention;
 pub mod sender;
 pub mod templates;
 

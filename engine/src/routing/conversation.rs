@@ -886,6 +886,15 @@ impl Handler<SendReply> for ConversationActor {
         );
         Box::pin(
             async move {
+                let refusal = |error| match error {
+                    crate::error::EngineError::Validation(why) => RoutingError::Invalid(why),
+                    _ => RoutingError::Unavailable,
+                };
+                if !matches!(reply, Reply::Template(_)) {
+                    crate::privacy::check_may_contact(&db, &contact.id, false)
+                        .await
+                        .map_err(refusal)?;
+                }
                 let (kind, text, body) = match reply {
                     Reply::Text(text) => {
                         let body = crate::outbound::text_body(&contact, &text);
@@ -900,14 +909,13 @@ impl Handler<SendReply> for ConversationActor {
                         (kind, media.caption.clone(), body)
                     }
                     Reply::Template(request) => {
-                        let preview = crate::templates::check(&db, &channel_id, &request)
+                        let (preview, marketing) =
+                            crate::templates::check(&db, &channel_id, &request)
+                                .await
+                                .map_err(refusal)?;
+                        crate::privacy::check_may_contact(&db, &contact.id, marketing)
                             .await
-                            .map_err(|error| match error {
-                                crate::error::EngineError::Validation(why) => {
-                                    RoutingError::Invalid(why)
-                                }
-                                _ => RoutingError::Unavailable,
-                            })?;
+                            .map_err(refusal)?;
                         let body = crate::templates::template_body(&contact, &request);
                         ("template", Some(preview), body)
                     }

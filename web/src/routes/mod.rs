@@ -5,6 +5,7 @@ pub mod annotations;
 pub mod conversations;
 pub mod health;
 pub mod pages;
+pub mod privacy;
 pub mod session;
 pub mod webhook;
 pub mod ws;
@@ -75,6 +76,14 @@ pub fn configure(config: &mut web::ServiceConfig) {
                     web::patch().to(admin::update_agent),
                 )
                 .route("/directory", web::get().to(annotations::directory))
+                .route("/contacts", web::get().to(privacy::contacts))
+                .service(
+                    web::resource("/data-requests")
+                        .route(web::post().to(privacy::create))
+                        .route(web::get().to(privacy::list)),
+                )
+                .route("/data-requests/{id}", web::get().to(privacy::get))
+                .route("/data-requests/{id}/export", web::get().to(privacy::export))
                 .route(
                     "/workspaces/{workspace_id}/channels/{id}/templates/sync",
                     web::post().to(annotations::sync_templates),

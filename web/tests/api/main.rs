@@ -29,6 +29,7 @@ mod outage;
 mod outbound;
 mod payloads;
 mod presence;
+mod privacy;
 mod pywa;
 mod rest;
 mod routing;

@@ -14,6 +14,12 @@ pub struct Model {
     pub username: Option<String>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
+    /// Kept but not worked on (a restriction request): no replies go out.
+    pub restricted: bool,
+    /// Objected to marketing: no marketing templates go out.
+    pub objected: bool,
+    /// When an erasure request removed this contact's personal data.
+    pub erased_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -8,6 +8,7 @@ pub mod channel;
 pub mod contact;
 pub mod conversation;
 pub mod conversation_note;
+pub mod data_request;
 pub mod media_file;
 pub mod message;
 pub mod message_status;
