@@ -1,15 +1,20 @@
-//! Signed webhook ingest at a constant open-loop rate, reporting latency to the 200.
+//! Signed webhook ingest at an open-loop rate (constant or Poisson arrivals) with a traffic
+//! mix, reporting latency to the 200; optionally against the bare baseline first.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use hdrhistogram::Histogram;
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
-use tokio::sync::{Mutex, Semaphore};
+
+use crate::arrivals::Arrivals;
+use crate::baseline::BaselineServer;
+use crate::generator::{RunResult, Sender};
+use crate::procstat::{Sampler, ServerSamples};
+use crate::report::{self, ReportArgs, header};
+use crate::traffic::{MixArgs, Planner, Traffic};
 
 /// The engine under test, shared by every scenario.
 #[derive(Clone, Debug, clap::Args)]
@@ -36,53 +41,104 @@ impl Target {
     }
 }
 
-/// What to send, how fast and for how long.
+/// How fast and for how long (`ingest` and `baseline`).
 #[derive(Clone, Debug, clap::Args)]
-pub struct IngestArgs {
-    #[command(flatten)]
-    pub target: Target,
-    /// Webhooks per second, scheduled at a constant rate.
+pub struct RateArgs {
+    /// Webhooks per second offered (on average, with --arrivals poisson).
     #[arg(long, default_value_t = 500)]
     pub rate: u64,
-    /// Seconds to send for.
+    /// Seconds to send for; the run then waits for the last answers and stops.
     #[arg(long, default_value_t = 10)]
     pub duration: u64,
-    /// WhatsApp numbers (channels) to spread the load over.
-    #[arg(long, default_value_t = 4)]
-    pub numbers: u64,
-    /// Distinct customers writing.
-    #[arg(long, default_value_t = 1000)]
-    pub customers: u64,
+}
+
+/// When arrivals come and how many may wait (`ingest`, `baseline`, `ramp`).
+#[derive(Clone, Debug, clap::Args)]
+pub struct PacingArgs {
+    /// Arrival process: evenly spaced, or Poisson (exponential gaps, seeded by --seed).
+    #[arg(long, value_enum, default_value_t = Arrivals::Constant)]
+    pub arrivals: Arrivals,
+    /// Seed of the arrival gaps and of the traffic mix: one seed, one run's exact bodies and times.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
     /// Requests in flight at most; arrivals beyond it are counted as dropped, not delayed.
     #[arg(long, default_value_t = 2000)]
     pub max_in_flight: usize,
 }
 
-/// The outcome of a run.
+impl PacingArgs {
+    pub fn to_json(&self) -> Value {
+        json!({"arrivals": self.arrivals.name(), "seed": self.seed, "max_in_flight": self.max_in_flight})
+    }
+}
+
+/// `waos-loadtest ingest`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct IngestArgs {
+    #[command(flatten)]
+    pub target: Target,
+    #[command(flatten)]
+    pub rate: RateArgs,
+    #[command(flatten)]
+    pub pacing: PacingArgs,
+    #[command(flatten)]
+    pub mix: MixArgs,
+    #[command(flatten)]
+    pub report: ReportArgs,
+    /// First run the same plan (same rate, duration, arrival times and bodies) against a bare
+    /// in-process actix-web server that only checks the signature and parses the JSON, then
+    /// against the target; reports the target's throughput and latency as ratios of it.
+    #[arg(long)]
+    pub baseline: bool,
+    /// HTTP worker threads of the baseline server (match the engine's WAOS__SERVER__WORKERS).
+    #[arg(long, default_value_t = 2)]
+    pub baseline_workers: usize,
+}
+
+/// The outcome of `ingest` (and of `baseline`, which has no target run of the engine).
 #[derive(Debug)]
 pub struct IngestReport {
-    pub offered_rate: f64,
-    pub achieved_rate: f64,
-    pub sent: u64,
-    pub ok: u64,
-    pub errors: u64,
-    pub dropped: u64,
-    pub latency: Histogram<u64>,
+    pub run: String,
+    /// The measured run against the target (the engine, or the baseline for `baseline`).
+    pub target: RunResult,
+    /// The same plan against the bare baseline first (`--baseline`).
+    pub baseline: Option<RunResult>,
+    /// Warm-up webhooks that did not get a 2xx.
+    pub warm_up_failed: u64,
+    pub server: Option<ServerSamples>,
+    /// The whole report (what `report.json` holds).
+    pub json: Value,
 }
 
 impl IngestReport {
-    pub fn to_json(&self) -> Value {
-        let ms = |quantile: f64| self.latency.value_at_quantile(quantile) as f64 / 1000.0;
-        json!({
-            "offered_rate": self.offered_rate,
-            "achieved_rate": self.achieved_rate,
-            "sent": self.sent,
-            "ok": self.ok,
-            "errors": self.errors,
-            "dropped": self.dropped,
-            "latency_ms": {"p50": ms(0.5), "p90": ms(0.9), "p99": ms(0.99), "p999": ms(0.999), "max": self.latency.max() as f64 / 1000.0},
-        })
+    /// Target over baseline: (achieved throughput ratio, p99 latency ratio).
+    pub fn vs_baseline(&self) -> Option<(f64, f64)> {
+        let baseline = self.baseline.as_ref()?;
+        Some((
+            self.target.achieved_rate() / baseline.achieved_rate(),
+            self.target.p99_ms() / baseline.p99_ms(),
+        ))
     }
+
+    pub fn to_json(&self) -> Value {
+        self.json.clone()
+    }
+}
+
+/// Ratios of the target's figures to the baseline's (`null` where the baseline's is 0).
+pub fn ratios(target: &RunResult, baseline: &RunResult) -> Value {
+    let quantile = |run: &RunResult, q: f64| run.latency.value_at_quantile(q) as f64;
+    let ratio = |a: f64, b: f64| if b > 0.0 { Some(a / b) } else { None };
+    json!({
+        "throughput_ratio": ratio(target.achieved_rate(), baseline.achieved_rate()),
+        "p50_ratio": ratio(quantile(target, 0.5), quantile(baseline, 0.5)),
+        "p99_ratio": ratio(quantile(target, 0.99), quantile(baseline, 0.99)),
+        "p999_ratio": ratio(quantile(target, 0.999), quantile(baseline, 0.999)),
+        "baseline_achieved_rate": baseline.achieved_rate(),
+        "target_achieved_rate": target.achieved_rate(),
+        "baseline_p99_ms": baseline.p99_ms(),
+        "target_p99_ms": target.p99_ms(),
+    })
 }
 
 pub fn sign(secret: &[u8], body: &[u8]) -> anyhow::Result<String> {
@@ -105,20 +161,6 @@ pub fn run_id() -> String {
 /// The `phone_number_id` of generated number `index`.
 pub fn phone_number_id(run: &str, index: u64) -> String {
     format!("9{run}{index:04}")
-}
-
-/// Creates a workspace, a team and `numbers` channels for this run.
-async fn set_up(client: &reqwest::Client, args: &IngestArgs, run: &str) -> anyhow::Result<()> {
-    set_up_world(
-        client,
-        &args.target.url,
-        &args.target.admin_token,
-        args.numbers,
-        run,
-        false,
-    )
-    .await
-    .map(|_| ())
 }
 
 /// Creates a workspace, a team and `numbers` channels; returns (workspace id, team id).
@@ -177,89 +219,138 @@ struct WorldArgs<'a> {
     auto_accept: bool,
 }
 
-fn webhook(run: &str, sequence: u64, args: &IngestArgs) -> Vec<u8> {
-    let customer = sequence % args.customers.max(1);
-    let number = sequence % args.numbers.max(1);
-    let phone = format!("44770{customer:07}");
-    json!({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field": "messages", "value": {
-        "messaging_product": "whatsapp",
-        "metadata": {"display_phone_number": "15550100123", "phone_number_id": phone_number_id(run, number)},
-        "contacts": [{"profile": {"name": format!("Customer {customer}")}, "wa_id": phone}],
-        "messages": [{"from": phone, "id": format!("wamid.load.{run}.{sequence}"), "timestamp": "1781600000",
-                      "type": "text", "text": {"body": format!("load message {sequence}")}}]
-    }}]}]})
-    .to_string()
-    .into_bytes()
+/// Sends each ongoing customer's first message (unmeasured), then pauses for `settle_ms`, so
+/// the measured run finds their conversations open. Returns how many failed.
+pub async fn warm_up(sender: &Sender, traffic: &Traffic, mix: &MixArgs) -> anyhow::Result<u64> {
+    if mix.no_warm_up || mix.customers == 0 || mix.new_share >= 1.0 || mix.status_share >= 1.0 {
+        return Ok(0);
+    }
+    let bodies = (0..mix.customers)
+        .map(|customer| traffic.warm_up_body(customer))
+        .collect();
+    let failed = sender
+        .send_all(bodies, sender.max_in_flight.min(64))
+        .await?;
+    tokio::time::sleep(Duration::from_millis(mix.settle_ms)).await;
+    Ok(failed)
 }
 
-/// Sends `rate` signed webhooks a second for `duration` seconds and measures each to its answer.
+/// Sends the plan's webhooks open loop to the target (after the baseline, with `--baseline`)
+/// and measures each to its answer.
 pub async fn run(args: IngestArgs) -> anyhow::Result<IngestReport> {
     args.target.check_loopback()?;
-    waos_workers::install_tls();
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(args.max_in_flight)
-        .build()?;
+    args.mix.check()?;
+    let sender = Sender::new(
+        &args.target.url,
+        &args.target.app_secret,
+        args.pacing.max_in_flight,
+    )?;
     let run_id = run_id();
-    set_up(&client, &args, &run_id).await?;
+    set_up_world(
+        &sender.client,
+        &args.target.url,
+        &args.target.admin_token,
+        args.mix.numbers,
+        &run_id,
+        false,
+    )
+    .await?;
+    let traffic = Traffic {
+        run: run_id.clone(),
+        numbers: args.mix.numbers,
+        customers: args.mix.customers,
+    };
+    let mut planner = Planner::new(args.pacing.arrivals, args.pacing.seed, &args.mix);
+    let plan = planner.plan(
+        args.rate.rate as f64,
+        Duration::from_secs(args.rate.duration),
+    );
 
-    let total = args.rate * args.duration;
-    let interval = Duration::from_secs_f64(1.0 / args.rate.max(1) as f64);
-    let latency = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(
-        1, 60_000_000, 3,
-    )?));
-    let ok = Arc::new(AtomicU64::new(0));
-    let errors = Arc::new(AtomicU64::new(0));
-    let mut dropped = 0;
-    let permits = Arc::new(Semaphore::new(args.max_in_flight));
-    let secret = args.target.app_secret.clone().into_bytes();
-    let endpoint = format!("{}/webhooks/whatsapp", args.target.url);
-    let start = Instant::now();
-    let mut tasks = Vec::with_capacity(total as usize);
-    for sequence in 0..total {
-        let scheduled = start + interval.mul_f64(sequence as f64);
-        tokio::time::sleep_until(scheduled.into()).await;
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            dropped += 1;
-            continue;
+    let baseline = if args.baseline {
+        let server = BaselineServer::start(&args.target.app_secret, args.baseline_workers)?;
+        let result = sender
+            .to(&server.url)
+            .fire(&traffic, &plan, "baseline")
+            .await;
+        server.stop().await;
+        Some(result?)
+    } else {
+        None
+    };
+
+    let warm_up_failed = warm_up(&sender, &traffic, &args.mix).await?;
+    let sampler = args
+        .report
+        .server_pid
+        .map(|pid| Sampler::start(pid, Instant::now()))
+        .transpose()?;
+    let target = sender.fire(&traffic, &plan, "ingest").await?;
+    let server = match sampler {
+        Some(sampler) => Some(sampler.finish().await),
+        None => None,
+    };
+
+    let settings = json!({"url": args.target.url, "rate": args.rate.rate, "duration_s": args.rate.duration,
+        "pacing": args.pacing.to_json(), "mix": args.mix.to_json(), "baseline": args.baseline,
+        "baseline_workers": args.baseline_workers, "run_id": run_id});
+    let mut json = header("ingest", settings);
+    json["warm_up_failed"] = json!(warm_up_failed);
+    json["result"] = target.to_json();
+    let mut summary = report::run_summary(&target, "engine");
+    let mut charts = report::run_charts(&target, "engine");
+    if let Some(baseline) = &baseline {
+        json["baseline"] = baseline.to_json();
+        json["vs_baseline"] = ratios(&target, baseline);
+        summary.extend(report::run_summary(baseline, "baseline"));
+        summary.push((
+            "engine / baseline: throughput, p99".into(),
+            format!(
+                "{:.3}, {:.2}",
+                target.achieved_rate() / baseline.achieved_rate(),
+                target.p99_ms() / baseline.p99_ms()
+            ),
+        ));
+        let p99 = |run: &RunResult| -> Vec<(f64, f64)> {
+            run.intervals
+                .iter()
+                .enumerate()
+                .filter(|(_, interval)| !interval.latency.is_empty())
+                .map(|(second, interval)| {
+                    (
+                        second as f64,
+                        interval.latency.value_at_quantile(0.99) as f64 / 1000.0,
+                    )
+                })
+                .collect()
         };
-        let body = webhook(&run_id, sequence, &args);
-        let signature = sign(&secret, &body)?;
-        let request = client
-            .post(&endpoint)
-            .header("content-type", "application/json")
-            .header("x-hub-signature-256", signature)
-            .body(body);
-        let (latency, ok, errors) = (latency.clone(), ok.clone(), errors.clone());
-        tasks.push(tokio::spawn(async move {
-            let answered = request.send().await;
-            let micros = scheduled.elapsed().as_micros() as u64;
-            drop(permit);
-            match answered {
-                Ok(response) if response.status().is_success() => {
-                    ok.fetch_add(1, Ordering::Relaxed);
-                    let _ = latency.lock().await.record(micros.max(1));
-                }
-                _ => {
-                    errors.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        }));
+        charts.insert(
+            0,
+            report::Chart {
+                title: "p99 per second: engine vs bare baseline (same plan)".into(),
+                x_label: "seconds into the run".into(),
+                y_label: "ms".into(),
+                series: vec![
+                    report::series("engine p99", 3, p99(&target)),
+                    report::series("baseline p99", 0, p99(baseline)),
+                ],
+            },
+        );
+        charts.extend(report::run_charts(baseline, "baseline"));
     }
-    for task in tasks {
-        let _ = task.await;
+    if let Some(server) = &server {
+        json["server"] = server.to_json();
     }
-    let elapsed = start.elapsed().as_secs_f64();
-    let ok = ok.load(Ordering::Relaxed);
-    let latency = Arc::try_unwrap(latency)
-        .map_err(|_| anyhow::anyhow!("latency still shared"))?
-        .into_inner();
+    charts.extend(report::server_charts(server.as_ref()));
+    if let Some(folder) = &args.report.report {
+        let page = report::html("waos-loadtest ingest", &summary, &charts);
+        report::write(folder, &json, &page)?;
+    }
     Ok(IngestReport {
-        offered_rate: args.rate as f64,
-        achieved_rate: ok as f64 / elapsed,
-        sent: total - dropped,
-        ok,
-        errors: errors.load(Ordering::Relaxed),
-        dropped,
-        latency,
+        run: run_id,
+        target,
+        baseline,
+        warm_up_failed,
+        server,
+        json,
     })
 }

@@ -1,7 +1,7 @@
 //! New conversations routed to K agents on real websockets. Each agent accepts every offer and
 //! resolves what it is given, so capacity keeps freeing; the latency measured is from each
-//! webhook's *scheduled* send time to the `offer` (or `assigned`) frame at the agent, matched
-//! by the message's wamid.
+//! webhook's *scheduled* send time (or, in a burst, its actual send time) to the `offer` (or,
+//! with auto-accept, the message) frame at the agent, matched by the message's wamid.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,10 +12,14 @@ use anyhow::Context;
 use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
-use tokio::sync::Mutex;
+use tokio::net::TcpStream;
+use tokio::sync::{Mutex, Semaphore};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+use crate::arrivals::{Arrivals, Schedule};
+use crate::generator::{latency_histogram, percentiles_ms, progress};
 use crate::ingest::{Target, phone_number_id, set_up_world, sign};
 
 #[derive(Clone, Debug, clap::Args)]
@@ -28,7 +32,7 @@ pub struct RouteArgs {
     /// Capacity of each agent.
     #[arg(long, default_value_t = 5)]
     pub capacity: u64,
-    /// New conversations per second, scheduled at a constant rate.
+    /// New conversations per second (on average, with --arrivals poisson).
     #[arg(long, default_value_t = 200)]
     pub rate: u64,
     /// New conversations in all.
@@ -37,6 +41,12 @@ pub struct RouteArgs {
     /// Assign directly instead of offering (the team's auto-accept).
     #[arg(long)]
     pub auto_accept: bool,
+    /// Arrival process: evenly spaced, or Poisson (exponential gaps, seeded by --seed).
+    #[arg(long, value_enum, default_value_t = Arrivals::Constant)]
+    pub arrivals: Arrivals,
+    /// Seed of the Poisson arrival gaps.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
 }
 
 #[derive(Debug)]
@@ -44,14 +54,10 @@ pub struct RouteReport {
     pub conversations: u64,
     pub routed: u64,
     pub webhook_errors: u64,
+    /// From the first send to the last frame awaited (or the wait's deadline).
     pub elapsed_s: f64,
     pub to_agent: Histogram<u64>,
     pub to_200: Histogram<u64>,
-}
-
-fn quantiles(histogram: &Histogram<u64>) -> Value {
-    let ms = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
-    json!({"p50": ms(0.5), "p90": ms(0.9), "p99": ms(0.99), "p999": ms(0.999), "max": histogram.max() as f64 / 1000.0, "count": histogram.len()})
 }
 
 impl RouteReport {
@@ -61,43 +67,96 @@ impl RouteReport {
             "routed": self.routed,
             "webhook_errors": self.webhook_errors,
             "elapsed_s": self.elapsed_s,
-            "webhook_to_agent_frame_ms": quantiles(&self.to_agent),
-            "webhook_to_200_ms": quantiles(&self.to_200),
+            "webhook_to_agent_frame_ms": percentiles_ms(&self.to_agent),
+            "webhook_to_200_ms": percentiles_ms(&self.to_200),
         })
     }
 }
 
-type Scheduled = Arc<Mutex<HashMap<String, Instant>>>;
+pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-/// The first frame naming `wamid` at any agent: its latency from the scheduled send.
-async fn record_arrival(
-    scheduled: &Scheduled,
-    latency: &Mutex<Histogram<u64>>,
-    routed: &AtomicU64,
-    wamid: &str,
-) {
-    if let Some(at) = scheduled.lock().await.remove(wamid) {
-        let _ = latency
-            .lock()
-            .await
-            .record((at.elapsed().as_micros() as u64).max(1));
-        routed.fetch_add(1, Ordering::Relaxed);
-    }
+/// Creates an agent of `capacity` in `team_ids` and signs it in; returns its session token.
+pub async fn create_agent(
+    client: &reqwest::Client,
+    target: &Target,
+    workspace: &str,
+    team_ids: &[&str],
+    capacity: u64,
+    email: &str,
+) -> anyhow::Result<String> {
+    let password = "loadtest-password-1";
+    client
+        .post(format!(
+            "{}/api/v1/workspaces/{workspace}/agents",
+            target.url
+        ))
+        .bearer_auth(&target.admin_token)
+        .json(
+            &json!({"name": email, "email": email, "password": password, "role": "agent",
+                      "capacity": capacity, "team_ids": team_ids}),
+        )
+        .send()
+        .await?
+        .error_for_status()?;
+    let session: Value = client
+        .post(format!("{}/api/v1/auth/login", target.url))
+        .json(&json!({"email": email, "password": password}))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    Ok(session["token"].as_str().context("token")?.to_owned())
 }
 
-async fn agent_loop(
-    url: String,
-    token: String,
-    scheduled: Scheduled,
-    latency: Arc<Mutex<Histogram<u64>>>,
-    routed: Arc<AtomicU64>,
-) -> anyhow::Result<()> {
+/// Opens an agent socket and waits for its first frame (the `hello`), so the agent is online
+/// when this returns.
+pub async fn open_socket(url: &str, token: &str) -> anyhow::Result<(Socket, Value)> {
     let mut request =
         format!("{}/ws/agent", url.replacen("http", "ws", 1)).into_client_request()?;
     request
         .headers_mut()
         .insert("authorization", format!("Bearer {token}").parse()?);
-    let (mut socket, _) = tokio_tungstenite::connect_async(request).await?;
+    tokio::time::timeout(Duration::from_secs(10), async {
+        let (mut socket, _) = tokio_tungstenite::connect_async(request).await?;
+        while let Some(message) = socket.next().await {
+            if let Message::Text(text) = message? {
+                let first = serde_json::from_str::<Value>(&text)?;
+                return Ok((socket, first));
+            }
+        }
+        anyhow::bail!("the socket closed before its first frame")
+    })
+    .await
+    .context("no connection and first frame within 10 s")?
+}
+
+type Scheduled = Arc<Mutex<HashMap<String, Instant>>>;
+
+/// What the agents' sockets record into.
+#[derive(Clone)]
+struct Arrivals2Agents {
+    scheduled: Scheduled,
+    latency: Arc<Mutex<Histogram<u64>>>,
+    routed: Arc<AtomicU64>,
+}
+
+impl Arrivals2Agents {
+    /// The first frame naming `wamid` at any agent: its latency from the scheduled send.
+    async fn arrived(&self, wamid: &str) {
+        if let Some(at) = self.scheduled.lock().await.remove(wamid) {
+            let _ = self
+                .latency
+                .lock()
+                .await
+                .record((at.elapsed().as_micros() as u64).max(1));
+            self.routed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// An agent that accepts every offer and resolves every assignment at once.
+async fn agent_loop(mut socket: Socket, record: Arrivals2Agents) -> anyhow::Result<()> {
     while let Some(message) = socket.next().await {
         let Message::Text(text) = message? else {
             continue;
@@ -112,7 +171,7 @@ async fn agent_loop(
             _ => None,
         };
         if let Some(wamid) = named {
-            record_arrival(&scheduled, &latency, &routed, wamid).await;
+            record.arrived(wamid).await;
         }
         let id = frame["conversation_id"].clone();
         let reply = match kind {
@@ -127,11 +186,40 @@ async fn agent_loop(
     Ok(())
 }
 
-pub async fn run(args: RouteArgs) -> anyhow::Result<RouteReport> {
-    args.target.check_loopback()?;
-    let target = &args.target;
+/// How the conversations' first messages are sent.
+pub(crate) enum Pacing {
+    /// Open loop: each at its offset from the start; latency from the scheduled instant.
+    Scheduled(Vec<Duration>),
+    /// As fast as possible with at most `concurrency` in flight; latency from each send.
+    Burst { concurrency: usize },
+}
+
+/// What `route` and `burst` share.
+pub(crate) struct RouteSetup {
+    pub target: Target,
+    pub agents: u64,
+    pub capacity: u64,
+    pub conversations: u64,
+    pub auto_accept: bool,
+    /// How long to wait, after the last webhook's answer, for the last frames.
+    pub wait: Duration,
+}
+
+/// Sets up a world, connects the agents, sends the conversations' first messages and waits
+/// (bounded) for every one to reach an agent. `before_send` runs once the agents are online.
+pub(crate) async fn route_core(
+    setup: &RouteSetup,
+    pacing: Pacing,
+    label: &str,
+    mut before_send: impl AsyncFnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<RouteReport> {
+    let target = &setup.target;
+    target.check_loopback()?;
+    crate::raise_open_files_limit();
     waos_workers::install_tls();
-    let client = reqwest::Client::new();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()?;
     let run_id = crate::ingest::run_id();
     let (workspace, team) = set_up_world(
         &client,
@@ -139,57 +227,53 @@ pub async fn run(args: RouteArgs) -> anyhow::Result<RouteReport> {
         &target.admin_token,
         1,
         &run_id,
-        args.auto_accept,
+        setup.auto_accept,
     )
     .await?;
-    let password = "loadtest-password-1";
-    let scheduled: Scheduled = Arc::default();
-    let to_agent = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(
-        1, 60_000_000, 3,
-    )?));
-    let routed = Arc::new(AtomicU64::new(0));
-    for index in 0..args.agents {
+    let record = Arrivals2Agents {
+        scheduled: Arc::default(),
+        latency: Arc::new(Mutex::new(latency_histogram()?)),
+        routed: Arc::new(AtomicU64::new(0)),
+    };
+    let mut agents = Vec::new();
+    for index in 0..setup.agents {
         let email = format!("agent{index}.{run_id}@loadtest.example");
-        client
-            .post(format!("{}/api/v1/workspaces/{workspace}/agents", target.url))
-            .bearer_auth(&target.admin_token)
-            .json(&json!({"name": format!("agent {index}"), "email": email, "password": password, "role": "agent",
-                          "capacity": args.capacity, "team_ids": [team]}))
-            .send()
-            .await?
-            .error_for_status()?;
-        let session: Value = client
-            .post(format!("{}/api/v1/auth/login", target.url))
-            .json(&json!({"email": email, "password": password}))
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
-        let token = session["token"].as_str().context("token")?.to_owned();
-        tokio::spawn(agent_loop(
-            target.url.clone(),
-            token,
-            scheduled.clone(),
-            to_agent.clone(),
-            routed.clone(),
-        ));
+        let token = create_agent(
+            &client,
+            target,
+            &workspace,
+            &[&team],
+            setup.capacity,
+            &email,
+        )
+        .await?;
+        let (socket, _hello) = open_socket(&target.url, &token).await?;
+        agents.push(tokio::spawn(agent_loop(socket, record.clone())));
     }
-    // Let every socket say hello before the first customer writes.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    before_send().await?;
 
     let secret = target.app_secret.clone().into_bytes();
     let endpoint = format!("{}/webhooks/whatsapp", target.url);
-    let to_200 = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(
-        1, 60_000_000, 3,
-    )?));
+    let to_200 = Arc::new(Mutex::new(latency_histogram()?));
     let errors = Arc::new(AtomicU64::new(0));
-    let interval = Duration::from_secs_f64(1.0 / args.rate.max(1) as f64);
+    let bar = progress(setup.conversations, label);
+    let concurrency = match &pacing {
+        Pacing::Scheduled(_) => 1 << 20,
+        Pacing::Burst { concurrency } => (*concurrency).clamp(1, 1 << 20),
+    };
+    let permits = Arc::new(Semaphore::new(concurrency));
     let start = Instant::now();
-    let mut tasks = Vec::new();
-    for sequence in 0..args.conversations {
-        let at = start + interval.mul_f64(sequence as f64);
-        tokio::time::sleep_until(at.into()).await;
+    for sequence in 0..setup.conversations {
+        let permit = permits.clone().acquire_owned().await?;
+        let at = match &pacing {
+            Pacing::Scheduled(offsets) => {
+                let at = start + offsets.get(sequence as usize).copied().unwrap_or_default();
+                tokio::time::sleep_until(at.into()).await;
+                at
+            }
+            Pacing::Burst { .. } => Instant::now(),
+        };
+        bar.inc(1);
         let wamid = format!("wamid.route.{run_id}.{sequence}");
         let phone = format!("44780{sequence:07}");
         let body = json!({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field": "messages", "value": {
@@ -200,14 +284,14 @@ pub async fn run(args: RouteArgs) -> anyhow::Result<RouteReport> {
         }}]}]})
         .to_string()
         .into_bytes();
-        scheduled.lock().await.insert(wamid, at);
+        record.scheduled.lock().await.insert(wamid, at);
         let request = client
             .post(&endpoint)
             .header("content-type", "application/json")
             .header("x-hub-signature-256", sign(&secret, &body)?)
             .body(body);
         let (to_200, errors) = (to_200.clone(), errors.clone());
-        tasks.push(tokio::spawn(async move {
+        tokio::spawn(async move {
             match request.send().await {
                 Ok(response) if response.status().is_success() => {
                     let _ = to_200
@@ -219,27 +303,48 @@ pub async fn run(args: RouteArgs) -> anyhow::Result<RouteReport> {
                     errors.fetch_add(1, Ordering::Relaxed);
                 }
             }
-        }));
+            drop(permit);
+        });
     }
-    for task in tasks {
-        let _ = task.await;
-    }
+    bar.set_message("waiting for the last offers");
+    let _ = permits
+        .acquire_many(u32::try_from(concurrency).unwrap_or(u32::MAX))
+        .await?;
     // Wait (bounded) for the last offers to reach the agents.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while routed.load(Ordering::Relaxed) + errors.load(Ordering::Relaxed) < args.conversations
+    let deadline = Instant::now() + setup.wait;
+    let routed = &record.routed;
+    while routed.load(Ordering::Relaxed) + errors.load(Ordering::Relaxed) < setup.conversations
         && Instant::now() < deadline
     {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let elapsed_s = start.elapsed().as_secs_f64();
-    let to_agent = to_agent.lock().await.clone();
+    bar.finish_and_clear();
+    for agent in agents {
+        agent.abort();
+    }
+    let to_agent = record.latency.lock().await.clone();
     let to_200 = to_200.lock().await.clone();
     Ok(RouteReport {
-        conversations: args.conversations,
+        conversations: setup.conversations,
         routed: routed.load(Ordering::Relaxed),
         webhook_errors: errors.load(Ordering::Relaxed),
         elapsed_s,
         to_agent,
         to_200,
     })
+}
+
+pub async fn run(args: RouteArgs) -> anyhow::Result<RouteReport> {
+    let offsets =
+        Schedule::new(args.arrivals, args.rate as f64, args.seed).first(args.conversations);
+    let setup = RouteSetup {
+        target: args.target,
+        agents: args.agents,
+        capacity: args.capacity,
+        conversations: args.conversations,
+        auto_accept: args.auto_accept,
+        wait: Duration::from_secs(30),
+    };
+    route_core(&setup, Pacing::Scheduled(offsets), "route", async || Ok(())).await
 }

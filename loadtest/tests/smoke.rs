@@ -2,7 +2,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use waos_loadtest::{ingest, route};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Value;
+use waos_loadtest::arrivals::Arrivals;
+use waos_loadtest::ingest::{PacingArgs, RateArgs};
+use waos_loadtest::report::ReportArgs;
+use waos_loadtest::traffic::{Item, MixArgs, Planner};
+use waos_loadtest::{baseline, burst, idle, ingest, ramp, route};
 use waos_web::testing::{ADMIN_TOKEN, APP_SECRET, Backend, spawn_app};
 
 fn target(app: &waos_web::testing::TestApp) -> ingest::Target {
@@ -13,23 +21,85 @@ fn target(app: &waos_web::testing::TestApp) -> ingest::Target {
     }
 }
 
+fn mix(customers: u64, new_share: f64, status_share: f64) -> MixArgs {
+    MixArgs {
+        numbers: 2,
+        customers,
+        new_share,
+        status_share,
+        no_warm_up: false,
+        settle_ms: 0,
+    }
+}
+
+fn pacing(arrivals: Arrivals) -> PacingArgs {
+    PacingArgs {
+        arrivals,
+        seed: 42,
+        max_in_flight: 200,
+    }
+}
+
+/// A fresh report folder, removed when dropped.
+struct Folder(PathBuf);
+
+impl Folder {
+    fn new(name: &str) -> Folder {
+        let path = std::env::temp_dir().join(format!(
+            "waos-loadtest-{name}-{}",
+            waos_loadtest::ingest::run_id()
+        ));
+        let _ = std::fs::remove_dir_all(&path);
+        Folder(path)
+    }
+}
+
+impl Drop for Folder {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// report.json parses and report.html is one page with inline SVG and nothing external.
+fn read_report(folder: &Path) -> Value {
+    let json: Value =
+        serde_json::from_str(&std::fs::read_to_string(folder.join("report.json")).unwrap())
+            .unwrap();
+    let html = std::fs::read_to_string(folder.join("report.html")).unwrap();
+    assert!(html.starts_with("<!doctype html>"));
+    assert!(html.contains("<svg"), "charts are inline SVG");
+    assert!(!html.contains("<script") && !html.contains("src="));
+    assert!(json["machine"]["cores"].as_u64().unwrap() >= 1);
+    json
+}
+
 #[actix_web::test]
 async fn ingest_and_route_scenarios_run_end_to_end() {
     let app = spawn_app(Backend::Postgres).await;
     let report = ingest::run(ingest::IngestArgs {
         target: target(&app),
-        rate: 100,
-        duration: 1,
-        numbers: 2,
-        customers: 20,
-        max_in_flight: 100,
+        rate: RateArgs {
+            rate: 100,
+            duration: 1,
+        },
+        pacing: pacing(Arrivals::Constant),
+        mix: mix(20, 0.1, 0.0),
+        report: ReportArgs::default(),
+        baseline: false,
+        baseline_workers: 1,
     })
     .await
     .unwrap();
-    assert_eq!((report.ok, report.errors), (100, 0));
+    assert_eq!((report.target.ok, report.target.errors), (100, 0));
+    assert_eq!(report.warm_up_failed, 0);
     assert_eq!(
         app.count("messages", "wamid LIKE 'wamid.load.%'").await,
         100
+    );
+    assert_eq!(
+        app.count("messages", "wamid LIKE 'wamid.warm.%'").await,
+        20,
+        "one warm-up message per ongoing customer"
     );
 
     let report = route::run(route::RouteArgs {
@@ -39,10 +109,271 @@ async fn ingest_and_route_scenarios_run_end_to_end() {
         rate: 50,
         conversations: 30,
         auto_accept: false,
+        arrivals: Arrivals::Poisson,
+        seed: 3,
     })
     .await
     .unwrap();
     assert_eq!(report.webhook_errors, 0);
     assert_eq!(report.routed, 30, "every conversation reached an agent");
     assert!(report.to_agent.len() == 30 && report.to_agent.max() > 0);
+}
+
+#[actix_web::test]
+async fn ingest_mix_against_the_baseline_writes_a_report() {
+    let app = spawn_app(Backend::Postgres).await;
+    let folder = Folder::new("ingest");
+    let mix = mix(10, 0.3, 0.3);
+    let report = ingest::run(ingest::IngestArgs {
+        target: target(&app),
+        rate: RateArgs {
+            rate: 100,
+            duration: 2,
+        },
+        pacing: pacing(Arrivals::Poisson),
+        mix: mix.clone(),
+        report: ReportArgs {
+            report: Some(folder.0.clone()),
+            server_pid: Some(std::process::id()),
+        },
+        baseline: true,
+        baseline_workers: 1,
+    })
+    .await
+    .unwrap();
+
+    // The same seed draws the same plan: count what it sent of each kind.
+    let plan = Planner::new(Arrivals::Poisson, 42, &mix).plan(100.0, Duration::from_secs(2));
+    let statuses = plan.items.iter().filter(|i| **i == Item::Status).count() as i64;
+    let messages = plan.items.len() as i64 - statuses;
+    assert!(statuses > 10 && messages > 10, "{statuses} {messages}");
+    let target = &report.target;
+    assert_eq!(target.scheduled, plan.items.len() as u64);
+    assert_eq!(
+        (target.ok, target.errors, target.dropped),
+        (target.scheduled, 0, 0)
+    );
+    let run = &report.run;
+    assert_eq!(
+        app.count("messages", &format!("wamid LIKE 'wamid.load.{run}.%'"))
+            .await,
+        messages
+    );
+    assert_eq!(
+        app.count(
+            "message_statuses",
+            &format!("wamid LIKE 'wamid.status.{run}.%' AND status = 'delivered'")
+        )
+        .await,
+        statuses,
+        "statuses for unknown wamids are kept (pending)"
+    );
+
+    let baseline = report.baseline.as_ref().unwrap();
+    assert_eq!((baseline.ok, baseline.errors), (plan.items.len() as u64, 0));
+    let (throughput, p99) = report.vs_baseline().unwrap();
+    assert!(throughput.is_finite() && throughput > 0.0, "{throughput}");
+    assert!(p99.is_finite() && p99 > 0.0, "{p99}");
+
+    let json = read_report(&folder.0);
+    assert_eq!(json["scenario"], "ingest");
+    assert!(json["result"]["achieved_rate"].as_f64().unwrap() > 0.0);
+    assert!(json["result"]["latency_ms"]["p99"].as_f64().unwrap() > 0.0);
+    let intervals = json["result"]["intervals"].as_array().unwrap();
+    assert!(intervals.len() >= 2, "one entry per second");
+    assert!(intervals[0]["latency_ms"]["p50"].as_f64().unwrap() > 0.0);
+    assert!(
+        json["vs_baseline"]["p99_ratio"].as_f64().unwrap() > 0.0,
+        "{}",
+        json["vs_baseline"]
+    );
+    let samples = json["server"]["samples"].as_array().unwrap();
+    assert!(samples.len() >= 3, "2 s sampled every 500 ms");
+    assert!(samples.iter().all(|s| s["rss_bytes"].as_u64().unwrap() > 0));
+}
+
+#[actix_web::test]
+async fn baseline_alone_answers_everything() {
+    let folder = Folder::new("baseline");
+    let report = baseline::run(baseline::BaselineArgs {
+        app_secret: "baseline-secret".into(),
+        rate: RateArgs {
+            rate: 200,
+            duration: 1,
+        },
+        pacing: pacing(Arrivals::Constant),
+        mix: mix(10, 0.1, 0.2),
+        report: ReportArgs {
+            report: Some(folder.0.clone()),
+            server_pid: None,
+        },
+        workers: 1,
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        (
+            report.target.ok,
+            report.target.errors,
+            report.target.dropped
+        ),
+        (200, 0, 0)
+    );
+    let achieved = report.target.achieved_rate();
+    assert!(achieved > 0.0 && achieved <= 200.0 + 1e-9, "{achieved}");
+    let json = read_report(&folder.0);
+    assert_eq!(json["scenario"], "baseline");
+    assert_eq!(json["result"]["ok"], 200);
+}
+
+fn ramp_args(
+    app: &waos_web::testing::TestApp,
+    goal_p99_ms: f64,
+    folder: &Folder,
+) -> ramp::RampArgs {
+    ramp::RampArgs {
+        target: target(app),
+        from: 50,
+        step: 50,
+        step_secs: 1,
+        goal_p99_ms,
+        // Lenient: a loaded CI machine may stretch a 1-second step's tail.
+        min_achieved: 0.1,
+        max_rate: 100,
+        pacing: pacing(Arrivals::Constant),
+        mix: mix(10, 0.2, 0.1),
+        report: ReportArgs {
+            report: Some(folder.0.clone()),
+            server_pid: None,
+        },
+    }
+}
+
+#[actix_web::test]
+async fn ramp_steps_up_and_finds_the_knee() {
+    let app = spawn_app(Backend::Postgres).await;
+    let folder = Folder::new("ramp");
+    // A goal every step meets: two steps (50/s, 100/s), then --max-rate stops it.
+    let report = ramp::run(ramp_args(&app, 60_000.0, &folder)).await.unwrap();
+    assert_eq!(report.steps.len(), 2, "{}", report.stopped_because);
+    assert_eq!(report.knee, Some(1));
+    assert_eq!(report.steps[1].run.nominal_rate, 100.0);
+    assert!(report.steps.iter().all(|s| s.run.ok == s.run.scheduled));
+    let json = read_report(&folder.0);
+    assert_eq!(json["result"]["knee"]["nominal_rate"], 100.0);
+    assert_eq!(json["result"]["steps"].as_array().unwrap().len(), 2);
+
+    // A goal no step can meet: the first step fails and there is no knee.
+    let folder = Folder::new("ramp-fail");
+    let report = ramp::run(ramp_args(&app, 0.0, &folder)).await.unwrap();
+    assert_eq!(report.steps.len(), 1);
+    assert_eq!(report.knee, None);
+    assert!(
+        report.stopped_because.contains("over the goal"),
+        "{}",
+        report.stopped_because
+    );
+    assert!(read_report(&folder.0)["result"]["knee"].is_null());
+}
+
+#[actix_web::test]
+async fn burst_routes_every_conversation() {
+    let app = spawn_app(Backend::Postgres).await;
+    let folder = Folder::new("burst");
+    let report = burst::run(burst::BurstArgs {
+        target: target(&app),
+        conversations: 20,
+        agents: 2,
+        capacity: 2,
+        concurrency: 8,
+        auto_accept: false,
+        wait_secs: 20,
+        report: ReportArgs {
+            report: Some(folder.0.clone()),
+            server_pid: Some(std::process::id()),
+        },
+    })
+    .await
+    .unwrap();
+    assert_eq!(report.route.webhook_errors, 0);
+    assert_eq!(
+        report.route.routed, 20,
+        "every conversation reached an agent"
+    );
+    assert!(report.route.to_agent.max() > 0);
+    // /metrics answered (it exists on the engine) and was read: either the decision
+    // histograms, or the histograms that are there instead.
+    let decision = &report.decision_time;
+    match decision["available"].as_bool().unwrap() {
+        true => assert!(!decision["histograms"].as_object().unwrap().is_empty()),
+        false => assert!(
+            decision["histograms_seen"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|name| name == "waos_ingest_commit_seconds"),
+            "{decision}"
+        ),
+    }
+    let json = read_report(&folder.0);
+    assert_eq!(json["result"]["routed"], 20);
+    assert!(
+        json["result"]["webhook_to_agent_frame_ms"]["p99"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    assert!(!json["server"]["samples"].as_array().unwrap().is_empty());
+}
+
+#[actix_web::test]
+async fn idle_measures_memory_per_socket_and_conversation() {
+    let app = spawn_app(Backend::Postgres).await;
+    let folder = Folder::new("idle");
+    let report = idle::run(idle::IdleArgs {
+        target: target(&app),
+        sockets: 4,
+        sockets_per_agent: 2,
+        conversations: 5,
+        settle_ms: 100,
+        concurrency: 4,
+        report: ReportArgs {
+            report: Some(folder.0.clone()),
+            server_pid: Some(std::process::id()),
+        },
+    })
+    .await
+    .unwrap();
+    assert!(report.rss_before > 0 && report.rss_with_sockets > 0);
+    assert!(report.bytes_per_socket.is_finite() && report.bytes_per_conversation.is_finite());
+    assert!(report.open_files_limit >= 64);
+    assert_eq!(
+        app.count("conversations", "").await,
+        5,
+        "the conversations were opened"
+    );
+    let json = read_report(&folder.0);
+    assert_eq!(json["result"]["sockets_open_at_measurement"], 4);
+    assert!(
+        json["result"]["rss_bytes"]["with_sockets"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+
+    // Without the server's pid there is nothing to measure.
+    let mut args = idle::IdleArgs {
+        target: target(&app),
+        sockets: 1,
+        sockets_per_agent: 1,
+        conversations: 1,
+        settle_ms: 0,
+        concurrency: 1,
+        report: ReportArgs::default(),
+    };
+    assert!(idle::run(args.clone()).await.is_err());
+    args.target.url = "http://10.1.2.3:8080".into();
+    args.report.server_pid = Some(std::process::id());
+    let refused = idle::run(args).await.unwrap_err().to_string();
+    assert!(refused.contains("this machine only"), "{refused}");
 }

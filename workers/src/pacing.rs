@@ -145,22 +145,22 @@ impl Pacer {
         Ok(Duration::from_micros(wait))
     }
 
+    /// The number first: a send the number's budget refuses must not spend the customer's slot
+    /// (a customer with one reply would then wait their whole interval behind a busy number).
+    /// `governor` cannot look without taking, so a customer refusal after the number allowed
+    /// costs the number one slot: rare (a customer past their burst), and only throughput.
     fn acquire_local(&self, number: &str, customer: Option<&str>) -> Duration {
         let clock = DefaultClock::default();
-        if let Some(customer) = customer
-            && let Err(not_until) = self
-                .local_customers
-                .check_key(&format!("{number}:{customer}"))
-        {
+        if let Err(not_until) = self.local_numbers.check_key(&number.to_owned()) {
             return not_until
                 .wait_time_from(clock.now())
                 .max(Duration::from_micros(1));
         }
-        match self.local_numbers.check_key(&number.to_owned()) {
-            Ok(()) => Duration::ZERO,
-            Err(not_until) => not_until
+        match customer.map(|c| self.local_customers.check_key(&format!("{number}:{c}"))) {
+            Some(Err(not_until)) => not_until
                 .wait_time_from(clock.now())
                 .max(Duration::from_micros(1)),
+            _ => Duration::ZERO,
         }
     }
 }
@@ -187,10 +187,39 @@ mod tests {
             "{wait:?}"
         );
         // Another number has its own bucket.
+        assert_eq!(pacer.acquire("n2", None).await, Duration::ZERO);
+        // A customer past their burst waits their interval; another customer does not.
+        let pacer = Pacer::new(
+            Budget::per_second(10, 10),
+            Budget {
+                interval: Duration::from_secs(6),
+                burst: 2,
+            },
+        );
         assert_eq!(pacer.acquire("n2", Some("c1")).await, Duration::ZERO);
         assert_eq!(pacer.acquire("n2", Some("c1")).await, Duration::ZERO);
         let wait = pacer.acquire("n2", Some("c1")).await;
         assert!(wait > Duration::from_secs(5), "{wait:?}");
         assert_eq!(pacer.acquire("n2", Some("c2")).await, Duration::ZERO);
+    }
+
+    #[tokio::test]
+    async fn a_busy_number_does_not_spend_a_customers_slot() {
+        let pacer = Pacer::new(
+            Budget::per_second(1, 1),
+            Budget {
+                interval: Duration::from_secs(60),
+                burst: 1,
+            },
+        );
+        assert_eq!(pacer.acquire("n", Some("first")).await, Duration::ZERO);
+        // The number refuses: the second customer's one slot must still be there.
+        let wait = pacer.acquire("n", Some("second")).await;
+        assert!(
+            wait > Duration::ZERO && wait <= Duration::from_secs(1),
+            "{wait:?}"
+        );
+        tokio::time::sleep(wait).await;
+        assert_eq!(pacer.acquire("n", Some("second")).await, Duration::ZERO);
     }
 }

@@ -149,6 +149,11 @@ pub async fn sync_templates(
         .map_err(waos_engine::error::EngineError::from)?
         .filter(|c| c.workspace_id == workspace_id.to_string())
         .ok_or_else(|| ApiError::NotFound("channel".into()))?;
+    if channel.waba_id.is_none() {
+        return Err(ApiError::Validation(
+            "the channel has no `waba_id`: set it (PATCH the channel) to sync its templates".into(),
+        ));
+    }
     let synced = state
         .template_sync
         .sync_channel(&channel)

@@ -222,7 +222,14 @@ fn template_request(name: &str, language: &str, parameters: &[&str]) -> Value {
 }
 
 async fn templates_are_synced_checked_and_sent_outside_the_window(backend: Backend) {
-    let (app, graph) = app_with_graph(backend).await;
+    let graph = FakeGraph::start().await;
+    let url = graph.url.clone();
+    // Syncs only on demand, so that every template request the fake sees is the test's.
+    let app = spawn_app_with(backend, move |settings, _| {
+        settings.meta.graph_url = url;
+        settings.outbound.template_sync_interval_ms = 0;
+    })
+    .await;
     // 119 templates: more than one page of 100. The ones the test sends come last, on page 2.
     let mut listed: Vec<Value> = (0..115)
         .map(|i| {
@@ -1349,7 +1356,61 @@ async fn queued_replies_survive_restarts_and_dead_claims_exactly_once(backend: B
     assert_ne!(four_claimed_by.as_deref(), Some("dead-sender"));
 }
 
+/// Pacing is one decision per send: a send the number's budget refuses spends nothing of the
+/// customer's. Two customers with one reply each, on a number allowed 1 message a second: the
+/// second reply waits about a second (the number), never the customer's 6 s interval.
+async fn a_customer_waiting_for_the_number_keeps_their_own_budget(backend: Backend) {
+    let graph = FakeGraph::start().await;
+    let url = graph.url.clone();
+    let app = spawn_app_with(backend, move |settings, _| {
+        settings.meta.graph_url = url;
+        settings.outbound.number_rate_per_sec = 1;
+        settings.outbound.number_burst = 1;
+        settings.outbound.customer_interval_ms = 6000;
+        settings.outbound.customer_burst = 1;
+    })
+    .await;
+    let mut desk = desk(&app, None, 101, "wamid.budget-a", now()).await;
+    assert_eq!(
+        app.post_webhook(&text_body_at("wamid.budget-b", 102, "hi", now()))
+            .await
+            .status(),
+        200
+    );
+    let second = desk.socket.expect("assigned").await["conversation_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for (conversation, text) in [(&desk.conversation, "for A"), (&second, "for B")] {
+        app.post_ok(
+            &format!("/api/v1/conversations/{conversation}/messages"),
+            &desk.token,
+            &json!({"text": text}),
+            201,
+        )
+        .await;
+    }
+    eventually(Duration::from_secs(15), || async {
+        graph.sends().len() == 2
+    })
+    .await;
+    let sends = graph.sends();
+    let to: HashSet<Value> = sends.iter().map(|s| s.body["to"].clone()).collect();
+    assert_eq!(to, HashSet::from([json!(phone(101)), json!(phone(102))]));
+    let gap = sends[1].at - sends[0].at;
+    assert!(
+        gap >= Duration::from_millis(700),
+        "the number's budget (1/s) spaces them: {gap:?}"
+    );
+    assert!(
+        gap < Duration::from_secs(3),
+        "the second customer's only reply waited {gap:?}: the number's refusal spent the \
+         customer's budget"
+    );
+}
+
 on_both_backends!(
+    a_customer_waiting_for_the_number_keeps_their_own_budget,
     templates_are_synced_checked_and_sent_outside_the_window,
     opening_a_conversation_sends_one_read_receipt,
     inbound_media_is_downloaded_and_served_to_those_who_may_see_it,
