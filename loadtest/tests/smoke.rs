@@ -304,17 +304,16 @@ async fn burst_routes_every_conversation() {
     // /metrics answered (it exists on the engine) and was read: either the decision
     // histograms, or the histograms that are there instead.
     let decision = &report.decision_time;
-    match decision["available"].as_bool().unwrap() {
-        true => assert!(!decision["histograms"].as_object().unwrap().is_empty()),
-        false => assert!(
-            decision["histograms_seen"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|name| name == "waos_ingest_commit_seconds"),
-            "{decision}"
-        ),
-    }
+    // The engine exposes its assignment-decision histogram, and the burst made decisions.
+    assert_eq!(decision["available"], true, "{decision}");
+    assert!(
+        decision["histograms"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .any(|name| name.contains("assignment_decision")),
+        "{decision}"
+    );
     let json = read_report(&folder.0);
     assert_eq!(json["result"]["routed"], 20);
     assert!(

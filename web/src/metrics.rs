@@ -20,8 +20,14 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new() -> Self {
+    /// `decisions`: the routing engine's assignment-decision histogram, exposed here.
+    pub fn new(decisions: Histogram) -> Self {
         let mut registry = Registry::with_prefix("waos");
+        registry.register(
+            "assignment_decision_seconds",
+            "Time the supervisor takes to choose an agent for a waiting conversation (pure choice)",
+            decisions,
+        );
         let webhook_requests = Family::<OutcomeLabel, Counter>::default();
         registry.register(
             "webhook_requests",
@@ -81,11 +87,5 @@ impl Metrics {
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
         Ok(text)
-    }
-}
-
-impl Default for Metrics {
-    fn default() -> Self {
-        Self::new()
     }
 }

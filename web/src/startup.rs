@@ -201,6 +201,7 @@ impl Application {
                 mark_read_on_open: settings.routing.mark_read_on_open,
             },
         );
+        let engine_decisions = routing.decision_seconds.clone();
         let engine = Arc::new(Engine::start(routing)?);
         let handoff: Arc<dyn InboundHandoff> = match observer {
             Some(observer) => Arc::new(Both(engine.handoff(), observer)),
@@ -244,7 +245,7 @@ impl Application {
             hashing,
             sealer,
             redis,
-            metrics: Arc::new(Metrics::new()),
+            metrics: Arc::new(Metrics::new(engine_decisions)),
             security_events: governor::RateLimiter::direct(
                 governor::Quota::per_second(SECURITY_EVENTS_PER_SECOND)
                     .allow_burst(SECURITY_EVENTS_BURST),

@@ -64,6 +64,8 @@ pub struct RoutingContext {
     pub audit: AuditWriter,
     pub presence: Arc<dyn PresenceStore>,
     pub settings: RoutingSettings,
+    /// How long each assignment decision takes (the pure choice, no IO), for `/metrics`.
+    pub decision_seconds: prometheus_client::metrics::histogram::Histogram,
 }
 
 impl RoutingContext {
@@ -78,6 +80,10 @@ impl RoutingContext {
             audit,
             presence,
             settings,
+            // 1 µs to about 33 ms.
+            decision_seconds: prometheus_client::metrics::histogram::Histogram::new(
+                prometheus_client::metrics::histogram::exponential_buckets(0.000_001, 2.0, 16),
+            ),
         })
     }
 

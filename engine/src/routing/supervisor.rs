@@ -350,7 +350,11 @@ impl Supervisor {
                     .collect::<HashSet<_>>(),
                 sticky: waiting.sticky.filter(|_| self.context.settings.sticky),
             };
+            let deciding = Instant::now();
             let decision = choose_agent(&roster, &request);
+            self.context
+                .decision_seconds
+                .observe(deciding.elapsed().as_secs_f64());
             let Some(agent_id) = decision.agent else {
                 if let Some(until) = waiting.excluded.values().filter(|u| **u > now).min() {
                     next_retry = Some(next_retry.map_or(*until, |at| at.min(*until)));

@@ -81,6 +81,20 @@ async fn offer_accept_and_resolve(backend: Backend) {
     let id = customer_writes(&app, 1, "wamid.route-1", "my order is late").await;
     let offer = socket.expect("offer").await;
     assert_eq!(offer["conversation_id"], id);
+    // The decision was timed for /metrics.
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("waos_assignment_decision_seconds_count 1"),
+        "{metrics}"
+    );
     assert_eq!(offer["last_message"]["text"], "my order is late");
     assert_eq!(offer["contact"]["phone"], "447700900001");
     assert!(offer["expires_at"].is_string());
