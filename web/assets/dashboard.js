@@ -134,7 +134,9 @@ function candidates(teamId) {
     const inTeam = (dir.agents.get(a.agent_id)?.team_ids || []).includes(teamId) ? 0 : 1;
     return [a.presence === 'online' && free > 0 ? 0 : 1, inTeam, PRESENCE_ORDER[a.presence] ?? 3, -free];
   };
-  return [...agents.values()].sort((x, y) => {
+  // Only the team's members: the server refuses anyone else.
+  const member = (a) => !dir.agents.has(a.agent_id) || (dir.agents.get(a.agent_id).team_ids || []).includes(teamId);
+  return [...agents.values()].filter(member).sort((x, y) => {
     const [a, b] = [score(x), score(y)];
     for (let i = 0; i < a.length; i += 1) if (a[i] !== b[i]) return a[i] - b[i];
     return x.name.localeCompare(y.name);

@@ -525,6 +525,18 @@ impl TestApp {
     }
 
     /// One text column of the first row matching `filter`.
+    /// The server's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// Runs one statement on the test's database (to age rows, say).
     pub async fn execute(&self, sql: &str) {
         self.db

@@ -16,6 +16,7 @@ use waos_engine::templates::{self, TemplateView};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::Caller;
 use crate::routes::admin::{ItemsOf, parse_id};
+use crate::routes::conversations::PageQuery;
 use crate::state::AppState;
 
 fn conversation_id(text: &str) -> Result<ConversationId, ApiError> {
@@ -61,12 +62,6 @@ pub async fn set_tags(
     let tags =
         annotations::set_tags(&state.db, &caller, conversation_id(&path)?, &input.tags).await?;
     Ok(HttpResponse::Ok().json(TagsView { tags }))
-}
-
-#[derive(Deserialize, utoipa::IntoParams)]
-pub struct PageQuery {
-    limit: Option<u64>,
-    cursor: Option<String>,
 }
 
 #[utoipa::path(get, path = "/api/v1/conversations/{id}/notes", tag = "console", params(PageQuery),

@@ -20,10 +20,11 @@ pub struct ListQuery {
     cursor: Option<String>,
 }
 
+/// `?limit=&cursor=` of every list.
 #[derive(Deserialize, utoipa::IntoParams)]
 pub struct PageQuery {
-    limit: Option<u64>,
-    cursor: Option<String>,
+    pub limit: Option<u64>,
+    pub cursor: Option<String>,
 }
 
 fn conversation_id(text: &str) -> Result<ConversationId, ApiError> {

@@ -9,6 +9,7 @@ use waos_engine::privacy::{self, ContactRecord, DataRequestView, Export, NewData
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::Caller;
 use crate::routes::admin::ItemsOf;
+use crate::routes::conversations::PageQuery;
 use crate::state::AppState;
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -55,12 +56,6 @@ pub async fn remove_media(state: &AppState, relative: &str) {
     {
         tracing::warn!(%error, path = %path.display(), "media file not deleted");
     }
-}
-
-#[derive(Deserialize, utoipa::IntoParams)]
-pub struct PageQuery {
-    limit: Option<u64>,
-    cursor: Option<String>,
 }
 
 #[utoipa::path(get, path = "/api/v1/data-requests", tag = "privacy", params(PageQuery),

@@ -495,55 +495,91 @@ async fn an_agent_works_a_conversation_and_a_supervisor_assigns_one_in_real_chro
     );
     screenshot(&console, "console.png").await;
 
-    // Nothing of another workspace is reachable from the page.
-    let foreign_id = app
-        .scalar(
-            "conversations",
-            "id",
-            "contact_id IN (SELECT id FROM contacts WHERE phone = '447700900999')",
-        )
-        .await
-        .unwrap();
+    // Nothing of another workspace, nor of a team Ana is not in, is reachable from the page or
+    // the socket.
+    app.create_channel(&workspace, &billing, "115566778899009")
+        .await;
+    let billing_message = json!({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field": "messages", "value": {
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": "15550100998", "phone_number_id": "115566778899009"},
+        "contacts": [{"profile": {"name": "Billing customer"}, "wa_id": "447700900998"}],
+        "messages": [{"from": "447700900998", "id": "wamid.browser-billing", "timestamp": now().to_string(), "type": "text", "text": {"body": "invoice?"}}]
+    }}]}]});
     assert_eq!(
-        fetch_status(
-            &console,
-            "GET",
-            &format!("/api/v1/conversations/{foreign_id}"),
-            Value::Null
-        )
-        .await,
-        404
+        app.post_webhook(billing_message.to_string().as_bytes())
+            .await
+            .status(),
+        200
     );
-    assert_eq!(
-        fetch_status(
-            &console,
-            "GET",
-            &format!("/api/v1/conversations/{foreign_id}/messages"),
-            Value::Null
-        )
-        .await,
-        404
-    );
-    assert_eq!(
-        fetch_status(
-            &console,
-            "PUT",
-            &format!("/api/v1/conversations/{foreign_id}/tags"),
-            json!({"tags": ["vip"]})
-        )
-        .await,
-        404
-    );
-    assert_eq!(
-        fetch_status(
-            &console,
-            "POST",
-            &format!("/api/v1/conversations/{foreign_id}/notes"),
-            json!({"text": "hello"})
-        )
-        .await,
-        404
-    );
+    let of_phone = |phone: &'static str| {
+        let app = &app;
+        async move {
+            app.scalar(
+                "conversations",
+                "id",
+                &format!("contact_id IN (SELECT id FROM contacts WHERE phone = '{phone}')"),
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let other_workspace = of_phone("447700900999").await;
+    let other_team = of_phone("447700900998").await;
+    for foreign_id in [&other_workspace, &other_team] {
+        for (method, path, body) in [
+            (
+                "GET",
+                format!("/api/v1/conversations/{foreign_id}"),
+                Value::Null,
+            ),
+            (
+                "GET",
+                format!("/api/v1/conversations/{foreign_id}/messages"),
+                Value::Null,
+            ),
+            (
+                "GET",
+                format!("/api/v1/conversations/{foreign_id}/audit"),
+                Value::Null,
+            ),
+            (
+                "PUT",
+                format!("/api/v1/conversations/{foreign_id}/tags"),
+                json!({"tags": ["vip"]}),
+            ),
+            (
+                "POST",
+                format!("/api/v1/conversations/{foreign_id}/notes"),
+                json!({"text": "hello"}),
+            ),
+        ] {
+            assert_eq!(
+                fetch_status(&console, method, &path, body).await,
+                404,
+                "{method} {path}"
+            );
+        }
+    }
+    let (mut ana_api, _) = app
+        .connect_agent(&token_of(&app, "ana@acme.example").await)
+        .await;
+    for foreign_id in [&other_workspace, &other_team] {
+        ana_api
+            .send(json!({"type": "accept", "conversation_id": foreign_id}))
+            .await;
+        assert_eq!(
+            ana_api.expect("error").await["conversation_id"],
+            json!(foreign_id)
+        );
+        ana_api
+            .send(json!({"type": "send", "conversation_id": foreign_id, "client_id": "x", "text": "hi"}))
+            .await;
+        assert_eq!(
+            ana_api.expect("error").await["conversation_id"],
+            json!(foreign_id)
+        );
+    }
+    ana_api.close().await;
 
     // Transfer to Ben: it leaves Ana's list and reaches Ben.
     ben_socket
@@ -607,7 +643,20 @@ async fn an_agent_works_a_conversation_and_a_supervisor_assigns_one_in_real_chro
         "1",
     )
     .await;
-    let third = attribute(&dashboard, &testid("waiting-row"), "data-conversation-id").await;
+    // (Billing's customer waits too; this one is Support's.)
+    let third = app
+        .scalar(
+            "conversations",
+            "id",
+            "contact_id IN (SELECT id FROM contacts WHERE phone = '447700900003')",
+        )
+        .await
+        .unwrap();
+    wait_find(
+        &dashboard,
+        &format!("[data-testid='waiting-row'][data-conversation-id='{third}']"),
+    )
+    .await;
     screenshot(&dashboard, "dashboard.png").await;
 
     // The supervisor assigns it to Ana by hand; the queue empties and Ana has it.

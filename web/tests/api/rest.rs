@@ -589,15 +589,7 @@ async fn openapi_health_and_metrics(backend: Backend) {
     app.post_webhook(&text_body("wamid.metrics-1", 1, "x"))
         .await;
     app.post_webhook_signed(b"{}", None).await;
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains("waos_webhook_requests_total{outcome=\"stored\"} 1"),
         "{metrics}"

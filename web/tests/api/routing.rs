@@ -82,15 +82,7 @@ async fn offer_accept_and_resolve(backend: Backend) {
     let offer = socket.expect("offer").await;
     assert_eq!(offer["conversation_id"], id);
     // The decision was timed for /metrics.
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains("waos_assignment_decision_seconds_count 1"),
         "{metrics}"

@@ -212,15 +212,7 @@ async fn a_flood_of_bad_signatures_does_not_flood_the_audit(backend: Backend) {
         (20..=allowed).contains(&recorded),
         "{recorded} events in {seconds:.2} s"
     );
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains("waos_webhook_requests_total{outcome=\"bad_signature\"} 100"),
         "{metrics}"
