@@ -129,6 +129,20 @@ pub fn new_secret_key_hex() -> String {
     hex::encode(key)
 }
 
+/// Meta's `X-Hub-Signature-256` value for `body`: `sha256=<hex HMAC-SHA256>` under the app
+/// secret. The webhook checks signatures in constant time (`verify_slice`); this makes them, for
+/// the demo, the load generator and the tests.
+pub fn webhook_signature(secret: &[u8], body: &[u8]) -> Result<String, EngineError> {
+    use hmac::Mac;
+    let mut mac = <hmac::Hmac<Sha256> as hmac::KeyInit>::new_from_slice(secret)
+        .map_err(|_| EngineError::Internal("the app secret is not a usable HMAC key".into()))?;
+    mac.update(body);
+    Ok(format!(
+        "sha256={}",
+        hex::encode(mac.finalize().into_bytes())
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,9 +5,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
-use sha2::Sha256;
 
 use crate::arrivals::Arrivals;
 use crate::baseline::BaselineServer;
@@ -142,12 +140,7 @@ pub fn ratios(target: &RunResult, baseline: &RunResult) -> Value {
 }
 
 pub fn sign(secret: &[u8], body: &[u8]) -> anyhow::Result<String> {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).context("app secret")?;
-    mac.update(body);
-    Ok(format!(
-        "sha256={}",
-        hex::encode(mac.finalize().into_bytes())
-    ))
+    Ok(waos_engine::crypto::webhook_signature(secret, body)?)
 }
 
 /// A short id for one run, distinct across processes and across runs in one process; it names

@@ -13,12 +13,10 @@ use std::time::Duration;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use anyhow::Context;
 use futures_util::{SinkExt, StreamExt};
-use hmac::{Hmac, KeyInit, Mac};
 use rand::Rng;
 use rand::seq::IndexedRandom;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
-use sha2::Sha256;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
@@ -211,19 +209,9 @@ async fn seed(http: &reqwest::Client, base: &str, admin: &str) -> anyhow::Result
     })
 }
 
-fn sign(secret: &str, body: &[u8]) -> anyhow::Result<String> {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())
-        .map_err(|_| anyhow::anyhow!("bad key"))?;
-    mac.update(body);
-    Ok(format!(
-        "sha256={}",
-        hex::encode(mac.finalize().into_bytes())
-    ))
-}
-
 async fn post_signed(http: &reqwest::Client, url: &str, secret: &str, body: Value) {
     let bytes = body.to_string().into_bytes();
-    let Ok(signature) = sign(secret, &bytes) else {
+    let Ok(signature) = waos_engine::crypto::webhook_signature(secret.as_bytes(), &bytes) else {
         return;
     };
     let sent = http

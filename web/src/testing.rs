@@ -12,10 +12,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hmac::{Hmac, KeyInit, Mac};
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 use serde_json::{Value, json};
-use sha2::Sha256;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use waos_engine::ingest::{InboundEvent, InboundHandoff};
@@ -307,9 +305,7 @@ pub async fn spawn_app_with(
 
 /// `sha256=<hex>` of `body` under the test app secret.
 pub fn sign(body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(APP_SECRET.as_bytes()).unwrap();
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    waos_engine::crypto::webhook_signature(APP_SECRET.as_bytes(), body).unwrap()
 }
 
 /// The fixture world of the payloads: one workspace, a team, and channels for every

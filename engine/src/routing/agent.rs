@@ -343,13 +343,15 @@ impl AgentActor {
         socket_id: u64,
         conversation_id: String,
         client_id: Option<String>,
-        reply: Reply,
+        reply: Result<Reply, String>,
         ctx: &mut Context<Self>,
     ) {
         let locate = self.locate(&conversation_id);
         let agent_id = self.agent_id;
         ctx.spawn(
             async move {
+                // A malformed reply is answered like any refusal, echoing the client's id.
+                let reply = reply.map_err(RoutingError::Invalid)?;
                 match locate.await {
                     Some(conversation) => conversation
                         .send(SendReply { agent_id, reply })
@@ -524,47 +526,29 @@ impl Handler<FromClient> for AgentActor {
                 conversation_id,
                 client_id,
                 text,
-            } => self.send_reply(socket, conversation_id, client_id, Reply::Text(text), ctx),
+            } => self.send_reply(
+                socket,
+                conversation_id,
+                client_id,
+                Ok(Reply::Text(text)),
+                ctx,
+            ),
             ClientFrame::SendMedia {
                 conversation_id,
                 client_id,
                 media,
-            } => match crate::outbound::MediaRequest::parse(media) {
-                Ok(media) => {
-                    self.send_reply(socket, conversation_id, client_id, Reply::Media(media), ctx)
-                }
-                Err(why) => self.send_to(
-                    socket,
-                    &ServerFrame::Error {
-                        code: "validation_failed".into(),
-                        message: why,
-                        client_id,
-                        conversation_id: Some(conversation_id),
-                    },
-                ),
-            },
+            } => {
+                let reply = crate::outbound::MediaRequest::parse(media).map(Reply::Media);
+                self.send_reply(socket, conversation_id, client_id, reply, ctx);
+            }
             ClientFrame::SendTemplate {
                 conversation_id,
                 client_id,
                 template,
-            } => match crate::templates::TemplateRequest::parse(template) {
-                Ok(request) => self.send_reply(
-                    socket,
-                    conversation_id,
-                    client_id,
-                    Reply::Template(request),
-                    ctx,
-                ),
-                Err(why) => self.send_to(
-                    socket,
-                    &ServerFrame::Error {
-                        code: "validation_failed".into(),
-                        message: why,
-                        client_id,
-                        conversation_id: Some(conversation_id),
-                    },
-                ),
-            },
+            } => {
+                let reply = crate::templates::TemplateRequest::parse(template).map(Reply::Template);
+                self.send_reply(socket, conversation_id, client_id, reply, ctx);
+            }
         }
     }
 }
