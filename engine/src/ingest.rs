@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::ids::{ChannelId, ContactId, ConversationId, MessageId, TeamId, WorkspaceId};
 use crate::meta::{InboundMessage, Item, StatusUpdate, status_rank};
 use crate::store::entity::{
-    channel, contact, conversation, message, message_status, undecodable_item, unrouted_item,
+    channel, contact, conversation, message, message_status, team, undecodable_item, unrouted_item,
 };
 
 /// WhatsApp's customer-service window: free-form replies only within 24 h of the last inbound message.
@@ -40,6 +40,9 @@ pub struct InboundEvent {
     pub opened: bool,
     /// The stored message, as agents see it.
     pub message: crate::inbox::MessageView,
+    /// When `opened`: the conversation as routing needs it, from the rows just written, so
+    /// that the engine starts its actor without reading them back.
+    pub conversation: Option<Box<crate::routing::store::StoredConversation>>,
 }
 
 /// A delivery status that moved one of our messages forward, handed over after its commit.
@@ -204,6 +207,7 @@ async fn write(
     let mut writer = TxWriter {
         txn: &txn,
         channels: HashMap::new(),
+        teams: HashMap::new(),
         messages: HashMap::new(),
         contacts: HashMap::new(),
         open: HashMap::new(),
@@ -280,6 +284,8 @@ struct TxWriter<'t> {
     txn: &'t DatabaseTransaction,
     /// Channels by phone_number_id.
     channels: HashMap<String, Option<channel::Model>>,
+    /// The channels' teams by id (their offer settings go with a new conversation).
+    teams: HashMap<String, Option<team::Model>>,
     /// Stored messages by (phone_number_id, wamid): duplicates and status targets.
     messages: HashMap<(String, String), Option<message::Model>>,
     /// Contacts by (workspace_id, key).
@@ -331,6 +337,17 @@ impl TxWriter<'_> {
                 .find(|c| &c.phone_number_id == number)
                 .cloned();
             self.channels.insert(number.clone(), found);
+        }
+        let mut team_ids: Vec<String> = channels.iter().map(|c| c.team_id.clone()).collect();
+        team_ids.sort();
+        team_ids.dedup();
+        let teams = team::Entity::find()
+            .filter(team::Column::Id.is_in(team_ids.clone()))
+            .all(self.txn)
+            .await?;
+        for id in team_ids {
+            let found = teams.iter().find(|t| t.id == id).cloned();
+            self.teams.insert(id, found);
         }
 
         wamids.sort();
@@ -591,7 +608,7 @@ impl TxWriter<'_> {
             report.duplicates += 1;
             return Ok(());
         }
-        let contact = self.upsert_contact(&channel.workspace_id, inbound).await?;
+        let (contact, new_contact) = self.upsert_contact(&channel.workspace_id, inbound).await?;
         let (conversation, opened) = self.open_conversation(&channel, &contact, inbound).await?;
 
         let now = Utc::now();
@@ -667,6 +684,13 @@ impl TxWriter<'_> {
                 .exec(self.txn)
                 .await?;
         }
+        let snapshot = match opened {
+            true => Some(Box::new(
+                self.routing_snapshot(&channel, contact, new_contact, &conversation, &view)
+                    .await?,
+            )),
+            false => None,
+        };
         if let (Some(workspace_id), Some(team_id), Some(channel_id), Some(conversation_id)) = (
             WorkspaceId::parse(&channel.workspace_id),
             TeamId::parse(&conversation.team_id),
@@ -681,28 +705,64 @@ impl TxWriter<'_> {
                 message_id,
                 opened,
                 message: view,
+                conversation: snapshot,
             });
         }
         Ok(())
     }
 
+    /// A conversation this message opened, as routing needs it: from the rows at hand, plus
+    /// the agent of the contact's previous conversation (a new contact has none).
+    async fn routing_snapshot(
+        &mut self,
+        channel: &channel::Model,
+        contact: contact::Model,
+        new_contact: bool,
+        conversation: &conversation::Model,
+        message: &crate::inbox::MessageView,
+    ) -> Result<crate::routing::store::StoredConversation, DbErr> {
+        let team = match self.teams.get(&conversation.team_id) {
+            Some(cached) => cached.clone(),
+            None => {
+                let found = team::Entity::find_by_id(conversation.team_id.clone())
+                    .one(self.txn)
+                    .await?;
+                self.teams
+                    .insert(conversation.team_id.clone(), found.clone());
+                found
+            }
+        };
+        let sticky = match new_contact {
+            true => None,
+            false => crate::routing::store::previous_agent(self.txn, conversation).await?,
+        };
+        crate::routing::store::StoredConversation::from_rows(
+            conversation.clone(),
+            Some(contact),
+            team.as_ref(),
+            Some(channel),
+            sticky,
+            Some(message.clone()),
+        )
+    }
+
     /// Finds the customer by business-scoped user id and/or phone, links the two when a message
-    /// carries both, and keeps the profile name current.
+    /// carries both, and keeps the profile name current; `true` when the contact is new.
     async fn upsert_contact(
         &mut self,
         workspace_id: &str,
         inbound: &InboundMessage,
-    ) -> Result<contact::Model, DbErr> {
-        let contact = self.find_or_create_contact(workspace_id, inbound).await?;
+    ) -> Result<(contact::Model, bool), DbErr> {
+        let (contact, created) = self.find_or_create_contact(workspace_id, inbound).await?;
         self.remember_contact(&contact);
-        Ok(contact)
+        Ok((contact, created))
     }
 
     async fn find_or_create_contact(
         &self,
         workspace_id: &str,
         inbound: &InboundMessage,
-    ) -> Result<contact::Model, DbErr> {
+    ) -> Result<(contact::Model, bool), DbErr> {
         let sender = &inbound.sender;
         let by_user_id = match &sender.user_id {
             Some(user_id) => {
@@ -733,7 +793,7 @@ impl TxWriter<'_> {
                 objected: Set(false),
                 erased_at: Set(None),
             };
-            return row.insert(self.txn).await;
+            return Ok((row.insert(self.txn).await?, true));
         };
         let link_phone = match (&existing.phone, &sender.phone) {
             // Only link a phone no other contact of the workspace already has.
@@ -747,7 +807,7 @@ impl TxWriter<'_> {
         let rename = sender.name.is_some() && sender.name != existing.name;
         let new_username = sender.username.is_some() && sender.username != existing.username;
         if !(link_phone || link_user_id || rename || new_username) {
-            return Ok(existing);
+            return Ok((existing, false));
         }
         let mut row = existing.into_active_model();
         if link_phone {
@@ -763,7 +823,7 @@ impl TxWriter<'_> {
             row.username = Set(sender.username.clone());
         }
         row.updated_at = Set(now);
-        row.update(self.txn).await
+        Ok((row.update(self.txn).await?, false))
     }
 
     /// Continues the contact's open conversation on this channel, or opens a new one; moves the

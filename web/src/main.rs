@@ -64,6 +64,7 @@ async fn main() -> anyhow::Result<()> {
                 &settings.database.url,
                 4,
                 std::time::Duration::from_millis(settings.database.acquire_timeout_ms),
+                std::time::Duration::from_millis(settings.database.ping_idle_after_ms),
             )
             .await?;
             let sealer =
@@ -79,6 +80,7 @@ async fn main() -> anyhow::Result<()> {
                 &settings.database.url,
                 1,
                 std::time::Duration::from_millis(settings.database.acquire_timeout_ms),
+                std::time::Duration::from_millis(settings.database.ping_idle_after_ms),
             )
             .await?;
             waos_engine::store::migrate(&db).await?;

@@ -73,6 +73,7 @@ pub struct DatabaseSettings {
     pub max_connections: u32,
     pub ingest_max_connections: u32,
     pub acquire_timeout_ms: u64,
+    pub ping_idle_after_ms: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]

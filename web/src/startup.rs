@@ -157,6 +157,7 @@ impl Application {
             &settings.database.url,
             settings.database.max_connections,
             millis(settings.database.acquire_timeout_ms),
+            millis(settings.database.ping_idle_after_ms),
         )
         .await
         .context("connecting to the database")?;
@@ -211,6 +212,7 @@ impl Application {
             &settings.database.url,
             settings.database.ingest_max_connections.max(1),
             millis(settings.database.acquire_timeout_ms),
+            millis(settings.database.ping_idle_after_ms),
         )
         .await
         .context("connecting the ingest writer to the database")?;

@@ -287,9 +287,14 @@ pub async fn spawn_app_with(
     let (server, background) = application.into_parts();
     let handle = server.handle();
     actix_web::rt::spawn(server);
-    let db = waos_engine::store::connect(&database.url, 4, Duration::from_secs(5))
-        .await
-        .unwrap();
+    let db = waos_engine::store::connect(
+        &database.url,
+        4,
+        Duration::from_secs(5),
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
     TestApp {
         address,
         client: http_client(),

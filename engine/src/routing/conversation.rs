@@ -132,7 +132,11 @@ enum State {
         agent_name: String,
         agent: Addr<AgentActor>,
     },
-    Resolved,
+    /// Kept with the agent who resolved it: the customer's next conversation goes back to
+    /// them when sticky routing is on.
+    Resolved {
+        by: AgentId,
+    },
 }
 
 impl State {
@@ -141,13 +145,15 @@ impl State {
             State::Waiting => "waiting",
             State::Offered { .. } => "offered",
             State::Assigned { .. } => "assigned",
-            State::Resolved => "resolved",
+            State::Resolved { .. } => "resolved",
         }
     }
 
     fn agent_id(&self) -> Option<AgentId> {
         match self {
-            State::Offered { agent_id, .. } | State::Assigned { agent_id, .. } => Some(*agent_id),
+            State::Offered { agent_id, .. }
+            | State::Assigned { agent_id, .. }
+            | State::Resolved { by: agent_id } => Some(*agent_id),
             _ => None,
         }
     }
@@ -334,6 +340,10 @@ impl ConversationActor {
     fn queue(&mut self, release: Option<AgentId>, ctx: &mut Context<Self>) {
         self.state = State::Waiting;
         self.persist(ctx);
+        self.request_agent(release, ctx);
+    }
+
+    fn request_agent(&mut self, release: Option<AgentId>, ctx: &mut Context<Self>) {
         self.supervisor.do_send(RequestAgent {
             waiting: self.waiting(ctx),
             release,
@@ -456,7 +466,11 @@ impl Actor for ConversationActor {
                     None,
                     format!("queued in team {}", self.team_id),
                 );
-                self.queue(None, ctx);
+                match self.stored.status.as_str() {
+                    // Stored as waiting already (a new conversation): nothing to write.
+                    "waiting" => self.request_agent(None, ctx),
+                    _ => self.queue(None, ctx),
+                }
             }
         }
     }
@@ -662,11 +676,15 @@ impl Handler<Resolve> for ConversationActor {
         if !self.is_held_by(resolve.agent_id) {
             return Err(RoutingError::NotAssigned);
         }
+        let by = match &self.state {
+            State::Assigned { agent_id, .. } => *agent_id,
+            _ => return Err(RoutingError::NotAssigned),
+        };
         let State::Assigned {
             agent_id,
             agent_name,
             agent,
-        } = std::mem::replace(&mut self.state, State::Resolved)
+        } = std::mem::replace(&mut self.state, State::Resolved { by })
         else {
             return Err(RoutingError::NotAssigned);
         };

@@ -185,13 +185,30 @@ impl Actor for Directory {
 impl Handler<Inbound> for Directory {
     type Result = ();
 
-    fn handle(&mut self, Inbound(event): Inbound, ctx: &mut Context<Self>) {
+    fn handle(&mut self, Inbound(mut event): Inbound, ctx: &mut Context<Self>) {
         match self.conversations.get(&event.conversation_id) {
             Some(actor) if actor.connected() => actor.do_send(NewMessage {
                 message: event.message,
             }),
             _ => {
                 self.conversations.remove(&event.conversation_id);
+                let conversation_id = event.conversation_id;
+                // A conversation ingest has just opened comes with its rows: no load, unless
+                // a load of it is already under way (its result then wins).
+                if let Some(stored) = event.conversation.take()
+                    && !self.loading.contains_key(&conversation_id)
+                {
+                    let supervisor = self.supervisor(stored.workspace_id, ctx);
+                    let actor = ConversationActor::new(
+                        *stored,
+                        supervisor,
+                        ctx.address(),
+                        self.context.clone(),
+                    )
+                    .start();
+                    self.conversations.insert(conversation_id, actor);
+                    return;
+                }
                 self.supervisor(event.workspace_id, ctx);
                 // A new conversation's first message is already its last message when loaded.
                 let deliver = (!event.opened).then_some(event.clone());

@@ -3,8 +3,8 @@
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect,
 };
 
 use crate::ids::{AgentId, ChannelId, ConversationId, TeamId, WorkspaceId};
@@ -88,6 +88,28 @@ pub async fn load_open_conversation(
     let channel = channel::Entity::find_by_id(row.channel_id.clone())
         .one(db)
         .await?;
+    let sticky = previous_agent(db, &row).await?;
+    let last_message = message::Entity::find()
+        .filter(message::Column::ConversationId.eq(row.id.clone()))
+        .order_by_desc(message::Column::Id)
+        .one(db)
+        .await?;
+    StoredConversation::from_rows(
+        row,
+        contact,
+        team.as_ref(),
+        channel.as_ref(),
+        sticky,
+        last_message.map(Into::into),
+    )
+    .map(Some)
+}
+
+/// The agent of the contact's latest earlier conversation on the same channel, if any.
+pub async fn previous_agent<C: ConnectionTrait>(
+    db: &C,
+    row: &conversation::Model,
+) -> Result<Option<AgentId>, DbErr> {
     let previous = conversation::Entity::find()
         .filter(conversation::Column::ChannelId.eq(row.channel_id.clone()))
         .filter(conversation::Column::ContactId.eq(row.contact_id.clone()))
@@ -96,36 +118,47 @@ pub async fn load_open_conversation(
         .order_by_desc(conversation::Column::Id)
         .one(db)
         .await?;
-    let last_message = message::Entity::find()
-        .filter(message::Column::ConversationId.eq(row.id.clone()))
-        .order_by_desc(message::Column::Id)
-        .one(db)
-        .await?;
-    Ok(Some(StoredConversation {
-        id,
-        workspace_id: WorkspaceId::parse(&row.workspace_id).ok_or_else(|| corrupt("workspace"))?,
-        team_id: TeamId::parse(&row.team_id).ok_or_else(|| corrupt("team"))?,
-        channel_id: ChannelId::parse(&row.channel_id).ok_or_else(|| corrupt("channel"))?,
-        phone_number_id: channel
-            .as_ref()
-            .map(|c| c.phone_number_id.clone())
-            .unwrap_or_default(),
-        status: row.status.clone(),
-        assigned_agent_id: row.assigned_agent_id.as_deref().and_then(AgentId::parse),
-        priority: row.priority,
-        contact: contact.map(Into::into),
-        window_expires_at: row.window_expires_at,
-        created_at: row.created_at,
-        updated_at: row.updated_at,
-        required_skills: channel
-            .map(|c| serde_json::from_value(c.required_skills.clone()).unwrap_or_default())
-            .unwrap_or_default(),
-        offer_timeout_secs: team.as_ref().map_or(30, |t| t.offer_timeout_secs),
-        auto_accept: team.as_ref().is_some_and(|t| t.auto_accept),
-        sticky: previous.and_then(|p| p.assigned_agent_id.as_deref().and_then(AgentId::parse)),
-        last_message: last_message.map(Into::into),
-        raw: row,
-    }))
+    Ok(previous.and_then(|p| p.assigned_agent_id.as_deref().and_then(AgentId::parse)))
+}
+
+impl StoredConversation {
+    /// A conversation's routing inputs from its rows: read back by
+    /// [`load_open_conversation`], or the rows ingest has just written when it opens one (so
+    /// a new conversation costs the engine no query before it queues).
+    pub fn from_rows(
+        row: conversation::Model,
+        contact: Option<contact::Model>,
+        team: Option<&team::Model>,
+        channel: Option<&channel::Model>,
+        sticky: Option<AgentId>,
+        last_message: Option<MessageView>,
+    ) -> Result<StoredConversation, DbErr> {
+        Ok(StoredConversation {
+            id: ConversationId::parse(&row.id).ok_or_else(|| corrupt("conversation"))?,
+            workspace_id: WorkspaceId::parse(&row.workspace_id)
+                .ok_or_else(|| corrupt("workspace"))?,
+            team_id: TeamId::parse(&row.team_id).ok_or_else(|| corrupt("team"))?,
+            channel_id: ChannelId::parse(&row.channel_id).ok_or_else(|| corrupt("channel"))?,
+            phone_number_id: channel
+                .map(|c| c.phone_number_id.clone())
+                .unwrap_or_default(),
+            status: row.status.clone(),
+            assigned_agent_id: row.assigned_agent_id.as_deref().and_then(AgentId::parse),
+            priority: row.priority,
+            contact: contact.map(Into::into),
+            window_expires_at: row.window_expires_at,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            required_skills: channel
+                .map(|c| serde_json::from_value(c.required_skills.clone()).unwrap_or_default())
+                .unwrap_or_default(),
+            offer_timeout_secs: team.map_or(30, |t| t.offer_timeout_secs),
+            auto_accept: team.is_some_and(|t| t.auto_accept),
+            sticky,
+            last_message,
+            raw: row,
+        })
+    }
 }
 
 /// Records a conversation's routing state.

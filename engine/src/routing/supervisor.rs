@@ -319,14 +319,20 @@ impl Supervisor {
     fn assign_next(&mut self, ctx: &mut Context<Self>) {
         // Every path that changes the queue or the roster comes through here.
         self.dirty = true;
-        if self.queue.is_empty() {
+        let anyone_free = self.roster.values().any(|e| {
+            e.candidate.presence == Presence::Online && e.candidate.load < e.candidate.capacity
+        });
+        // Without a free agent nothing can be offered: a long queue is not sorted again for
+        // every arrival (that sort was most of the engine's time with thousands waiting).
+        if self.queue.is_empty() || !anyone_free {
             return;
         }
         let now = Instant::now();
         let wall = Utc::now();
         let warning = chrono::Duration::from_std(self.context.settings.window_warning)
             .unwrap_or(chrono::Duration::hours(2));
-        self.queue.sort_by_key(|w| queue_order(w, wall, warning));
+        self.queue
+            .sort_by_cached_key(|w| queue_order(w, wall, warning));
         let mut roster: Vec<Candidate> =
             self.roster.values().map(|e| e.candidate.clone()).collect();
         let mut next_retry: Option<Instant> = None;

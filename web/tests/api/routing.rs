@@ -446,7 +446,58 @@ async fn idle_conversations_stop_and_come_back(backend: Backend) {
     .await;
 }
 
+/// A customer who comes back after their conversation closed is routed to the agent who had
+/// it, even when another agent is less loaded (the new conversation's rows come from ingest).
+async fn a_returning_customer_goes_back_to_their_agent(backend: Backend) {
+    let app = waos_web::testing::spawn_app_with(backend, |settings, _| {
+        settings.routing.reopen_window_ms = 0;
+    })
+    .await;
+    let f = floor(&app, json!({"auto_accept": true})).await;
+    let (first, first_token) = app
+        .create_agent(&f.workspace, "known@routing.example", "agent", &[&f.team])
+        .await;
+    let (_, other_token) = app
+        .create_agent(&f.workspace, "idle@routing.example", "agent", &[&f.team])
+        .await;
+    let (mut socket, _) = app.connect_agent(&first_token).await;
+    let before = customer_writes(&app, 7, "wamid.sticky-1", "hello").await;
+    assert_eq!(socket.expect("assigned").await["conversation_id"], before);
+    socket
+        .send(json!({"type": "resolve", "conversation_id": before}))
+        .await;
+    socket.expect("unassigned").await;
+    eventually(Duration::from_secs(5), || async {
+        conversation(&app, &before).await["status"] == "resolved"
+    })
+    .await;
+    // The known agent now holds someone else's conversation; the other agent holds none.
+    let busy = customer_writes(&app, 9, "wamid.sticky-2", "me too").await;
+    assert_eq!(socket.expect("assigned").await["conversation_id"], busy);
+    let (mut other, _) = app.connect_agent(&other_token).await;
+
+    let again = customer_writes(&app, 7, "wamid.sticky-3", "it is me again").await;
+    assert_ne!(again, before, "a new conversation, not a reopened one");
+    let assigned = socket.expect("assigned").await;
+    assert_eq!(assigned["conversation_id"], again);
+    let audit = audit_after(&app, &again, "assigned").await;
+    assert!(
+        audit
+            .iter()
+            .any(|t| t.contains("the customer's last agent")),
+        "{audit:?}"
+    );
+    eventually(Duration::from_secs(5), || async {
+        conversation(&app, &again).await["assigned_agent_id"] == first
+    })
+    .await;
+    // A newcomer goes to the least loaded agent, as before.
+    let newcomer = customer_writes(&app, 11, "wamid.sticky-4", "first time").await;
+    assert_eq!(other.expect("assigned").await["conversation_id"], newcomer);
+}
+
 on_both_backends!(
+    a_returning_customer_goes_back_to_their_agent,
     idle_conversations_stop_and_come_back,
     offer_accept_and_resolve,
     decline_and_timeout_move_to_the_next_agent,
