@@ -7,7 +7,7 @@
 //! failed is answered with an error (the handler answers 503 and Meta retries). Only after the
 //! commit are new inbound messages handed to the engine through [`InboundHandoff`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
@@ -212,13 +212,19 @@ async fn write(
         contacts: HashMap::new(),
         open: HashMap::new(),
         windows: HashMap::new(),
+        known_statuses: HashSet::new(),
+        pending_messages: Vec::new(),
+        pending_by_id: HashMap::new(),
+        pending_statuses: Vec::new(),
+        submission: 0,
         events: Vec::new(),
         statuses: Vec::new(),
         reopen_window: settings.reopen_window,
     };
     writer.prefetch(submissions).await?;
     let mut reports = Vec::with_capacity(submissions.len());
-    for submission in submissions {
+    for (number, submission) in submissions.iter().enumerate() {
+        writer.submission = number;
         let mut report = IngestReport::default();
         for (index, item) in submission.items.iter().enumerate() {
             writer
@@ -231,6 +237,8 @@ async fn write(
         }
         reports.push(report);
     }
+    writer.flush_messages(&mut reports).await?;
+    writer.flush_statuses(&mut reports).await?;
     writer.flush_windows().await?;
     let events = Handoffs {
         inbound: std::mem::take(&mut writer.events),
@@ -270,6 +278,25 @@ pub fn body_sha256(body: &[u8]) -> [u8; 32] {
     Sha256::digest(body).into()
 }
 
+/// Rows per multi-row INSERT: far below the bind-parameter limits of Postgres (65,535) and
+/// SQLite (32,766) at the widest row (messages, 19 columns).
+const ROWS_PER_INSERT: usize = 500;
+
+/// A message row waiting for the batch's multi-row insert, and what depends on it.
+struct PendingMessage {
+    row: message::ActiveModel,
+    id: String,
+    submission: usize,
+    opened: bool,
+}
+
+/// A status row waiting for the batch's multi-row insert.
+struct PendingStatus {
+    row: message_status::ActiveModel,
+    key: (String, String, String),
+    submission: usize,
+}
+
 /// A customer key within a workspace.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 enum ContactKey {
@@ -293,7 +320,18 @@ struct TxWriter<'t> {
     /// Open conversations by (channel_id, contact_id), for the contacts prefetched.
     open: HashMap<(String, String), Option<conversation::Model>>,
     /// The latest inbound time per conversation, written once per batch.
-    windows: HashMap<String, (conversation::Model, DateTime<Utc>)>,
+    windows: HashMap<String, DateTime<Utc>>,
+    /// Statuses already stored, by (phone_number_id, wamid, status), for this batch's wamids.
+    known_statuses: HashSet<(String, String, String)>,
+    /// New messages and statuses, inserted together at the end of the batch (one statement
+    /// per few hundred rows instead of one per row: the writer's round trips were its cost).
+    pending_messages: Vec<PendingMessage>,
+    /// Index into `pending_messages` by message id: a status or reaction for a message of this
+    /// same batch changes the row before it is written.
+    pending_by_id: HashMap<String, usize>,
+    pending_statuses: Vec<PendingStatus>,
+    /// The submission whose items are being stored (reports are per submission).
+    submission: usize,
     events: Vec<InboundEvent>,
     statuses: Vec<StatusEvent>,
     reopen_window: ChronoDuration,
@@ -306,6 +344,7 @@ impl TxWriter<'_> {
         let items = submissions.iter().flat_map(|s| s.items.iter());
         let mut numbers = Vec::new();
         let mut wamids = Vec::new();
+        let mut status_wamids = Vec::new();
         let mut senders = Vec::new();
         for item in items {
             match item {
@@ -317,6 +356,7 @@ impl TxWriter<'_> {
                 Item::Status(s) => {
                     numbers.push(s.phone_number_id.clone());
                     wamids.push(s.wamid.clone());
+                    status_wamids.push(s.wamid.clone());
                 }
                 _ => {}
             }
@@ -367,6 +407,20 @@ impl TxWriter<'_> {
                 self.messages
                     .insert((row.phone_number_id.clone(), wamid), Some(row));
             }
+        }
+        if !status_wamids.is_empty() {
+            status_wamids.sort();
+            status_wamids.dedup();
+            let known = message_status::Entity::find()
+                .filter(message_status::Column::PhoneNumberId.is_in(numbers.clone()))
+                .filter(message_status::Column::Wamid.is_in(status_wamids))
+                .all(self.txn)
+                .await?;
+            self.known_statuses.extend(
+                known
+                    .into_iter()
+                    .map(|row| (row.phone_number_id, row.wamid, row.status)),
+            );
         }
 
         let mut workspaces: HashMap<String, (Vec<String>, Vec<String>)> = HashMap::new();
@@ -464,14 +518,31 @@ impl TxWriter<'_> {
     }
 
     /// Writes each touched conversation's 24-hour window once.
+    /// (One statement per few hundred conversations, a `CASE` on the id.)
     async fn flush_windows(&mut self) -> Result<(), DbErr> {
+        use sea_orm::sea_query::{CaseStatement, Expr};
         let now = Utc::now();
-        for (_, (row, last_inbound)) in self.windows.drain() {
-            let mut row = row.into_active_model();
-            row.last_inbound_at = Set(Some(last_inbound));
-            row.window_expires_at = Set(Some(last_inbound + CUSTOMER_SERVICE_WINDOW));
-            row.updated_at = Set(now);
-            row.update(self.txn).await?;
+        let windows: Vec<(String, DateTime<Utc>)> = self.windows.drain().collect();
+        for chunk in windows.chunks(ROWS_PER_INSERT) {
+            let mut last_inbound = CaseStatement::new();
+            let mut expires = CaseStatement::new();
+            for (id, at) in chunk {
+                last_inbound = last_inbound.case(
+                    conversation::Column::Id.eq(id.clone()),
+                    Expr::value(Some(*at)),
+                );
+                expires = expires.case(
+                    conversation::Column::Id.eq(id.clone()),
+                    Expr::value(Some(*at + CUSTOMER_SERVICE_WINDOW)),
+                );
+            }
+            conversation::Entity::update_many()
+                .col_expr(conversation::Column::LastInboundAt, last_inbound.into())
+                .col_expr(conversation::Column::WindowExpiresAt, expires.into())
+                .col_expr(conversation::Column::UpdatedAt, Expr::value(now))
+                .filter(conversation::Column::Id.is_in(chunk.iter().map(|(id, _)| id.clone())))
+                .exec(self.txn)
+                .await?;
         }
         Ok(())
     }
@@ -660,29 +731,26 @@ impl TxWriter<'_> {
         };
         let view: crate::inbox::MessageView = stored.clone().into();
         self.messages.insert(key, Some(stored));
-        let inserted = message::Entity::insert(row)
-            .on_conflict_do_nothing_on([message::Column::PhoneNumberId, message::Column::Wamid])
-            .exec_without_returning(self.txn)
-            .await?;
-        if !matches!(inserted, TryInsertResult::Inserted(n) if n > 0) {
-            // Another process stored it first.
-            report.duplicates += 1;
-            return Ok(());
-        }
+        // Counted now; `flush_messages` takes it back if another process stored it first.
         report.messages_stored += 1;
         if opened {
             report.conversations_opened += 1;
         }
+        self.pending_by_id
+            .insert(message_id.to_string(), self.pending_messages.len());
+        self.pending_messages.push(PendingMessage {
+            row,
+            id: message_id.to_string(),
+            submission: self.submission,
+            opened,
+        });
         if let Some(reaction) = &inbound.reaction {
-            message::Entity::update_many()
-                .col_expr(
-                    message::Column::Reaction,
-                    sea_orm::sea_query::Expr::value(reaction.emoji.clone()),
-                )
-                .filter(message::Column::PhoneNumberId.eq(&inbound.phone_number_id))
-                .filter(message::Column::Wamid.eq(&reaction.target_wamid))
-                .exec(self.txn)
-                .await?;
+            self.react(
+                &inbound.phone_number_id,
+                &reaction.target_wamid,
+                &reaction.emoji,
+            )
+            .await?;
         }
         let snapshot = match opened {
             true => Some(Box::new(
@@ -744,6 +812,130 @@ impl TxWriter<'_> {
             sticky,
             Some(message.clone()),
         )
+    }
+
+    /// Puts a reaction on the message it reacts to: in the row still to be written when that
+    /// message came in this same batch, else in the stored row.
+    async fn react(
+        &mut self,
+        phone_number_id: &str,
+        target_wamid: &str,
+        emoji: &Option<String>,
+    ) -> Result<(), DbErr> {
+        let target = self
+            .messages
+            .get(&(phone_number_id.to_owned(), target_wamid.to_owned()))
+            .cloned()
+            .flatten();
+        if let Some(index) = target.and_then(|t| self.pending_by_id.get(&t.id).copied()) {
+            self.pending_messages[index].row.reaction = Set(emoji.clone());
+            return Ok(());
+        }
+        message::Entity::update_many()
+            .col_expr(
+                message::Column::Reaction,
+                sea_orm::sea_query::Expr::value(emoji.clone()),
+            )
+            .filter(message::Column::PhoneNumberId.eq(phone_number_id))
+            .filter(message::Column::Wamid.eq(target_wamid))
+            .exec(self.txn)
+            .await?;
+        Ok(())
+    }
+
+    /// Inserts the batch's new messages, a few hundred rows per statement. A row another
+    /// process stored first (same number and wamid) is skipped by the unique index; it is
+    /// then counted as a duplicate and not handed to routing.
+    async fn flush_messages(&mut self, reports: &mut [IngestReport]) -> Result<(), DbErr> {
+        let pending = std::mem::take(&mut self.pending_messages);
+        self.pending_by_id.clear();
+        let mut missing: HashSet<String> = HashSet::new();
+        let mut start = 0;
+        while start < pending.len() {
+            let chunk = &pending[start..(start + ROWS_PER_INSERT).min(pending.len())];
+            start += chunk.len();
+            let rows: Vec<message::ActiveModel> = chunk.iter().map(|p| p.row.clone()).collect();
+            let inserted = message::Entity::insert_many(rows)
+                .on_conflict_do_nothing_on([message::Column::PhoneNumberId, message::Column::Wamid])
+                .exec_without_returning(self.txn)
+                .await?;
+            if matches!(inserted, TryInsertResult::Inserted(n) if n as usize == chunk.len()) {
+                continue;
+            }
+            // Rare (two processes raced): find which of our fresh ids did not go in.
+            let ids: Vec<String> = chunk.iter().map(|p| p.id.clone()).collect();
+            let present: HashSet<String> = message::Entity::find()
+                .filter(message::Column::Id.is_in(ids.clone()))
+                .all(self.txn)
+                .await?
+                .into_iter()
+                .map(|row| row.id)
+                .collect();
+            missing.extend(ids.into_iter().filter(|id| !present.contains(id)));
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        for skipped in pending.iter().filter(|p| missing.contains(&p.id)) {
+            if let Some(report) = reports.get_mut(skipped.submission) {
+                report.messages_stored = report.messages_stored.saturating_sub(1);
+                report.duplicates += 1;
+                if skipped.opened {
+                    report.conversations_opened = report.conversations_opened.saturating_sub(1);
+                }
+            }
+        }
+        self.events
+            .retain(|event| !missing.contains(&event.message_id.to_string()));
+        Ok(())
+    }
+
+    /// Inserts the batch's new statuses, as `flush_messages` does messages.
+    async fn flush_statuses(&mut self, reports: &mut [IngestReport]) -> Result<(), DbErr> {
+        let pending = std::mem::take(&mut self.pending_statuses);
+        let mut start = 0;
+        while start < pending.len() {
+            let chunk = &pending[start..(start + ROWS_PER_INSERT).min(pending.len())];
+            start += chunk.len();
+            let rows: Vec<message_status::ActiveModel> =
+                chunk.iter().map(|p| p.row.clone()).collect();
+            let inserted = message_status::Entity::insert_many(rows)
+                .on_conflict_do_nothing_on([
+                    message_status::Column::PhoneNumberId,
+                    message_status::Column::Wamid,
+                    message_status::Column::Status,
+                ])
+                .exec_without_returning(self.txn)
+                .await?;
+            if matches!(inserted, TryInsertResult::Inserted(n) if n as usize == chunk.len()) {
+                continue;
+            }
+            let ids: Vec<String> = chunk
+                .iter()
+                .filter_map(|p| match &p.row.id {
+                    sea_orm::ActiveValue::Set(id) => Some(id.clone()),
+                    _ => None,
+                })
+                .collect();
+            let present: HashSet<String> = message_status::Entity::find()
+                .filter(message_status::Column::Id.is_in(ids))
+                .all(self.txn)
+                .await?
+                .into_iter()
+                .map(|row| row.id)
+                .collect();
+            for skipped in chunk.iter().filter(|p| match &p.row.id {
+                sea_orm::ActiveValue::Set(id) => !present.contains(id),
+                _ => false,
+            }) {
+                tracing::debug!(key = ?skipped.key, "status stored meanwhile by another process");
+                if let Some(report) = reports.get_mut(skipped.submission) {
+                    report.statuses_stored = report.statuses_stored.saturating_sub(1);
+                    report.duplicates += 1;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Finds the customer by business-scoped user id and/or phone, links the two when a message
@@ -843,13 +1035,11 @@ impl TxWriter<'_> {
         let latest = self
             .windows
             .get(&conversation.id)
-            .map(|(_, at)| *at)
+            .copied()
             .or(conversation.last_inbound_at);
         if latest.is_none_or(|last| inbound.timestamp > last) && !opened {
-            self.windows.insert(
-                conversation.id.clone(),
-                (conversation.clone(), inbound.timestamp),
-            );
+            self.windows
+                .insert(conversation.id.clone(), inbound.timestamp);
         }
         Ok((conversation, opened))
     }
@@ -968,6 +1158,15 @@ impl TxWriter<'_> {
                     .await?
             }
         };
+        let status_key = (
+            status.phone_number_id.clone(),
+            status.wamid.clone(),
+            status.status.clone(),
+        );
+        if !self.known_statuses.insert(status_key.clone()) {
+            report.duplicates += 1;
+            return Ok(());
+        }
         let row = message_status::ActiveModel {
             id: Set(uuid::Uuid::now_v7().to_string()),
             phone_number_id: Set(status.phone_number_id.clone()),
@@ -980,21 +1179,28 @@ impl TxWriter<'_> {
             message_id: Set(target.as_ref().map(|m| m.id.clone())),
             created_at: Set(Utc::now()),
         };
-        let inserted = message_status::Entity::insert(row)
-            .on_conflict_do_nothing_on([
-                message_status::Column::PhoneNumberId,
-                message_status::Column::Wamid,
-                message_status::Column::Status,
-            ])
-            .exec_without_returning(self.txn)
-            .await?;
-        let mut stored = 0;
-        count(inserted, &mut stored, &mut report.duplicates);
-        report.statuses_stored += stored;
-        if let (1, Some(target)) = (stored, target) {
+        self.pending_statuses.push(PendingStatus {
+            row,
+            key: status_key,
+            submission: self.submission,
+        });
+        report.statuses_stored += 1;
+        if let Some(target) = target {
             // Later statuses of the batch compare against the status written here.
             let before = target.status.clone();
-            let now = apply_status(self.txn, target, &status.status, status.errors.clone()).await?;
+            let now = match self.pending_by_id.get(&target.id).copied() {
+                // The message came in this batch: its row is still to be written.
+                Some(index) => {
+                    let now = advanced(target, &status.status, status.errors.clone());
+                    let row = &mut self.pending_messages[index].row;
+                    row.status = Set(now.status.clone());
+                    row.error = Set(now.error.clone());
+                    now
+                }
+                None => {
+                    apply_status(self.txn, target, &status.status, status.errors.clone()).await?
+                }
+            };
             if now.status != before
                 && let (Some(conversation_id), Some(message_id)) = (
                     ConversationId::parse(&now.conversation_id),
@@ -1020,6 +1226,17 @@ fn count(result: TryInsertResult<u64>, stored: &mut u64, duplicates: &mut u64) {
         TryInsertResult::Inserted(n) if n > 0 => *stored += 1,
         _ => *duplicates += 1,
     }
+}
+
+/// The message with its status moved forward (never back); a failure keeps Meta's errors.
+fn advanced(mut target: message::Model, status: &str, errors: Option<Value>) -> message::Model {
+    if status_rank(status) > status_rank(&target.status) {
+        target.status = status.to_owned();
+        if status == "failed" {
+            target.error = errors;
+        }
+    }
+    target
 }
 
 /// Moves a message's status forward (never back); a failure keeps Meta's errors.

@@ -172,12 +172,14 @@ async fn attribute(page: &Client, selector: &str, name: &str) -> String {
     }
 }
 
-/// Chooses `value` in the select `selector`, finding it again if it was re-rendered.
+/// Chooses `value` in the select `selector`, finding it again if it was re-rendered (a stats
+/// delta that changes an agent's load rebuilds the options), until the choice holds.
 async fn choose(page: &Client, selector: &str, value: &str) {
     let started = Instant::now();
     loop {
         if let Ok(element) = page.find(Locator::Css(selector)).await
             && element.select_by_value(value).await.is_ok()
+            && element.prop("value").await.ok().flatten().as_deref() == Some(value)
         {
             return;
         }
@@ -661,22 +663,17 @@ async fn an_agent_works_a_conversation_and_a_supervisor_assigns_one_in_real_chro
 
     // The supervisor assigns it to Ana by hand; the queue empties and Ana has it.
     let waiting_row = format!("[data-testid='waiting-row'][data-conversation-id='{third}']");
-    wait_find(
+    choose(
         &dashboard,
         &format!("{waiting_row} {}", testid("assign-select")),
+        &ana,
     )
-    .await
-    .select_by_value(&ana)
-    .await
-    .unwrap();
-    wait_find(
+    .await;
+    click(
         &dashboard,
         &format!("{waiting_row} {}", testid("assign-submit")),
     )
-    .await
-    .click()
-    .await
-    .unwrap();
+    .await;
     wait_gone(&dashboard, &waiting_row).await;
     wait_text(
         &dashboard,

@@ -73,4 +73,60 @@ async fn two_hundred_concurrent_webhooks_store_each_message_once(backend: Backen
     assert_eq!(events.iter().filter(|event| event.opened).count(), 50);
 }
 
-on_both_backends!(two_hundred_concurrent_webhooks_store_each_message_once);
+/// Rows are written together at the end of a batch, so what refers to a message of the same
+/// batch must find it there: a reaction to a message sent in the same body lands on it, and an
+/// item repeated within one body is stored once.
+async fn items_of_one_body_that_refer_to_each_other(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.seed_world().await;
+    let customer = "447700900042";
+    let status = json!({"id": "wamid.batch-out", "status": "delivered", "timestamp": "1781600002", "recipient_id": customer});
+    let body = json!({"object": "whatsapp_business_account", "entry": [{"id": "109876543210987", "changes": [{"field": "messages", "value": {
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": "15550100123", "phone_number_id": PHONE_NUMBER_ID_1},
+        "contacts": [{"profile": {"name": "Batch"}, "wa_id": customer}],
+        "messages": [
+            {"from": customer, "id": "wamid.batch-1", "timestamp": "1781600000", "type": "text", "text": {"body": "hello"}},
+            {"from": customer, "id": "wamid.batch-2", "timestamp": "1781600001", "type": "reaction", "reaction": {"message_id": "wamid.batch-1", "emoji": "👍"}},
+            {"from": customer, "id": "wamid.batch-1", "timestamp": "1781600000", "type": "text", "text": {"body": "hello"}}
+        ],
+        "statuses": [status.clone(), status]
+    }}]}]})
+    .to_string()
+    .into_bytes();
+    assert_eq!(app.post_webhook(&body).await.status(), 200);
+    assert_eq!(app.count("messages", "wamid = 'wamid.batch-1'").await, 1);
+    assert_eq!(
+        app.scalar("messages", "reaction", "wamid = 'wamid.batch-1'")
+            .await
+            .as_deref(),
+        Some("👍")
+    );
+    assert_eq!(
+        app.count("message_statuses", "wamid = 'wamid.batch-out'")
+            .await,
+        1
+    );
+    // The same body again (Meta retries): nothing new.
+    assert_eq!(app.post_webhook(&body).await.status(), 200);
+    assert_eq!(app.count("messages", "wamid LIKE 'wamid.batch-%'").await, 2);
+    assert_eq!(
+        app.count("message_statuses", "wamid = 'wamid.batch-out'")
+            .await,
+        1
+    );
+    // One conversation for the customer.
+    assert_eq!(
+        app.count(
+            "conversations",
+            &format!("contact_id IN (SELECT id FROM contacts WHERE phone = '{customer}')")
+        )
+        .await,
+        1
+    );
+}
+
+on_both_backends!(
+    two_hundred_concurrent_webhooks_store_each_message_once,
+    items_of_one_body_that_refer_to_each_other,
+);
