@@ -307,6 +307,31 @@ fn chunk_end(sizes: &[usize], start: usize) -> usize {
     end
 }
 
+/// Rows whose (first, second) column pair is one of `keys`, as one condition per first value
+/// (`first = ? AND second IN (…)`), for an index that leads with both (a number and its
+/// wamids; a channel and its contacts). Two separate `IN` lists let Postgres match the few
+/// first values on the index and then filter every row under them, a scan that grew with the
+/// history (4-5 ms a look-up at 10,000 messages, seen in the statement log).
+fn by_pairs<C: ColumnTrait>(keys: &[(String, String)], first: C, second: C) -> sea_orm::Condition {
+    let mut grouped: HashMap<&str, Vec<&str>> = HashMap::new();
+    for (a, b) in keys {
+        grouped.entry(a).or_default().push(b);
+    }
+    let mut grouped: Vec<_> = grouped.into_iter().collect();
+    grouped.sort();
+    grouped
+        .into_iter()
+        .fold(sea_orm::Condition::any(), |any, (a, mut bs)| {
+            bs.sort_unstable();
+            bs.dedup();
+            any.add(
+                sea_orm::Condition::all()
+                    .add(first.eq(a))
+                    .add(second.is_in(bs)),
+            )
+        })
+}
+
 /// The length of `value` as JSON, without building the string.
 fn json_len(value: &Value) -> usize {
     struct Count(usize);
@@ -388,20 +413,20 @@ impl TxWriter<'_> {
     async fn prefetch(&mut self, submissions: &[&Submission]) -> Result<(), DbErr> {
         let items = submissions.iter().flat_map(|s| s.items.iter());
         let mut numbers = Vec::new();
-        let mut wamids = Vec::new();
-        let mut status_wamids = Vec::new();
+        let mut wamids: Vec<(String, String)> = Vec::new();
+        let mut status_wamids: Vec<(String, String)> = Vec::new();
         let mut senders = Vec::new();
         for item in items {
             match item {
                 Item::Message(m) => {
                     numbers.push(m.phone_number_id.clone());
-                    wamids.push(m.wamid.clone());
+                    wamids.push((m.phone_number_id.clone(), m.wamid.clone()));
                     senders.push((m.phone_number_id.clone(), m.sender.clone()));
                 }
                 Item::Status(s) => {
                     numbers.push(s.phone_number_id.clone());
-                    wamids.push(s.wamid.clone());
-                    status_wamids.push(s.wamid.clone());
+                    wamids.push((s.phone_number_id.clone(), s.wamid.clone()));
+                    status_wamids.push((s.phone_number_id.clone(), s.wamid.clone()));
                 }
                 _ => {}
             }
@@ -435,17 +460,16 @@ impl TxWriter<'_> {
             self.teams.insert(id, found);
         }
 
-        wamids.sort();
-        wamids.dedup();
         let stored = message::Entity::find()
-            .filter(message::Column::PhoneNumberId.is_in(numbers.clone()))
-            .filter(message::Column::Wamid.is_in(wamids.clone()))
+            .filter(by_pairs(
+                &wamids,
+                message::Column::PhoneNumberId,
+                message::Column::Wamid,
+            ))
             .all(self.txn)
             .await?;
-        for number in &numbers {
-            for wamid in &wamids {
-                self.messages.insert((number.clone(), wamid.clone()), None);
-            }
+        for key in wamids {
+            self.messages.insert(key, None);
         }
         for row in stored {
             if let Some(wamid) = row.wamid.clone() {
@@ -454,11 +478,12 @@ impl TxWriter<'_> {
             }
         }
         if !status_wamids.is_empty() {
-            status_wamids.sort();
-            status_wamids.dedup();
             let known = message_status::Entity::find()
-                .filter(message_status::Column::PhoneNumberId.is_in(numbers.clone()))
-                .filter(message_status::Column::Wamid.is_in(status_wamids))
+                .filter(by_pairs(
+                    &status_wamids,
+                    message_status::Column::PhoneNumberId,
+                    message_status::Column::Wamid,
+                ))
                 .all(self.txn)
                 .await?;
             self.known_statuses.extend(
@@ -505,9 +530,20 @@ impl TxWriter<'_> {
             return Ok(());
         }
         let channel_ids: Vec<String> = channels.iter().map(|c| c.id.clone()).collect();
+        let pairs: Vec<(String, String)> = channel_ids
+            .iter()
+            .flat_map(|channel| {
+                contact_ids
+                    .iter()
+                    .map(|contact| (channel.clone(), contact.clone()))
+            })
+            .collect();
         let open = conversation::Entity::find()
-            .filter(conversation::Column::ChannelId.is_in(channel_ids.clone()))
-            .filter(conversation::Column::ContactId.is_in(contact_ids.clone()))
+            .filter(by_pairs(
+                &pairs,
+                conversation::Column::ChannelId,
+                conversation::Column::ContactId,
+            ))
             .filter(conversation::Column::Status.ne("resolved"))
             .all(self.txn)
             .await?;
