@@ -265,6 +265,18 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
     spawn_app_with(backend, |_, _| {}).await
 }
 
+/// A pool of `max_connections` on a test's database, with the tests' timeouts.
+pub async fn connect_database(url: &str, max_connections: u32) -> DatabaseConnection {
+    waos_engine::store::connect(
+        url,
+        max_connections,
+        Duration::from_secs(5),
+        Duration::from_secs(10),
+    )
+    .await
+    .expect("the test database accepts connections")
+}
+
 /// Spawns an app after `adjust` has changed its settings (given the database for URLs).
 pub async fn spawn_app_with(
     backend: Backend,
@@ -287,14 +299,7 @@ pub async fn spawn_app_with(
     let (server, background) = application.into_parts();
     let handle = server.handle();
     actix_web::rt::spawn(server);
-    let db = waos_engine::store::connect(
-        &database.url,
-        4,
-        Duration::from_secs(5),
-        Duration::from_secs(10),
-    )
-    .await
-    .unwrap();
+    let db = connect_database(&database.url, 4).await;
     TestApp {
         address,
         client: http_client(),

@@ -359,14 +359,7 @@ async fn after_kill_9_every_open_conversation_is_routed_again() {
         bob.expect("assigned").await;
     }
     // None stuck, none held by two: all four assigned, two each.
-    let db = waos_engine::store::connect(
-        &database.url,
-        2,
-        Duration::from_secs(5),
-        Duration::from_secs(10),
-    )
-    .await
-    .unwrap();
+    let db = waos_web::testing::connect_database(&database.url, 2).await;
     let list = || async {
         waos_engine::inbox::list_conversations(
             &db,

@@ -1148,14 +1148,7 @@ impl RunningSender {
         settings: SenderSettings,
         redis: Option<(redis::aio::ConnectionManager, &str)>,
     ) -> RunningSender {
-        let db = waos_engine::store::connect(
-            &app.database.url,
-            8,
-            Duration::from_secs(5),
-            Duration::from_secs(10),
-        )
-        .await
-        .unwrap();
+        let db = waos_web::testing::connect_database(&app.database.url, 8).await;
         let key = waos_web::startup::secret_key(&app.settings).unwrap();
         let sealer = waos_engine::crypto::Sealer::from_hex(&key).unwrap();
         let sender = Sender::new(db, sealer, settings).unwrap();
