@@ -73,7 +73,7 @@ const BOT_REPLIES: &[&str] = &[
     "Done! Anything else I can help with?",
 ];
 
-/// Runs the demo until Ctrl-C.
+/// Runs the demo until Ctrl-C or SIGTERM.
 pub async fn run(mut settings: Settings, speed: u32) -> anyhow::Result<()> {
     let pace = Pace(speed.max(1));
     let folder = PathBuf::from("data/demo");
@@ -98,7 +98,7 @@ pub async fn run(mut settings: Settings, speed: u32) -> anyhow::Result<()> {
     let host = settings.server.host.clone();
     let application = Application::build(settings).await?;
     let base = format!("http://{host}:{}", application.port());
-    actix_web::rt::spawn(application.run_until_stopped());
+    let server = actix_web::rt::spawn(application.run_until_stopped());
     meta.deliver_statuses_to(&format!("{base}/webhooks/whatsapp"), &app_secret);
 
     let http = waos_workers::http_client(Duration::from_secs(10))?;
@@ -124,7 +124,12 @@ pub async fn run(mut settings: Settings, speed: u32) -> anyhow::Result<()> {
         pace.of(world.first_wait),
         pace,
     ));
-    tokio::signal::ctrl_c().await?;
+    // Ctrl-C, or the server stopping by itself (on SIGTERM it drains and stops): without the
+    // second, a `kill` left the simulated customers writing to a closed port forever.
+    tokio::select! {
+        interrupted = tokio::signal::ctrl_c() => interrupted?,
+        _ = server => {}
+    }
     Ok(())
 }
 
