@@ -13,7 +13,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DatabaseTransaction,
-    DbErr, EntityTrait, IntoActiveModel, QueryFilter, TryInsertResult,
+    DbErr, EntityTrait, IntoActiveModel, QueryFilter, QuerySelect, TryInsertResult,
 };
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -349,22 +349,60 @@ fn json_len(value: &Value) -> usize {
     count.0
 }
 
-/// A message row waiting for the batch's multi-row insert, and what depends on it.
-struct PendingMessage {
-    row: message::ActiveModel,
+/// A row (a message or a status) waiting for the batch's multi-row insert.
+struct Pending<A> {
+    row: A,
+    /// Its primary key, fresh: finds it again if another process's row won the unique index.
+    id: String,
     /// About how many bytes the row adds to a statement.
     bytes: usize,
-    id: String,
+    /// The submission that stored it (reports are per submission).
     submission: usize,
+    /// Its message opened a conversation (messages only).
     opened: bool,
 }
 
-/// A status row waiting for the batch's multi-row insert.
-struct PendingStatus {
-    row: message_status::ActiveModel,
-    bytes: usize,
-    key: (String, String, String),
-    submission: usize,
+/// Inserts `pending`, one statement per chunk of [`chunk_end`], skipping rows whose key the
+/// unique index `conflict` already holds (another process stored them first). Returns the
+/// ids of the rows skipped.
+async fn insert_pending<A>(
+    txn: &DatabaseTransaction,
+    pending: &[Pending<A>],
+    conflict: &[<A::Entity as EntityTrait>::Column],
+    id_column: <A::Entity as EntityTrait>::Column,
+) -> Result<HashSet<String>, DbErr>
+where
+    A: ActiveModelTrait + Send,
+{
+    let sizes: Vec<usize> = pending.iter().map(|p| p.bytes).collect();
+    let mut skipped = HashSet::new();
+    let mut start = 0;
+    while start < pending.len() {
+        let end = chunk_end(&sizes, start);
+        let chunk = &pending[start..end];
+        start = end;
+        let rows: Vec<A> = chunk.iter().map(|p| p.row.clone()).collect();
+        let inserted = A::Entity::insert_many(rows)
+            .on_conflict_do_nothing_on(conflict.iter().copied())
+            .exec_without_returning(txn)
+            .await?;
+        if matches!(inserted, TryInsertResult::Inserted(n) if n as usize == chunk.len()) {
+            continue;
+        }
+        // Rare (two processes raced): find which of our fresh ids did not go in.
+        let ids: Vec<String> = chunk.iter().map(|p| p.id.clone()).collect();
+        let present: HashSet<String> = A::Entity::find()
+            .select_only()
+            .column(id_column)
+            .filter(id_column.is_in(ids.clone()))
+            .into_tuple::<String>()
+            .all(txn)
+            .await?
+            .into_iter()
+            .collect();
+        skipped.extend(ids.into_iter().filter(|id| !present.contains(id)));
+    }
+    Ok(skipped)
 }
 
 /// A customer key within a workspace.
@@ -395,11 +433,11 @@ struct TxWriter<'t> {
     known_statuses: HashSet<(String, String, String)>,
     /// New messages and statuses, inserted together at the end of the batch (one statement
     /// per few hundred rows instead of one per row: the writer's round trips were its cost).
-    pending_messages: Vec<PendingMessage>,
+    pending_messages: Vec<Pending<message::ActiveModel>>,
     /// Index into `pending_messages` by message id: a status or reaction for a message of this
     /// same batch changes the row before it is written.
     pending_by_id: HashMap<String, usize>,
-    pending_statuses: Vec<PendingStatus>,
+    pending_statuses: Vec<Pending<message_status::ActiveModel>>,
     /// The submission whose items are being stored (reports are per submission).
     submission: usize,
     events: Vec<InboundEvent>,
@@ -820,7 +858,7 @@ impl TxWriter<'_> {
         }
         self.pending_by_id
             .insert(message_id.to_string(), self.pending_messages.len());
-        self.pending_messages.push(PendingMessage {
+        self.pending_messages.push(Pending {
             row,
             bytes: ROW_OVERHEAD_BYTES
                 + inbound.text.as_ref().map_or(0, String::len)
@@ -934,94 +972,48 @@ impl TxWriter<'_> {
     async fn flush_messages(&mut self, reports: &mut [IngestReport]) -> Result<(), DbErr> {
         let pending = std::mem::take(&mut self.pending_messages);
         self.pending_by_id.clear();
-        let mut missing: HashSet<String> = HashSet::new();
-        let sizes: Vec<usize> = pending.iter().map(|p| p.bytes).collect();
-        let mut start = 0;
-        while start < pending.len() {
-            let end = chunk_end(&sizes, start);
-            let chunk = &pending[start..end];
-            start = end;
-            let rows: Vec<message::ActiveModel> = chunk.iter().map(|p| p.row.clone()).collect();
-            let inserted = message::Entity::insert_many(rows)
-                .on_conflict_do_nothing_on([message::Column::PhoneNumberId, message::Column::Wamid])
-                .exec_without_returning(self.txn)
-                .await?;
-            if matches!(inserted, TryInsertResult::Inserted(n) if n as usize == chunk.len()) {
-                continue;
-            }
-            // Rare (two processes raced): find which of our fresh ids did not go in.
-            let ids: Vec<String> = chunk.iter().map(|p| p.id.clone()).collect();
-            let present: HashSet<String> = message::Entity::find()
-                .filter(message::Column::Id.is_in(ids.clone()))
-                .all(self.txn)
-                .await?
-                .into_iter()
-                .map(|row| row.id)
-                .collect();
-            missing.extend(ids.into_iter().filter(|id| !present.contains(id)));
-        }
-        if missing.is_empty() {
+        let skipped = insert_pending(
+            self.txn,
+            &pending,
+            &[message::Column::PhoneNumberId, message::Column::Wamid],
+            message::Column::Id,
+        )
+        .await?;
+        if skipped.is_empty() {
             return Ok(());
         }
-        for skipped in pending.iter().filter(|p| missing.contains(&p.id)) {
-            if let Some(report) = reports.get_mut(skipped.submission) {
+        for row in pending.iter().filter(|p| skipped.contains(&p.id)) {
+            if let Some(report) = reports.get_mut(row.submission) {
                 report.messages_stored = report.messages_stored.saturating_sub(1);
                 report.duplicates += 1;
-                if skipped.opened {
+                if row.opened {
                     report.conversations_opened = report.conversations_opened.saturating_sub(1);
                 }
             }
         }
         self.events
-            .retain(|event| !missing.contains(&event.message_id.to_string()));
+            .retain(|event| !skipped.contains(&event.message_id.to_string()));
         Ok(())
     }
 
     /// Inserts the batch's new statuses, as `flush_messages` does messages.
     async fn flush_statuses(&mut self, reports: &mut [IngestReport]) -> Result<(), DbErr> {
         let pending = std::mem::take(&mut self.pending_statuses);
-        let sizes: Vec<usize> = pending.iter().map(|p| p.bytes).collect();
-        let mut start = 0;
-        while start < pending.len() {
-            let end = chunk_end(&sizes, start);
-            let chunk = &pending[start..end];
-            start = end;
-            let rows: Vec<message_status::ActiveModel> =
-                chunk.iter().map(|p| p.row.clone()).collect();
-            let inserted = message_status::Entity::insert_many(rows)
-                .on_conflict_do_nothing_on([
-                    message_status::Column::PhoneNumberId,
-                    message_status::Column::Wamid,
-                    message_status::Column::Status,
-                ])
-                .exec_without_returning(self.txn)
-                .await?;
-            if matches!(inserted, TryInsertResult::Inserted(n) if n as usize == chunk.len()) {
-                continue;
-            }
-            let ids: Vec<String> = chunk
-                .iter()
-                .filter_map(|p| match &p.row.id {
-                    sea_orm::ActiveValue::Set(id) => Some(id.clone()),
-                    _ => None,
-                })
-                .collect();
-            let present: HashSet<String> = message_status::Entity::find()
-                .filter(message_status::Column::Id.is_in(ids))
-                .all(self.txn)
-                .await?
-                .into_iter()
-                .map(|row| row.id)
-                .collect();
-            for skipped in chunk.iter().filter(|p| match &p.row.id {
-                sea_orm::ActiveValue::Set(id) => !present.contains(id),
-                _ => false,
-            }) {
-                tracing::debug!(key = ?skipped.key, "status stored meanwhile by another process");
-                if let Some(report) = reports.get_mut(skipped.submission) {
-                    report.statuses_stored = report.statuses_stored.saturating_sub(1);
-                    report.duplicates += 1;
-                }
+        let skipped = insert_pending(
+            self.txn,
+            &pending,
+            &[
+                message_status::Column::PhoneNumberId,
+                message_status::Column::Wamid,
+                message_status::Column::Status,
+            ],
+            message_status::Column::Id,
+        )
+        .await?;
+        for row in pending.iter().filter(|p| skipped.contains(&p.id)) {
+            if let Some(report) = reports.get_mut(row.submission) {
+                report.statuses_stored = report.statuses_stored.saturating_sub(1);
+                report.duplicates += 1;
             }
         }
         Ok(())
@@ -1252,12 +1244,13 @@ impl TxWriter<'_> {
             status.wamid.clone(),
             status.status.clone(),
         );
-        if !self.known_statuses.insert(status_key.clone()) {
+        if !self.known_statuses.insert(status_key) {
             report.duplicates += 1;
             return Ok(());
         }
+        let id = uuid::Uuid::now_v7().to_string();
         let row = message_status::ActiveModel {
-            id: Set(uuid::Uuid::now_v7().to_string()),
+            id: Set(id.clone()),
             phone_number_id: Set(status.phone_number_id.clone()),
             wamid: Set(status.wamid.clone()),
             status: Set(status.status.clone()),
@@ -1268,13 +1261,14 @@ impl TxWriter<'_> {
             message_id: Set(target.as_ref().map(|m| m.id.clone())),
             created_at: Set(Utc::now()),
         };
-        self.pending_statuses.push(PendingStatus {
+        self.pending_statuses.push(Pending {
             row,
+            id,
             bytes: ROW_OVERHEAD_BYTES
                 + json_len(&status.raw)
                 + status.errors.as_ref().map_or(0, json_len),
-            key: status_key,
             submission: self.submission,
+            opened: false,
         });
         report.statuses_stored += 1;
         if let Some(target) = target {
@@ -1338,14 +1332,13 @@ async fn apply_status(
     status: &str,
     errors: Option<Value>,
 ) -> Result<message::Model, DbErr> {
-    if status_rank(status) <= status_rank(&target.status) {
+    let now = advanced(target.clone(), status, errors);
+    if now.status == target.status {
         return Ok(target);
     }
     let mut row = target.into_active_model();
-    row.status = Set(status.to_owned());
-    if status == "failed" {
-        row.error = Set(errors);
-    }
+    row.status = Set(now.status);
+    row.error = Set(now.error);
     row.updated_at = Set(Utc::now());
     row.update(txn).await
 }

@@ -676,18 +676,15 @@ impl Handler<Resolve> for ConversationActor {
         if !self.is_held_by(resolve.agent_id) {
             return Err(RoutingError::NotAssigned);
         }
-        let by = match &self.state {
-            State::Assigned { agent_id, .. } => *agent_id,
+        let (agent_id, agent_name, agent) = match &self.state {
+            State::Assigned {
+                agent_id,
+                agent_name,
+                agent,
+            } => (*agent_id, agent_name.clone(), agent.clone()),
             _ => return Err(RoutingError::NotAssigned),
         };
-        let State::Assigned {
-            agent_id,
-            agent_name,
-            agent,
-        } = std::mem::replace(&mut self.state, State::Resolved { by })
-        else {
-            return Err(RoutingError::NotAssigned);
-        };
+        self.state = State::Resolved { by: agent_id };
         self.audit(
             "resolved",
             Some(agent_id),

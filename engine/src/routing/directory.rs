@@ -141,15 +141,27 @@ impl Directory {
                             return;
                         }
                     };
-                    let supervisor = directory.supervisor(stored.workspace_id, ctx);
-                    let actor = ConversationActor::new(stored, supervisor, ctx.address(), directory.context.clone()).start();
+                    let actor = directory.start_actor(stored, ctx);
                     for event in pending {
                         actor.do_send(NewMessage { message: event.message });
                     }
                     waiters.into_iter().for_each(|w| drop(w.send(Some(actor.clone()))));
-                    directory.conversations.insert(conversation_id, actor);
                 }),
         );
+    }
+
+    /// Starts a conversation's actor from its stored state and records where it is.
+    fn start_actor(
+        &mut self,
+        stored: store::StoredConversation,
+        ctx: &mut Context<Self>,
+    ) -> Addr<ConversationActor> {
+        let conversation_id = stored.id;
+        let supervisor = self.supervisor(stored.workspace_id, ctx);
+        let actor =
+            ConversationActor::new(stored, supervisor, ctx.address(), self.context.clone()).start();
+        self.conversations.insert(conversation_id, actor.clone());
+        actor
     }
 }
 
@@ -198,15 +210,7 @@ impl Handler<Inbound> for Directory {
                 if let Some(stored) = event.conversation.take()
                     && !self.loading.contains_key(&conversation_id)
                 {
-                    let supervisor = self.supervisor(stored.workspace_id, ctx);
-                    let actor = ConversationActor::new(
-                        *stored,
-                        supervisor,
-                        ctx.address(),
-                        self.context.clone(),
-                    )
-                    .start();
-                    self.conversations.insert(conversation_id, actor);
+                    self.start_actor(*stored, ctx);
                     return;
                 }
                 self.supervisor(event.workspace_id, ctx);
