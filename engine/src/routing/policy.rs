@@ -39,6 +39,13 @@ pub struct Candidate {
     pub last_assigned: Option<Instant>,
 }
 
+impl Candidate {
+    /// Online with a free slot: could be offered a conversation now (skills and teams aside).
+    pub fn has_room(&self) -> bool {
+        self.presence == Presence::Online && self.load < self.capacity
+    }
+}
+
 /// What one conversation needs.
 #[derive(Clone, Debug, Default)]
 pub struct Request {

@@ -319,9 +319,7 @@ impl Supervisor {
     fn assign_next(&mut self, ctx: &mut Context<Self>) {
         // Every path that changes the queue or the roster comes through here.
         self.dirty = true;
-        let anyone_free = self.roster.values().any(|e| {
-            e.candidate.presence == Presence::Online && e.candidate.load < e.candidate.capacity
-        });
+        let anyone_free = self.roster.values().any(|e| e.candidate.has_room());
         // Without a free agent nothing can be offered: a long queue is not sorted again for
         // every arrival (that sort was most of the engine's time with thousands waiting).
         if self.queue.is_empty() || !anyone_free {
@@ -338,10 +336,7 @@ impl Supervisor {
         let mut next_retry: Option<Instant> = None;
         let mut index = 0;
         while index < self.queue.len() {
-            if !roster
-                .iter()
-                .any(|c| c.presence == Presence::Online && c.load < c.capacity)
-            {
+            if !roster.iter().any(Candidate::has_room) {
                 break;
             }
             let waiting = &self.queue[index];
