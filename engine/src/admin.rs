@@ -77,6 +77,12 @@ fn non_empty(field: &str, value: &str) -> Result<String, EngineError> {
             "`{field}` must be 1 to 200 characters"
         )));
     }
+    // Postgres cannot store it, and no name needs it: refused the same on every database.
+    if trimmed.contains('\0') {
+        return Err(EngineError::Validation(format!(
+            "`{field}` may not contain NUL characters"
+        )));
+    }
     Ok(trimmed.to_owned())
 }
 
@@ -697,6 +703,8 @@ pub async fn update_agent(
     if let Some(address) = patch.email {
         row.email = Set(email(&address)?);
     }
+    // A new password ends every session the old one opened (its sockets close in routing).
+    let password_changed = patch.password.is_some();
     if let Some(secret) = patch.password {
         row.password_hash = Set(password(hashing, &secret)?);
     }
@@ -726,8 +734,8 @@ pub async fn update_agent(
     if let Some(team_ids) = &team_ids {
         set_teams(&txn, &agent_id, team_ids).await?;
     }
-    if deactivated {
-        // A deactivated agent's sessions end at once.
+    if deactivated || password_changed {
+        // A deactivated agent's sessions end at once, and so do a changed password's.
         crate::store::entity::auth_token::Entity::delete_many()
             .filter(crate::store::entity::auth_token::Column::AgentId.eq(agent_id.clone()))
             .exec(&txn)

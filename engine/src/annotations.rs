@@ -105,6 +105,7 @@ pub async fn set_tags(
             kind: "tags_changed".into(),
             reason: Some(json!({"added": added, "removed": removed, "tags": tags})),
             text,
+            at: None,
         },
     )
     .await?;
@@ -164,6 +165,7 @@ pub async fn add_note(
             kind: "note_added".into(),
             reason: Some(json!({"note_id": note.id})),
             text: format!("{name} added an internal note"),
+            at: None,
         },
     )
     .await?;

@@ -1,7 +1,7 @@
 //! The append-only audit trail. The application only ever inserts here; retention and erasure
 //! (workers) are the only writers that may remove or rewrite, and they record that they did.
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, ConnectionTrait, DbErr};
 use serde::Serialize;
 use serde_json::Value;
@@ -19,6 +19,9 @@ pub struct AuditRecord {
     /// Structured reason (rule, candidates, inputs), rendered into `text`.
     pub reason: Option<Value>,
     pub text: String,
+    /// When it happened. Unset, it is stamped when handed to the writer: a row's time is the
+    /// event's, never the time its batch was written.
+    pub at: Option<DateTime<Utc>>,
 }
 
 /// A stored event as the API shows it.
@@ -55,7 +58,7 @@ impl AuditRecord {
             kind: Set(self.kind),
             reason: Set(self.reason),
             text: Set(self.text),
-            created_at: Set(Utc::now()),
+            created_at: Set(self.at.unwrap_or_else(Utc::now)),
             ..Default::default()
         }
     }
@@ -69,46 +72,94 @@ pub async fn record(db: &impl ConnectionTrait, event: AuditRecord) -> Result<(),
 /// Most events written in one statement.
 const AUDIT_BATCH: usize = 500;
 
+/// Events waiting to be written, at most. Beyond it an event waits for room in a task of its
+/// own (counted in `waos_audit_queue_full`): nothing is dropped, and the count says that the
+/// database is not keeping up.
+const AUDIT_QUEUE: usize = 65_536;
+
+enum Entry {
+    Event(AuditRecord),
+    /// Answered once everything queued before it is written.
+    Flush(tokio::sync::oneshot::Sender<()>),
+}
+
 /// The batched audit writer: actors hand it events without waiting; one task appends them in
 /// the order they were handed over, many per statement.
 #[derive(Clone)]
 pub struct AuditWriter {
-    events: tokio::sync::mpsc::UnboundedSender<AuditRecord>,
+    entries: tokio::sync::mpsc::Sender<Entry>,
+    /// Times an event found the queue full.
+    pub queue_full: prometheus_client::metrics::counter::Counter,
 }
 
 impl AuditWriter {
     /// Starts the writer task on the current runtime; it ends when every handle is dropped.
     pub fn spawn(db: sea_orm::DatabaseConnection) -> Self {
-        let (events, mut queue) = tokio::sync::mpsc::unbounded_channel::<AuditRecord>();
+        let (entries, mut queue) = tokio::sync::mpsc::channel::<Entry>(AUDIT_QUEUE);
         tokio::spawn(async move {
-            let mut batch = Vec::with_capacity(AUDIT_BATCH);
-            while queue.recv_many(&mut batch, AUDIT_BATCH).await > 0 {
-                let rows: Vec<audit_event::ActiveModel> =
-                    batch.drain(..).map(AuditRecord::into_row).collect();
-                // The audit must not silently lose events: retry a failed batch until it lands.
-                let mut delay = std::time::Duration::from_millis(50);
-                loop {
-                    use sea_orm::EntityTrait;
-                    match audit_event::Entity::insert_many(rows.clone())
-                        .exec_without_returning(&db)
-                        .await
-                    {
-                        Ok(_) => break,
-                        Err(error) => {
-                            tracing::warn!(%error, "audit batch not written; retrying");
-                            tokio::time::sleep(delay).await;
-                            delay = (delay * 2).min(std::time::Duration::from_secs(5));
+            let mut received = Vec::with_capacity(AUDIT_BATCH);
+            while queue.recv_many(&mut received, AUDIT_BATCH).await > 0 {
+                let mut rows = Vec::with_capacity(received.len());
+                for entry in received.drain(..) {
+                    match entry {
+                        Entry::Event(event) => rows.push(event.into_row()),
+                        Entry::Flush(done) => {
+                            write_until_stored(&db, std::mem::take(&mut rows)).await;
+                            let _ = done.send(());
                         }
                     }
                 }
+                write_until_stored(&db, rows).await;
             }
         });
-        Self { events }
+        Self {
+            entries,
+            queue_full: Default::default(),
+        }
     }
 
-    pub fn record(&self, event: AuditRecord) {
-        if self.events.send(event).is_err() {
-            tracing::error!("audit writer stopped; event lost");
+    pub fn record(&self, mut event: AuditRecord) {
+        event.at.get_or_insert_with(Utc::now);
+        match self.entries.try_send(Entry::Event(event)) {
+            Ok(()) => {}
+            Err(tokio::sync::mpsc::error::TrySendError::Full(entry)) => {
+                self.queue_full.inc();
+                tracing::warn!("audit queue full; the event waits for room");
+                let entries = self.entries.clone();
+                tokio::spawn(async move {
+                    if entries.send(entry).await.is_err() {
+                        tracing::error!("audit writer stopped; event lost");
+                    }
+                });
+            }
+            Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => {
+                tracing::error!("audit writer stopped; event lost");
+            }
         }
+    }
+
+    /// Waits until every event handed over before this call is written (at shutdown).
+    pub async fn flush(&self) {
+        let (done, written) = tokio::sync::oneshot::channel();
+        if self.entries.send(Entry::Flush(done)).await.is_ok() {
+            let _ = written.await;
+        }
+    }
+}
+
+/// Writes one batch, trying again until it lands: the audit must not silently lose events.
+async fn write_until_stored(db: &sea_orm::DatabaseConnection, rows: Vec<audit_event::ActiveModel>) {
+    use sea_orm::EntityTrait;
+    if rows.is_empty() {
+        return;
+    }
+    let mut delay = std::time::Duration::from_millis(50);
+    while let Err(error) = audit_event::Entity::insert_many(rows.clone())
+        .exec_without_returning(db)
+        .await
+    {
+        tracing::warn!(%error, "audit batch not written; retrying");
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(std::time::Duration::from_secs(5));
     }
 }

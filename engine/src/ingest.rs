@@ -147,6 +147,22 @@ impl IngestWriter {
             })?;
         answer.await.map_err(|_| IngestError::Stopped)?
     }
+
+    /// Waits until everything submitted before this call is committed (or refused): an empty
+    /// submission queues behind them, and the writer answers in order. For shutdown.
+    pub async fn flush(&self) {
+        let (reply, answer) = oneshot::channel();
+        let barrier = Job {
+            submission: Submission {
+                items: Vec::new(),
+                body_sha256: [0; 32],
+            },
+            reply,
+        };
+        if self.jobs.send(barrier).await.is_ok() {
+            let _ = answer.await;
+        }
+    }
 }
 
 async fn run_writer(

@@ -1,4 +1,4 @@
-//! The WaOS domain: ids, Meta's webhook decoding, durable ingest, and (next) the routing actors.
+//! The WaOS domain: ids, Meta's webhook decoding, durable ingest, and the routing engine.
 //!
 //! Map:
 //! - [`ids`]: newtype ids for every entity.
@@ -9,13 +9,20 @@
 //! - [`admin`], [`auth`], [`inbox`]: workspace administration, sign-in and tokens, and the
 //!   conversation queries behind the REST API, each scoped by workspace and role.
 //! - [`crypto`]: token hashes, argon2 passwords, sealed channel tokens.
-//! - [`routing`]: the actors (directory, supervisor per workspace, conversation, agent) and the
-//!   pure routing policy; see its module map for the message flow.
+//! - [`routing`]: the routing engine behind one facade, [`routing::Engine`] (its actors,
+//!   directory, supervisor per workspace, conversation and agent, are private to this crate),
+//!   and the pure routing policy; see its module map for the message flow.
+//! - [`annotations`], [`templates`], [`outbound`], [`media`], [`privacy`]: tags and notes,
+//!   message templates, replies queued for the sender, media, and data requests and retention.
+//! - [`error`]: the engine's error type (a value the database refuses is bad input, not an
+//!   outage).
 //! - [`presence`]: where agents are (in-process or Redis, with TTL heartbeats).
-//! - [`audit`]: the append-only audit trail and its batched writer.
+//! - [`audit`]: the append-only audit trail and its batched writer (a bounded queue; each row
+//!   carries its event's own time; flushed at shutdown).
 //!
 //! Concurrency: one ingest writer task owns all webhook writes (group commit); REST calls run
-//! on the web workers and go straight to the database pool.
+//! on the web workers and go straight to the database pool; the routing actors run on one engine
+//! thread of their own.
 //!
 //! ```text
 //! webhook ─► meta::decode ─► IngestWriter (one tx for many requests) ─► commit ─► 200

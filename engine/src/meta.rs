@@ -132,6 +132,40 @@ pub fn status_rank(status: &str) -> i32 {
     }
 }
 
+/// What stands in for a character no database column can hold.
+const UNSTORABLE_REPLACEMENT: &str = "\u{FFFD}";
+
+/// Replaces the NUL characters of every string (and key) of a parsed body by U+FFFD: JSON may
+/// carry `\u0000`, Postgres text and jsonb cannot, and one such item must not fail the commit
+/// of every webhook batched with it (Meta would retry them all for ever). Answers how many
+/// strings it changed.
+pub fn make_storable(value: &mut Value) -> usize {
+    fn clean(text: &mut String) -> usize {
+        if text.contains('\0') {
+            *text = text.replace('\0', UNSTORABLE_REPLACEMENT);
+            1
+        } else {
+            0
+        }
+    }
+    match value {
+        Value::String(text) => clean(text),
+        Value::Array(items) => items.iter_mut().map(make_storable).sum(),
+        Value::Object(map) => {
+            let mut changed = 0;
+            if map.keys().any(|key| key.contains('\0')) {
+                let entries = std::mem::take(map);
+                for (mut key, item) in entries {
+                    changed += clean(&mut key);
+                    map.insert(key, item);
+                }
+            }
+            changed + map.values_mut().map(make_storable).sum::<usize>()
+        }
+        _ => 0,
+    }
+}
+
 /// Decodes a parsed body. Never fails: problems become [`Item::Undecodable`] entries.
 pub fn decode(body: &Value) -> Envelope {
     let object = body.get("object").and_then(Value::as_str).unwrap_or("");
@@ -466,6 +500,21 @@ mod tests {
 
     fn envelope(value: Value) -> Value {
         json!({"object": WHATSAPP_OBJECT, "entry": [{"id": "1", "changes": [{"field": "messages", "value": value}]}]})
+    }
+
+    #[test]
+    fn nul_characters_become_replacement_characters_everywhere() {
+        let mut body: Value = serde_json::from_str(
+            r#"{"a": "x\u0000y", "b": ["\u0000", 1, {"k\u0000": "fine"}], "c": "clean"}"#,
+        )
+        .unwrap();
+        assert_eq!(make_storable(&mut body), 3);
+        assert_eq!(body["a"], "x\u{FFFD}y");
+        assert_eq!(body["b"][0], "\u{FFFD}");
+        assert_eq!(body["b"][2]["k\u{FFFD}"], "fine");
+        assert_eq!(body["c"], "clean");
+        assert!(!body.to_string().contains("\\u0000"));
+        assert_eq!(make_storable(&mut body), 0);
     }
 
     fn items(body: Value) -> Vec<Item> {

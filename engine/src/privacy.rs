@@ -276,6 +276,7 @@ pub async fn create_request(
             kind: format!("data_request.{}", input.kind),
             reason: Some(json!({"data_request_id": row.id, "contact_id": found.id})),
             text: format!("{} request carried out for a contact", input.kind),
+            at: None,
         },
     )
     .await?;
@@ -572,6 +573,13 @@ pub async fn check_may_contact(
     else {
         return Ok(());
     };
+    // The phone number and user id are gone, but a running conversation may still hold them:
+    // nothing goes to an erased contact.
+    if found.erased_at.is_some() {
+        return Err(EngineError::Validation(
+            "the customer's personal data was erased: nothing can be sent to them".into(),
+        ));
+    }
     if found.restricted {
         return Err(EngineError::Validation(
             "the customer restricted the processing of their data: no replies can be sent".into(),

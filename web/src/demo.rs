@@ -124,12 +124,9 @@ pub async fn run(mut settings: Settings, speed: u32) -> anyhow::Result<()> {
         pace.of(world.first_wait),
         pace,
     ));
-    // Ctrl-C, or the server stopping by itself (on SIGTERM it drains and stops): without the
-    // second, a `kill` left the simulated customers writing to a closed port forever.
-    tokio::select! {
-        interrupted = tokio::signal::ctrl_c() => interrupted?,
-        _ = server => {}
-    }
+    // The server stops on Ctrl-C or SIGTERM (draining in order); the demo ends with it, or a
+    // `kill` would leave the simulated customers writing to a closed port forever.
+    let _ = server.await;
     Ok(())
 }
 

@@ -72,7 +72,8 @@ async fn main() -> anyhow::Result<()> {
             let redis = waos_web::startup::connect_redis(&settings).await?;
             let _stop = waos_web::startup::spawn_workers(db, sealer, &settings, None, redis)?;
             tracing::info!("workers running");
-            tokio::signal::ctrl_c().await?;
+            waos_web::startup::shutdown_signal().await;
+            tracing::info!("stopping the workers");
         }
         Command::Demo { speed } => waos_web::demo::run(settings, speed).await?,
         Command::Migrate => {

@@ -20,13 +20,23 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// `decisions`: the routing engine's assignment-decision histogram, exposed here.
-    pub fn new(decisions: Histogram) -> Self {
+    /// With the routing engine's own metrics, exposed here.
+    pub fn new(routing: &waos_engine::routing::RoutingContext) -> Self {
         let mut registry = Registry::with_prefix("waos");
         registry.register(
             "assignment_decision_seconds",
             "Time the supervisor takes to choose an agent for a waiting conversation (pure choice)",
-            decisions,
+            routing.decision_seconds.clone(),
+        );
+        registry.register(
+            "conversation_actors",
+            "Conversation actors running (a quiet assigned conversation's actor stops; the next event rebuilds it)",
+            routing.conversation_actors.clone(),
+        );
+        registry.register(
+            "audit_queue_full",
+            "Audit events that found the writer's queue full and waited for room (the database is not keeping up)",
+            routing.audit.queue_full.clone(),
         );
         let webhook_requests = Family::<OutcomeLabel, Counter>::default();
         registry.register(

@@ -131,6 +131,7 @@ pub struct RoutingSettings {
     pub stats_interval_ms: u64,
     pub conversation_idle_ms: u64,
     pub mark_read_on_open: bool,
+    pub store_retry_ms: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]

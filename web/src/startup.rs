@@ -13,8 +13,7 @@ use waos_engine::audit::AuditWriter;
 use waos_engine::crypto::{PasswordHashing, Sealer, new_secret_key_hex, new_token, token_hash};
 use waos_engine::ingest::{InboundEvent, InboundHandoff, IngestSettings, IngestWriter};
 use waos_engine::presence::{MemoryPresence, PresenceStore, RedisPresence};
-use waos_engine::routing::directory::Engine;
-use waos_engine::routing::{RoutingContext, RoutingSettings};
+use waos_engine::routing::{Engine, RoutingContext, RoutingSettings};
 use waos_engine::store;
 
 use crate::metrics::Metrics;
@@ -200,9 +199,12 @@ impl Application {
                 stats_interval: millis(settings.routing.stats_interval_ms.max(10)),
                 conversation_idle: millis(settings.routing.conversation_idle_ms.max(10)),
                 mark_read_on_open: settings.routing.mark_read_on_open,
+                store_retry: millis(settings.routing.store_retry_ms.max(1)),
+                // Half the pool: the other half stays for sign-ins, sockets and REST calls.
+                max_concurrent_writes: (settings.database.max_connections as usize / 2).max(1),
             },
         );
-        let engine_decisions = routing.decision_seconds.clone();
+        let metrics = Arc::new(Metrics::new(&routing));
         let engine = Arc::new(Engine::start(routing)?);
         let handoff: Arc<dyn InboundHandoff> = match observer {
             Some(observer) => Arc::new(Both(engine.handoff(), observer)),
@@ -238,7 +240,7 @@ impl Application {
         let template_sync = Arc::new(template_sync(db.clone(), sealer.clone(), &settings)?);
         let state = web::Data::new(AppState {
             db,
-            directory: engine.directory.clone(),
+            engine: (*engine).clone(),
             websocket: settings.websocket.clone(),
             ingest,
             app_secret,
@@ -247,7 +249,7 @@ impl Application {
             hashing,
             sealer,
             redis,
-            metrics: Arc::new(Metrics::new(engine_decisions)),
+            metrics,
             security_events: governor::RateLimiter::direct(
                 governor::Quota::per_second(SECURITY_EVENTS_PER_SECOND)
                     .allow_burst(SECURITY_EVENTS_BURST),
@@ -275,7 +277,9 @@ impl Application {
                 .wrap(actix_web::middleware::Logger::new("%r %s %Dms").log_target("waos::http"))
                 .configure(routes::configure)
         })
-        .shutdown_timeout(settings.server.shutdown_timeout_ms.div_ceil(1000));
+        .shutdown_timeout(settings.server.shutdown_timeout_ms.div_ceil(1000))
+        // `run_until_stopped` handles SIGTERM and SIGINT itself, to stop in order.
+        .disable_signals();
         if settings.server.workers > 0 {
             server = server.workers(settings.server.workers);
         }
@@ -300,16 +304,58 @@ impl Application {
         self.state.clone()
     }
 
-    /// Serves until the server is stopped (SIGTERM or SIGINT drain in-flight requests).
+    /// Serves until SIGTERM or SIGINT, then stops in order: no new connections; agents' and
+    /// dashboards' sockets closed with a close frame; in-flight requests finished (a webhook
+    /// answers only once its items are committed); the ingest writer's queue committed; every
+    /// conversation's pending work done and the audit queue written. Then it returns.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let _background = self.background;
-        self.server.await
+        let Application {
+            server,
+            state,
+            background,
+            ..
+        } = self;
+        let handle = server.handle();
+        let mut serving = actix_web::rt::spawn(server);
+        tokio::select! {
+            () = shutdown_signal() => {}
+            ended = &mut serving => return ended.map_err(std::io::Error::other)?,
+        }
+        tracing::info!("stopping: no new connections; draining requests, sockets and queues");
+        // Sent at once: the listeners close before anything else happens.
+        let requests_done = handle.stop(true);
+        background.engine.close_sockets().await;
+        requests_done.await;
+        state.ingest.flush().await;
+        background.engine.drain().await;
+        serving.await.map_err(std::io::Error::other)??;
+        tracing::info!("stopped");
+        Ok(())
     }
 
     /// The server and what must stay alive while it runs.
     pub fn into_parts(self) -> (Server, Background) {
         (self.server, self.background)
     }
+}
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = terminate.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+                return;
+            }
+            Err(error) => tracing::warn!(%error, "SIGTERM cannot be caught; only Ctrl-C stops"),
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 /// The bootstrap admin token: from the settings, or generated once into a file only its owner

@@ -12,8 +12,8 @@ use crate::metrics::Metrics;
 
 pub struct AppState {
     pub db: DatabaseConnection,
-    /// The routing engine's directory: finds supervisors, conversations and agents.
-    pub directory: actix::Addr<waos_engine::routing::directory::Directory>,
+    /// The routing engine: assignment, replies, agents' and dashboards' sockets.
+    pub engine: waos_engine::routing::Engine,
     pub websocket: crate::settings::WebsocketSettings,
     pub ingest: IngestWriter,
     /// The webhook signature key; `None` until an operator sets one (the webhook answers 503).

@@ -530,7 +530,16 @@ impl TestApp {
         row.try_get::<i64>("", "n").unwrap()
     }
 
-    /// One text column of the first row matching `filter`.
+    /// Conversation actors running now, as `/metrics` has it.
+    pub async fn conversation_actors(&self) -> i64 {
+        self.metrics()
+            .await
+            .lines()
+            .find_map(|line| line.strip_prefix("waos_conversation_actors "))
+            .and_then(|value| value.trim().parse().ok())
+            .expect("/metrics has waos_conversation_actors")
+    }
+
     /// The server's `/metrics` text.
     pub async fn metrics(&self) -> String {
         self.client
@@ -554,6 +563,7 @@ impl TestApp {
             .unwrap();
     }
 
+    /// One text column of the first row matching `filter`.
     pub async fn scalar(&self, table: &str, column: &str, filter: &str) -> Option<String> {
         let sql = format!("SELECT {column} AS v FROM {table} WHERE {filter}");
         let row = self
@@ -783,6 +793,24 @@ impl AgentSocket {
 
     pub async fn close(mut self) {
         let _ = self.stream.close(None).await;
+    }
+
+    /// Reads until the server closes the socket; `Some(close frame)` when it closed with one
+    /// within `deadline` (text frames before it are skipped), `None` otherwise.
+    pub async fn expect_closed(
+        &mut self,
+        deadline: Duration,
+    ) -> Option<Option<tokio_tungstenite::tungstenite::protocol::CloseFrame>> {
+        use futures_util::StreamExt;
+        let until = tokio::time::Instant::now() + deadline;
+        loop {
+            let next = tokio::time::timeout_at(until, self.stream.next())
+                .await
+                .ok()??;
+            if let tokio_tungstenite::tungstenite::Message::Close(frame) = next.ok()? {
+                return Some(frame);
+            }
+        }
     }
 }
 

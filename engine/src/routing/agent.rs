@@ -14,7 +14,7 @@ use crate::routing::conversation::{
     Accept, ConversationActor, Decline, Reply, Requeue, Resolve, SendReply, TransferToAgent,
     TransferToTeam, Withdraw,
 };
-use crate::routing::directory::{Directory, GetConversation};
+use crate::routing::directory::{Ask, Directory, Tell};
 use crate::routing::frames::{ClientFrame, OfferView, PresenceChoice, ServerFrame};
 use crate::routing::policy::Presence;
 use crate::routing::supervisor::{AgentPresence, Supervisor};
@@ -49,7 +49,6 @@ pub struct FromClient {
 #[rtype(result = "()")]
 pub struct Offered {
     pub offer: OfferView,
-    pub conversation: Addr<ConversationActor>,
 }
 
 #[derive(Message)]
@@ -64,7 +63,6 @@ pub struct OfferEnded {
 #[rtype(result = "()")]
 pub struct Assigned {
     pub view: ConversationView,
-    pub conversation: Addr<ConversationActor>,
     pub reason: String,
     pub messages: Vec<MessageView>,
 }
@@ -74,7 +72,14 @@ pub struct Assigned {
 #[rtype(result = "()")]
 pub struct Held {
     pub view: ConversationView,
-    pub conversation: Addr<ConversationActor>,
+}
+
+/// The agent may no longer work (deactivated, signed out, password changed): its sockets
+/// close, its offers go to others and its conversations return to the queue at once.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SignOut {
+    pub reason: String,
 }
 
 #[derive(Message)]
@@ -91,6 +96,12 @@ pub struct Deliver {
     pub frame: ServerFrame,
 }
 
+/// Shutdown: the sockets close; what the agent holds stays its own (the next process gives
+/// it the grace period to come back).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CloseSockets;
+
 /// The state a `hello` carries, for tests and the supervisor view.
 #[derive(Message)]
 #[rtype(result = "(Presence, usize, usize)")]
@@ -104,8 +115,10 @@ pub struct AgentActor {
     context: Arc<RoutingContext>,
     sockets: HashMap<u64, Outbox>,
     chosen: Presence,
-    offers: HashMap<ConversationId, (OfferView, Addr<ConversationActor>)>,
-    held: HashMap<ConversationId, (ConversationView, Addr<ConversationActor>)>,
+    /// By conversation id only: a conversation's actor may stop and be rebuilt at any time,
+    /// so everything for it goes through the directory.
+    offers: HashMap<ConversationId, OfferView>,
+    held: HashMap<ConversationId, ConversationView>,
     grace: Option<SpawnHandle>,
     heartbeat: Option<SpawnHandle>,
 }
@@ -192,14 +205,9 @@ impl AgentActor {
     }
 
     fn hello(&self) -> ServerFrame {
-        let mut conversations: Vec<ConversationView> =
-            self.held.values().map(|(view, _)| view.clone()).collect();
+        let mut conversations: Vec<ConversationView> = self.held.values().cloned().collect();
         conversations.sort_by(|a, b| a.id.cmp(&b.id));
-        let mut offers: Vec<OfferView> = self
-            .offers
-            .values()
-            .map(|(offer, _)| offer.clone())
-            .collect();
+        let mut offers: Vec<OfferView> = self.offers.values().cloned().collect();
         offers.sort_by(|a, b| a.conversation_id.cmp(&b.conversation_id));
         ServerFrame::Hello {
             agent_id: self.agent_id.to_string(),
@@ -216,51 +224,63 @@ impl AgentActor {
         let grace = self.context.settings.disconnect_grace;
         self.grace = Some(ctx.run_later(grace, move |agent, _| {
             agent.grace = None;
+            tracing::debug!(agent_id = %agent.agent_id, held = agent.held.len(), "grace period over: requeueing");
             let reason = format!(
                 "the agent was disconnected for more than {:.1} s",
                 grace.as_secs_f64()
             );
-            for (_, (_, conversation)) in agent.held.drain() {
-                conversation.do_send(Requeue {
-                    agent_id: agent.agent_id,
-                    reason: reason.clone(),
-                });
-            }
+            agent.requeue_held(&reason);
         }));
     }
 
-    /// The conversation's actor: this agent's own handle while it is alive, else the directory's
-    /// (which rebuilds it from the database); the conversation checks what the agent may do.
-    fn locate(
-        &self,
-        conversation_id: &str,
-    ) -> impl std::future::Future<Output = Option<Addr<ConversationActor>>> + 'static {
-        let local = self
-            .conversation_of(conversation_id)
-            .filter(|conversation| conversation.connected());
-        let directory = self.directory.clone();
-        let id = ConversationId::parse(conversation_id);
-        async move {
-            match (local, id) {
-                (Some(conversation), _) => Some(conversation),
-                (None, Some(id)) => directory
-                    .send(GetConversation {
-                        conversation_id: id,
-                    })
-                    .await
-                    .ok()
-                    .flatten(),
-                (None, None) => None,
-            }
+    /// Every conversation the agent holds goes back to the front of the queue, through the
+    /// directory (the conversation's actor may have stopped since it was assigned).
+    fn requeue_held(&mut self, reason: &str) {
+        let held: Vec<ConversationId> = self.held.drain().map(|(id, _)| id).collect();
+        for conversation_id in held {
+            self.requeue(conversation_id, reason);
         }
     }
 
-    fn conversation_of(&self, id: &str) -> Option<Addr<ConversationActor>> {
-        let id = ConversationId::parse(id)?;
-        self.held
-            .get(&id)
-            .map(|(_, addr)| addr.clone())
-            .or_else(|| self.offers.get(&id).map(|(_, addr)| addr.clone()))
+    fn requeue(&self, conversation_id: ConversationId, reason: &str) {
+        self.directory.do_send(Tell {
+            conversation_id,
+            message: Requeue {
+                agent_id: self.agent_id,
+                reason: reason.to_owned(),
+            },
+        });
+    }
+
+    /// Offline with no grace period running: it left longer ago than the grace allows.
+    fn gone(&self) -> bool {
+        self.sockets.is_empty() && self.grace.is_none()
+    }
+
+    /// Asks the conversation (through the directory, which rebuilds a stopped actor from the
+    /// database); the conversation itself checks that this agent may act on it.
+    fn ask<M>(
+        &self,
+        conversation_id: &str,
+        message: M,
+    ) -> impl std::future::Future<Output = Result<M::Result, RoutingError>> + 'static
+    where
+        M: Message + Send + 'static,
+        M::Result: Send,
+        ConversationActor: Handler<M>,
+    {
+        let directory = self.directory.clone();
+        let id = ConversationId::parse(conversation_id);
+        async move {
+            let conversation_id = id.ok_or(RoutingError::NotFound("conversation"))?;
+            directory
+                .send(Ask {
+                    conversation_id,
+                    message,
+                })
+                .await
+                .map_err(|_| RoutingError::Unavailable)?
+        }
     }
 
     /// Sends a request to a conversation and answers the socket with an `error` frame on refusal.
@@ -274,39 +294,44 @@ impl AgentActor {
         M: Message<Result = Result<(), RoutingError>> + Send + 'static,
         ConversationActor: Handler<M>,
     {
-        // Not known here (held since before a restart): the directory finds or loads it, and
-        // the conversation itself checks that this agent may act on it.
-        let locate = self.locate(&conversation_id);
+        let asked = self.ask(&conversation_id, message);
         ctx.spawn(
-            async move {
-                match locate.await {
-                    Some(conversation) => conversation.send(message).await.unwrap_or_else(|_| {
-                        Err(RoutingError::Conflict("the conversation has ended".into()))
-                    }),
-                    None => Err(RoutingError::NotFound("conversation")),
-                }
-            }
-            .into_actor(self)
-            .map(move |answer, agent, _| {
-                let error = match answer {
-                    Ok(()) => return,
-                    Err(error) => error,
-                };
-                agent.send_to(
-                    socket_id,
-                    &ServerFrame::Error {
-                        code: error.code().into(),
-                        message: error.to_string(),
-                        client_id: None,
-                        conversation_id: Some(conversation_id),
-                    },
-                );
-            }),
+            async move { asked.await.and_then(|answer| answer) }
+                .into_actor(self)
+                .map(move |answer, agent, _| {
+                    let error = match answer {
+                        Ok(()) => return,
+                        Err(error) => error,
+                    };
+                    agent.send_to(
+                        socket_id,
+                        &ServerFrame::Error {
+                            code: error.code().into(),
+                            message: error.to_string(),
+                            client_id: None,
+                            conversation_id: Some(conversation_id),
+                        },
+                    );
+                }),
         );
     }
 }
 
 impl AgentActor {
+    /// Offers cannot be accepted by nobody: they go to the next agent at once.
+    fn withdraw_offers(&mut self, reason: &str) {
+        let offers: Vec<ConversationId> = self.offers.drain().map(|(id, _)| id).collect();
+        for conversation_id in offers {
+            self.directory.do_send(Tell {
+                conversation_id,
+                message: Withdraw {
+                    agent_id: self.agent_id,
+                    reason: reason.to_owned(),
+                },
+            });
+        }
+    }
+
     /// The agent opened a conversation it holds: its customer's messages are marked read.
     fn open(&self, socket_id: u64, conversation_id: String, ctx: &mut Context<Self>) {
         let held = ConversationId::parse(&conversation_id).filter(|id| self.held.contains_key(id));
@@ -346,21 +371,21 @@ impl AgentActor {
         reply: Result<Reply, String>,
         ctx: &mut Context<Self>,
     ) {
-        let locate = self.locate(&conversation_id);
         let agent_id = self.agent_id;
+        let directory = self.directory.clone();
+        let id = ConversationId::parse(&conversation_id);
         ctx.spawn(
             async move {
                 // A malformed reply is answered like any refusal, echoing the client's id.
                 let reply = reply.map_err(RoutingError::Invalid)?;
-                match locate.await {
-                    Some(conversation) => conversation
-                        .send(SendReply { agent_id, reply })
-                        .await
-                        .unwrap_or_else(|_| {
-                            Err(RoutingError::Conflict("the conversation has ended".into()))
-                        }),
-                    None => Err(RoutingError::NotFound("conversation")),
-                }
+                let conversation_id = id.ok_or(RoutingError::NotFound("conversation"))?;
+                directory
+                    .send(Ask {
+                        conversation_id,
+                        message: SendReply { agent_id, reply },
+                    })
+                    .await
+                    .map_err(|_| RoutingError::Unavailable)??
             }
             .into_actor(self)
             .map(move |answer, agent, _| {
@@ -448,12 +473,7 @@ impl Handler<Disconnect> for AgentActor {
         self.stop_heartbeat(ctx);
         self.publish_presence(ctx);
         // Offers cannot be accepted by nobody: they go to the next agent at once.
-        for (_, (_, conversation)) in self.offers.drain() {
-            conversation.do_send(Withdraw {
-                agent_id: self.agent_id,
-                reason: "the agent disconnected".into(),
-            });
-        }
+        self.withdraw_offers("the agent disconnected");
         self.start_grace(ctx);
     }
 }
@@ -559,8 +579,7 @@ impl Handler<Offered> for AgentActor {
     fn handle(&mut self, offered: Offered, _: &mut Context<Self>) {
         let frame = ServerFrame::Offer(offered.offer.clone());
         if let Some(id) = ConversationId::parse(&offered.offer.conversation_id) {
-            self.offers
-                .insert(id, (offered.offer, offered.conversation));
+            self.offers.insert(id, offered.offer);
         }
         self.broadcast(&frame);
     }
@@ -597,7 +616,7 @@ impl Handler<Assigned> for AgentActor {
                 message,
             });
         }
-        self.held.insert(id, (assigned.view, assigned.conversation));
+        self.held.insert(id, assigned.view);
     }
 }
 
@@ -605,9 +624,19 @@ impl Handler<Held> for AgentActor {
     type Result = ();
 
     fn handle(&mut self, held: Held, _: &mut Context<Self>) {
-        if let Some(id) = ConversationId::parse(&held.view.id) {
-            self.held.insert(id, (held.view, held.conversation));
+        let Some(id) = ConversationId::parse(&held.view.id) else {
+            return;
+        };
+        // A conversation rebuilt after this agent's grace period ran out (its actor had
+        // stopped while the agent was away): it goes back to the queue now.
+        if self.gone() {
+            self.requeue(
+                id,
+                "its agent was disconnected for longer than the grace period",
+            );
+            return;
         }
+        self.held.insert(id, held.view);
     }
 }
 
@@ -628,6 +657,59 @@ impl Handler<Deliver> for AgentActor {
 
     fn handle(&mut self, deliver: Deliver, _: &mut Context<Self>) {
         self.broadcast(&deliver.frame);
+    }
+}
+
+impl Handler<SignOut> for AgentActor {
+    type Result = ();
+
+    fn handle(&mut self, sign_out: SignOut, ctx: &mut Context<Self>) {
+        // Dropping the outboxes ends each socket's pump, which closes it with a close frame.
+        let had_sockets = !self.sockets.is_empty();
+        self.sockets.clear();
+        if let Some(handle) = self.grace.take() {
+            ctx.cancel_future(handle);
+        }
+        self.stop_heartbeat(ctx);
+        self.publish_presence(ctx);
+        if had_sockets {
+            self.supervisor.do_send(AgentPresence {
+                agent_id: self.agent_id,
+                presence: Presence::Offline,
+            });
+        }
+        self.withdraw_offers(&sign_out.reason);
+        self.requeue_held(&sign_out.reason);
+        // What the database says it holds too: conversations whose actors are not running
+        // have not introduced themselves to this actor.
+        let db = self.context.db.clone();
+        let agent_id = self.agent_id;
+        ctx.spawn(
+            async move { store::held_by(&db, agent_id).await }
+                .into_actor(self)
+                .map(move |held, agent, _| match held {
+                    Ok(held) => {
+                        for view in held {
+                            if let Some(id) = ConversationId::parse(&view.id) {
+                                agent.requeue(id, &sign_out.reason);
+                            }
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, %agent_id, "conversations of a signed-out agent not requeued")
+                    }
+                }),
+        );
+    }
+}
+
+impl Handler<CloseSockets> for AgentActor {
+    type Result = ();
+
+    fn handle(&mut self, _: CloseSockets, ctx: &mut Context<Self>) {
+        // Dropping the outboxes ends each pump, which closes its socket with a close frame.
+        self.sockets.clear();
+        self.stop_heartbeat(ctx);
     }
 }
 

@@ -14,17 +14,15 @@ use crate::audit::AuditRecord;
 use crate::ids::{AgentId, ConversationId, TeamId};
 use crate::inbox::{ConversationView, MessageView};
 use crate::routing::agent::{AgentActor, Assigned, Deliver, Held, OfferEnded, Offered, Unassigned};
-use crate::routing::directory::{ConversationStopped, Directory};
+use crate::routing::directory::{ConversationStopped, Directory, RetireRequest, StillRunning};
 use crate::routing::frames::{OfferView, ServerFrame};
 use crate::routing::policy::Decision;
 use crate::routing::store::{self, StoredConversation};
 use crate::routing::supervisor::{
-    GetAgent, MoveSlot, Release, RequestAgent, Restored, Supervisor, Unqueue, Waiting,
+    GetAgent, MoveSlot, Release, RequestAgent, Restored, Supervisor, Unqueue, UpdateWaiting,
+    Waiting,
 };
 use crate::routing::{RoutingContext, RoutingError};
-
-/// How soon a rebuilt conversation asks again for its agent after a database error.
-const RETRY_ATTACH: Duration = Duration::from_secs(1);
 
 /// Messages an agent receives right after it is given a conversation.
 const HISTORY_ON_ASSIGN: u64 = 50;
@@ -118,6 +116,17 @@ pub struct TransferToTeam {
     pub team_id: TeamId,
 }
 
+/// Answered once everything sent before it is handled (shutdown's drain).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Ping;
+
+/// From the directory, which routes nothing more to this actor: stop, unless something
+/// happened since the actor asked to (then it says [`StillRunning`]).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Stop;
+
 enum State {
     Waiting,
     Offered {
@@ -174,6 +183,9 @@ pub struct ConversationActor {
     context: Arc<RoutingContext>,
     /// Stops the actor when an assigned conversation goes quiet (its state is in the database).
     idle: Option<SpawnHandle>,
+    /// The idle time ran out and the directory was asked to retire this actor; anything that
+    /// touches the conversation before the directory's [`Stop`] arrives keeps it running.
+    idle_expired: bool,
 }
 
 impl ConversationActor {
@@ -197,6 +209,7 @@ impl ConversationActor {
             directory,
             context,
             idle: None,
+            idle_expired: false,
         }
     }
 
@@ -226,7 +239,6 @@ impl ConversationActor {
                     };
                     agent.do_send(Held {
                         view: conversation.view(),
-                        conversation: ctx.address(),
                     });
                     conversation.touch(ctx);
                 }
@@ -241,7 +253,8 @@ impl ConversationActor {
                 }
                 Err(error) => {
                     tracing::warn!(%error, conversation_id = %conversation.id(), "agent not reachable; retrying");
-                    ctx.run_later(RETRY_ATTACH, move |conversation, ctx| {
+                    let wait = conversation.context.settings.store_retry;
+                    ctx.run_later(wait, move |conversation, ctx| {
                         conversation.attach_agent(agent_id, ctx)
                     });
                 }
@@ -252,16 +265,23 @@ impl ConversationActor {
     /// Restarts the idle clock; only an assigned conversation may stop for being idle (a waiting
     /// or offered one is in the supervisor's queue or has a timer running).
     fn touch(&mut self, ctx: &mut Context<Self>) {
+        self.idle_expired = false;
         if let Some(handle) = self.idle.take() {
             ctx.cancel_future(handle);
         }
         if matches!(self.state, State::Assigned { .. }) {
-            self.idle = Some(ctx.run_later(self.context.settings.conversation_idle, |conversation, ctx| {
-                if matches!(conversation.state, State::Assigned { .. }) {
-                    tracing::debug!(conversation_id = %conversation.id(), "idle conversation actor stops");
-                    ctx.stop();
-                }
-            }));
+            self.idle = Some(ctx.run_later(
+                self.context.settings.conversation_idle,
+                |conversation, _| {
+                    conversation.idle = None;
+                    if matches!(conversation.state, State::Assigned { .. }) {
+                        conversation.idle_expired = true;
+                        conversation.directory.do_send(RetireRequest {
+                            conversation_id: conversation.id(),
+                        });
+                    }
+                },
+            ));
         }
     }
 
@@ -288,6 +308,7 @@ impl ConversationActor {
             kind: kind.to_owned(),
             reason,
             text,
+            at: Some(Utc::now()),
         });
     }
 
@@ -309,22 +330,33 @@ impl ConversationActor {
             self.state.agent_id(),
             self.team_id,
         );
+        let context = self.context.clone();
+        // Until it is stored: the actor must not run ahead of the database (a restart, or the
+        // next actor after this one idles out, would read an older state and strand the
+        // conversation). The mailbox waits meanwhile, so later changes stay in order.
         ctx.wait(
-            async move { store::save_state(&db, id, status, agent, team).await }
-                .into_actor(self)
-                .map(move |result, conversation, ctx| {
-                    if let Err(error) = result {
-                        tracing::error!(%error, "conversation state not saved");
-                    }
-                    next(conversation, ctx);
-                }),
+            async move {
+                let mut attempt = 0;
+                loop {
+                    let saved = {
+                        let _permit = context.writes.acquire().await;
+                        store::save_state(&db, id, status, agent, team).await
+                    };
+                    let Err(error) = saved else { break };
+                    attempt += 1;
+                    let wait = context.settings.store_retry_after(attempt);
+                    tracing::warn!(%error, conversation_id = %id, attempt, retry_in_ms = wait.as_millis() as u64, "conversation state not saved; trying again");
+                    tokio::time::sleep(wait).await;
+                }
+            }
+            .into_actor(self)
+            .map(move |(), conversation, ctx| next(conversation, ctx)),
         );
     }
 
-    fn waiting(&self, ctx: &Context<Self>) -> Waiting {
+    fn waiting(&self) -> Waiting {
         Waiting {
             conversation_id: self.id(),
-            conversation: ctx.address(),
             team_id: self.team_id,
             since: self.since,
             priority: self.stored.priority,
@@ -340,12 +372,12 @@ impl ConversationActor {
     fn queue(&mut self, release: Option<AgentId>, ctx: &mut Context<Self>) {
         self.state = State::Waiting;
         self.persist(ctx);
-        self.request_agent(release, ctx);
+        self.request_agent(release);
     }
 
-    fn request_agent(&mut self, release: Option<AgentId>, ctx: &mut Context<Self>) {
+    fn request_agent(&mut self, release: Option<AgentId>) {
         self.supervisor.do_send(RequestAgent {
-            waiting: self.waiting(ctx),
+            waiting: self.waiting(),
             release,
         });
     }
@@ -377,11 +409,14 @@ impl ConversationActor {
         self.touch(ctx);
         let view = self.view();
         let db = self.context.db.clone();
+        let context = self.context.clone();
         let id = self.id();
-        let conversation = ctx.address();
-        // The agent gets the conversation, then its history, in one message so nothing interleaves.
-        ctx.spawn(
+        // The agent gets the conversation, then its history, in one message so nothing
+        // interleaves; the mailbox waits for it, so that nothing that follows (a requeue, a
+        // resolve, the actor idling out) can overtake or cancel the assignment.
+        ctx.wait(
             async move {
+                let _permit = context.writes.acquire().await;
                 store::recent_messages(&db, id, HISTORY_ON_ASSIGN)
                     .await
                     .unwrap_or_default()
@@ -390,7 +425,6 @@ impl ConversationActor {
             .map(move |messages, _, _| {
                 agent.do_send(Assigned {
                     view,
-                    conversation,
                     reason,
                     messages,
                 });
@@ -452,6 +486,7 @@ impl Actor for ConversationActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        self.context.conversation_actors.inc();
         // Rebuilt from the database: an assigned conversation stays with its agent; anything
         // else queues (offers never survive a rebuild).
         let assigned = (self.stored.status == "assigned")
@@ -468,7 +503,7 @@ impl Actor for ConversationActor {
                 );
                 match self.stored.status.as_str() {
                     // Stored as waiting already (a new conversation): nothing to write.
-                    "waiting" => self.request_agent(None, ctx),
+                    "waiting" => self.request_agent(None),
                     _ => self.queue(None, ctx),
                 }
             }
@@ -476,6 +511,7 @@ impl Actor for ConversationActor {
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
+        self.context.conversation_actors.dec();
         self.directory.do_send(ConversationStopped {
             conversation_id: self.id(),
         });
@@ -548,7 +584,6 @@ impl Handler<Offer> for ConversationActor {
         );
         offer.agent.do_send(Offered {
             offer: self.offer_view(expires_at),
-            conversation: ctx.address(),
         });
         self.state = State::Offered {
             agent_id,
@@ -558,6 +593,28 @@ impl Handler<Offer> for ConversationActor {
             offered_at: Instant::now(),
         };
         self.persist(ctx);
+    }
+}
+
+impl Handler<Ping> for ConversationActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Ping, _: &mut Context<Self>) {}
+}
+
+impl Handler<Stop> for ConversationActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
+        let quiet = self.idle_expired && matches!(self.state, State::Assigned { .. });
+        if quiet || matches!(self.state, State::Resolved { .. }) {
+            tracing::debug!(conversation_id = %self.id(), "conversation actor stops");
+            ctx.stop();
+            return;
+        }
+        self.directory.do_send(StillRunning {
+            conversation_id: self.id(),
+        });
     }
 }
 
@@ -575,6 +632,13 @@ impl Handler<NewMessage> for ConversationActor {
                 .is_none_or(|current| until > current)
             {
                 self.stored.window_expires_at = Some(until);
+                // The queue orders by the window too: it must see the new one.
+                if matches!(self.state, State::Waiting) {
+                    self.supervisor.do_send(UpdateWaiting {
+                        conversation_id: self.id(),
+                        window_expires_at: self.stored.window_expires_at,
+                    });
+                }
             }
         }
         if let State::Assigned { agent, .. } = &self.state {
@@ -585,7 +649,19 @@ impl Handler<NewMessage> for ConversationActor {
                 },
             });
         }
+        let customer_wrote = message.message.direction == "in";
         self.last_message = Some(message.message);
+        // Written as the agent resolved it (ingest still saw it open): it waits for an agent
+        // again rather than leaving the customer unanswered.
+        if customer_wrote && matches!(self.state, State::Resolved { .. }) {
+            self.audit(
+                "reopened",
+                None,
+                None,
+                "reopened by a customer message that arrived as it was resolved".into(),
+            );
+            self.queue(None, ctx);
+        }
     }
 }
 
@@ -693,7 +769,7 @@ impl Handler<Resolve> for ConversationActor {
         );
         // The slot frees only once the resolve is stored, so the next conversation cannot
         // overtake it, and the actor stops after its last write.
-        self.persist_then(ctx, move |conversation, ctx| {
+        self.persist_then(ctx, move |conversation, _| {
             agent.do_send(Unassigned {
                 conversation_id: conversation.id(),
                 reason: "resolved".into(),
@@ -705,7 +781,9 @@ impl Handler<Resolve> for ConversationActor {
             conversation.supervisor.do_send(Unqueue {
                 conversation_id: conversation.id(),
             });
-            ctx.stop();
+            conversation.directory.do_send(RetireRequest {
+                conversation_id: conversation.id(),
+            });
         });
         Ok(())
     }

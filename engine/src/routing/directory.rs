@@ -1,19 +1,22 @@
-//! `Directory`: finds the actor of a conversation (starting it from the database when needed)
-//! and the supervisor of a workspace. The one place that knows where actors are, so that a
-//! later multi-node version can replace it without touching the actors.
+//! `Directory`: the one door to a conversation's actor. Everything addressed to a conversation
+//! (by agents, supervisors, the web and ingest) goes through it by id, never through an `Addr`
+//! kept from earlier, so a message reaches the conversation whether its actor is running, being
+//! loaded, stopping, or stopped long ago (it is rebuilt from the database). It also keeps each
+//! workspace's supervisor. The one place that knows where actors are, so that a multi-node
+//! version can replace it without touching the actors.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
 use crate::ids::{AgentId, ConversationId, WorkspaceId};
-use crate::ingest::{InboundEvent, InboundHandoff};
+use crate::ingest::{InboundEvent, StatusEvent};
 use crate::routing::agent::AgentActor;
-use crate::routing::conversation::{ConversationActor, NewMessage};
+use crate::routing::conversation::{ConversationActor, NewMessage, Ping, StatusUpdate, Stop};
 use crate::routing::supervisor::{GetAgent, Supervisor};
-use crate::routing::{RoutingContext, store};
+use crate::routing::{RoutingContext, RoutingError, store};
 
 /// Conversations loaded from the database at the same time, at most.
 const MAX_CONCURRENT_LOADS: usize = 4;
@@ -21,64 +24,116 @@ const MAX_CONCURRENT_LOADS: usize = 4;
 /// A newly stored inbound message, after its commit.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Inbound(pub InboundEvent);
+pub(crate) struct Inbound(pub InboundEvent);
 
 /// A status moved one of our messages forward, after its commit.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct StatusChanged(pub crate::ingest::StatusEvent);
+pub(crate) struct StatusChanged(pub StatusEvent);
 
+/// A conversation actor would like to stop (resolved, or quiet for `conversation_idle`). The
+/// directory stops routing mail to it first, then tells it to [`Stop`]; whatever arrives
+/// meanwhile waits and goes to the conversation's next actor.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct ConversationStopped {
+pub(crate) struct RetireRequest {
+    pub conversation_id: ConversationId,
+}
+
+/// The conversation did not stop after all (something happened before [`Stop`] reached it).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct StillRunning {
+    pub conversation_id: ConversationId,
+}
+
+/// A conversation actor stopped.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct ConversationStopped {
     pub conversation_id: ConversationId,
 }
 
 #[derive(Message)]
 #[rtype(result = "Addr<Supervisor>")]
-pub struct GetSupervisor {
+pub(crate) struct GetSupervisor {
     pub workspace_id: WorkspaceId,
-}
-
-/// The actor of an open conversation, started from the database if it is not running.
-#[derive(Message)]
-#[rtype(result = "Option<Addr<ConversationActor>>")]
-pub struct GetConversation {
-    pub conversation_id: ConversationId,
 }
 
 /// The actor of an agent (for its sockets); `Ok(None)` when there is no such active agent.
 #[derive(Message)]
-#[rtype(result = "Result<Option<Addr<AgentActor>>, crate::routing::RoutingError>")]
-pub struct GetAgentActor {
+#[rtype(result = "Result<Option<Addr<AgentActor>>, RoutingError>")]
+pub(crate) struct GetAgentActor {
     pub workspace_id: WorkspaceId,
     pub agent_id: AgentId,
 }
 
-pub struct Directory {
+/// Shutdown: every socket of every workspace closes.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct CloseSockets;
+
+/// Shutdown, once nothing new arrives: every running conversation has handled its mail, then
+/// the audit queue is written.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Drain;
+
+/// `message` for a conversation, fire-and-forget: delivered to its actor, which is started from
+/// the database first when it is not running. Dropped only when the conversation is not open.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Tell<M> {
+    pub conversation_id: ConversationId,
+    pub message: M,
+}
+
+/// `message` for a conversation, with its answer; `NotFound` when the conversation is not open.
+pub(crate) struct Ask<M> {
+    pub conversation_id: ConversationId,
+    pub message: M,
+}
+
+impl<M: Message> Message for Ask<M>
+where
+    M::Result: Send,
+{
+    type Result = Result<M::Result, RoutingError>;
+}
+
+/// One piece of mail for a conversation, waiting for its actor.
+type Delivery = Box<dyn FnOnce(&Addr<ConversationActor>) + Send>;
+
+/// Where a conversation's actor stands, as the directory routes mail to it.
+enum Slot {
+    Running(Addr<ConversationActor>),
+    /// Told to stop; mail waits here and goes to the next actor (or back to this one).
+    Stopping(Addr<ConversationActor>, Vec<Delivery>),
+    /// Being read from the database (or waiting for a load slot); mail waits here.
+    Loading(Vec<Delivery>),
+}
+
+pub(crate) struct Directory {
     context: Arc<RoutingContext>,
     supervisors: HashMap<WorkspaceId, Addr<Supervisor>>,
-    conversations: HashMap<ConversationId, Addr<ConversationActor>>,
-    /// Conversations being loaded, with the messages that arrived meanwhile.
-    loading: HashMap<ConversationId, Vec<InboundEvent>>,
+    conversations: HashMap<ConversationId, Slot>,
     /// Loads under way, and conversations waiting to be loaded: a burst of new conversations
     /// must not take every pooled connection at once (agents' sockets need some too).
     loads_in_flight: usize,
-    load_backlog: std::collections::VecDeque<ConversationId>,
-    /// Callers waiting for a conversation's actor to be loaded.
-    waiters: HashMap<ConversationId, Vec<oneshot::Sender<Option<Addr<ConversationActor>>>>>,
+    load_backlog: VecDeque<ConversationId>,
+    /// Failed loads so far, by conversation (for the retry's back-off).
+    load_failures: HashMap<ConversationId, u32>,
 }
 
 impl Directory {
-    pub fn new(context: Arc<RoutingContext>) -> Self {
+    pub(crate) fn new(context: Arc<RoutingContext>) -> Self {
         Self {
             context,
             supervisors: HashMap::new(),
             conversations: HashMap::new(),
-            loading: HashMap::new(),
-            waiters: HashMap::new(),
             loads_in_flight: 0,
-            load_backlog: Default::default(),
+            load_backlog: VecDeque::new(),
+            load_failures: HashMap::new(),
         }
     }
 
@@ -95,19 +150,26 @@ impl Directory {
             .clone()
     }
 
-    /// Loads and starts a conversation's actor; `event` (if any) is delivered once it runs.
-    fn start_conversation(
+    /// Hands `delivery` to the conversation's actor now, or keeps it until the actor runs.
+    fn deliver(
         &mut self,
         conversation_id: ConversationId,
-        event: Option<InboundEvent>,
+        delivery: Delivery,
         ctx: &mut Context<Self>,
     ) {
-        if let Some(pending) = self.loading.get_mut(&conversation_id) {
-            pending.extend(event);
-            return;
+        match self.conversations.get_mut(&conversation_id) {
+            Some(Slot::Running(actor)) if actor.connected() => delivery(actor),
+            Some(Slot::Stopping(_, waiting) | Slot::Loading(waiting)) => waiting.push(delivery),
+            // Never started, or gone without saying so: (re)built from the database.
+            Some(Slot::Running(_)) | None => {
+                self.conversations
+                    .insert(conversation_id, Slot::Loading(vec![delivery]));
+                self.queue_load(conversation_id, ctx);
+            }
         }
-        self.loading
-            .insert(conversation_id, event.into_iter().collect());
+    }
+
+    fn queue_load(&mut self, conversation_id: ConversationId, ctx: &mut Context<Self>) {
         if self.loads_in_flight >= MAX_CONCURRENT_LOADS {
             self.load_backlog.push_back(conversation_id);
             return;
@@ -115,7 +177,8 @@ impl Directory {
         self.load(conversation_id, ctx);
     }
 
-    /// Loads one conversation and starts its actor; then starts the next load waiting its turn.
+    /// Loads one conversation and starts its actor with the mail that waited; then starts the
+    /// next load waiting its turn.
     fn load(&mut self, conversation_id: ConversationId, ctx: &mut Context<Self>) {
         self.loads_in_flight += 1;
         let db = self.context.db.clone();
@@ -127,25 +190,43 @@ impl Directory {
                     if let Some(next) = directory.load_backlog.pop_front() {
                         directory.load(next, ctx);
                     }
-                    let pending = directory.loading.remove(&conversation_id).unwrap_or_default();
-                    let waiters = directory.waiters.remove(&conversation_id).unwrap_or_default();
-                    let stored = match loaded {
-                        Ok(Some(stored)) => stored,
-                        Ok(None) => {
-                            waiters.into_iter().for_each(|w| drop(w.send(None)));
+                    let waiting = match directory.conversations.remove(&conversation_id) {
+                        Some(Slot::Loading(waiting)) => waiting,
+                        // Started from ingest's rows meanwhile: that actor stands.
+                        Some(other) => {
+                            directory.conversations.insert(conversation_id, other);
                             return;
                         }
+                        None => Vec::new(),
+                    };
+                    let stored = match loaded {
+                        Ok(Some(stored)) => stored,
+                        // Resolved or gone: there is nobody to tell (askers hear `NotFound`).
+                        Ok(None) => {
+                            directory.load_failures.remove(&conversation_id);
+                            return;
+                        }
+                        // Tried again (the pool may be exhausted for a moment, or the
+                        // database away): an open conversation must not be left without actor.
                         Err(error) => {
-                            tracing::error!(%error, %conversation_id, "conversation not loaded; it is routed at the next restart or message");
-                            waiters.into_iter().for_each(|w| drop(w.send(None)));
+                            let attempt = directory.load_failures.entry(conversation_id).or_insert(0);
+                            *attempt += 1;
+                            let wait = directory.context.settings.store_retry_after(*attempt);
+                            tracing::warn!(%error, %conversation_id, attempt = *attempt, retry_in_ms = wait.as_millis() as u64, "conversation not loaded; trying again");
+                            directory
+                                .conversations
+                                .insert(conversation_id, Slot::Loading(waiting));
+                            ctx.run_later(wait, move |directory, ctx| {
+                                directory.queue_load(conversation_id, ctx)
+                            });
                             return;
                         }
                     };
+                    directory.load_failures.remove(&conversation_id);
                     let actor = directory.start_actor(stored, ctx);
-                    for event in pending {
-                        actor.do_send(NewMessage { message: event.message });
+                    for delivery in waiting {
+                        delivery(&actor);
                     }
-                    waiters.into_iter().for_each(|w| drop(w.send(Some(actor.clone()))));
                 }),
         );
     }
@@ -160,7 +241,8 @@ impl Directory {
         let supervisor = self.supervisor(stored.workspace_id, ctx);
         let actor =
             ConversationActor::new(stored, supervisor, ctx.address(), self.context.clone()).start();
-        self.conversations.insert(conversation_id, actor.clone());
+        self.conversations
+            .insert(conversation_id, Slot::Running(actor.clone()));
         actor
     }
 }
@@ -185,7 +267,12 @@ impl Actor for Directory {
                     );
                     for (conversation_id, workspace_id) in open {
                         directory.supervisor(workspace_id, ctx);
-                        directory.start_conversation(conversation_id, None, ctx);
+                        if let std::collections::hash_map::Entry::Vacant(slot) =
+                            directory.conversations.entry(conversation_id)
+                        {
+                            slot.insert(Slot::Loading(Vec::new()));
+                            directory.queue_load(conversation_id, ctx);
+                        }
                     }
                 }
                 Err(error) => tracing::error!(%error, "could not recover open conversations"),
@@ -198,27 +285,39 @@ impl Handler<Inbound> for Directory {
     type Result = ();
 
     fn handle(&mut self, Inbound(mut event): Inbound, ctx: &mut Context<Self>) {
-        match self.conversations.get(&event.conversation_id) {
-            Some(actor) if actor.connected() => actor.do_send(NewMessage {
-                message: event.message,
-            }),
-            _ => {
-                self.conversations.remove(&event.conversation_id);
-                let conversation_id = event.conversation_id;
-                // A conversation ingest has just opened comes with its rows: no load, unless
-                // a load of it is already under way (its result then wins).
-                if let Some(stored) = event.conversation.take()
-                    && !self.loading.contains_key(&conversation_id)
-                {
+        let conversation_id = event.conversation_id;
+        self.supervisor(event.workspace_id, ctx);
+        // A conversation ingest has just opened (or reopened) comes with its rows: no load.
+        if let Some(stored) = event.conversation.take() {
+            match self.conversations.get_mut(&conversation_id) {
+                None => {
                     self.start_actor(*stored, ctx);
                     return;
                 }
-                self.supervisor(event.workspace_id, ctx);
-                // A new conversation's first message is already its last message when loaded.
-                let deliver = (!event.opened).then_some(event.clone());
-                self.start_conversation(event.conversation_id, deliver, ctx);
+                Some(Slot::Running(actor)) if !actor.connected() => {
+                    self.start_actor(*stored, ctx);
+                    return;
+                }
+                // Reopened while its resolved actor is still winding down: it is rebuilt
+                // from the database (which has the reopen) once that actor has stopped.
+                Some(slot @ Slot::Running(_)) => {
+                    let Slot::Running(actor) = std::mem::replace(slot, Slot::Loading(Vec::new()))
+                    else {
+                        return;
+                    };
+                    *slot = Slot::Stopping(actor, Vec::new());
+                    return;
+                }
+                // Its next actor is read from the database, which already holds this message.
+                Some(Slot::Stopping(..) | Slot::Loading(_)) => return,
             }
         }
+        let message = event.message;
+        self.deliver(
+            conversation_id,
+            Box::new(move |actor| actor.do_send(NewMessage { message })),
+            ctx,
+        );
     }
 }
 
@@ -227,12 +326,53 @@ impl Handler<StatusChanged> for Directory {
 
     fn handle(&mut self, StatusChanged(event): StatusChanged, _: &mut Context<Self>) {
         // Only a running conversation has an agent to tell; the status is stored either way.
-        if let Some(actor) = self
-            .conversations
-            .get(&event.conversation_id)
-            .filter(|a| a.connected())
+        if let Some(Slot::Running(actor)) = self.conversations.get(&event.conversation_id) {
+            actor.do_send(StatusUpdate(event));
+        }
+    }
+}
+
+impl Handler<RetireRequest> for Directory {
+    type Result = ();
+
+    fn handle(&mut self, request: RetireRequest, _: &mut Context<Self>) {
+        let id = request.conversation_id;
+        let Some(slot) = self.conversations.get_mut(&id) else {
+            return;
+        };
+        let actor = match std::mem::replace(slot, Slot::Loading(Vec::new())) {
+            Slot::Running(actor) => {
+                *slot = Slot::Stopping(actor.clone(), Vec::new());
+                actor
+            }
+            Slot::Stopping(actor, waiting) => {
+                *slot = Slot::Stopping(actor.clone(), waiting);
+                actor
+            }
+            loading @ Slot::Loading(_) => {
+                *slot = loading;
+                return;
+            }
+        };
+        // Everything routed to it before this is ahead of `Stop` in its mailbox.
+        actor.do_send(Stop);
+    }
+}
+
+impl Handler<StillRunning> for Directory {
+    type Result = ();
+
+    fn handle(&mut self, message: StillRunning, _: &mut Context<Self>) {
+        let id = message.conversation_id;
+        if let Some(slot) = self.conversations.get_mut(&id)
+            && matches!(slot, Slot::Stopping(..))
+            && let Slot::Stopping(actor, waiting) =
+                std::mem::replace(slot, Slot::Loading(Vec::new()))
         {
-            actor.do_send(crate::routing::conversation::StatusUpdate(event));
+            for delivery in waiting {
+                delivery(&actor);
+            }
+            *slot = Slot::Running(actor);
         }
     }
 }
@@ -240,14 +380,112 @@ impl Handler<StatusChanged> for Directory {
 impl Handler<ConversationStopped> for Directory {
     type Result = ();
 
-    fn handle(&mut self, stopped: ConversationStopped, _: &mut Context<Self>) {
-        if self
-            .conversations
-            .get(&stopped.conversation_id)
-            .is_some_and(|actor| !actor.connected())
-        {
-            self.conversations.remove(&stopped.conversation_id);
+    fn handle(&mut self, stopped: ConversationStopped, ctx: &mut Context<Self>) {
+        let id = stopped.conversation_id;
+        match self.conversations.remove(&id) {
+            // Mail arrived while it stopped: its next actor is read from the database.
+            Some(Slot::Stopping(_, waiting)) if !waiting.is_empty() => {
+                self.conversations.insert(id, Slot::Loading(waiting));
+                self.queue_load(id, ctx);
+            }
+            Some(Slot::Stopping(..)) | None => {}
+            // A newer actor (or a load) already stands in its place.
+            Some(Slot::Running(actor)) if actor.connected() => {
+                self.conversations.insert(id, Slot::Running(actor));
+            }
+            Some(Slot::Running(_)) => {}
+            Some(loading @ Slot::Loading(_)) => {
+                self.conversations.insert(id, loading);
+            }
         }
+    }
+}
+
+impl<M> Handler<Tell<M>> for Directory
+where
+    M: Message + Send + 'static,
+    M::Result: Send,
+    ConversationActor: Handler<M>,
+{
+    type Result = ();
+
+    fn handle(&mut self, tell: Tell<M>, ctx: &mut Context<Self>) {
+        let message = tell.message;
+        self.deliver(
+            tell.conversation_id,
+            Box::new(move |actor| actor.do_send(message)),
+            ctx,
+        );
+    }
+}
+
+impl<M> Handler<Ask<M>> for Directory
+where
+    M: Message + Send + 'static,
+    M::Result: Send,
+    ConversationActor: Handler<M>,
+{
+    type Result = ResponseFuture<Result<M::Result, RoutingError>>;
+
+    fn handle(&mut self, ask: Ask<M>, ctx: &mut Context<Self>) -> Self::Result {
+        let (answer, answered) = oneshot::channel();
+        let message = ask.message;
+        self.deliver(
+            ask.conversation_id,
+            Box::new(move |actor| {
+                // `send` queues the message now, so it keeps its place among the others.
+                let request = actor.send(message);
+                actix::spawn(async move {
+                    let _ = answer.send(request.await);
+                });
+            }),
+            ctx,
+        );
+        Box::pin(async move {
+            match answered.await {
+                Ok(Ok(result)) => Ok(result),
+                // The actor stopped with the message unread (it had just resolved).
+                Ok(Err(_)) => Err(RoutingError::Conflict("the conversation has ended".into())),
+                // Never delivered: the conversation is not open.
+                Err(_) => Err(RoutingError::NotFound("conversation")),
+            }
+        })
+    }
+}
+
+impl Handler<CloseSockets> for Directory {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: CloseSockets, _: &mut Context<Self>) -> Self::Result {
+        let supervisors: Vec<Addr<Supervisor>> = self.supervisors.values().cloned().collect();
+        Box::pin(async move {
+            for supervisor in supervisors {
+                let _ = supervisor
+                    .send(crate::routing::supervisor::CloseSockets)
+                    .await;
+            }
+        })
+    }
+}
+
+impl Handler<Drain> for Directory {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: Drain, _: &mut Context<Self>) -> Self::Result {
+        let running: Vec<Addr<ConversationActor>> = self
+            .conversations
+            .values()
+            .filter_map(|slot| match slot {
+                Slot::Running(actor) | Slot::Stopping(actor, _) => Some(actor.clone()),
+                Slot::Loading(_) => None,
+            })
+            .collect();
+        let context = self.context.clone();
+        Box::pin(async move {
+            // Each answers after what was queued before it (its writes included).
+            futures_util::future::join_all(running.iter().map(|actor| actor.send(Ping))).await;
+            context.audit.flush().await;
+        })
     }
 }
 
@@ -259,24 +497,8 @@ impl Handler<GetSupervisor> for Directory {
     }
 }
 
-impl Handler<GetConversation> for Directory {
-    type Result = ResponseFuture<Option<Addr<ConversationActor>>>;
-
-    fn handle(&mut self, message: GetConversation, ctx: &mut Context<Self>) -> Self::Result {
-        let id = message.conversation_id;
-        if let Some(actor) = self.conversations.get(&id).filter(|a| a.connected()) {
-            let actor = actor.clone();
-            return Box::pin(async move { Some(actor) });
-        }
-        let (answer, answered) = oneshot::channel();
-        self.waiters.entry(id).or_default().push(answer);
-        self.start_conversation(id, None, ctx);
-        Box::pin(async move { answered.await.ok().flatten() })
-    }
-}
-
 impl Handler<GetAgentActor> for Directory {
-    type Result = ResponseFuture<Result<Option<Addr<AgentActor>>, crate::routing::RoutingError>>;
+    type Result = ResponseFuture<Result<Option<Addr<AgentActor>>, RoutingError>>;
 
     fn handle(&mut self, message: GetAgentActor, ctx: &mut Context<Self>) -> Self::Result {
         let supervisor = self.supervisor(message.workspace_id, ctx);
@@ -286,59 +508,8 @@ impl Handler<GetAgentActor> for Directory {
                     agent_id: message.agent_id,
                 })
                 .await
-                .map_err(|_| crate::routing::RoutingError::Unavailable)??;
+                .map_err(|_| RoutingError::Unavailable)??;
             Ok(found.map(|(actor, _)| actor))
         })
-    }
-}
-
-/// The routing engine as the rest of the process sees it.
-pub struct Engine {
-    pub directory: Addr<Directory>,
-}
-
-impl Engine {
-    /// Starts the directory (and, through it, every actor) on a thread and actix system of
-    /// its own, which lives as long as the process: actors are never torn down mid-query.
-    /// Call once per process, before the HTTP server starts its workers.
-    pub fn start(context: Arc<RoutingContext>) -> Result<Engine, crate::EngineError> {
-        let (started, directory) = std::sync::mpsc::channel();
-        std::thread::Builder::new()
-            .name("waos-engine".into())
-            .spawn(move || {
-                let system = actix::System::new();
-                system.block_on(async move {
-                    let _ = started.send(Directory::new(context).start());
-                });
-                let _ = system.run();
-            })
-            .map_err(|error| {
-                crate::EngineError::Internal(format!("starting the engine thread: {error}"))
-            })?;
-        let directory = directory
-            .recv()
-            .map_err(|_| crate::EngineError::Internal("the engine thread did not start".into()))?;
-        Ok(Engine { directory })
-    }
-
-    pub fn handoff(&self) -> Arc<dyn InboundHandoff> {
-        Arc::new(EngineHandoff {
-            directory: self.directory.clone(),
-        })
-    }
-}
-
-/// Hands committed inbound messages to the directory, fire-and-forget.
-struct EngineHandoff {
-    directory: Addr<Directory>,
-}
-
-impl InboundHandoff for EngineHandoff {
-    fn inbound(&self, event: InboundEvent) {
-        self.directory.do_send(Inbound(event));
-    }
-
-    fn status(&self, event: crate::ingest::StatusEvent) {
-        self.directory.do_send(StatusChanged(event));
     }
 }

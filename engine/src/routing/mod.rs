@@ -1,8 +1,8 @@
 //! The routing engine: actors that own routing state, and the pure policy they decide with.
 //!
 //! ```text
-//!  ingest commit ──InboundHandoff──► Directory ──► ConversationActor (one per open conversation)
-//!                                                     │ RequestAgent / Requeue / Release
+//!  web ──► Engine ──► Directory ──► ConversationActor (one per open conversation, by id)
+//!  ingest commit ──InboundHandoff──┘                  │ RequestAgent / Requeue / Release
 //!                                                     ▼
 //!                                     Supervisor (one per workspace: team queues + roster)
 //!                                       choose_agent(roster, request) -> Decision
@@ -18,14 +18,24 @@
 //! for the write), so that a restart rebuilds every actor from the database: offers lapse,
 //! waiting conversations queue again, and assigned ones stay with their agent (who gets the
 //! disconnect grace period to come back).
+//!
+//! Everything outside the engine goes through [`Engine`]; the actors and their messages are
+//! private to this crate. Nothing keeps a conversation actor's address: mail for a conversation
+//! goes to the directory by id, which starts its actor from the database when it is not running
+//! (it stops when quiet or resolved), so nothing is lost to a stopped actor.
 
-pub mod agent;
-pub mod conversation;
-pub mod directory;
+mod agent;
+mod conversation;
+mod directory;
+mod engine;
 pub mod frames;
 pub mod policy;
 pub mod store;
-pub mod supervisor;
+mod supervisor;
+
+pub use agent::Outbox;
+pub use conversation::Reply;
+pub use engine::{AgentSocket, Engine, StatsSubscription};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,6 +66,27 @@ pub struct RoutingSettings {
     /// Tell Meta an agent read the customer's messages when they open the conversation (the
     /// customer sees blue ticks).
     pub mark_read_on_open: bool,
+    /// The first wait before a failed state write or load is tried again (it doubles, up to
+    /// [`MAX_STORE_RETRY_FACTOR`] times this).
+    pub store_retry: Duration,
+    /// Conversation state writes and history reads under way at once, at most: a burst of
+    /// thousands of conversations must queue here, not in the connection pool, where their
+    /// waits would time out and starve the sign-ins and REST calls sharing it.
+    pub max_concurrent_writes: usize,
+}
+
+/// The longest wait between two tries of a failed write, as a multiple of `store_retry`.
+pub const MAX_STORE_RETRY_FACTOR: u32 = 32;
+
+impl RoutingSettings {
+    /// The wait before try `attempt + 1` (`attempt` counts from 1).
+    pub fn store_retry_after(&self, attempt: u32) -> Duration {
+        let factor = 1u32
+            .checked_shl(attempt.saturating_sub(1))
+            .unwrap_or(u32::MAX)
+            .min(MAX_STORE_RETRY_FACTOR);
+        self.store_retry.saturating_mul(factor)
+    }
 }
 
 /// What every routing actor shares.
@@ -66,6 +97,10 @@ pub struct RoutingContext {
     pub settings: RoutingSettings,
     /// How long each assignment decision takes (the pure choice, no IO), for `/metrics`.
     pub decision_seconds: prometheus_client::metrics::histogram::Histogram,
+    /// Conversation actors running now (quiet ones stop), for `/metrics`.
+    pub conversation_actors: prometheus_client::metrics::gauge::Gauge,
+    /// Permits for conversations' database work (`settings.max_concurrent_writes`).
+    pub writes: tokio::sync::Semaphore,
 }
 
 impl RoutingContext {
@@ -79,11 +114,13 @@ impl RoutingContext {
             db,
             audit,
             presence,
-            settings,
             // 1 µs to about 33 ms.
             decision_seconds: prometheus_client::metrics::histogram::Histogram::new(
                 prometheus_client::metrics::histogram::exponential_buckets(0.000_001, 2.0, 16),
             ),
+            conversation_actors: Default::default(),
+            writes: tokio::sync::Semaphore::new(settings.max_concurrent_writes.max(1)),
+            settings,
         })
     }
 

@@ -13,9 +13,9 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::ids::{AgentId, ConversationId, TeamId, WorkspaceId};
-use crate::routing::agent::AgentActor;
-use crate::routing::conversation::{ConversationActor, Offer};
-use crate::routing::directory::Directory;
+use crate::routing::agent::{AgentActor, SignOut};
+use crate::routing::conversation::Offer;
+use crate::routing::directory::{Directory, Tell};
 use crate::routing::policy::{Candidate, Presence, Request, choose_agent};
 use crate::routing::{RoutingContext, RoutingError, store};
 
@@ -23,7 +23,6 @@ use crate::routing::{RoutingContext, RoutingError, store};
 #[derive(Clone)]
 pub struct Waiting {
     pub conversation_id: ConversationId,
-    pub conversation: Addr<ConversationActor>,
     pub team_id: TeamId,
     /// Waiting since (kept across declines and requeues, so the oldest goes first).
     pub since: DateTime<Utc>,
@@ -38,8 +37,8 @@ pub struct Waiting {
 }
 
 /// Where a waiting conversation stands in its queue: higher priority first (a conversation
-/// whose 24-hour window closes within `warning` counts one higher), then those requeued after
-/// their agent left, then the oldest.
+/// whose 24-hour window is still open but closes within `warning` counts one higher), then
+/// those requeued after their agent left, then the oldest.
 pub fn queue_order(
     waiting: &Waiting,
     now: DateTime<Utc>,
@@ -117,12 +116,25 @@ pub struct ManualAssign {
     pub agent_id: AgentId,
 }
 
+/// A waiting conversation's 24-hour window moved (its customer wrote again).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct UpdateWaiting {
+    pub conversation_id: ConversationId,
+    pub window_expires_at: Option<DateTime<Utc>>,
+}
+
 /// A conversation that stopped waiting without an offer (resolved by someone, stopped).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Unqueue {
     pub conversation_id: ConversationId,
 }
+
+/// Shutdown: every agent's sockets and every dashboard close.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CloseSockets;
 
 /// An agent's settings changed (capacity, teams, skills, deactivation): reload it.
 #[derive(Message)]
@@ -309,9 +321,11 @@ impl Supervisor {
     }
 
     fn effective_priority(waiting: &Waiting, now: DateTime<Utc>, warning: chrono::Duration) -> i32 {
+        // A window that has already closed is not "closing": it stays closed, and a reply now
+        // needs a template whatever the order, so it must not outrank fresh conversations.
         let closing = waiting
             .window_expires_at
-            .is_some_and(|expires| expires - now < warning);
+            .is_some_and(|expires| expires > now && expires - now < warning);
         waiting.priority + i32::from(closing)
     }
 
@@ -385,12 +399,15 @@ impl Supervisor {
                 continue;
             };
             self.active.insert(waiting.conversation_id, waiting.team_id);
-            waiting.conversation.do_send(Offer {
-                agent_id,
-                agent_name,
-                agent,
-                decision: Some(decision),
-                manual: false,
+            self.directory.do_send(Tell {
+                conversation_id: waiting.conversation_id,
+                message: Offer {
+                    agent_id,
+                    agent_name,
+                    agent,
+                    decision: Some(decision),
+                    manual: false,
+                },
             });
         }
         if let Some(at) = next_retry {
@@ -554,12 +571,15 @@ impl Handler<ManualAssign> for Supervisor {
         let agent = self
             .agent_actor(message.agent_id, ctx)
             .ok_or(RoutingError::NotFound("agent"))?;
-        waiting.conversation.do_send(Offer {
-            agent_id: message.agent_id,
-            agent_name,
-            agent,
-            decision: None,
-            manual: true,
+        self.directory.do_send(Tell {
+            conversation_id: waiting.conversation_id,
+            message: Offer {
+                agent_id: message.agent_id,
+                agent_name,
+                agent,
+                decision: None,
+                manual: true,
+            },
         });
         Ok(())
     }
@@ -571,6 +591,20 @@ impl Handler<Unqueue> for Supervisor {
     fn handle(&mut self, message: Unqueue, _: &mut Context<Self>) {
         self.queue
             .retain(|w| w.conversation_id != message.conversation_id);
+    }
+}
+
+impl Handler<UpdateWaiting> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, message: UpdateWaiting, _: &mut Context<Self>) {
+        if let Some(waiting) = self
+            .queue
+            .iter_mut()
+            .find(|w| w.conversation_id == message.conversation_id)
+        {
+            waiting.window_expires_at = message.window_expires_at;
+        }
     }
 }
 
@@ -602,9 +636,15 @@ impl Handler<ReloadAgent> for Supervisor {
                             }
                         },
                         Ok(None) => {
-                            // Deactivated: no new work; what it holds stays until requeued.
+                            // Deactivated: no new work, its sockets close and what it holds
+                            // goes back to the queue.
                             if let Some(entry) = supervisor.roster.get_mut(&message.agent_id) {
                                 entry.candidate.capacity = 0;
+                            }
+                            if let Some(actor) = supervisor.agent_actor(message.agent_id, ctx) {
+                                actor.do_send(SignOut {
+                                    reason: "the agent was deactivated".into(),
+                                });
                             }
                         }
                         Err(error) => tracing::warn!(%error, "could not reload an agent"),
@@ -649,6 +689,25 @@ impl Handler<GetAgent> for Supervisor {
                         .map(|actor| (actor, name)))
                 }),
         )
+    }
+}
+
+impl Handler<CloseSockets> for Supervisor {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: CloseSockets, _: &mut Context<Self>) -> Self::Result {
+        // Dropping a dashboard's outbox ends its pump, which closes the socket.
+        self.subscribers.clear();
+        let agents: Vec<Addr<AgentActor>> = self
+            .roster
+            .values()
+            .filter_map(|entry| entry.actor.clone())
+            .collect();
+        Box::pin(async move {
+            for agent in agents {
+                let _ = agent.send(crate::routing::agent::CloseSockets).await;
+            }
+        })
     }
 }
 
@@ -804,13 +863,10 @@ enum StatsFrame {
 mod tests {
     use super::*;
 
-    /// A waiting conversation with a detached address (the order never sends to it).
     fn waiting(since_min: i64, window_left_min: i64, front: bool) -> Waiting {
         let now = Utc::now();
-        let (sender, _) = actix::dev::channel::channel::<ConversationActor>(1);
         Waiting {
             conversation_id: ConversationId::new(),
-            conversation: Addr::new(sender),
             team_id: TeamId::new(),
             since: now - chrono::Duration::minutes(since_min),
             priority: 0,
@@ -847,5 +903,29 @@ mod tests {
                 young.conversation_id
             ]
         );
+    }
+
+    #[test]
+    fn an_expired_window_does_not_rise() {
+        let now = Utc::now();
+        let warning = chrono::Duration::hours(2);
+        let expired = waiting(30, -10, false);
+        let fresh = waiting(1, 23 * 60, false);
+        let closing = waiting(1, 30, false);
+        let mut queue = [expired.clone(), fresh.clone(), closing.clone()];
+        queue.sort_by_key(|w| queue_order(w, now, warning));
+        let order: Vec<_> = queue.iter().map(|w| w.conversation_id).collect();
+        // The expired one is older than the fresh one, so it goes before it, but it does not
+        // outrank the one whose window is still open and closing.
+        assert_eq!(
+            order,
+            vec![
+                closing.conversation_id,
+                expired.conversation_id,
+                fresh.conversation_id
+            ]
+        );
+        assert_eq!(Supervisor::effective_priority(&expired, now, warning), 0);
+        assert_eq!(Supervisor::effective_priority(&closing, now, warning), 1);
     }
 }

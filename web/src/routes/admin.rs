@@ -207,24 +207,24 @@ pub async fn update_agent(
     let (workspace, agent) = path.into_inner();
     let agent = parse_id(&agent, AgentId::parse, "agent")?;
     let workspace = workspace_id(&workspace)?;
-    let updated = admin::update_agent(
-        &state.db,
-        &state.hashing,
-        &caller,
-        workspace,
-        agent,
-        patch.into_inner(),
-    )
-    .await?;
+    let patch = patch.into_inner();
+    let password_changed = patch.password.is_some();
+    let updated =
+        admin::update_agent(&state.db, &state.hashing, &caller, workspace, agent, patch).await?;
     // Routing sees new capacity, teams and skills at once.
-    if let Ok(supervisor) = state
-        .directory
-        .send(waos_engine::routing::directory::GetSupervisor {
-            workspace_id: workspace,
-        })
-        .await
+    if let Err(error) = state.engine.agent_changed(workspace, agent).await {
+        tracing::warn!(%error, %agent, "routing did not hear of an agent's change");
+    }
+    // Its sessions ended with the old password: so do its sockets, and its conversations go
+    // to agents who are there (deactivation does the same through `agent_changed`).
+    if password_changed
+        && updated.active
+        && let Err(error) = state
+            .engine
+            .sign_out_agent(workspace, agent, "the agent's password was changed")
+            .await
     {
-        supervisor.do_send(waos_engine::routing::supervisor::ReloadAgent { agent_id: agent });
+        tracing::warn!(%error, %agent, "an agent's sockets did not close");
     }
     Ok(HttpResponse::Ok().json(updated))
 }

@@ -109,36 +109,36 @@ pub async fn assign(
     path: web::Path<String>,
     input: web::Json<AssignRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    use waos_engine::auth::{Principal, Role};
-    use waos_engine::routing::directory::GetSupervisor;
-    use waos_engine::routing::supervisor::ManualAssign;
+    let agent_id = parse_id(&input.agent_id, waos_engine::ids::AgentId::parse, "agent")?;
+    assign_by_hand(&state, &caller, conversation_id(&path)?, agent_id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
 
-    if let Principal::Agent(agent) = &caller
+/// A manual assignment, from the REST route or the supervisor's socket: a supervisor or admin,
+/// of a conversation it may see (another team's is `not_found`, as everywhere else).
+pub async fn assign_by_hand(
+    state: &AppState,
+    caller: &waos_engine::auth::Principal,
+    conversation_id: ConversationId,
+    agent_id: waos_engine::ids::AgentId,
+) -> Result<(), ApiError> {
+    use waos_engine::auth::{Principal, Role};
+
+    if let Principal::Agent(agent) = caller
         && agent.role < Role::Supervisor
     {
         return Err(ApiError::Forbidden(
             "assigning by hand needs a supervisor".into(),
         ));
     }
-    let conversation = inbox::get_conversation(&state.db, &caller, conversation_id(&path)?).await?;
-    let agent_id = parse_id(&input.agent_id, waos_engine::ids::AgentId::parse, "agent")?;
+    let conversation = inbox::get_conversation(&state.db, caller, conversation_id).await?;
     let workspace_id = waos_engine::ids::WorkspaceId::parse(&conversation.workspace_id)
         .ok_or_else(|| ApiError::Internal("bad workspace id".into()))?;
-    let unavailable = |_| ApiError::Unavailable("the routing engine is not running".into());
-    let supervisor = state
-        .directory
-        .send(GetSupervisor { workspace_id })
-        .await
-        .map_err(unavailable)?;
-    let conversation_id = conversation_id(&path)?;
-    supervisor
-        .send(ManualAssign {
-            conversation_id,
-            agent_id,
-        })
-        .await
-        .map_err(unavailable)??;
-    Ok(HttpResponse::NoContent().finish())
+    state
+        .engine
+        .assign(workspace_id, conversation_id, agent_id)
+        .await?;
+    Ok(())
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -166,8 +166,7 @@ pub async fn reply(
     input: web::Json<ReplyRequest>,
 ) -> Result<HttpResponse, ApiError> {
     use waos_engine::auth::Principal;
-    use waos_engine::routing::conversation::{Reply, SendReply};
-    use waos_engine::routing::directory::GetConversation;
+    use waos_engine::routing::Reply;
     use waos_engine::templates::TemplateRequest;
 
     let id = conversation_id(&path)?;
@@ -195,21 +194,10 @@ pub async fn reply(
             ));
         }
     };
-    let unavailable = |_| ApiError::Unavailable("the routing engine is not running".into());
-    let conversation = state
-        .directory
-        .send(GetConversation {
-            conversation_id: id,
-        })
-        .await
-        .map_err(unavailable)?
-        .ok_or(ApiError::NotAssigned)?;
-    let stored = conversation
-        .send(SendReply {
-            agent_id: agent.agent_id,
-            reply,
-        })
-        .await
-        .map_err(unavailable)??;
+    // A conversation that is not open (resolved) is held by nobody.
+    let stored = match state.engine.reply(id, agent.agent_id, reply).await {
+        Err(waos_engine::routing::RoutingError::NotFound(_)) => Err(ApiError::NotAssigned),
+        other => other.map_err(ApiError::from),
+    }?;
     Ok(HttpResponse::Created().json(stored))
 }

@@ -108,7 +108,7 @@ pub async fn receive(
     }
 
     let digest = body_sha256(&body);
-    let parsed: serde_json::Value = match serde_json::from_slice(&body) {
+    let mut parsed: serde_json::Value = match serde_json::from_slice(&body) {
         Ok(value) => value,
         Err(error) => {
             state.metrics.webhook("bad_json");
@@ -121,6 +121,13 @@ pub async fn receive(
         }
     };
 
+    let replaced = meta::make_storable(&mut parsed);
+    if replaced > 0 {
+        tracing::warn!(
+            strings = replaced,
+            "webhook text carried NUL characters; stored with U+FFFD in their place"
+        );
+    }
     let batch = match meta::decode(&parsed) {
         Envelope::OtherObject { object } => {
             tracing::info!(object, "webhook for another product ignored");

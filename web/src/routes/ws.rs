@@ -8,8 +8,6 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 use waos_engine::auth::{self, AgentPrincipal};
-use waos_engine::routing::agent::{Connect, Disconnect, FromClient};
-use waos_engine::routing::directory::GetAgentActor;
 use waos_engine::routing::frames::{ServerFrame, parse_client_frame};
 
 use crate::error::ApiError;
@@ -76,31 +74,31 @@ pub async fn agent_socket(
     query: web::Query<TicketQuery>,
 ) -> Result<HttpResponse, actix_web::Error> {
     let principal = authenticate_socket(&state, &request, query.ticket.as_deref()).await?;
-    let agent = state
-        .directory
-        .send(GetAgentActor {
-            workspace_id: principal.workspace_id,
-            agent_id: principal.agent_id,
-        })
-        .await
-        .map_err(|_| ApiError::Unavailable("the routing engine is not running".into()))?
-        .map_err(ApiError::from)?
-        .ok_or_else(|| ApiError::NotFound("agent".into()))?;
-
     let socket_id = NEXT_SOCKET.fetch_add(1, Ordering::Relaxed);
     let (outbox, frames) = mpsc::channel::<String>(state.websocket.outbox_capacity.max(1));
-    agent.do_send(Connect { socket_id, outbox });
+    let socket = std::rc::Rc::new(
+        state
+            .engine
+            .connect_agent(
+                principal.workspace_id,
+                principal.agent_id,
+                socket_id,
+                outbox,
+            )
+            .await
+            .map_err(ApiError::from)?,
+    );
     let on_frame = {
-        let agent = agent.clone();
+        let socket = socket.clone();
         move |text: &str| match parse_client_frame(text) {
             Ok(frame) => {
-                agent.do_send(FromClient { socket_id, frame });
+                socket.frame(frame);
                 None
             }
             Err(problem) => Some(ServerFrame::error("bad_request", problem).to_json()),
         }
     };
-    let on_close = move || agent.do_send(Disconnect { socket_id });
+    let on_close = move || socket.disconnect();
     pump(&state, &request, body, frames, on_frame, on_close)
 }
 
@@ -123,6 +121,9 @@ fn pump(
     actix_web::rt::spawn(async move {
         let mut ticker = tokio::time::interval(heartbeat);
         let mut last_heard = Instant::now();
+        // Set when the server ends the session (shutdown, sign-out, a consumer too slow): the
+        // close frame says "going away", and a console reconnects.
+        let mut ended_by_server = None;
         loop {
             tokio::select! {
                 incoming = stream.recv() => {
@@ -147,8 +148,14 @@ fn pump(
                     }
                 }
                 outgoing = frames.recv() => {
-                    // `None`: the actor dropped this socket (too slow, or it stopped).
-                    let Some(text) = outgoing else { break };
+                    // `None`: the engine dropped this socket (shutdown, sign-out, too slow).
+                    let Some(text) = outgoing else {
+                        ended_by_server = Some(actix_ws::CloseReason {
+                            code: actix_ws::CloseCode::Away,
+                            description: Some("the server ended this session; reconnect".into()),
+                        });
+                        break;
+                    };
                     if session.text(text).await.is_err() { break }
                 }
                 _ = ticker.tick() => {
@@ -158,7 +165,7 @@ fn pump(
             }
         }
         on_close();
-        let _ = session.close(None).await;
+        let _ = session.close(ended_by_server).await;
     });
     Ok(response)
 }
@@ -177,32 +184,24 @@ pub async fn supervisor_socket(
     body: web::Payload,
     query: web::Query<TicketQuery>,
 ) -> Result<HttpResponse, actix_web::Error> {
-    use waos_engine::auth::Role;
-    use waos_engine::routing::directory::GetSupervisor;
-    use waos_engine::routing::supervisor::{ManualAssign, Subscribe, Unsubscribe};
+    use waos_engine::auth::{Principal, Role};
 
     let principal = authenticate_socket(&state, &request, query.ticket.as_deref()).await?;
     if principal.role < Role::Supervisor {
         return Err(ApiError::Forbidden("the queue dashboard is for supervisors".into()).into());
     }
-    let supervisor = state
-        .directory
-        .send(GetSupervisor {
-            workspace_id: principal.workspace_id,
-        })
-        .await
-        .map_err(|_| ApiError::Unavailable("the routing engine is not running".into()))?;
     let subscriber_id = NEXT_SOCKET.fetch_add(1, Ordering::Relaxed);
     let (outbox, frames) = mpsc::channel::<String>(state.websocket.outbox_capacity.max(1));
     let teams = (principal.role < Role::Admin).then(|| principal.team_ids.clone());
-    supervisor.do_send(Subscribe {
-        subscriber_id,
-        outbox: outbox.clone(),
-        teams: teams.clone(),
-    });
+    let subscription = state
+        .engine
+        .subscribe_stats(principal.workspace_id, subscriber_id, teams, outbox.clone())
+        .await
+        .map_err(ApiError::from)?;
+    let caller = std::rc::Rc::new(Principal::Agent(principal));
 
     let on_frame = {
-        let supervisor = supervisor.clone();
+        let state = state.clone();
         move |text: &str| {
             let frame: AssignFrame = match serde_json::from_str::<serde_json::Value>(text) {
                 Ok(value) if value["type"] == "assign" => match serde_json::from_value(value) {
@@ -237,28 +236,22 @@ pub async fn supervisor_socket(
                     ServerFrame::error("not_found", "no such conversation or agent").to_json(),
                 );
             };
-            let (supervisor, outbox) = (supervisor.clone(), outbox.clone());
+            let (state, caller, outbox) = (state.clone(), caller.clone(), outbox.clone());
             actix_web::rt::spawn(async move {
-                let answer = supervisor
-                    .send(ManualAssign {
-                        conversation_id,
-                        agent_id,
-                    })
-                    .await;
-                let error = match answer {
-                    Ok(Ok(())) => return,
-                    Ok(Err(waos_engine::routing::RoutingError::OverCapacity)) => {
-                        ("over_capacity", "the agent has no free capacity".to_owned())
-                    }
-                    Ok(Err(other)) => ("conflict", other.to_string()),
-                    Err(_) => (
-                        "unavailable",
-                        "the routing engine is not running".to_owned(),
-                    ),
+                // The same checks as the REST route: another team's conversation is not found.
+                let Err(error) = crate::routes::conversations::assign_by_hand(
+                    &state,
+                    &caller,
+                    conversation_id,
+                    agent_id,
+                )
+                .await
+                else {
+                    return;
                 };
                 let frame = ServerFrame::Error {
-                    code: error.0.into(),
-                    message: error.1,
+                    code: error.code().into(),
+                    message: error.to_string(),
                     client_id: None,
                     conversation_id: Some(conversation_id.to_string()),
                 };
@@ -267,6 +260,6 @@ pub async fn supervisor_socket(
             None
         }
     };
-    let on_close = move || supervisor.do_send(Unsubscribe { subscriber_id });
+    let on_close = move || subscription.unsubscribe();
     pump(&state, &request, body, frames, on_frame, on_close)
 }

@@ -393,3 +393,236 @@ async fn after_kill_9_every_open_conversation_is_routed_again() {
     assert!(per_agent.values().all(|&n| n == 2), "{per_agent:?}");
     std::fs::remove_dir_all(folder).unwrap();
 }
+
+/// POSTs `body` to `{address}{path}` as the bootstrap admin (or `token`), expecting `status`.
+async fn post_json(
+    client: &reqwest::Client,
+    address: &str,
+    path: &str,
+    token: &str,
+    body: serde_json::Value,
+    status: u16,
+) -> serde_json::Value {
+    let response = client
+        .post(format!("{address}{path}"))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), status, "{path}");
+    response.json().await.unwrap()
+}
+
+/// SIGTERM in the middle of a stream of webhooks: `waos serve` stops taking connections,
+/// closes the agent's socket with a "going away" close frame, finishes what it acknowledged,
+/// writes every audit event and exits 0. Every webhook answered 200 is stored, and every stored
+/// conversation's routing is in the audit.
+#[actix_web::test]
+async fn sigterm_during_load_loses_nothing_and_closes_sockets() {
+    use serde_json::json;
+    use waos_web::testing::{
+        ADMIN_TOKEN, APP_SECRET, Backend, PASSWORD, PHONE_NUMBER_ID_1, TestDatabase,
+        connect_agent_at, connect_database, sign,
+    };
+
+    let database = TestDatabase::create(Backend::Postgres).await;
+    let folder = scratch();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(WAOS)
+        .arg("serve")
+        .current_dir(&folder)
+        .env("WAOS__SERVER__PORT", port.to_string())
+        .env("WAOS__DATABASE__URL", &database.url)
+        .env("WAOS__META__APP_SECRET", APP_SECRET)
+        .env("WAOS__ADMIN__TOKEN", ADMIN_TOKEN)
+        .env("WAOS__META__GRAPH_URL", "http://127.0.0.1:9/v25.0")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let address = format!("http://127.0.0.1:{port}");
+    let client = waos_web::testing::http_client();
+    let mut up = false;
+    for _ in 0..400 {
+        if client
+            .get(format!("{address}/healthz"))
+            .send()
+            .await
+            .is_ok()
+        {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(up, "waos serve did not start");
+
+    let workspace = post_json(
+        &client,
+        &address,
+        "/api/v1/workspaces",
+        ADMIN_TOKEN,
+        json!({"name": "Shutdown"}),
+        201,
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let base = format!("/api/v1/workspaces/{workspace}");
+    let team = post_json(
+        &client,
+        &address,
+        &format!("{base}/teams"),
+        ADMIN_TOKEN,
+        json!({"name": "Support", "auto_accept": true}),
+        201,
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    post_json(&client, &address, &format!("{base}/channels"), ADMIN_TOKEN,
+        json!({"phone_number_id": PHONE_NUMBER_ID_1, "display_phone_number": "+1 555 0100", "access_token": "t", "team_id": team}), 201).await;
+    post_json(&client, &address, &format!("{base}/agents"), ADMIN_TOKEN,
+        json!({"name": "Night", "email": "night@shutdown.example", "password": PASSWORD, "role": "agent", "capacity": 1000, "team_ids": [team]}), 201).await;
+    let token = post_json(
+        &client,
+        &address,
+        "/api/v1/auth/login",
+        "",
+        json!({"email": "night@shutdown.example", "password": PASSWORD}),
+        200,
+    )
+    .await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (mut socket, _) = connect_agent_at(&address, &token).await;
+
+    // Customers keep writing, eight webhooks at a time, until the server stops answering.
+    let load = {
+        let (client, address) = (client.clone(), address.clone());
+        actix_web::rt::spawn(async move {
+            let mut acknowledged = Vec::new();
+            for round in 0.. {
+                let posts = (0..8).map(|i| {
+                    let (client, address) = (client.clone(), address.clone());
+                    async move {
+                        let wamid = format!("wamid.shutdown-{round}-{i}");
+                        let body = crate::concurrency::text_body(&wamid, round * 8 + i, "hello");
+                        let answer = client
+                            .post(format!("{address}/webhooks/whatsapp"))
+                            .header("content-type", "application/json")
+                            .header("x-hub-signature-256", sign(&body))
+                            .body(body)
+                            .send()
+                            .await;
+                        (wamid, answer.map(|a| a.status().as_u16()))
+                    }
+                });
+                let answers = futures_util::future::join_all(posts).await;
+                let stopped = answers.iter().any(|(_, answer)| answer.is_err());
+                acknowledged.extend(
+                    answers
+                        .into_iter()
+                        .filter(|(_, answer)| matches!(answer, Ok(200)))
+                        .map(|(wamid, _)| wamid),
+                );
+                if stopped {
+                    break;
+                }
+            }
+            acknowledged
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let terminated = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(terminated.success());
+
+    let close = socket
+        .expect_closed(Duration::from_secs(10))
+        .await
+        .expect("the socket closed with a close frame");
+    assert_eq!(
+        close.map(|frame| frame.code),
+        Some(tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Away)
+    );
+    let acknowledged = load.await.unwrap();
+    let mut exited = None;
+    for _ in 0..400 {
+        if let Some(status) = child.try_wait().unwrap() {
+            exited = Some(status);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let Some(status) = exited else {
+        child.kill().unwrap();
+        panic!("waos serve did not stop within 20 s of SIGTERM");
+    };
+    let log = String::from_utf8_lossy(&child.wait_with_output().unwrap().stderr).into_owned();
+    assert!(status.success(), "{status}: {log}");
+    assert!(
+        acknowledged.len() >= 16,
+        "the load ran: {}",
+        acknowledged.len()
+    );
+
+    let db = connect_database(&database.url, 1).await;
+    let scalar = |sql: String| {
+        let db = db.clone();
+        async move {
+            use sea_orm::{ConnectionTrait, Statement};
+            let row = db
+                .query_one_raw(Statement::from_string(db.get_database_backend(), sql))
+                .await
+                .unwrap()
+                .unwrap();
+            row.try_get::<i64>("", "n").unwrap()
+        }
+    };
+    let quoted: Vec<String> = acknowledged.iter().map(|w| format!("'{w}'")).collect();
+    let stored = scalar(format!(
+        "SELECT COUNT(*) AS n FROM messages WHERE wamid IN ({})",
+        quoted.join(",")
+    ))
+    .await;
+    assert_eq!(
+        stored,
+        acknowledged.len() as i64,
+        "an acknowledged webhook was lost"
+    );
+    let conversations = scalar("SELECT COUNT(*) AS n FROM conversations".into()).await;
+    let queued = scalar(
+        "SELECT COUNT(DISTINCT conversation_id) AS n FROM audit_events WHERE kind = 'queued'"
+            .into(),
+    )
+    .await;
+    assert_eq!(
+        queued, conversations,
+        "a conversation's audit was not written"
+    );
+    let assigned =
+        scalar("SELECT COUNT(*) AS n FROM conversations WHERE status = 'assigned'".into()).await;
+    let assigned_events = scalar(
+        "SELECT COUNT(DISTINCT conversation_id) AS n FROM audit_events WHERE kind = 'assigned'"
+            .into(),
+    )
+    .await;
+    assert_eq!(
+        assigned_events, assigned,
+        "an assignment's audit was not written"
+    );
+    db.close().await.unwrap();
+    std::fs::remove_dir_all(folder).unwrap();
+}

@@ -34,3 +34,4 @@ mod pywa;
 mod rest;
 mod routing;
 mod signatures;
+mod stranding;

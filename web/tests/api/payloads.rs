@@ -359,6 +359,41 @@ async fn unknown_numbers_are_kept_unrouted(backend: Backend) {
     );
 }
 
+/// JSON may carry `\u0000`, which Postgres text and jsonb cannot hold: the message is stored
+/// with U+FFFD in its place, and the good message beside it (and every webhook batched with
+/// it) is stored too, instead of the whole commit failing for ever.
+async fn nul_characters_in_a_webhook_lose_nothing(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.seed_world().await;
+    let body = json!({"object": "whatsapp_business_account", "entry": [{"id": "109876543210987", "changes": [{"field": "messages", "value": {
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": "15550100123", "phone_number_id": PHONE_NUMBER_ID_1},
+        "contacts": [{"profile": {"name": "Nul\u{0}Name"}, "wa_id": "447700900123"}],
+        "messages": [
+            {"from": "447700900123", "id": "wamid.nul-1", "timestamp": "1781600000", "type": "text", "text": {"body": "odd\u{0}bytes"}},
+            {"from": "447700900123", "id": "wamid.nul-2", "timestamp": "1781600001", "type": "text", "text": {"body": "fine"}}
+        ]
+    }}]}]})
+    .to_string();
+    assert!(body.contains("\\u0000"), "the body carries the JSON escape");
+    let response = app.post_webhook(body.as_bytes()).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(app.count("messages", "wamid LIKE 'wamid.nul-%'").await, 2);
+    assert_eq!(
+        app.scalar("messages", "text", "wamid = 'wamid.nul-1'")
+            .await,
+        Some("odd\u{FFFD}bytes".to_owned())
+    );
+    assert_eq!(
+        app.scalar("messages", "text", "wamid = 'wamid.nul-2'")
+            .await,
+        Some("fine".to_owned())
+    );
+    // Meta's retry is recognised as the same message.
+    app.post_webhook(body.as_bytes()).await;
+    assert_eq!(app.count("messages", "wamid LIKE 'wamid.nul-%'").await, 2);
+}
+
 async fn username_only_customers_are_keyed_by_their_bsuid(backend: Backend) {
     let app = spawn_app(backend).await;
     app.seed_world().await;
@@ -387,4 +422,5 @@ on_both_backends!(
     pending_statuses_reconcile_when_the_message_arrives,
     unknown_numbers_are_kept_unrouted,
     username_only_customers_are_keyed_by_their_bsuid,
+    nul_characters_in_a_webhook_lose_nothing,
 );

@@ -267,6 +267,22 @@ async fn requests_are_carried_out_and_erasure_leaves_nothing(backend: Backend) {
     )
     .await;
     assert_eq!(status, 201, "{erased}");
+    // Nothing can be sent to an erased contact, although its conversation is still held.
+    let (status, refused) = post(
+        &app,
+        &format!("/api/v1/conversations/{conversation}/messages"),
+        &agent,
+        json!({"text": "are you still there?"}),
+    )
+    .await;
+    assert_eq!(status, 422, "{refused}");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("erased"),
+        "{refused}"
+    );
     assert_eq!(
         app.scalar("contacts", "phone", &format!("id = '{contact}'"))
             .await,

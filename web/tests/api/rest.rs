@@ -223,6 +223,12 @@ async fn bad_input_gets_clear_errors(backend: Backend) {
             "validation_failed",
         ),
         (
+            format!("{base}/teams"),
+            json!({"name": "nul\u{0}byte"}),
+            422,
+            "validation_failed",
+        ),
+        (
             format!("{base}/channels"),
             json!({"phone_number_id": "12ab", "display_phone_number": "x", "access_token": "t", "team_id": "x"}),
             404,

@@ -9,12 +9,12 @@ use waos_web::testing::{ADMIN_TOKEN, Backend, TestApp, eventually, spawn_app};
 use crate::concurrency::text_body;
 
 /// A workspace with one team (timeout 10 units = 200 ms in tests) and its channel.
-struct Floor {
-    workspace: String,
-    team: String,
+pub(crate) struct Floor {
+    pub(crate) workspace: String,
+    pub(crate) team: String,
 }
 
-async fn floor(app: &TestApp, team_settings: Value) -> Floor {
+pub(crate) async fn floor(app: &TestApp, team_settings: Value) -> Floor {
     let workspace = app.create_workspace("Routing Co").await;
     let mut body = json!({"name": "Support", "offer_timeout_secs": 10});
     body.as_object_mut()
@@ -26,7 +26,12 @@ async fn floor(app: &TestApp, team_settings: Value) -> Floor {
     Floor { workspace, team }
 }
 
-async fn customer_writes(app: &TestApp, customer: usize, wamid: &str, text: &str) -> String {
+pub(crate) async fn customer_writes(
+    app: &TestApp,
+    customer: usize,
+    wamid: &str,
+    text: &str,
+) -> String {
     let response = app.post_webhook(&text_body(wamid, customer, text)).await;
     assert_eq!(response.status(), 200);
     app.scalar("messages", "conversation_id", &format!("wamid = '{wamid}'"))
@@ -34,7 +39,7 @@ async fn customer_writes(app: &TestApp, customer: usize, wamid: &str, text: &str
         .unwrap()
 }
 
-async fn conversation(app: &TestApp, id: &str) -> Value {
+pub(crate) async fn conversation(app: &TestApp, id: &str) -> Value {
     app.get_ok(&format!("/api/v1/conversations/{id}"), ADMIN_TOKEN)
         .await
 }
