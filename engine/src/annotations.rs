@@ -9,7 +9,7 @@ use sea_orm::{QueryFilter, QueryOrder, QuerySelect};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::audit::{self, AuditRecord};
+use crate::audit::{self, AuditKind, AuditRecord};
 use crate::auth::Principal;
 use crate::error::EngineError;
 use crate::ids::{ConversationId, WorkspaceId};
@@ -102,7 +102,7 @@ pub async fn set_tags(
             workspace_id: Some(row.workspace_id),
             conversation_id: Some(row.id),
             agent_id: author(caller),
-            kind: "tags_changed".into(),
+            kind: AuditKind::TagsChanged,
             reason: Some(json!({"added": added, "removed": removed, "tags": tags})),
             text,
             at: None,
@@ -162,7 +162,7 @@ pub async fn add_note(
             workspace_id: Some(row.workspace_id),
             conversation_id: Some(row.id),
             agent_id: author(caller),
-            kind: "note_added".into(),
+            kind: AuditKind::NoteAdded,
             reason: Some(json!({"note_id": note.id})),
             text: format!("{name} added an internal note"),
             at: None,

@@ -8,14 +8,62 @@ use serde_json::Value;
 
 use crate::store::entity::audit_event;
 
+/// What an audit event records; stored as its name (`offered`, `security.login_failed`, ...).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AuditKind {
+    /// Routing: a conversation joined its team's queue.
+    #[default]
+    Queued,
+    Offered,
+    Accepted,
+    Declined,
+    TimedOut,
+    Withdrawn,
+    Assigned,
+    Resolved,
+    Requeued,
+    Transferred,
+    Reopened,
+    TagsChanged,
+    NoteAdded,
+    /// A data request was carried out; its kind (`erasure`, ...) is part of the name.
+    DataRequest(&'static str),
+    WebhookSignature,
+    LoginFailed,
+}
+
+impl AuditKind {
+    /// The stored name.
+    pub fn name(self) -> std::borrow::Cow<'static, str> {
+        use std::borrow::Cow::Borrowed;
+        match self {
+            AuditKind::Queued => Borrowed("queued"),
+            AuditKind::Offered => Borrowed("offered"),
+            AuditKind::Accepted => Borrowed("accepted"),
+            AuditKind::Declined => Borrowed("declined"),
+            AuditKind::TimedOut => Borrowed("timed_out"),
+            AuditKind::Withdrawn => Borrowed("withdrawn"),
+            AuditKind::Assigned => Borrowed("assigned"),
+            AuditKind::Resolved => Borrowed("resolved"),
+            AuditKind::Requeued => Borrowed("requeued"),
+            AuditKind::Transferred => Borrowed("transferred"),
+            AuditKind::Reopened => Borrowed("reopened"),
+            AuditKind::TagsChanged => Borrowed("tags_changed"),
+            AuditKind::NoteAdded => Borrowed("note_added"),
+            AuditKind::DataRequest(kind) => format!("data_request.{kind}").into(),
+            AuditKind::WebhookSignature => Borrowed("security.webhook_signature"),
+            AuditKind::LoginFailed => Borrowed("security.login_failed"),
+        }
+    }
+}
+
 /// One event to append.
 #[derive(Clone, Debug, Default)]
 pub struct AuditRecord {
     pub workspace_id: Option<String>,
     pub conversation_id: Option<String>,
     pub agent_id: Option<String>,
-    /// What happened: `security.bad_signature`, `security.login_failed`, `offered`, ...
-    pub kind: String,
+    pub kind: AuditKind,
     /// Structured reason (rule, candidates, inputs), rendered into `text`.
     pub reason: Option<Value>,
     pub text: String,
@@ -30,7 +78,7 @@ pub struct AuditView {
     pub id: i64,
     pub kind: String,
     pub agent_id: Option<String>,
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub reason: Option<Value>,
     pub text: String,
     pub at: chrono::DateTime<Utc>,
@@ -55,7 +103,7 @@ impl AuditRecord {
             workspace_id: Set(self.workspace_id),
             conversation_id: Set(self.conversation_id),
             agent_id: Set(self.agent_id),
-            kind: Set(self.kind),
+            kind: Set(self.kind.name().into_owned()),
             reason: Set(self.reason),
             text: Set(self.text),
             created_at: Set(self.at.unwrap_or_else(Utc::now)),

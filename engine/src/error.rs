@@ -59,3 +59,92 @@ impl EngineError {
         }
     }
 }
+
+/// Every error code of the public surfaces (shared/CONTRACT.md), each once, with its HTTP status:
+/// REST error bodies, routing refusals and websocket `error` frames all take theirs from here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    BadRequest,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    Conflict,
+    WindowClosed,
+    NotAssigned,
+    OverCapacity,
+    PayloadTooLarge,
+    ValidationFailed,
+    RateLimited,
+    Internal,
+    BadGateway,
+    Unavailable,
+}
+
+impl ErrorCode {
+    /// Every code, for tests and documentation.
+    pub const ALL: [ErrorCode; 14] = [
+        ErrorCode::BadRequest,
+        ErrorCode::Unauthorized,
+        ErrorCode::Forbidden,
+        ErrorCode::NotFound,
+        ErrorCode::Conflict,
+        ErrorCode::WindowClosed,
+        ErrorCode::NotAssigned,
+        ErrorCode::OverCapacity,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::ValidationFailed,
+        ErrorCode::RateLimited,
+        ErrorCode::Internal,
+        ErrorCode::BadGateway,
+        ErrorCode::Unavailable,
+    ];
+
+    /// The code and its HTTP status: the one table.
+    const fn entry(self) -> (&'static str, u16) {
+        match self {
+            ErrorCode::BadRequest => ("bad_request", 400),
+            ErrorCode::Unauthorized => ("unauthorized", 401),
+            ErrorCode::Forbidden => ("forbidden", 403),
+            ErrorCode::NotFound => ("not_found", 404),
+            ErrorCode::Conflict => ("conflict", 409),
+            ErrorCode::WindowClosed => ("window_closed", 409),
+            ErrorCode::NotAssigned => ("not_assigned", 409),
+            ErrorCode::OverCapacity => ("over_capacity", 409),
+            ErrorCode::PayloadTooLarge => ("payload_too_large", 413),
+            ErrorCode::ValidationFailed => ("validation_failed", 422),
+            ErrorCode::RateLimited => ("rate_limited", 429),
+            ErrorCode::Internal => ("internal", 500),
+            ErrorCode::BadGateway => ("bad_gateway", 502),
+            ErrorCode::Unavailable => ("unavailable", 503),
+        }
+    }
+
+    pub const fn as_str(self) -> &'static str {
+        self.entry().0
+    }
+
+    pub const fn status(self) -> u16 {
+        self.entry().1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ErrorCode;
+
+    #[test]
+    fn each_code_once_and_its_json_name_is_its_code() {
+        let mut names: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), ErrorCode::ALL.len());
+        for code in ErrorCode::ALL {
+            assert_eq!(
+                serde_json::to_value(code).unwrap(),
+                serde_json::json!(code.as_str())
+            );
+            assert!((400..600).contains(&code.status()));
+        }
+    }
+}

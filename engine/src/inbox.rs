@@ -16,6 +16,7 @@ use crate::audit::AuditView;
 use crate::auth::{Principal, Role};
 use crate::error::EngineError;
 use crate::ids::ConversationId;
+use crate::store::entity::conversation::ConversationStatus;
 use crate::store::entity::{audit_event, contact, conversation, message};
 
 /// Most items one page may hold.
@@ -74,8 +75,7 @@ impl From<contact::Model> for ContactView {
 pub struct ConversationView {
     pub id: String,
     pub workspace_id: String,
-    /// `waiting`, `offered`, `assigned` or `resolved`.
-    pub status: String,
+    pub status: ConversationStatus,
     pub team_id: String,
     pub channel_id: String,
     pub assigned_agent_id: Option<String>,
@@ -130,7 +130,7 @@ pub struct MessageView {
     pub context_wamid: Option<String>,
     /// The customer's current reaction to this message.
     pub reaction: Option<String>,
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub error: Option<Value>,
 }
 
@@ -152,8 +152,6 @@ impl From<message::Model> for MessageView {
     }
 }
 
-pub const STATUSES: [&str; 4] = ["waiting", "offered", "assigned", "resolved"];
-
 /// The conversations `caller` may see, as a query condition.
 fn scope(caller: &Principal) -> Condition {
     let Principal::Agent(agent) = caller else {
@@ -171,7 +169,7 @@ fn scope(caller: &Principal) -> Condition {
                 .add(conversation::Column::AssignedAgentId.eq(agent.agent_id.to_string()))
                 .add(
                     Condition::all()
-                        .add(conversation::Column::Status.eq("waiting"))
+                        .add(conversation::Column::Status.eq(ConversationStatus::Waiting))
                         .add(conversation::Column::TeamId.is_in(teams)),
                 ),
         ),
@@ -185,18 +183,12 @@ fn scoped(caller: &Principal) -> Select<conversation::Entity> {
 pub async fn list_conversations(
     db: &DatabaseConnection,
     caller: &Principal,
-    status: Option<&str>,
+    status: Option<ConversationStatus>,
     page: &PageRequest,
 ) -> Result<Page<ConversationView>, EngineError> {
     let limit = page.limit()?;
     let mut query = scoped(caller);
     if let Some(status) = status {
-        if !STATUSES.contains(&status) {
-            return Err(EngineError::Validation(format!(
-                "`status` must be one of {}",
-                STATUSES.join(", ")
-            )));
-        }
         query = query.filter(conversation::Column::Status.eq(status));
     }
     if let Some(cursor) = &page.cursor {

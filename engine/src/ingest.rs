@@ -21,6 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::ids::{ChannelId, ContactId, ConversationId, MessageId, TeamId, WorkspaceId};
 use crate::meta::{InboundMessage, Item, StatusUpdate, status_rank};
+use crate::store::entity::conversation::ConversationStatus;
 use crate::store::entity::{
     channel, contact, conversation, message, message_status, team, undecodable_item, unrouted_item,
 };
@@ -598,7 +599,7 @@ impl TxWriter<'_> {
                 conversation::Column::ChannelId,
                 conversation::Column::ContactId,
             ))
-            .filter(conversation::Column::Status.ne("resolved"))
+            .filter(conversation::Column::Status.ne(ConversationStatus::Resolved))
             .all(self.txn)
             .await?;
         for channel_id in &channel_ids {
@@ -1154,7 +1155,7 @@ impl TxWriter<'_> {
                 conversation::Entity::find()
                     .filter(conversation::Column::ChannelId.eq(&channel.id))
                     .filter(conversation::Column::ContactId.eq(&contact.id))
-                    .filter(conversation::Column::Status.ne("resolved"))
+                    .filter(conversation::Column::Status.ne(ConversationStatus::Resolved))
                     .one(self.txn)
                     .await?
             }
@@ -1169,7 +1170,7 @@ impl TxWriter<'_> {
                 channel_id: Set(channel.id.clone()),
                 team_id: Set(channel.team_id.clone()),
                 contact_id: Set(contact.id.clone()),
-                status: Set("waiting".to_owned()),
+                status: Set(ConversationStatus::Waiting),
                 assigned_agent_id: Set(None),
                 priority: Set(0),
                 last_inbound_at: Set(Some(inbound.timestamp)),
@@ -1197,7 +1198,7 @@ impl TxWriter<'_> {
         let recent = conversation::Entity::find()
             .filter(conversation::Column::ChannelId.eq(&channel.id))
             .filter(conversation::Column::ContactId.eq(&contact.id))
-            .filter(conversation::Column::Status.eq("resolved"))
+            .filter(conversation::Column::Status.eq(ConversationStatus::Resolved))
             .filter(conversation::Column::ResolvedAt.gte(now - self.reopen_window))
             .order_by_desc(conversation::Column::ResolvedAt)
             .one(self.txn)
@@ -1206,7 +1207,7 @@ impl TxWriter<'_> {
             return Ok(None);
         };
         let mut row = recent.into_active_model();
-        row.status = Set("waiting".to_owned());
+        row.status = Set(ConversationStatus::Waiting);
         row.assigned_agent_id = Set(None);
         row.resolved_at = Set(None);
         row.last_inbound_at = Set(Some(inbound.timestamp));
@@ -1218,7 +1219,7 @@ impl TxWriter<'_> {
             crate::audit::AuditRecord {
                 workspace_id: Some(reopened.workspace_id.clone()),
                 conversation_id: Some(reopened.id.clone()),
-                kind: "reopened".to_owned(),
+                kind: crate::audit::AuditKind::Reopened,
                 text: "reopened by a new customer message within the reopen window".to_owned(),
                 ..Default::default()
             },

@@ -14,7 +14,7 @@ use sea_orm::{
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::audit::{self, AuditRecord};
+use crate::audit::{self, AuditKind, AuditRecord};
 use crate::auth::{Principal, Role};
 use crate::error::EngineError;
 use crate::ids::WorkspaceId;
@@ -112,7 +112,7 @@ pub struct NewDataRequest {
     /// `access`, `export`, `correction`, `restriction`, `objection` or `erasure`.
     pub kind: String,
     /// For a correction: `{name?, username?}`.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub changes: Option<Value>,
 }
 
@@ -273,7 +273,12 @@ pub async fn create_request(
             workspace_id: Some(found.workspace_id),
             conversation_id: None,
             agent_id: requester(caller),
-            kind: format!("data_request.{}", input.kind),
+            kind: AuditKind::DataRequest(
+                KINDS
+                    .into_iter()
+                    .find(|kind| *kind == input.kind)
+                    .unwrap_or("unknown"),
+            ),
             reason: Some(json!({"data_request_id": row.id, "contact_id": found.id})),
             text: format!("{} request carried out for a contact", input.kind),
             at: None,

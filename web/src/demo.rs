@@ -319,15 +319,17 @@ async fn simulated_agent(
         let Message::Text(text) = message? else {
             continue;
         };
-        let frame: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-        let conversation = frame["conversation_id"].clone();
-        match frame["type"].as_str() {
-            Some("offer") => later(
+        let Ok(frame) = serde_json::from_str::<BotFrame>(&text) else {
+            continue;
+        };
+        match frame {
+            BotFrame::Offer { conversation_id } => later(
                 &outbox,
                 2_000..7_000,
-                json!({"type": "accept", "conversation_id": conversation}),
+                json!({"type": "accept", "conversation_id": conversation_id}),
             ),
-            Some("assigned") => {
+            BotFrame::Assigned { conversation_id } => {
+                let conversation = conversation_id;
                 let reply = BOT_REPLIES
                     .choose(&mut rand::rng())
                     .unwrap_or(&BOT_REPLIES[0]);
@@ -348,10 +350,24 @@ async fn simulated_agent(
                     json!({"type": "resolve", "conversation_id": conversation}),
                 );
             }
-            _ => {}
+            BotFrame::Other => {}
         }
     }
     Ok(())
+}
+
+/// The frames a simulated agent acts on (the rest it only reads).
+#[derive(serde::Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum BotFrame {
+    Offer {
+        conversation_id: String,
+    },
+    Assigned {
+        conversation_id: String,
+    },
+    #[serde(other)]
+    Other,
 }
 
 /// A stand-in for Meta's Graph API: takes sends and uploads, lists two templates, and posts each

@@ -5,6 +5,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 use waos_engine::EngineError;
+use waos_engine::error::ErrorCode;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -51,42 +52,29 @@ pub struct ErrorDetail {
 }
 
 impl ApiError {
-    pub fn code(&self) -> &'static str {
+    /// Its code; the status comes with it from the one table ([`ErrorCode`]).
+    pub fn code(&self) -> ErrorCode {
         match self {
-            ApiError::Unauthorized(_) => "unauthorized",
-            ApiError::Forbidden(_) => "forbidden",
-            ApiError::NotFound(_) => "not_found",
-            ApiError::Conflict(_) => "conflict",
-            ApiError::Validation(_) => "validation_failed",
-            ApiError::OverCapacity => "over_capacity",
-            ApiError::NotAssigned => "not_assigned",
-            ApiError::WindowClosed => "window_closed",
-            ApiError::BadRequest(_) => "bad_request",
-            ApiError::PayloadTooLarge(_) => "payload_too_large",
-            ApiError::Unavailable(_) => "unavailable",
-            ApiError::BadGateway(_) => "bad_gateway",
-            ApiError::Internal(_) => "internal",
+            ApiError::Unauthorized(_) => ErrorCode::Unauthorized,
+            ApiError::Forbidden(_) => ErrorCode::Forbidden,
+            ApiError::NotFound(_) => ErrorCode::NotFound,
+            ApiError::Conflict(_) => ErrorCode::Conflict,
+            ApiError::Validation(_) => ErrorCode::ValidationFailed,
+            ApiError::OverCapacity => ErrorCode::OverCapacity,
+            ApiError::NotAssigned => ErrorCode::NotAssigned,
+            ApiError::WindowClosed => ErrorCode::WindowClosed,
+            ApiError::BadRequest(_) => ErrorCode::BadRequest,
+            ApiError::PayloadTooLarge(_) => ErrorCode::PayloadTooLarge,
+            ApiError::Unavailable(_) => ErrorCode::Unavailable,
+            ApiError::BadGateway(_) => ErrorCode::BadGateway,
+            ApiError::Internal(_) => ErrorCode::Internal,
         }
     }
 }
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        match self {
-            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
-            ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::OverCapacity | ApiError::NotAssigned | ApiError::WindowClosed => {
-                StatusCode::CONFLICT
-            }
-            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
+        StatusCode::from_u16(self.code().status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
 
     fn error_response(&self) -> HttpResponse {
@@ -95,7 +83,7 @@ impl ResponseError for ApiError {
         }
         HttpResponse::build(self.status_code()).json(ErrorBody {
             error: ErrorDetail {
-                code: self.code(),
+                code: self.code().as_str(),
                 message: self.to_string(),
             },
         })

@@ -306,7 +306,7 @@ impl AgentActor {
                     agent.send_to(
                         socket_id,
                         &ServerFrame::Error {
-                            code: error.code().into(),
+                            code: error.code().as_str().into(),
                             message: error.to_string(),
                             client_id: None,
                             conversation_id: Some(conversation_id),
@@ -339,7 +339,7 @@ impl AgentActor {
             self.send_to(
                 socket_id,
                 &ServerFrame::Error {
-                    code: RoutingError::NotAssigned.code().into(),
+                    code: RoutingError::NotAssigned.code().as_str().into(),
                     message: RoutingError::NotAssigned.to_string(),
                     client_id: None,
                     conversation_id: Some(conversation_id),
@@ -395,7 +395,7 @@ impl AgentActor {
                         message_id: message.id,
                     },
                     Err(error) => ServerFrame::Error {
-                        code: error.code().into(),
+                        code: error.code().as_str().into(),
                         message: error.to_string(),
                         client_id,
                         conversation_id: Some(conversation_id),
@@ -525,7 +525,7 @@ impl Handler<FromClient> for AgentActor {
                     _ => self.send_to(
                         socket,
                         &ServerFrame::error(
-                            "validation_failed",
+                            crate::error::ErrorCode::ValidationFailed,
                             "a transfer names one valid `to_agent_id` or `to_team_id`",
                         ),
                     ),

@@ -10,7 +10,7 @@ use actix::prelude::*;
 use chrono::Utc;
 use serde_json::json;
 
-use crate::audit::AuditRecord;
+use crate::audit::{AuditKind, AuditRecord};
 use crate::ids::{AgentId, ConversationId, TeamId};
 use crate::inbox::{ConversationView, MessageView};
 use crate::routing::agent::{AgentActor, Assigned, Deliver, Held, OfferEnded, Offered, Unassigned};
@@ -23,6 +23,7 @@ use crate::routing::supervisor::{
     Waiting,
 };
 use crate::routing::{RoutingContext, RoutingError};
+use crate::store::entity::conversation::ConversationStatus;
 
 /// Messages an agent receives right after it is given a conversation.
 const HISTORY_ON_ASSIGN: u64 = 50;
@@ -149,12 +150,12 @@ enum State {
 }
 
 impl State {
-    fn name(&self) -> &'static str {
+    fn status(&self) -> ConversationStatus {
         match self {
-            State::Waiting => "waiting",
-            State::Offered { .. } => "offered",
-            State::Assigned { .. } => "assigned",
-            State::Resolved { .. } => "resolved",
+            State::Waiting => ConversationStatus::Waiting,
+            State::Offered { .. } => ConversationStatus::Offered,
+            State::Assigned { .. } => ConversationStatus::Assigned,
+            State::Resolved { .. } => ConversationStatus::Resolved,
         }
     }
 
@@ -244,7 +245,7 @@ impl ConversationActor {
                 }
                 Ok(None) => {
                     conversation.audit(
-                        "requeued",
+                        AuditKind::Requeued,
                         Some(agent_id),
                         None,
                         "requeued: its agent no longer exists".into(),
@@ -291,12 +292,12 @@ impl ConversationActor {
 
     pub fn view(&self) -> ConversationView {
         self.stored
-            .view(self.state.name(), self.state.agent_id(), self.team_id)
+            .view(self.state.status(), self.state.agent_id(), self.team_id)
     }
 
     fn audit(
         &self,
-        kind: &str,
+        kind: AuditKind,
         agent_id: Option<AgentId>,
         reason: Option<serde_json::Value>,
         text: String,
@@ -305,7 +306,7 @@ impl ConversationActor {
             workspace_id: Some(self.stored.workspace_id.to_string()),
             conversation_id: Some(self.id().to_string()),
             agent_id: agent_id.map(|a| a.to_string()),
-            kind: kind.to_owned(),
+            kind,
             reason,
             text,
             at: Some(Utc::now()),
@@ -326,7 +327,7 @@ impl ConversationActor {
         let db = self.context.db.clone();
         let (id, status, agent, team) = (
             self.id(),
-            self.state.name(),
+            self.state.status(),
             self.state.agent_id(),
             self.team_id,
         );
@@ -436,7 +437,7 @@ impl ConversationActor {
     fn end_offer(
         &mut self,
         agent_id: AgentId,
-        kind: &str,
+        kind: AuditKind,
         text: String,
         cooldown: bool,
         ctx: &mut Context<Self>,
@@ -489,21 +490,21 @@ impl Actor for ConversationActor {
         self.context.conversation_actors.inc();
         // Rebuilt from the database: an assigned conversation stays with its agent; anything
         // else queues (offers never survive a rebuild).
-        let assigned = (self.stored.status == "assigned")
+        let assigned = (self.stored.status == ConversationStatus::Assigned)
             .then_some(self.stored.assigned_agent_id)
             .flatten();
         match assigned {
             Some(agent_id) => self.attach_agent(agent_id, ctx),
             None => {
                 self.audit(
-                    "queued",
+                    AuditKind::Queued,
                     None,
                     None,
                     format!("queued in team {}", self.team_id),
                 );
-                match self.stored.status.as_str() {
+                match self.stored.status {
                     // Stored as waiting already (a new conversation): nothing to write.
-                    "waiting" => self.request_agent(None),
+                    ConversationStatus::Waiting => self.request_agent(None),
                     _ => self.queue(None, ctx),
                 }
             }
@@ -545,7 +546,7 @@ impl Handler<Offer> for ConversationActor {
                 "auto-accept"
             };
             self.audit(
-                "assigned",
+                AuditKind::Assigned,
                 Some(offer.agent_id),
                 reason,
                 format!("assigned to {} ({why}): {explanation}", offer.agent_name),
@@ -570,14 +571,14 @@ impl Handler<Offer> for ConversationActor {
             };
             conversation.end_offer(
                 agent_id,
-                "timed_out",
+                AuditKind::TimedOut,
                 format!("offer to {name} timed out after {secs} s"),
                 true,
                 ctx,
             );
         });
         self.audit(
-            "offered",
+            AuditKind::Offered,
             Some(agent_id),
             reason,
             format!("offered to {}: {explanation}", offer.agent_name),
@@ -655,7 +656,7 @@ impl Handler<NewMessage> for ConversationActor {
         // again rather than leaving the customer unanswered.
         if customer_wrote && matches!(self.state, State::Resolved { .. }) {
             self.audit(
-                "reopened",
+                AuditKind::Reopened,
                 None,
                 None,
                 "reopened by a customer message that arrived as it was resolved".into(),
@@ -687,7 +688,7 @@ impl Handler<Accept> for ConversationActor {
         };
         ctx.cancel_future(timer);
         self.audit(
-            "accepted",
+            AuditKind::Accepted,
             Some(agent_id),
             Some(json!({"after_ms": offered_at.elapsed().as_millis() as u64})),
             format!(
@@ -714,7 +715,7 @@ impl Handler<Decline> for ConversationActor {
         };
         self.end_offer(
             decline.agent_id,
-            "declined",
+            AuditKind::Declined,
             format!("declined by {name}"),
             true,
             ctx,
@@ -737,7 +738,7 @@ impl Handler<Withdraw> for ConversationActor {
         };
         self.end_offer(
             withdraw.agent_id,
-            "withdrawn",
+            AuditKind::Withdrawn,
             format!("offer to {name} withdrawn: {}", withdraw.reason),
             false,
             ctx,
@@ -762,7 +763,7 @@ impl Handler<Resolve> for ConversationActor {
         };
         self.state = State::Resolved { by: agent_id };
         self.audit(
-            "resolved",
+            AuditKind::Resolved,
             Some(agent_id),
             None,
             format!("resolved by {agent_name}"),
@@ -772,7 +773,7 @@ impl Handler<Resolve> for ConversationActor {
         self.persist_then(ctx, move |conversation, _| {
             agent.do_send(Unassigned {
                 conversation_id: conversation.id(),
-                reason: "resolved".into(),
+                reason: ConversationStatus::Resolved.to_string(),
             });
             conversation.supervisor.do_send(Release {
                 agent_id,
@@ -803,7 +804,7 @@ impl Handler<Requeue> for ConversationActor {
             });
         }
         self.audit(
-            "requeued",
+            AuditKind::Requeued,
             Some(requeue.agent_id),
             None,
             format!("requeued: {}", requeue.reason),
@@ -861,7 +862,7 @@ impl Handler<TransferToTeam> for ConversationActor {
                 conversation.auto_accept = team.auto_accept;
                 conversation.excluded.clear();
                 conversation.audit(
-                    "transferred",
+                    AuditKind::Transferred,
                     previous,
                     Some(json!({"to_team_id": team_id.to_string()})),
                     format!("transferred to team {}", team.name),
@@ -917,7 +918,7 @@ impl Handler<TransferToAgent> for ConversationActor {
                     _ => String::new(),
                 };
                 conversation.audit(
-                    "transferred",
+                    AuditKind::Transferred,
                     Some(transfer.to),
                     Some(json!({"from_agent_id": from.to_string(), "to_agent_id": transfer.to.to_string()})),
                     format!("transferred from {previous_name} to {name}"),

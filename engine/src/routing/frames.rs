@@ -73,9 +73,9 @@ pub enum ServerFrame {
 }
 
 impl ServerFrame {
-    pub fn error(code: &str, message: impl Into<String>) -> Self {
+    pub fn error(code: crate::error::ErrorCode, message: impl Into<String>) -> Self {
         ServerFrame::Error {
-            code: code.to_owned(),
+            code: code.as_str().to_owned(),
             message: message.into(),
             client_id: None,
             conversation_id: None,
@@ -84,7 +84,10 @@ impl ServerFrame {
 
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).unwrap_or_else(|_| {
-            r#"{"type":"error","code":"internal","message":"frame not serialisable"}"#.to_owned()
+            format!(
+                r#"{{"type":"error","code":"{}","message":"frame not serialisable"}}"#,
+                crate::error::ErrorCode::Internal.as_str()
+            )
         })
     }
 }

@@ -150,15 +150,16 @@ pub enum RoutingError {
 
 impl RoutingError {
     /// The error code of CONTRACT.md for this refusal.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> crate::error::ErrorCode {
+        use crate::error::ErrorCode;
         match self {
-            RoutingError::OverCapacity => "over_capacity",
-            RoutingError::NotAssigned => "not_assigned",
-            RoutingError::NotFound(_) => "not_found",
-            RoutingError::Conflict(_) => "conflict",
-            RoutingError::Unavailable => "unavailable",
-            RoutingError::WindowClosed => "window_closed",
-            RoutingError::Invalid(_) => "validation_failed",
+            RoutingError::OverCapacity => ErrorCode::OverCapacity,
+            RoutingError::NotAssigned => ErrorCode::NotAssigned,
+            RoutingError::NotFound(_) => ErrorCode::NotFound,
+            RoutingError::Conflict(_) => ErrorCode::Conflict,
+            RoutingError::Unavailable => ErrorCode::Unavailable,
+            RoutingError::WindowClosed => ErrorCode::WindowClosed,
+            RoutingError::Invalid(_) => ErrorCode::ValidationFailed,
         }
     }
 }

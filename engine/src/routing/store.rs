@@ -10,6 +10,7 @@ use sea_orm::{
 use crate::ids::{AgentId, ChannelId, ConversationId, TeamId, WorkspaceId};
 use crate::inbox::{ContactView, ConversationView, MessageView};
 use crate::routing::policy::{Candidate, Presence};
+use crate::store::entity::conversation::ConversationStatus;
 use crate::store::entity::{agent, agent_team, channel, contact, conversation, message, team};
 
 /// A conversation's routing inputs, as stored.
@@ -21,7 +22,7 @@ pub struct StoredConversation {
     pub channel_id: ChannelId,
     /// The business number replies are sent from.
     pub phone_number_id: String,
-    pub status: String,
+    pub status: ConversationStatus,
     pub assigned_agent_id: Option<AgentId>,
     pub priority: i32,
     pub contact: Option<ContactView>,
@@ -40,14 +41,14 @@ pub struct StoredConversation {
 impl StoredConversation {
     pub fn view(
         &self,
-        status: &str,
+        status: ConversationStatus,
         assigned: Option<AgentId>,
         team_id: TeamId,
     ) -> ConversationView {
         ConversationView {
             id: self.id.to_string(),
             workspace_id: self.workspace_id.to_string(),
-            status: status.to_owned(),
+            status,
             team_id: team_id.to_string(),
             channel_id: self.channel_id.to_string(),
             assigned_agent_id: assigned.map(|a| a.to_string()),
@@ -73,7 +74,7 @@ pub async fn load_open_conversation(
     id: ConversationId,
 ) -> Result<Option<StoredConversation>, DbErr> {
     let Some(row) = conversation::Entity::find_by_id(id.to_string())
-        .filter(conversation::Column::Status.ne("resolved"))
+        .filter(conversation::Column::Status.ne(ConversationStatus::Resolved))
         .one(db)
         .await?
     else {
@@ -142,7 +143,7 @@ impl StoredConversation {
             phone_number_id: channel
                 .map(|c| c.phone_number_id.clone())
                 .unwrap_or_default(),
-            status: row.status.clone(),
+            status: row.status,
             assigned_agent_id: row.assigned_agent_id.as_deref().and_then(AgentId::parse),
             priority: row.priority,
             contact: contact.map(Into::into),
@@ -165,7 +166,7 @@ impl StoredConversation {
 pub async fn save_state(
     db: &DatabaseConnection,
     id: ConversationId,
-    status: &str,
+    status: ConversationStatus,
     assigned: Option<AgentId>,
     team_id: TeamId,
 ) -> Result<(), DbErr> {
@@ -181,7 +182,7 @@ pub async fn save_state(
             Expr::value(team_id.to_string()),
         )
         .col_expr(conversation::Column::UpdatedAt, Expr::value(now));
-    if status == "resolved" {
+    if status == ConversationStatus::Resolved {
         update = update.col_expr(conversation::Column::ResolvedAt, Expr::value(Some(now)));
     }
     update
@@ -250,7 +251,7 @@ async fn candidate_of(db: &DatabaseConnection, row: agent::Model) -> Result<Cand
         .collect();
     let load = conversation::Entity::find()
         .filter(conversation::Column::AssignedAgentId.eq(row.id.clone()))
-        .filter(conversation::Column::Status.eq("assigned"))
+        .filter(conversation::Column::Status.eq(ConversationStatus::Assigned))
         .count(db)
         .await?;
     Ok(Candidate {
@@ -270,7 +271,7 @@ pub async fn open_conversations(
     db: &DatabaseConnection,
 ) -> Result<Vec<(ConversationId, WorkspaceId)>, DbErr> {
     let rows = conversation::Entity::find()
-        .filter(conversation::Column::Status.ne("resolved"))
+        .filter(conversation::Column::Status.ne(ConversationStatus::Resolved))
         .order_by_asc(conversation::Column::Id)
         .all(db)
         .await?;
@@ -288,12 +289,15 @@ pub async fn open_conversations(
 /// Offers do not survive a restart: offered conversations wait again.
 pub async fn reset_offers(db: &DatabaseConnection) -> Result<(), DbErr> {
     conversation::Entity::update_many()
-        .col_expr(conversation::Column::Status, Expr::value("waiting"))
+        .col_expr(
+            conversation::Column::Status,
+            Expr::value(ConversationStatus::Waiting),
+        )
         .col_expr(
             conversation::Column::AssignedAgentId,
             Expr::value(Option::<String>::None),
         )
-        .filter(conversation::Column::Status.eq("offered"))
+        .filter(conversation::Column::Status.eq(ConversationStatus::Offered))
         .exec(db)
         .await?;
     Ok(())
@@ -306,7 +310,7 @@ pub async fn held_by(
 ) -> Result<Vec<ConversationView>, DbErr> {
     let rows = conversation::Entity::find()
         .filter(conversation::Column::AssignedAgentId.eq(agent_id.to_string()))
-        .filter(conversation::Column::Status.eq("assigned"))
+        .filter(conversation::Column::Status.eq(ConversationStatus::Assigned))
         .order_by_asc(conversation::Column::Id)
         .all(db)
         .await?;

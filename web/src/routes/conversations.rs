@@ -13,8 +13,7 @@ use crate::state::AppState;
 
 #[derive(Deserialize, utoipa::IntoParams)]
 pub struct ListQuery {
-    /// `waiting`, `offered`, `assigned` or `resolved`.
-    status: Option<String>,
+    status: Option<waos_engine::store::entity::conversation::ConversationStatus>,
     /// 1 to 500; 50 when absent.
     limit: Option<u64>,
     cursor: Option<String>,
@@ -43,13 +42,9 @@ pub async fn list(
         limit,
         cursor,
     } = query.into_inner();
-    let page = inbox::list_conversations(
-        &state.db,
-        &caller,
-        status.as_deref(),
-        &PageRequest { limit, cursor },
-    )
-    .await?;
+    let page =
+        inbox::list_conversations(&state.db, &caller, status, &PageRequest { limit, cursor })
+            .await?;
     Ok(HttpResponse::Ok().json(page))
 }
 
@@ -84,7 +79,7 @@ pub async fn messages(
 }
 
 #[utoipa::path(get, path = "/api/v1/conversations/{id}/audit", tag = "conversations",
-    responses((status = 200, body = Vec<AuditView>), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+    responses((status = 200, body = Page<AuditView>), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn audit(
     state: web::Data<AppState>,
     Caller(caller): Caller,
@@ -147,10 +142,10 @@ pub struct ReplyRequest {
     /// A free-form reply (inside the 24-hour window only).
     pub text: Option<String>,
     /// Meta's template shape `{name, language:{code}, components}`.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub template: Option<serde_json::Value>,
     /// `{kind, link | id, caption?, filename?}`; an `id` comes from `POST .../media`.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub media: Option<serde_json::Value>,
 }
 

@@ -48,7 +48,7 @@ pub async fn login(
         Err(waos_engine::EngineError::Unauthorized) => {
             tracing::warn!("login refused");
             let event = AuditRecord {
-                kind: "security.login_failed".to_owned(),
+                kind: waos_engine::audit::AuditKind::LoginFailed,
                 text: "sign-in refused: wrong email or password".to_owned(),
                 ..AuditRecord::default()
             };

@@ -232,7 +232,7 @@ fn record_bad_signature(state: &web::Data<AppState>, request: &HttpRequest) {
             format!("webhook refused: no signature from {peer}")
         };
         let event = AuditRecord {
-            kind: "security.webhook_signature".to_owned(),
+            kind: waos_engine::audit::AuditKind::WebhookSignature,
             reason: Some(serde_json::json!({"peer": peer, "had_signature": had_header})),
             text,
             ..AuditRecord::default()

@@ -8,6 +8,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 use waos_engine::auth::{self, AgentPrincipal};
+use waos_engine::error::ErrorCode;
 use waos_engine::routing::frames::{ServerFrame, parse_client_frame};
 
 use crate::error::ApiError;
@@ -95,7 +96,7 @@ pub async fn agent_socket(
                 socket.frame(frame);
                 None
             }
-            Err(problem) => Some(ServerFrame::error("bad_request", problem).to_json()),
+            Err(problem) => Some(ServerFrame::error(ErrorCode::BadRequest, problem).to_json()),
         }
     };
     let on_close = move || socket.disconnect();
@@ -132,7 +133,7 @@ fn pump(
                     let answer = match message {
                         actix_ws::AggregatedMessage::Text(text) => on_frame(&text),
                         actix_ws::AggregatedMessage::Binary(_) => {
-                            Some(ServerFrame::error("bad_request", "frames are JSON text").to_json())
+                            Some(ServerFrame::error(ErrorCode::BadRequest, "frames are JSON text").to_json())
                         }
                         actix_ws::AggregatedMessage::Ping(bytes) => {
                             if session.pong(&bytes).await.is_err() { break }
@@ -209,7 +210,7 @@ pub async fn supervisor_socket(
                     Err(problem) => {
                         return Some(
                             ServerFrame::error(
-                                "bad_request",
+                                ErrorCode::BadRequest,
                                 format!("bad `assign` frame: {problem}"),
                             )
                             .to_json(),
@@ -218,13 +219,17 @@ pub async fn supervisor_socket(
                 },
                 Ok(_) => {
                     return Some(
-                        ServerFrame::error("bad_request", "the only client frame here is `assign`")
-                            .to_json(),
+                        ServerFrame::error(
+                            ErrorCode::BadRequest,
+                            "the only client frame here is `assign`",
+                        )
+                        .to_json(),
                     );
                 }
                 Err(problem) => {
                     return Some(
-                        ServerFrame::error("bad_request", format!("not JSON: {problem}")).to_json(),
+                        ServerFrame::error(ErrorCode::BadRequest, format!("not JSON: {problem}"))
+                            .to_json(),
                     );
                 }
             };
@@ -233,7 +238,8 @@ pub async fn supervisor_socket(
                 waos_engine::ids::AgentId::parse(&frame.agent_id),
             ) else {
                 return Some(
-                    ServerFrame::error("not_found", "no such conversation or agent").to_json(),
+                    ServerFrame::error(ErrorCode::NotFound, "no such conversation or agent")
+                        .to_json(),
                 );
             };
             let (state, caller, outbox) = (state.clone(), caller.clone(), outbox.clone());
@@ -250,7 +256,7 @@ pub async fn supervisor_socket(
                     return;
                 };
                 let frame = ServerFrame::Error {
-                    code: error.code().into(),
+                    code: error.code().as_str().into(),
                     message: error.to_string(),
                     client_id: None,
                     conversation_id: Some(conversation_id.to_string()),

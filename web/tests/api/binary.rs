@@ -371,7 +371,9 @@ async fn after_kill_9_every_open_conversation_is_routed_again() {
         .unwrap()
     };
     waos_web::testing::eventually(Duration::from_secs(5), || async {
-        list().await.items.iter().all(|c| c.status == "assigned")
+        list().await.items.iter().all(|c| {
+            c.status == waos_engine::store::entity::conversation::ConversationStatus::Assigned
+        })
     })
     .await;
     let page = list().await;
@@ -386,7 +388,10 @@ async fn after_kill_9_every_open_conversation_is_routed_again() {
     second.child.wait().unwrap();
     assert_eq!(page.items.len(), 4);
     assert!(
-        page.items.iter().all(|c| c.status == "assigned"),
+        page.items
+            .iter()
+            .all(|c| c.status
+                == waos_engine::store::entity::conversation::ConversationStatus::Assigned),
         "{:?}",
         page.items.iter().map(|c| &c.status).collect::<Vec<_>>()
     );

@@ -11,7 +11,7 @@ pub struct Model {
     pub channel_id: String,
     pub team_id: String,
     pub contact_id: String,
-    pub status: String,
+    pub status: ConversationStatus,
     pub assigned_agent_id: Option<String>,
     pub priority: i32,
     pub last_inbound_at: Option<DateTimeUtc>,
@@ -23,7 +23,79 @@ pub struct Model {
     pub tags: String,
 }
 
+/// Where a conversation stands in routing; stored as its name (a text column: no migration).
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    EnumIter,
+    DeriveActiveEnum,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
+#[serde(rename_all = "snake_case")]
+pub enum ConversationStatus {
+    /// In its team's queue.
+    #[sea_orm(string_value = "waiting")]
+    Waiting,
+    /// Offered to one agent, who has not answered yet.
+    #[sea_orm(string_value = "offered")]
+    Offered,
+    /// Held by one agent.
+    #[sea_orm(string_value = "assigned")]
+    Assigned,
+    /// Closed; a customer message within the reopen window reopens it.
+    #[sea_orm(string_value = "resolved")]
+    Resolved,
+}
+
+impl ConversationStatus {
+    /// The stored and JSON name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConversationStatus::Waiting => "waiting",
+            ConversationStatus::Offered => "offered",
+            ConversationStatus::Assigned => "assigned",
+            ConversationStatus::Resolved => "resolved",
+        }
+    }
+}
+
+impl std::fmt::Display for ConversationStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::{ActiveEnum, Iterable};
+
+    use super::ConversationStatus;
+
+    /// The stored name, the JSON name and `as_str` are one mapping.
+    #[test]
+    fn every_status_has_one_name() {
+        for status in ConversationStatus::iter() {
+            assert_eq!(status.to_value(), status.as_str());
+            assert_eq!(
+                serde_json::to_value(status).unwrap(),
+                serde_json::json!(status.as_str())
+            );
+            assert_eq!(
+                ConversationStatus::try_from_value(&status.as_str().to_owned()).unwrap(),
+                status
+            );
+        }
+    }
+}
