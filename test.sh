@@ -62,9 +62,25 @@ ensure_browser() {
   apt_install chromium chromium-driver
 }
 
+ensure_schemathesis() {
+  # The OpenAPI document is checked from outside by schemathesis (web/tests/api/openapi.rs).
+  if command -v schemathesis >/dev/null 2>&1; then
+    export WAOS_SCHEMATHESIS="${WAOS_SCHEMATHESIS:-$(command -v schemathesis)}"
+    return 0
+  fi
+  log "schemathesis is missing: installing it from PyPI"
+  command -v python3 >/dev/null 2>&1 || apt_install python3 python3-pip
+  python3 -m pip install -q schemathesis 2>/dev/null ||
+    python3 -m pip install -q --break-system-packages schemathesis
+  local found
+  found=$(command -v schemathesis || echo "$(python3 -m site --user-base)/bin/schemathesis")
+  export WAOS_SCHEMATHESIS="$found"
+}
+
 ensure_postgres
 ensure_redis
 ensure_browser
+ensure_schemathesis
 
 log "cargo fmt --check"
 cargo fmt --all -- --check

@@ -30,8 +30,10 @@ pub async fn directory(
     state: web::Data<AppState>,
     Caller(caller): Caller,
 ) -> Result<HttpResponse, ApiError> {
+    // The bootstrap admin belongs to no workspace: nothing is wrong with its request, it may
+    // just not make it.
     let Principal::Agent(agent) = &caller else {
-        return Err(ApiError::Validation(
+        return Err(ApiError::Forbidden(
             "the directory is a workspace member's; sign in as an agent".into(),
         ));
     };

@@ -25,6 +25,7 @@ mod concurrency;
 mod console_api;
 mod dashboard;
 mod invariants;
+mod openapi;
 mod outage;
 mod outbound;
 mod payloads;
