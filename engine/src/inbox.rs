@@ -17,6 +17,7 @@ use crate::auth::{Principal, Role};
 use crate::error::EngineError;
 use crate::ids::ConversationId;
 use crate::store::entity::conversation::ConversationStatus;
+use crate::store::entity::message::MessageDirection;
 use crate::store::entity::{audit_event, contact, conversation, message};
 
 /// Most items one page may hold.
@@ -117,8 +118,7 @@ pub fn conversation_view(
 pub struct MessageView {
     pub id: String,
     pub wamid: Option<String>,
-    /// `in` (from the customer) or `out` (from an agent).
-    pub direction: String,
+    pub direction: MessageDirection,
     /// Meta's message type (`text`, `image`, ...); unknown types are `unsupported`.
     pub kind: String,
     pub text: Option<String>,

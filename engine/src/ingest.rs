@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::ids::{ChannelId, ContactId, ConversationId, MessageId, TeamId, WorkspaceId};
 use crate::meta::{InboundMessage, Item, StatusUpdate, status_rank};
 use crate::store::entity::conversation::ConversationStatus;
+use crate::store::entity::message::MessageDirection;
 use crate::store::entity::{
     channel, contact, conversation, message, message_status, team, undecodable_item, unrouted_item,
 };
@@ -833,7 +834,7 @@ impl TxWriter<'_> {
             channel_id: Set(channel.id.clone()),
             phone_number_id: Set(inbound.phone_number_id.clone()),
             wamid: Set(Some(inbound.wamid.clone())),
-            direction: Set("in".to_owned()),
+            direction: Set(MessageDirection::In),
             kind: Set(inbound.kind.clone()),
             text: Set(inbound.text.clone()),
             media_id: Set(inbound.media_id.clone()),
@@ -853,7 +854,7 @@ impl TxWriter<'_> {
             channel_id: channel.id.clone(),
             phone_number_id: inbound.phone_number_id.clone(),
             wamid: Some(inbound.wamid.clone()),
-            direction: "in".to_owned(),
+            direction: MessageDirection::In,
             kind: inbound.kind.clone(),
             text: inbound.text.clone(),
             media_id: inbound.media_id.clone(),

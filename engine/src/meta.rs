@@ -118,18 +118,60 @@ pub struct StatusUpdate {
     pub raw: Value,
 }
 
-/// The order statuses move in; a status never moves back to a lower rank.
-/// `failed` is terminal. Unknown statuses rank 0 and never overwrite a known one.
-pub fn status_rank(status: &str) -> i32 {
-    match status {
-        "accepted" | "queued" => 1,
-        "sent" => 2,
-        "delivered" => 3,
-        "read" => 4,
-        "played" => 5,
-        "failed" => 6,
-        _ => 0,
+/// Where a message stands, in the one order statuses move in: ours from `queued` (in our
+/// outbox) through Meta's `accepted`, `sent`, `delivered`, `read`, `played` (voice); a customer's
+/// is `received`. `failed` is terminal. The console takes this order from the `hello` frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    Received,
+    Queued,
+    Accepted,
+    Sent,
+    Delivered,
+    Read,
+    Played,
+    Failed,
+}
+
+impl DeliveryStatus {
+    /// Every status, lowest first.
+    pub const ORDER: [DeliveryStatus; 8] = [
+        DeliveryStatus::Received,
+        DeliveryStatus::Queued,
+        DeliveryStatus::Accepted,
+        DeliveryStatus::Sent,
+        DeliveryStatus::Delivered,
+        DeliveryStatus::Read,
+        DeliveryStatus::Played,
+        DeliveryStatus::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Received => "received",
+            DeliveryStatus::Queued => "queued",
+            DeliveryStatus::Accepted => "accepted",
+            DeliveryStatus::Sent => "sent",
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::Read => "read",
+            DeliveryStatus::Played => "played",
+            DeliveryStatus::Failed => "failed",
+        }
     }
+
+    /// `None` for a status Meta may add that we do not know.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ORDER
+            .into_iter()
+            .find(|status| status.as_str() == text)
+    }
+}
+
+/// A status never moves back to a lower rank. Unknown statuses rank with `received`, the
+/// lowest, and so never overwrite a known one.
+pub fn status_rank(status: &str) -> usize {
+    DeliveryStatus::parse(status).map_or(0, |status| status as usize)
 }
 
 /// What stands in for a character no database column can hold.
@@ -638,5 +680,13 @@ mod tests {
         assert!(status_rank("delivered") > status_rank("sent"));
         assert!(status_rank("failed") > status_rank("read"));
         assert_eq!(status_rank("deleted"), 0);
+        assert!(status_rank("accepted") > status_rank("queued"));
+        for (rank, status) in DeliveryStatus::ORDER.into_iter().enumerate() {
+            assert_eq!(status_rank(status.as_str()), rank);
+            assert_eq!(
+                serde_json::to_value(status).unwrap(),
+                serde_json::json!(status.as_str())
+            );
+        }
     }
 }

@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use crate::ids::{ConversationId, MessageId};
 use crate::inbox::{ContactView, MessageView};
+use crate::store::entity::message::MessageDirection;
 use crate::store::entity::{message, outbox};
 
 /// Meta's limit on a text message's body.
@@ -147,7 +148,7 @@ pub async fn queue_reply(
         channel_id: Set(target.channel_id.to_owned()),
         phone_number_id: Set(target.phone_number_id.to_owned()),
         wamid: Set(None),
-        direction: Set("out".to_owned()),
+        direction: Set(MessageDirection::Out),
         kind: Set(kind.to_owned()),
         text: Set(text),
         media_id: Set(None),
@@ -201,7 +202,7 @@ pub async fn queue_read_receipt(
     let unread = || {
         message::Entity::find()
             .filter(message::Column::ConversationId.eq(conversation_id.to_string()))
-            .filter(message::Column::Direction.eq("in"))
+            .filter(message::Column::Direction.eq(MessageDirection::In))
             .filter(message::Column::Status.eq("received"))
     };
     let Some(latest) = unread()
@@ -221,7 +222,7 @@ pub async fn queue_read_receipt(
         .col_expr(message::Column::Status, Expr::value("read"))
         .col_expr(message::Column::UpdatedAt, Expr::value(now))
         .filter(message::Column::ConversationId.eq(conversation_id.to_string()))
-        .filter(message::Column::Direction.eq("in"))
+        .filter(message::Column::Direction.eq(MessageDirection::In))
         .filter(message::Column::Status.eq("received"))
         .filter(message::Column::Id.lte(latest.id.clone()))
         .exec(&txn)

@@ -19,6 +19,7 @@ use crate::auth::{Principal, Role};
 use crate::error::EngineError;
 use crate::ids::WorkspaceId;
 use crate::inbox::{ConversationView, MessageView, Page, PageRequest, conversation_view};
+use crate::store::entity::message::MessageDirection;
 use crate::store::entity::{
     audit_event, contact, conversation, conversation_note, data_request, media_file, message,
     message_status, outbox, workspace,
@@ -539,14 +540,14 @@ pub fn export_html(export: &Export) -> String {
             escape(&exported.conversation.created_at.to_rfc3339())
         ));
         for message in &exported.messages {
-            let who = if message.direction == "in" {
+            let who = if message.direction == MessageDirection::In {
                 "You"
             } else {
                 "Us"
             };
             page.push_str(&format!(
                 "<li class=\"{}\"><b>{who}</b> · {} · {}: {}</li>",
-                escape(&message.direction),
+                message.direction.as_str(),
                 escape(&message.timestamp.to_rfc3339()),
                 escape(&message.kind),
                 escape(message.text.as_deref().unwrap_or(""))

@@ -4,9 +4,10 @@ import { api, apiBlob, bootAuth, getSession, contactName, fmtDuration, fmtTime, 
 const $ = (id) => document.getElementById(id);
 const DAY_MS = 24 * 3600 * 1000;
 const MEDIA_KINDS = new Set(['image', 'sticker', 'audio', 'video', 'document']);
-const TICKS = { queued: '⏱', accepted: '✓', sent: '✓', delivered: '✓✓', read: '✓✓', failed: '✗', received: '' };
-// Statuses never move backwards, even if a REST reload races a live `status` frame.
-const RANK = { received: 0, queued: 1, accepted: 1.5, sent: 2, delivered: 3, read: 4, failed: 5 };
+const TICKS = { queued: '⏱', accepted: '✓', sent: '✓', delivered: '✓✓', read: '✓✓', played: '✓✓', failed: '✗', received: '' };
+// Statuses never move backwards, even if a REST reload races a live `status` frame. Their order
+// is the server's: every `hello` carries it (`delivery_statuses`, lowest first).
+let RANK = {};
 
 let me = null;                // the login answer
 let dir = { teams: new Map(), agents: new Map() };
@@ -114,6 +115,7 @@ function onFrame(f) {
 // `hello` is the whole truth after every (re)connect: replace state, keep drafts and selection.
 async function onHello(f) {
   const gen = ++helloGen;
+  RANK = Object.fromEntries((f.delivery_statuses || []).map((status, rank) => [status, rank]));
   setPresence(f.presence);
   offers.clear();
   accepting.clear();

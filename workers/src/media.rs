@@ -102,7 +102,10 @@ impl MediaDownloader {
             .column(media_file::Column::MessageId)
             .from(media_file::Entity);
         let fresh = message::Entity::find()
-            .filter(message::Column::Direction.eq("in"))
+            .filter(
+                message::Column::Direction
+                    .eq(waos_engine::store::entity::message::MessageDirection::In),
+            )
             .filter(message::Column::MediaId.is_not_null())
             .filter(message::Column::Id.not_in_subquery(known))
             .order_by_asc(message::Column::Id)

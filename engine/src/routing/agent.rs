@@ -214,6 +214,7 @@ impl AgentActor {
             presence: self.presence(),
             conversations,
             offers,
+            delivery_statuses: crate::meta::DeliveryStatus::ORDER,
         }
     }
 

@@ -24,6 +24,7 @@ use crate::routing::supervisor::{
 };
 use crate::routing::{RoutingContext, RoutingError};
 use crate::store::entity::conversation::ConversationStatus;
+use crate::store::entity::message::MessageDirection;
 
 /// Messages an agent receives right after it is given a conversation.
 const HISTORY_ON_ASSIGN: u64 = 50;
@@ -625,7 +626,7 @@ impl Handler<NewMessage> for ConversationActor {
     fn handle(&mut self, message: NewMessage, ctx: &mut Context<Self>) {
         self.touch(ctx);
         // Each customer message reopens the 24-hour window from its own time.
-        if message.message.direction == "in" {
+        if message.message.direction == MessageDirection::In {
             let until = message.message.timestamp + crate::ingest::CUSTOMER_SERVICE_WINDOW;
             if self
                 .stored
@@ -650,7 +651,7 @@ impl Handler<NewMessage> for ConversationActor {
                 },
             });
         }
-        let customer_wrote = message.message.direction == "in";
+        let customer_wrote = message.message.direction == MessageDirection::In;
         self.last_message = Some(message.message);
         // Written as the agent resolved it (ingest still saw it open): it waits for an agent
         // again rather than leaving the customer unanswered.

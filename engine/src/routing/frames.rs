@@ -25,6 +25,9 @@ pub enum ServerFrame {
         presence: Presence,
         conversations: Vec<ConversationView>,
         offers: Vec<OfferView>,
+        /// Every delivery status, lowest first: the one order statuses move in, so the console
+        /// never lets a late answer move a tick backwards (and keeps no copy of its own).
+        delivery_statuses: [crate::meta::DeliveryStatus; 8],
     },
     Offer(OfferView),
     OfferWithdrawn {

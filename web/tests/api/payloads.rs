@@ -217,7 +217,7 @@ fn outbound_to_olivia(
         channel_id: Set(channel_id),
         phone_number_id: Set(PHONE_NUMBER_ID_1.to_owned()),
         wamid: Set(Some(OUT_A.to_owned())),
-        direction: Set("out".to_owned()),
+        direction: Set(waos_engine::store::entity::message::MessageDirection::Out),
         kind: Set("text".to_owned()),
         text: Set(Some("Hello Olivia".to_owned())),
         media_id: Set(None),

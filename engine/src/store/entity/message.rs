@@ -12,7 +12,7 @@ pub struct Model {
     pub channel_id: String,
     pub phone_number_id: String,
     pub wamid: Option<String>,
-    pub direction: String,
+    pub direction: MessageDirection,
     pub kind: String,
     pub text: Option<String>,
     pub media_id: Option<String>,
@@ -24,6 +24,41 @@ pub struct Model {
     pub provider_timestamp: DateTimeUtc,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
+}
+
+/// Who wrote a message; stored as `in` or `out` (a text column: no migration).
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    EnumIter,
+    DeriveActiveEnum,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
+pub enum MessageDirection {
+    /// From the customer.
+    #[sea_orm(string_value = "in")]
+    #[serde(rename = "in")]
+    In,
+    /// From an agent (or an automated reply).
+    #[sea_orm(string_value = "out")]
+    #[serde(rename = "out")]
+    Out,
+}
+
+impl MessageDirection {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageDirection::In => "in",
+            MessageDirection::Out => "out",
+        }
+    }
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
