@@ -11,12 +11,13 @@ use tokio::sync::mpsc;
 use crate::ids::{AgentId, ConversationId, TeamId, WorkspaceId};
 use crate::inbox::{ConversationView, MessageView};
 use crate::routing::conversation::{
-    Accept, ConversationActor, Decline, Reply, Requeue, Resolve, SendReply, TransferToAgent,
+    Accept, ConversationActor, Decline, Requeue, Resolve, SendReply, TransferToAgent,
     TransferToTeam, Withdraw,
 };
 use crate::routing::directory::{Ask, Directory, Tell};
 use crate::routing::frames::{ClientFrame, OfferView, PresenceChoice, ServerFrame};
 use crate::routing::policy::Presence;
+use crate::routing::reply::Reply;
 use crate::routing::supervisor::{AgentPresence, Supervisor};
 use crate::routing::{RoutingContext, RoutingError, store};
 

@@ -17,6 +17,7 @@ use crate::routing::agent::{AgentActor, Assigned, Deliver, Held, OfferEnded, Off
 use crate::routing::directory::{ConversationStopped, Directory, RetireRequest, StillRunning};
 use crate::routing::frames::{OfferView, ServerFrame};
 use crate::routing::policy::Decision;
+use crate::routing::reply::{self, Reply};
 use crate::routing::store::{self, StoredConversation};
 use crate::routing::supervisor::{
     GetAgent, MoveSlot, Release, RequestAgent, Restored, Supervisor, Unqueue, UpdateWaiting,
@@ -85,15 +86,6 @@ pub struct Requeue {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct StatusUpdate(pub crate::ingest::StatusEvent);
-
-/// What an agent sends: free text (inside the 24-hour window) or a template (any time).
-#[derive(Clone, Debug)]
-pub enum Reply {
-    Text(String),
-    Template(crate::templates::TemplateRequest),
-    /// An image, video, audio, document or sticker (inside the window, like text).
-    Media(crate::outbound::MediaRequest),
-}
 
 /// An agent's reply.
 #[derive(Message)]
@@ -948,103 +940,34 @@ impl Handler<SendReply> for ConversationActor {
             .stored
             .window_expires_at
             .is_some_and(|until| until > Utc::now());
-        let reply = match send.reply {
-            Reply::Text(text) => {
-                let text = text.trim().to_owned();
-                if text.is_empty() || text.chars().count() > crate::outbound::MAX_TEXT_CHARS {
-                    return refused(RoutingError::Invalid(format!(
-                        "a reply is 1 to {} characters",
-                        crate::outbound::MAX_TEXT_CHARS
-                    )));
-                }
-                // Refused before anything is stored or sent: Meta would answer 131047.
-                if !window_open {
-                    return refused(RoutingError::WindowClosed);
-                }
-                Reply::Text(text)
-            }
-            Reply::Media(media) => {
-                if !window_open {
-                    return refused(RoutingError::WindowClosed);
-                }
-                Reply::Media(media)
-            }
-            template @ Reply::Template(_) => template,
+        let reply = match reply::check(send.reply, window_open) {
+            Ok(reply) => reply,
+            Err(error) => return refused(error),
         };
         self.touch(ctx);
-        let db = self.context.db.clone();
-        let (conversation_id, workspace_id, channel_id, phone_number_id) = (
-            self.id(),
-            self.stored.workspace_id.to_string(),
-            self.stored.channel_id.to_string(),
-            self.stored.phone_number_id.clone(),
-        );
+        let destination = reply::Destination {
+            conversation_id: self.id(),
+            workspace_id: self.stored.workspace_id.to_string(),
+            channel_id: self.stored.channel_id.to_string(),
+            phone_number_id: self.stored.phone_number_id.clone(),
+            contact,
+        };
         Box::pin(
-            async move {
-                let refusal = |error| match error {
-                    crate::error::EngineError::Validation(why) => RoutingError::Invalid(why),
-                    _ => RoutingError::Unavailable,
-                };
-                if !matches!(reply, Reply::Template(_)) {
-                    crate::privacy::check_may_contact(&db, &contact.id, false)
-                        .await
-                        .map_err(refusal)?;
-                }
-                let (kind, text, body) = match reply {
-                    Reply::Text(text) => {
-                        let body = crate::outbound::text_body(&contact, &text);
-                        ("text", Some(text), body)
+            reply::queue(self.context.db.clone(), destination, reply)
+                .into_actor(self)
+                .map(|stored, conversation, _| {
+                    let view = stored?;
+                    // Every tab of the agent shows the reply.
+                    if let State::Assigned { agent, .. } = &conversation.state {
+                        agent.do_send(Deliver {
+                            frame: ServerFrame::Message {
+                                conversation_id: conversation.id().to_string(),
+                                message: view.clone(),
+                            },
+                        });
                     }
-                    Reply::Media(media) => {
-                        let body = crate::outbound::media_body(&contact, &media);
-                        let kind = crate::outbound::MEDIA_KINDS
-                            .into_iter()
-                            .find(|k| *k == media.kind)
-                            .unwrap_or("document");
-                        (kind, media.caption.clone(), body)
-                    }
-                    Reply::Template(request) => {
-                        let (preview, marketing) =
-                            crate::templates::check(&db, &channel_id, &request)
-                                .await
-                                .map_err(refusal)?;
-                        crate::privacy::check_may_contact(&db, &contact.id, marketing)
-                            .await
-                            .map_err(refusal)?;
-                        let body = crate::templates::template_body(&contact, &request);
-                        ("template", Some(preview), body)
-                    }
-                };
-                let body = body.ok_or_else(|| {
-                    RoutingError::Invalid("the customer has no phone number or user id".into())
-                })?;
-                let target = crate::outbound::ReplyTarget {
-                    conversation_id,
-                    workspace_id: &workspace_id,
-                    channel_id: &channel_id,
-                    phone_number_id: &phone_number_id,
-                };
-                crate::outbound::queue_reply(&db, target, kind, text, body)
-                    .await
-                    .map_err(|error| {
-                        tracing::warn!(%error, "reply not stored");
-                        RoutingError::Unavailable
-                    })
-            }
-            .into_actor(self)
-            .map(|stored, conversation, _| {
-                let view = stored?;
-                // Every tab of the agent shows the reply.
-                if let State::Assigned { agent, .. } = &conversation.state {
-                    agent.do_send(Deliver {
-                        frame: ServerFrame::Message {
-                            conversation_id: conversation.id().to_string(),
-                            message: view.clone(),
-                        },
-                    });
-                }
-                Ok(view)
-            }),
+                    Ok(view)
+                }),
         )
     }
 }

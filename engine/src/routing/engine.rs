@@ -10,11 +10,12 @@ use crate::ids::{AgentId, ConversationId, TeamId, WorkspaceId};
 use crate::inbox::MessageView;
 use crate::ingest::{InboundEvent, InboundHandoff, StatusEvent};
 use crate::routing::agent::{AgentActor, Connect, Disconnect, FromClient, Outbox, SignOut};
-use crate::routing::conversation::{Reply, SendReply};
+use crate::routing::conversation::SendReply;
 use crate::routing::directory::{
     Ask, CloseSockets, Directory, Drain, GetAgentActor, GetSupervisor, Inbound, StatusChanged,
 };
 use crate::routing::frames::ClientFrame;
+use crate::routing::reply::Reply;
 use crate::routing::supervisor::{ManualAssign, ReloadAgent, Subscribe, Supervisor, Unsubscribe};
 use crate::routing::{RoutingContext, RoutingError};
 

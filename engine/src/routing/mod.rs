@@ -30,12 +30,14 @@ mod directory;
 mod engine;
 pub mod frames;
 pub mod policy;
+mod reply;
+pub mod stats;
 pub mod store;
 mod supervisor;
 
 pub use agent::Outbox;
-pub use conversation::Reply;
 pub use engine::{AgentSocket, Engine, StatsSubscription};
+pub use reply::Reply;
 
 use std::sync::Arc;
 use std::time::Duration;

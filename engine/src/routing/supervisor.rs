@@ -10,13 +10,13 @@ use std::time::Instant;
 
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 
 use crate::ids::{AgentId, ConversationId, TeamId, WorkspaceId};
 use crate::routing::agent::{AgentActor, SignOut};
 use crate::routing::conversation::Offer;
 use crate::routing::directory::{Directory, Tell};
 use crate::routing::policy::{Candidate, Presence, Request, choose_agent};
+use crate::routing::stats::{AgentStats, Stats, StatsFrame, TeamStats, WaitingStats};
 use crate::routing::{RoutingContext, RoutingError, store};
 
 /// A conversation waiting for an agent.
@@ -745,118 +745,6 @@ impl Handler<Unsubscribe> for Supervisor {
     fn handle(&mut self, message: Unsubscribe, _: &mut Context<Self>) {
         self.subscribers.remove(&message.subscriber_id);
     }
-}
-
-/// One team's queue and staffing, as the dashboard shows it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct TeamStats {
-    pub team_id: String,
-    pub waiting: usize,
-    pub longest_wait_ms: i64,
-    pub agents_online: usize,
-    pub agents_available: usize,
-    pub active: usize,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct AgentStats {
-    pub agent_id: String,
-    pub name: String,
-    pub presence: Presence,
-    pub load: u32,
-    pub capacity: u32,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct WaitingStats {
-    pub conversation_id: String,
-    pub team_id: String,
-    pub since: DateTime<Utc>,
-}
-
-/// The `stats` snapshot (shared/CONTRACT.md).
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Stats {
-    pub teams: Vec<TeamStats>,
-    pub agents: Vec<AgentStats>,
-    pub waiting: Vec<WaitingStats>,
-}
-
-/// Only what changed: teams and agents whose numbers moved, conversations that started or
-/// stopped waiting.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct StatsDelta {
-    pub teams: Vec<TeamStats>,
-    pub agents: Vec<AgentStats>,
-    pub waiting_added: Vec<WaitingStats>,
-    pub waiting_removed: Vec<String>,
-}
-
-impl Stats {
-    /// `None` when nothing changed. Longest waits tick on by themselves, so a team whose only
-    /// change is its longest wait is not resent (the dashboard counts from `since`).
-    pub fn delta_since(&self, before: &Stats) -> Option<StatsDelta> {
-        let same_team = |a: &TeamStats, b: &TeamStats| {
-            (a.waiting, a.agents_online, a.agents_available, a.active)
-                == (b.waiting, b.agents_online, b.agents_available, b.active)
-        };
-        let teams: Vec<TeamStats> = self
-            .teams
-            .iter()
-            .filter(|t| {
-                !before
-                    .teams
-                    .iter()
-                    .any(|b| b.team_id == t.team_id && same_team(b, t))
-            })
-            .cloned()
-            .collect();
-        let agents: Vec<AgentStats> = self
-            .agents
-            .iter()
-            .filter(|a| !before.agents.contains(a))
-            .cloned()
-            .collect();
-        let waiting_added: Vec<WaitingStats> = self
-            .waiting
-            .iter()
-            .filter(|w| {
-                !before
-                    .waiting
-                    .iter()
-                    .any(|b| b.conversation_id == w.conversation_id)
-            })
-            .cloned()
-            .collect();
-        let waiting_removed: Vec<String> = before
-            .waiting
-            .iter()
-            .filter(|b| {
-                !self
-                    .waiting
-                    .iter()
-                    .any(|w| w.conversation_id == b.conversation_id)
-            })
-            .map(|b| b.conversation_id.clone())
-            .collect();
-        let empty = teams.is_empty()
-            && agents.is_empty()
-            && waiting_added.is_empty()
-            && waiting_removed.is_empty();
-        (!empty).then_some(StatsDelta {
-            teams,
-            agents,
-            waiting_added,
-            waiting_removed,
-        })
-    }
-}
-
-#[derive(Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum StatsFrame {
-    Stats(Stats),
-    StatsDelta(StatsDelta),
 }
 
 #[cfg(test)]
