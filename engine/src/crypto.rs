@@ -71,13 +71,20 @@ impl PasswordHashing {
 #[derive(Clone)]
 pub struct Sealer {
     cipher: XChaCha20Poly1305,
+    eraser: WamidEraser,
 }
 
 impl Sealer {
     pub fn new(key: &[u8; 32]) -> Self {
         Self {
             cipher: XChaCha20Poly1305::new(key.into()),
+            eraser: WamidEraser::derive(key),
         }
+    }
+
+    /// The keyed tag that stands for an erased message's wamid (same key, its own purpose).
+    pub fn eraser(&self) -> WamidEraser {
+        self.eraser.clone()
     }
 
     /// Parses the key from its settings form: 64 hex characters.
@@ -122,6 +129,56 @@ impl Sealer {
     }
 }
 
+/// What an erased message's wamid becomes: Meta's wamids encode the customer's phone number, so
+/// erasure replaces each by `erased:` and the hex HMAC-SHA256 of `phone_number_id:wamid` under a
+/// key of the installation's own. Ingest computes the same tag for every wamid it looks up, so a
+/// retry of an erased message is still recognised as a duplicate, and nothing stores the number.
+#[derive(Clone)]
+pub struct WamidEraser {
+    key: [u8; 32],
+}
+
+/// Marks a stored wamid that is an erasure tag.
+pub const ERASED_WAMID_PREFIX: &str = "erased:";
+
+impl std::fmt::Debug for WamidEraser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WamidEraser(..)")
+    }
+}
+
+impl WamidEraser {
+    /// From the installation's key, for this one purpose.
+    pub fn derive(key: &[u8; 32]) -> Self {
+        use hmac::Mac;
+        let mut purpose = keyed(key);
+        purpose.update(b"waos: erased wamids");
+        Self {
+            key: purpose.finalize().into_bytes().into(),
+        }
+    }
+
+    pub fn tag(&self, phone_number_id: &str, wamid: &str) -> String {
+        use hmac::Mac;
+        let mut mac = keyed(&self.key);
+        mac.update(phone_number_id.as_bytes());
+        mac.update(b":");
+        mac.update(wamid.as_bytes());
+        format!(
+            "{ERASED_WAMID_PREFIX}{}",
+            hex::encode(mac.finalize().into_bytes())
+        )
+    }
+}
+
+/// HMAC-SHA256 under a 32-byte key. HMAC pads a key shorter than the hash's 64-byte block with
+/// zeros, so the padded block is the same key, and taking it whole cannot fail.
+fn keyed(key: &[u8; 32]) -> hmac::Hmac<Sha256> {
+    let mut block = [0u8; 64];
+    block[..32].copy_from_slice(key);
+    <hmac::Hmac<Sha256> as hmac::KeyInit>::new(&block.into())
+}
+
 /// A new random 32-byte key in hex, for the first start of an embedded installation.
 pub fn new_secret_key_hex() -> String {
     let mut key = [0u8; 32];
@@ -146,6 +203,32 @@ pub fn webhook_signature(secret: &[u8], body: &[u8]) -> Result<String, EngineErr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn erasure_tags_are_keyed_stable_and_say_nothing_of_the_wamid() {
+        let eraser = Sealer::new(&[7; 32]).eraser();
+        let wamid = "wamid.HBgMNDQ3NzAwOTAwMTAxFQIAEhgg";
+        let tag = eraser.tag("1155", wamid);
+        assert_eq!(tag, eraser.tag("1155", wamid), "stable");
+        assert!(tag.starts_with(ERASED_WAMID_PREFIX));
+        assert!(!tag.contains("HBgM"));
+        assert_ne!(tag, eraser.tag("1156", wamid), "the number is part of it");
+        assert_ne!(
+            tag,
+            Sealer::new(&[8; 32]).eraser().tag("1155", wamid),
+            "keyed"
+        );
+        // The padded key is the key: the same as HMAC with the 32 bytes as given.
+        use hmac::Mac;
+        let mut plain = <hmac::Hmac<Sha256> as hmac::KeyInit>::new_from_slice(&[7; 32]).unwrap();
+        plain.update(b"x");
+        let mut padded = keyed(&[7; 32]);
+        padded.update(b"x");
+        assert_eq!(
+            plain.finalize().into_bytes(),
+            padded.finalize().into_bytes()
+        );
+    }
 
     #[test]
     fn sealed_tokens_round_trip_and_differ_each_time() {

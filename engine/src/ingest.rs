@@ -118,6 +118,8 @@ pub struct IngestSettings {
     pub max_batch: usize,
     /// A customer message this soon after a resolve reopens that conversation.
     pub reopen_window: ChronoDuration,
+    /// The tags erased messages' wamids were replaced by: looked up beside each wamid.
+    pub eraser: crate::crypto::WamidEraser,
 }
 
 /// A cloneable handle to the writer task.
@@ -238,6 +240,7 @@ async fn write(
         events: Vec::new(),
         statuses: Vec::new(),
         reopen_window: settings.reopen_window,
+        eraser: settings.eraser.clone(),
     };
     writer.prefetch(submissions).await?;
     let mut reports = Vec::with_capacity(submissions.len());
@@ -461,6 +464,7 @@ struct TxWriter<'t> {
     events: Vec<InboundEvent>,
     statuses: Vec<StatusEvent>,
     reopen_window: ChronoDuration,
+    eraser: crate::crypto::WamidEraser,
 }
 
 impl TxWriter<'_> {
@@ -516,37 +520,58 @@ impl TxWriter<'_> {
             self.teams.insert(id, found);
         }
 
+        // An erased message is stored under its tag: look for both forms, and file what is
+        // found under the wamid Meta sends (its retries stay duplicates).
+        let mut by_tag: HashMap<(String, String), String> = HashMap::new();
+        let mut wanted = wamids.clone();
+        for (number, wamid) in &wamids {
+            let tag = (number.clone(), self.eraser.tag(number, wamid));
+            wanted.push(tag.clone());
+            by_tag.insert(tag, wamid.clone());
+        }
         let stored = message::Entity::find()
             .filter(by_pairs(
-                &wamids,
+                &wanted,
                 message::Column::PhoneNumberId,
                 message::Column::Wamid,
             ))
             .all(self.txn)
             .await?;
         for key in wamids {
-            self.messages.insert(key, None);
+            self.messages.entry(key).or_insert(None);
         }
         for row in stored {
             if let Some(wamid) = row.wamid.clone() {
-                self.messages
-                    .insert((row.phone_number_id.clone(), wamid), Some(row));
+                let key = (row.phone_number_id.clone(), wamid);
+                let key = match by_tag.get(&key) {
+                    Some(raw) => (row.phone_number_id.clone(), raw.clone()),
+                    None => key,
+                };
+                self.messages.insert(key, Some(row));
             }
         }
         if !status_wamids.is_empty() {
+            let mut wanted = status_wamids.clone();
+            wanted.extend(
+                status_wamids
+                    .iter()
+                    .map(|(number, wamid)| (number.clone(), self.eraser.tag(number, wamid))),
+            );
             let known = message_status::Entity::find()
                 .filter(by_pairs(
-                    &status_wamids,
+                    &wanted,
                     message_status::Column::PhoneNumberId,
                     message_status::Column::Wamid,
                 ))
                 .all(self.txn)
                 .await?;
-            self.known_statuses.extend(
-                known
-                    .into_iter()
-                    .map(|row| (row.phone_number_id, row.wamid, row.status)),
-            );
+            self.known_statuses.extend(known.into_iter().map(|row| {
+                let wamid = by_tag
+                    .get(&(row.phone_number_id.clone(), row.wamid.clone()))
+                    .cloned()
+                    .unwrap_or(row.wamid);
+                (row.phone_number_id, wamid, row.status)
+            }));
         }
 
         let mut workspaces: HashMap<String, (Vec<String>, Vec<String>)> = HashMap::new();
@@ -1267,15 +1292,26 @@ impl TxWriter<'_> {
             return Ok(());
         }
         let id = uuid::Uuid::now_v7().to_string();
+        // A status of an erased message keeps nothing that names the customer: its wamid is
+        // the message's tag, and its recipient and raw body are dropped.
+        let erased_tag = target
+            .as_ref()
+            .and_then(|m| m.wamid.clone())
+            .filter(|wamid| wamid.starts_with(crate::crypto::ERASED_WAMID_PREFIX));
+        let erased = erased_tag.is_some();
         let row = message_status::ActiveModel {
             id: Set(id.clone()),
             phone_number_id: Set(status.phone_number_id.clone()),
-            wamid: Set(status.wamid.clone()),
+            wamid: Set(erased_tag.unwrap_or_else(|| status.wamid.clone())),
             status: Set(status.status.clone()),
             provider_timestamp: Set(status.timestamp),
-            recipient_id: Set(status.recipient_id.clone()),
+            recipient_id: Set(status.recipient_id.clone().filter(|_| !erased)),
             errors: Set(status.errors.clone()),
-            raw: Set(status.raw.clone()),
+            raw: Set(if erased {
+                Value::Null
+            } else {
+                status.raw.clone()
+            }),
             message_id: Set(target.as_ref().map(|m| m.id.clone())),
             created_at: Set(Utc::now()),
         };

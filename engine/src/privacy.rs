@@ -183,6 +183,7 @@ fn requester(caller: &Principal) -> Option<String> {
 pub async fn create_request(
     db: &DatabaseConnection,
     caller: &Principal,
+    eraser: &crate::crypto::WamidEraser,
     input: NewDataRequest,
 ) -> Result<Carried, EngineError> {
     if !KINDS.contains(&input.kind.as_str()) {
@@ -242,7 +243,7 @@ pub async fn create_request(
         "restriction" => contact_row.restricted = Set(true),
         "objection" => contact_row.objected = Set(true),
         "erasure" => {
-            media_to_delete = erase(&txn, &found.id).await?;
+            media_to_delete = erase(&txn, eraser, &found.id).await?;
             contact_row.phone = Set(None);
             contact_row.user_id = Set(None);
             contact_row.name = Set(None);
@@ -295,7 +296,11 @@ pub async fn create_request(
 
 /// Removes a contact's personal data from everything that holds it; answers the media files to
 /// delete from disk once committed.
-async fn erase(txn: &impl ConnectionTrait, contact_id: &str) -> Result<Vec<String>, EngineError> {
+async fn erase(
+    txn: &impl ConnectionTrait,
+    eraser: &crate::crypto::WamidEraser,
+    contact_id: &str,
+) -> Result<Vec<String>, EngineError> {
     let conversations: Vec<String> = conversation::Entity::find()
         .filter(conversation::Column::ContactId.eq(contact_id))
         .select_only()
@@ -303,13 +308,49 @@ async fn erase(txn: &impl ConnectionTrait, contact_id: &str) -> Result<Vec<Strin
         .into_tuple()
         .all(txn)
         .await?;
-    let messages: Vec<String> = message::Entity::find()
+    let rows: Vec<(String, String, Option<String>, Option<String>)> = message::Entity::find()
         .filter(message::Column::ConversationId.is_in(conversations.clone()))
         .select_only()
         .column(message::Column::Id)
+        .column(message::Column::PhoneNumberId)
+        .column(message::Column::Wamid)
+        .column(message::Column::ContextWamid)
         .into_tuple()
         .all(txn)
         .await?;
+    // Meta's wamids encode the customer's number: each becomes its keyed tag, which ingest
+    // still recognises (a retry of an erased message stays a duplicate).
+    let tag = |number: &str, wamid: &Option<String>| {
+        wamid
+            .as_deref()
+            .filter(|w| !w.starts_with(crate::crypto::ERASED_WAMID_PREFIX))
+            .map(|w| eraser.tag(number, w))
+    };
+    for (id, number, wamid, context) in &rows {
+        let (wamid_tag, context_tag) = (tag(number, wamid), tag(number, context));
+        if wamid_tag.is_none() && context_tag.is_none() {
+            continue;
+        }
+        let mut update = message::Entity::update_many();
+        if let Some(wamid_tag) = &wamid_tag {
+            update = update.col_expr(message::Column::Wamid, Expr::value(wamid_tag.clone()));
+        }
+        if let Some(context_tag) = context_tag {
+            update = update.col_expr(message::Column::ContextWamid, Expr::value(context_tag));
+        }
+        update
+            .filter(message::Column::Id.eq(id.clone()))
+            .exec(txn)
+            .await?;
+        if let Some(wamid_tag) = wamid_tag {
+            message_status::Entity::update_many()
+                .col_expr(message_status::Column::Wamid, Expr::value(wamid_tag))
+                .filter(message_status::Column::MessageId.eq(id.clone()))
+                .exec(txn)
+                .await?;
+        }
+    }
+    let messages: Vec<String> = rows.into_iter().map(|(id, ..)| id).collect();
     message::Entity::update_many()
         .col_expr(message::Column::Text, Expr::value(Option::<String>::None))
         .col_expr(

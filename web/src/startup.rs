@@ -222,6 +222,7 @@ impl Application {
             ingest_db,
             handoff,
             IngestSettings {
+                eraser: sealer.eraser(),
                 queue_capacity: settings.ingest.queue_capacity,
                 max_batch: settings.ingest.max_batch,
                 reopen_window: chrono::Duration::milliseconds(

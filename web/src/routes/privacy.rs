@@ -41,7 +41,13 @@ pub async fn create(
     Caller(caller): Caller,
     input: web::Json<NewDataRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let carried = privacy::create_request(&state.db, &caller, input.into_inner()).await?;
+    let carried = privacy::create_request(
+        &state.db,
+        &caller,
+        &state.sealer.eraser(),
+        input.into_inner(),
+    )
+    .await?;
     for relative in &carried.media_to_delete {
         remove_media(&state, relative).await;
     }

@@ -308,6 +308,36 @@ async fn requests_are_carried_out_and_erasure_leaves_nothing(backend: Backend) {
         None,
         "message text survived erasure"
     );
+    // Wamids encode the number: they are keyed tags now, and Meta's retry is still a duplicate
+    // (it neither stores the message again nor brings the number back).
+    assert_eq!(
+        app.count(
+            "messages",
+            &format!("conversation_id = '{conversation}' AND wamid NOT LIKE 'erased:%'")
+        )
+        .await,
+        0
+    );
+    let stored_before = app.count("messages", "").await;
+    let retry = app
+        .post_webhook(&text_body_at(
+            "wamid.privacy-1",
+            7,
+            "My address is 1 Main St <b>",
+            now(),
+        ))
+        .await;
+    assert_eq!(retry.status(), 200);
+    assert_eq!(
+        app.count("messages", "").await,
+        stored_before,
+        "a retry of an erased message is a duplicate"
+    );
+    assert_eq!(
+        app.count("contacts", "phone = '447700900007'").await,
+        0,
+        "the retry brought the number back"
+    );
     assert_eq!(
         app.scalar(
             "conversation_notes",
