@@ -37,6 +37,8 @@ pub struct Application {
     server: Server,
     state: web::Data<AppState>,
     background: Background,
+    /// How long each step of the ordered shutdown may take (`server.shutdown_timeout_ms`).
+    shutdown_timeout: std::time::Duration,
 }
 
 /// What runs beside the HTTP server: the routing engine and the outbound sender. Dropping it
@@ -290,6 +292,7 @@ impl Application {
             port,
             server,
             state,
+            shutdown_timeout: millis(settings.server.shutdown_timeout_ms),
             background: Background {
                 engine,
                 _stop_sender: stop_sender,
@@ -314,8 +317,10 @@ impl Application {
             server,
             state,
             background,
+            shutdown_timeout,
             ..
         } = self;
+
         let handle = server.handle();
         let mut serving = actix_web::rt::spawn(server);
         tokio::select! {
@@ -325,10 +330,15 @@ impl Application {
         tracing::info!("stopping: no new connections; draining requests, sockets and queues");
         // Sent at once: the listeners close before anything else happens.
         let requests_done = handle.stop(true);
-        background.engine.close_sockets().await;
+        within(
+            shutdown_timeout,
+            "close sockets",
+            background.engine.close_sockets(),
+        )
+        .await;
         requests_done.await;
-        state.ingest.flush().await;
-        background.engine.drain().await;
+        within(shutdown_timeout, "flush ingest", state.ingest.flush()).await;
+        within(shutdown_timeout, "drain routing", background.engine.drain()).await;
         serving.await.map_err(std::io::Error::other)??;
         tracing::info!("stopped");
         Ok(())
@@ -337,6 +347,15 @@ impl Application {
     /// The server and what must stay alive while it runs.
     pub fn into_parts(self) -> (Server, Background) {
         (self.server, self.background)
+    }
+}
+
+/// One step of the ordered shutdown, given at most `limit`: a step that cannot finish (the
+/// database went away with writes pending) must not keep the process from stopping; what it
+/// left is routed again at the next start, and nothing it left was acknowledged.
+async fn within(limit: std::time::Duration, step: &'static str, work: impl Future<Output = ()>) {
+    if tokio::time::timeout(limit, work).await.is_err() {
+        tracing::warn!(step, "shutdown step did not finish in time; going on");
     }
 }
 
