@@ -420,6 +420,7 @@ pub async fn create_channel(
         paused: Set(false),
         pause_reason: Set(None),
         active: Set(true),
+        has_erased_messages: Set(false),
         created_at: Set(now),
         updated_at: Set(now),
     };

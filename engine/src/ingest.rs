@@ -520,11 +520,21 @@ impl TxWriter<'_> {
             self.teams.insert(id, found);
         }
 
-        // An erased message is stored under its tag: look for both forms, and file what is
-        // found under the wamid Meta sends (its retries stay duplicates).
+        // An erased message is stored under its tag: on a channel with erased messages, look
+        // for both forms, and file what is found under the wamid Meta sends (its retries stay
+        // duplicates). Every other channel's look-up stays as it was.
+        let erased_numbers: HashSet<&String> = numbers
+            .iter()
+            .filter(|number| {
+                matches!(self.channels.get(*number), Some(Some(channel)) if channel.has_erased_messages)
+            })
+            .collect();
         let mut by_tag: HashMap<(String, String), String> = HashMap::new();
         let mut wanted = wamids.clone();
-        for (number, wamid) in &wamids {
+        for (number, wamid) in wamids
+            .iter()
+            .filter(|(number, _)| erased_numbers.contains(number))
+        {
             let tag = (number.clone(), self.eraser.tag(number, wamid));
             wanted.push(tag.clone());
             by_tag.insert(tag, wamid.clone());
@@ -555,6 +565,7 @@ impl TxWriter<'_> {
             wanted.extend(
                 status_wamids
                     .iter()
+                    .filter(|(number, _)| erased_numbers.contains(number))
                     .map(|(number, wamid)| (number.clone(), self.eraser.tag(number, wamid))),
             );
             let known = message_status::Entity::find()

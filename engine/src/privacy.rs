@@ -21,8 +21,8 @@ use crate::ids::WorkspaceId;
 use crate::inbox::{ConversationView, MessageView, Page, PageRequest, conversation_view};
 use crate::store::entity::message::MessageDirection;
 use crate::store::entity::{
-    audit_event, contact, conversation, conversation_note, data_request, media_file, message,
-    message_status, outbox, workspace,
+    audit_event, channel, contact, conversation, conversation_note, data_request, media_file,
+    message, message_status, outbox, workspace,
 };
 
 /// What may be asked.
@@ -349,6 +349,17 @@ async fn erase(
                 .exec(txn)
                 .await?;
         }
+    }
+    // Their channels' ingest looks wamids up by tag too from now on.
+    let mut numbers: Vec<String> = rows.iter().map(|(_, number, ..)| number.clone()).collect();
+    numbers.sort();
+    numbers.dedup();
+    if !numbers.is_empty() {
+        channel::Entity::update_many()
+            .col_expr(channel::Column::HasErasedMessages, Expr::value(true))
+            .filter(channel::Column::PhoneNumberId.is_in(numbers))
+            .exec(txn)
+            .await?;
     }
     let messages: Vec<String> = rows.into_iter().map(|(id, ..)| id).collect();
     message::Entity::update_many()

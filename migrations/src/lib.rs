@@ -10,6 +10,7 @@ mod m20261122_000001_create_core;
 mod m20261122_000002_create_outbox;
 mod m20261122_000003_create_console;
 mod m20261122_000004_create_privacy;
+mod m20261201_000005_flag_erased_channels;
 
 pub struct Migrator;
 
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000002_create_outbox::Migration),
             Box::new(m20261122_000003_create_console::Migration),
             Box::new(m20261122_000004_create_privacy::Migration),
+            Box::new(m20261201_000005_flag_erased_channels::Migration),
         ]
     }
 }

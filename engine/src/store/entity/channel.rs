@@ -17,6 +17,8 @@ pub struct Model {
     pub paused: bool,
     pub pause_reason: Option<String>,
     pub active: bool,
+    /// Some of its messages were erased: ingest looks their wamids up by erasure tag too.
+    pub has_erased_messages: bool,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }
