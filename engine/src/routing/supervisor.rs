@@ -766,6 +766,15 @@ mod tests {
         }
     }
 
+    fn in_queue_order(
+        queue: &mut [Waiting],
+        now: DateTime<Utc>,
+        warning: chrono::Duration,
+    ) -> Vec<ConversationId> {
+        queue.sort_by_key(|w| queue_order(w, now, warning));
+        queue.iter().map(|w| w.conversation_id).collect()
+    }
+
     #[test]
     fn oldest_first_closing_windows_and_requeued_conversations_jump_ahead() {
         let now = Utc::now();
@@ -780,10 +789,8 @@ mod tests {
             closing.clone(),
             requeued.clone(),
         ];
-        queue.sort_by_key(|w| queue_order(w, now, warning));
-        let order: Vec<_> = queue.iter().map(|w| w.conversation_id).collect();
         assert_eq!(
-            order,
+            in_queue_order(&mut queue, now, warning),
             vec![
                 closing.conversation_id,
                 requeued.conversation_id,
@@ -801,12 +808,10 @@ mod tests {
         let fresh = waiting(1, 23 * 60, false);
         let closing = waiting(1, 30, false);
         let mut queue = [expired.clone(), fresh.clone(), closing.clone()];
-        queue.sort_by_key(|w| queue_order(w, now, warning));
-        let order: Vec<_> = queue.iter().map(|w| w.conversation_id).collect();
         // The expired one is older than the fresh one, so it goes before it, but it does not
         // outrank the one whose window is still open and closing.
         assert_eq!(
-            order,
+            in_queue_order(&mut queue, now, warning),
             vec![
                 closing.conversation_id,
                 expired.conversation_id,

@@ -399,26 +399,6 @@ async fn after_kill_9_every_open_conversation_is_routed_again() {
     std::fs::remove_dir_all(folder).unwrap();
 }
 
-/// POSTs `body` to `{address}{path}` as the bootstrap admin (or `token`), expecting `status`.
-async fn post_json(
-    client: &reqwest::Client,
-    address: &str,
-    path: &str,
-    token: &str,
-    body: serde_json::Value,
-    status: u16,
-) -> serde_json::Value {
-    let response = client
-        .post(format!("{address}{path}"))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), status, "{path}");
-    response.json().await.unwrap()
-}
-
 /// SIGTERM in the middle of a stream of webhooks: `waos serve` stops taking connections,
 /// closes the agent's socket with a "going away" close frame, finishes what it acknowledged,
 /// writes every audit event and exits 0. Every webhook answered 200 is stored, and every stored
@@ -427,83 +407,46 @@ async fn post_json(
 async fn sigterm_during_load_loses_nothing_and_closes_sockets() {
     use serde_json::json;
     use waos_web::testing::{
-        ADMIN_TOKEN, APP_SECRET, Backend, PASSWORD, PHONE_NUMBER_ID_1, TestDatabase,
-        connect_agent_at, connect_database, sign,
+        ADMIN_TOKEN, Backend, PASSWORD, PHONE_NUMBER_ID_1, TestDatabase, connect_agent_at,
+        connect_database, sign,
     };
 
     let database = TestDatabase::create(Backend::Postgres).await;
     let folder = scratch();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = Command::new(WAOS)
-        .arg("serve")
-        .current_dir(&folder)
-        .env("WAOS__SERVER__PORT", port.to_string())
-        .env("WAOS__DATABASE__URL", &database.url)
-        .env("WAOS__META__APP_SECRET", APP_SECRET)
-        .env("WAOS__ADMIN__TOKEN", ADMIN_TOKEN)
-        .env("WAOS__META__GRAPH_URL", "http://127.0.0.1:9/v25.0")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let address = format!("http://127.0.0.1:{port}");
+    let Served { mut child, address } = serve(&database.url, &folder);
+    until_healthy(&address).await;
     let client = waos_web::testing::http_client();
-    let mut up = false;
-    for _ in 0..400 {
-        if client
-            .get(format!("{address}/healthz"))
-            .send()
-            .await
-            .is_ok()
-        {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(up, "waos serve did not start");
 
-    let workspace = post_json(
-        &client,
+    let workspace = api(
         &address,
         "/api/v1/workspaces",
         ADMIN_TOKEN,
         json!({"name": "Shutdown"}),
-        201,
     )
     .await["id"]
         .as_str()
         .unwrap()
         .to_owned();
     let base = format!("/api/v1/workspaces/{workspace}");
-    let team = post_json(
-        &client,
+    let team = api(
         &address,
         &format!("{base}/teams"),
         ADMIN_TOKEN,
         json!({"name": "Support", "auto_accept": true}),
-        201,
     )
     .await["id"]
         .as_str()
         .unwrap()
         .to_owned();
-    post_json(&client, &address, &format!("{base}/channels"), ADMIN_TOKEN,
-        json!({"phone_number_id": PHONE_NUMBER_ID_1, "display_phone_number": "+1 555 0100", "access_token": "t", "team_id": team}), 201).await;
-    post_json(&client, &address, &format!("{base}/agents"), ADMIN_TOKEN,
-        json!({"name": "Night", "email": "night@shutdown.example", "password": PASSWORD, "role": "agent", "capacity": 1000, "team_ids": [team]}), 201).await;
-    let token = post_json(
-        &client,
+    api(&address, &format!("{base}/channels"), ADMIN_TOKEN,
+        json!({"phone_number_id": PHONE_NUMBER_ID_1, "display_phone_number": "+1 555 0100", "access_token": "t", "team_id": team})).await;
+    api(&address, &format!("{base}/agents"), ADMIN_TOKEN,
+        json!({"name": "Night", "email": "night@shutdown.example", "password": PASSWORD, "role": "agent", "capacity": 1000, "team_ids": [team]})).await;
+    let token = api(
         &address,
         "/api/v1/auth/login",
         "",
         json!({"email": "night@shutdown.example", "password": PASSWORD}),
-        200,
     )
     .await["token"]
         .as_str()
@@ -575,8 +518,7 @@ async fn sigterm_during_load_loses_nothing_and_closes_sockets() {
         child.kill().unwrap();
         panic!("waos serve did not stop within 20 s of SIGTERM");
     };
-    let log = String::from_utf8_lossy(&child.wait_with_output().unwrap().stderr).into_owned();
-    assert!(status.success(), "{status}: {log}");
+    assert!(status.success(), "waos serve exited with {status}");
     assert!(
         acknowledged.len() >= 16,
         "the load ran: {}",
