@@ -59,6 +59,22 @@ async fn get(app: &TestApp, path: &str, token: &str) -> (u16, String) {
     (status, response.text().await.unwrap())
 }
 
+/// An agent's reply to the conversation is refused with 422, saying `why`.
+async fn reply_is_refused(app: &TestApp, conversation: &str, agent: &str, why: &str) {
+    let (status, refused) = post(
+        app,
+        &format!("/api/v1/conversations/{conversation}/messages"),
+        agent,
+        json!({"text": "hello?"}),
+    )
+    .await;
+    assert_eq!(status, 422, "{refused}");
+    assert!(
+        refused["error"]["message"].as_str().unwrap().contains(why),
+        "{refused}"
+    );
+}
+
 async fn requests_are_carried_out_and_erasure_leaves_nothing(backend: Backend) {
     let (app, graph) = app_with_graph(backend).await;
     let workspace = app.create_workspace("Privacy Co").await;
@@ -243,20 +259,7 @@ async fn requests_are_carried_out_and_erasure_leaves_nothing(backend: Backend) {
         .0,
         201
     );
-    let (status, refused) = post(
-        &app,
-        &format!("/api/v1/conversations/{conversation}/messages"),
-        &agent,
-        json!({"text": "hello?"}),
-    )
-    .await;
-    assert_eq!(status, 422, "{refused}");
-    assert!(
-        refused["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("restricted")
-    );
+    reply_is_refused(&app, &conversation, &agent, "restricted").await;
 
     // Erasure: the words, the names, the number, the notes, the media, gone; the record stays.
     let (status, erased) = post(
@@ -268,21 +271,7 @@ async fn requests_are_carried_out_and_erasure_leaves_nothing(backend: Backend) {
     .await;
     assert_eq!(status, 201, "{erased}");
     // Nothing can be sent to an erased contact, although its conversation is still held.
-    let (status, refused) = post(
-        &app,
-        &format!("/api/v1/conversations/{conversation}/messages"),
-        &agent,
-        json!({"text": "are you still there?"}),
-    )
-    .await;
-    assert_eq!(status, 422, "{refused}");
-    assert!(
-        refused["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("erased"),
-        "{refused}"
-    );
+    reply_is_refused(&app, &conversation, &agent, "erased").await;
     assert_eq!(
         app.scalar("contacts", "phone", &format!("id = '{contact}'"))
             .await,
