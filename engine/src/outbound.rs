@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use crate::ids::{ConversationId, MessageId};
 use crate::inbox::{ContactView, MessageView};
 use crate::store::entity::message::MessageDirection;
+use crate::store::entity::outbox::{OutboxKind, OutboxStatus};
 use crate::store::entity::{message, outbox};
 
 /// Meta's limit on a text message's body.
@@ -167,7 +168,7 @@ pub async fn queue_reply(
         id: Set(uuid::Uuid::now_v7().to_string()),
         message_id: Set(message_id),
         channel_id: Set(target.channel_id.to_owned()),
-        status: Set("pending".to_owned()),
+        status: Set(OutboxStatus::Pending),
         attempts: Set(0),
         next_attempt_at: Set(now),
         claimed_by: Set(None),
@@ -177,7 +178,7 @@ pub async fn queue_reply(
             .or_else(|| body.get("recipient"))
             .and_then(Value::as_str)
             .map(str::to_owned)),
-        kind: Set("reply".to_owned()),
+        kind: Set(OutboxKind::Reply),
         body: Set(body),
         last_error: Set(None),
         created_at: Set(now),
@@ -236,13 +237,13 @@ pub async fn queue_read_receipt(
         id: Set(uuid::Uuid::now_v7().to_string()),
         message_id: Set(latest.id),
         channel_id: Set(latest.channel_id),
-        status: Set("pending".to_owned()),
+        status: Set(OutboxStatus::Pending),
         attempts: Set(0),
         next_attempt_at: Set(now),
         claimed_by: Set(None),
         claimed_until: Set(None),
         recipient: Set(None),
-        kind: Set("read".to_owned()),
+        kind: Set(OutboxKind::Read),
         body: Set(json!({"messaging_product": "whatsapp", "status": "read", "message_id": wamid})),
         last_error: Set(None),
         created_at: Set(now),

@@ -20,6 +20,7 @@ use crate::error::EngineError;
 use crate::ids::WorkspaceId;
 use crate::inbox::{ConversationView, MessageView, Page, PageRequest, conversation_view};
 use crate::store::entity::message::MessageDirection;
+use crate::store::entity::outbox::OutboxStatus;
 use crate::store::entity::{
     audit_event, channel, contact, conversation, conversation_note, data_request, media_file,
     message, message_status, outbox, workspace,
@@ -394,9 +395,12 @@ async fn erase(
         )
         .col_expr(
             outbox::Column::Status,
-            Expr::case(outbox::Column::Status.eq("pending"), "failed")
-                .finally(Expr::col(outbox::Column::Status))
-                .into(),
+            Expr::case(
+                outbox::Column::Status.eq(OutboxStatus::Pending),
+                OutboxStatus::Failed,
+            )
+            .finally(Expr::col(outbox::Column::Status))
+            .into(),
         )
         .filter(outbox::Column::MessageId.is_in(messages))
         .exec(txn)
@@ -714,7 +718,7 @@ pub async fn apply_retention(
                 // Sent or failed outbox rows go with their message; pending ones stay sendable.
                 outbox::Entity::delete_many()
                     .filter(outbox::Column::MessageId.is_in(chunk.to_vec()))
-                    .filter(outbox::Column::Status.ne("pending"))
+                    .filter(outbox::Column::Status.ne(OutboxStatus::Pending))
                     .exec(db)
                     .await?;
                 let deleted = message::Entity::delete_many()

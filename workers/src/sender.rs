@@ -23,6 +23,7 @@ use tokio::sync::watch;
 use waos_engine::crypto::Sealer;
 use waos_engine::ids::{ConversationId, MessageId};
 use waos_engine::ingest::{InboundHandoff, StatusEvent};
+use waos_engine::store::entity::outbox::{OutboxKind, OutboxStatus};
 use waos_engine::store::entity::{channel, message, outbox};
 
 use crate::pacing::{Budget, Pacer};
@@ -218,7 +219,7 @@ impl Sender {
         Ok(outbox::Entity::find()
             .filter(outbox::Column::ChannelId.eq(row.channel_id.clone()))
             .filter(outbox::Column::Recipient.eq(recipient.clone()))
-            .filter(outbox::Column::Status.eq("pending"))
+            .filter(outbox::Column::Status.eq(OutboxStatus::Pending))
             .filter(outbox::Column::Id.lt(row.id.clone()))
             .one(&self.db)
             .await?
@@ -248,7 +249,7 @@ impl Sender {
     fn due() -> Condition {
         let now = Utc::now();
         Condition::all()
-            .add(outbox::Column::Status.eq("pending"))
+            .add(outbox::Column::Status.eq(OutboxStatus::Pending))
             .add(outbox::Column::NextAttemptAt.lte(now))
             .add(
                 Condition::any()
@@ -277,7 +278,7 @@ impl Sender {
             .await?;
         outbox::Entity::find()
             .filter(outbox::Column::ClaimedBy.eq(self.id.clone()))
-            .filter(outbox::Column::Status.eq("pending"))
+            .filter(outbox::Column::Status.eq(OutboxStatus::Pending))
             .filter(outbox::Column::ClaimedUntil.eq(until))
             .order_by_asc(outbox::Column::Id)
             .limit(self.settings.batch)
@@ -310,7 +311,7 @@ impl Sender {
             self.defer(row, soon).await?;
             return Ok(Some(soon));
         }
-        let customer = (row.kind == "reply")
+        let customer = (row.kind == OutboxKind::Reply)
             .then_some(row.recipient.as_deref())
             .flatten();
         if let Some(until) = self.wait_for_slot(&channel.phone_number_id, customer).await {
@@ -377,7 +378,7 @@ impl Sender {
     async fn finish(&self, row: outbox::Model, verdict: Verdict) -> Result<(), DbErr> {
         let now = Utc::now();
         let message_id = row.message_id.clone();
-        let row_kind = row.kind.clone();
+        let row_kind = row.kind;
         let attempts = row.attempts + 1;
         let txn = waos_engine::store::begin_write(&self.db).await?;
         let mut next = row.into_active_model();
@@ -386,17 +387,17 @@ impl Sender {
         next.claimed_until = Set(None);
         // A read receipt's row points at the customer's message, whose status is not the
         // receipt's to change.
-        let stored = match row_kind.as_str() {
-            "reply" => message::Entity::find_by_id(message_id).one(&txn).await?,
-            _ => None,
+        let stored = match row_kind {
+            OutboxKind::Reply => message::Entity::find_by_id(message_id).one(&txn).await?,
+            OutboxKind::Read => None,
         };
         let mut outcome = None;
         match verdict {
             Verdict::Acknowledged => {
-                next.status = Set("sent".into());
+                next.status = Set(OutboxStatus::Sent);
             }
             Verdict::Sent(wamid) => {
-                next.status = Set("sent".into());
+                next.status = Set(OutboxStatus::Sent);
                 if let Some(stored) = stored {
                     let mut accepted = stored.into_active_model();
                     accepted.wamid = Set(Some(wamid));
@@ -415,7 +416,7 @@ impl Sender {
                 next.last_error = Set(Some(error));
             }
             Verdict::Retry(error) | Verdict::Dead(error) | Verdict::PauseChannel(error) => {
-                next.status = Set("failed".into());
+                next.status = Set(OutboxStatus::Failed);
                 next.last_error = Set(Some(error.clone()));
                 if let Some(stored) = stored {
                     let mut failed = stored.into_active_model();
