@@ -103,11 +103,6 @@ pub struct Deliver {
 #[rtype(result = "()")]
 pub struct CloseSockets;
 
-/// The state a `hello` carries, for tests and the supervisor view.
-#[derive(Message)]
-#[rtype(result = "(Presence, usize, usize)")]
-pub struct Inspect;
-
 pub struct AgentActor {
     agent_id: AgentId,
     workspace_id: WorkspaceId,
@@ -712,13 +707,5 @@ impl Handler<CloseSockets> for AgentActor {
         // Dropping the outboxes ends each pump, which closes its socket with a close frame.
         self.sockets.clear();
         self.stop_heartbeat(ctx);
-    }
-}
-
-impl Handler<Inspect> for AgentActor {
-    type Result = MessageResult<Inspect>;
-
-    fn handle(&mut self, _: Inspect, _: &mut Context<Self>) -> Self::Result {
-        MessageResult((self.presence(), self.held.len(), self.offers.len()))
     }
 }
