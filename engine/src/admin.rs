@@ -70,7 +70,7 @@ impl From<workspace::Model> for WorkspaceView {
     }
 }
 
-fn non_empty(field: &str, value: &str) -> Result<String, EngineError> {
+pub(crate) fn non_empty(field: &str, value: &str) -> Result<String, EngineError> {
     let trimmed = value.trim();
     if trimmed.is_empty() || trimmed.len() > 200 {
         return Err(EngineError::Validation(format!(
@@ -109,7 +109,7 @@ pub async fn create_workspace(
     Ok(row.into())
 }
 
-async fn find_workspace(
+pub(crate) async fn find_workspace(
     db: &DatabaseConnection,
     caller: &Principal,
     id: WorkspaceId,
@@ -165,7 +165,10 @@ pub async fn update_workspace(
     Ok(row.update(db).await?.into())
 }
 
-fn require_admin(caller: &Principal, workspace_id: WorkspaceId) -> Result<(), EngineError> {
+pub(crate) fn require_admin(
+    caller: &Principal,
+    workspace_id: WorkspaceId,
+) -> Result<(), EngineError> {
     if caller.is_admin_of(workspace_id) {
         Ok(())
     } else if caller.is_member_of(workspace_id) {
@@ -574,14 +577,14 @@ fn capacity(value: i32) -> Result<i32, EngineError> {
     }
 }
 
-fn password(hashing: &PasswordHashing, secret: &SecretString) -> Result<String, EngineError> {
+async fn password(hashing: &PasswordHashing, secret: &SecretString) -> Result<String, EngineError> {
     use secrecy::ExposeSecret;
     if secret.expose_secret().chars().count() < MIN_PASSWORD_CHARS {
         return Err(EngineError::Validation(format!(
             "`password` must be at least {MIN_PASSWORD_CHARS} characters"
         )));
     }
-    hashing.hash(secret)
+    hashing.hash(secret).await
 }
 
 async fn team_ids_in_workspace(
@@ -614,7 +617,7 @@ pub async fn create_agent(
         workspace_id: Set(workspace_id.to_string()),
         name: Set(non_empty("name", &input.name)?),
         email: Set(email(&input.email)?),
-        password_hash: Set(password(hashing, &input.password)?),
+        password_hash: Set(password(hashing, &input.password).await?),
         role: Set(input.role.as_str().to_owned()),
         capacity: Set(capacity(input.capacity.unwrap_or(DEFAULT_CAPACITY))?),
         skills: Set(skills(input.skills)?),
@@ -707,7 +710,7 @@ pub async fn update_agent(
     // A new password ends every session the old one opened (its sockets close in routing).
     let password_changed = patch.password.is_some();
     if let Some(secret) = patch.password {
-        row.password_hash = Set(password(hashing, &secret)?);
+        row.password_hash = Set(password(hashing, &secret).await?);
     }
     if let Some(role) = patch.role {
         row.role = Set(role.as_str().to_owned());

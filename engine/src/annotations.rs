@@ -51,15 +51,12 @@ pub fn normalise_tags(tags: &[String]) -> Result<Vec<String>, EngineError> {
 }
 
 fn author(caller: &Principal) -> Option<String> {
-    match caller {
-        Principal::Installation => None,
-        Principal::Agent(agent) => Some(agent.agent_id.to_string()),
-    }
+    caller.agent().map(|agent| agent.agent_id.to_string())
 }
 
 async fn author_name(db: &DatabaseConnection, caller: &Principal) -> Result<String, EngineError> {
     let Some(id) = author(caller) else {
-        return Ok("the installation admin".to_owned());
+        return Ok(caller.describe());
     };
     Ok(agent::Entity::find_by_id(id)
         .one(db)

@@ -29,7 +29,11 @@ pub enum AuditKind {
     /// A data request was carried out; its kind (`erasure`, ...) is part of the name.
     DataRequest(&'static str),
     WebhookSignature,
+    LoginSucceeded,
     LoginFailed,
+    LoginThrottled,
+    ApiTokenCreated,
+    ApiTokenRevoked,
 }
 
 impl AuditKind {
@@ -52,7 +56,11 @@ impl AuditKind {
             AuditKind::NoteAdded => Borrowed("note_added"),
             AuditKind::DataRequest(kind) => format!("data_request.{kind}").into(),
             AuditKind::WebhookSignature => Borrowed("security.webhook_signature"),
+            AuditKind::LoginSucceeded => Borrowed("security.login_succeeded"),
             AuditKind::LoginFailed => Borrowed("security.login_failed"),
+            AuditKind::LoginThrottled => Borrowed("security.login_throttled"),
+            AuditKind::ApiTokenCreated => Borrowed("security.api_token_created"),
+            AuditKind::ApiTokenRevoked => Borrowed("security.api_token_revoked"),
         }
     }
 }

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::crypto::{PasswordHashing, new_token, token_hash};
 use crate::error::EngineError;
-use crate::ids::{AgentId, TeamId, WorkspaceId};
+use crate::ids::{AgentId, ApiTokenId, TeamId, WorkspaceId};
 use crate::store::entity::{agent, agent_team, auth_token};
 
 const SESSION: &str = "session";
@@ -55,30 +55,68 @@ pub struct AgentPrincipal {
     pub team_ids: Vec<TeamId>,
 }
 
+/// An integration's API token: acts for its whole workspace with its role (a supervisor token
+/// sees every team), and is no agent: it holds no conversations and opens no agent socket.
+#[derive(Clone, Debug)]
+pub struct TokenPrincipal {
+    pub token_id: ApiTokenId,
+    pub workspace_id: WorkspaceId,
+    pub role: Role,
+    pub name: String,
+}
+
 /// The caller of a request.
 #[derive(Clone, Debug)]
 pub enum Principal {
     /// The installation's bootstrap admin token: creates workspaces and administers any of them.
     Installation,
     Agent(AgentPrincipal),
+    Token(TokenPrincipal),
 }
 
 impl Principal {
     /// May this caller administer `workspace_id` (teams, channels, agents, retention)?
     pub fn is_admin_of(&self, workspace_id: WorkspaceId) -> bool {
-        match self {
-            Principal::Installation => true,
-            Principal::Agent(agent) => {
-                agent.workspace_id == workspace_id && agent.role == Role::Admin
-            }
-        }
+        self.is_member_of(workspace_id) && self.role() == Role::Admin
     }
 
     /// May this caller read `workspace_id`'s configuration (teams, agents, channels)?
     pub fn is_member_of(&self, workspace_id: WorkspaceId) -> bool {
+        self.workspace().is_none_or(|own| own == workspace_id)
+    }
+
+    /// The caller's workspace; `None` for the installation, which may act in any.
+    pub fn workspace(&self) -> Option<WorkspaceId> {
         match self {
-            Principal::Installation => true,
-            Principal::Agent(agent) => agent.workspace_id == workspace_id,
+            Principal::Installation => None,
+            Principal::Agent(agent) => Some(agent.workspace_id),
+            Principal::Token(token) => Some(token.workspace_id),
+        }
+    }
+
+    /// The caller's role (the installation administers everything).
+    pub fn role(&self) -> Role {
+        match self {
+            Principal::Installation => Role::Admin,
+            Principal::Agent(agent) => agent.role,
+            Principal::Token(token) => token.role,
+        }
+    }
+
+    /// The agent making the request, when it is one.
+    pub fn agent(&self) -> Option<&AgentPrincipal> {
+        match self {
+            Principal::Agent(agent) => Some(agent),
+            _ => None,
+        }
+    }
+
+    /// Who did it, in words, for notes and events.
+    pub fn describe(&self) -> String {
+        match self {
+            Principal::Installation => "the installation admin".to_owned(),
+            Principal::Agent(agent) => format!("agent {}", agent.agent_id),
+            Principal::Token(token) => format!("API token \u{201c}{}\u{201d}", token.name),
         }
     }
 }
@@ -92,6 +130,13 @@ pub struct Session {
     pub expires_at: DateTime<Utc>,
 }
 
+/// A refused sign-in, and whose account it was when the email names one (for the security
+/// event; the caller is told only that the email or password is wrong).
+#[derive(Debug)]
+pub struct Refused {
+    pub account: Option<(AgentId, WorkspaceId)>,
+}
+
 /// Checks the password and opens a session. Unknown emails cost the same hashing work as known
 /// ones, so that response time does not tell which emails exist.
 pub async fn login(
@@ -100,29 +145,38 @@ pub async fn login(
     email: &str,
     password: &SecretString,
     session_ttl: Duration,
-) -> Result<Session, EngineError> {
+) -> Result<Result<Session, Refused>, EngineError> {
     let found = agent::Entity::find()
         .filter(agent::Column::Email.eq(email.trim().to_lowercase()))
         .one(db)
         .await?;
-    let Some(agent) = found.filter(|agent| agent.active) else {
-        hashing.verify(password.expose_secret(), DUMMY_HASH);
-        return Err(EngineError::Unauthorized);
+    let Some(agent) = found else {
+        hashing.verify(password, DUMMY_HASH).await?;
+        return Ok(Err(Refused { account: None }));
     };
-    if !hashing.verify(password.expose_secret(), &agent.password_hash) {
-        return Err(EngineError::Unauthorized);
-    }
-    let role = Role::parse(&agent.role).ok_or(EngineError::Unauthorized)?;
     let (agent_id, workspace_id) = ids_of(&agent)?;
+    let refused = Refused {
+        account: Some((agent_id, workspace_id)),
+    };
+    if !agent.active {
+        hashing.verify(password, DUMMY_HASH).await?;
+        return Ok(Err(refused));
+    }
+    if !hashing.verify(password, &agent.password_hash).await? {
+        return Ok(Err(refused));
+    }
+    let Some(role) = Role::parse(&agent.role) else {
+        return Ok(Err(refused));
+    };
     let expires_at = Utc::now() + session_ttl;
     let token = issue(db, SESSION, &agent, expires_at).await?;
-    Ok(Session {
+    Ok(Ok(Session {
         token: token.expose_secret().to_owned(),
         agent_id,
         workspace_id,
         role,
         expires_at,
-    })
+    }))
 }
 
 /// A fixed, valid argon2id hash that no password matches, for unknown emails.
@@ -249,10 +303,11 @@ async fn principal_of(
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_dummy_hash_parses_and_matches_nothing_likely() {
-        let hashing = PasswordHashing::new(19456, 2).unwrap();
-        assert!(!hashing.verify("password", DUMMY_HASH));
+    #[tokio::test]
+    async fn the_dummy_hash_parses_and_matches_nothing_likely() {
+        let hashing = PasswordHashing::new(19456, 2, 1, std::time::Duration::from_secs(5)).unwrap();
+        let guess = SecretString::from("password");
+        assert!(!hashing.verify(&guess, DUMMY_HASH).await.unwrap());
         assert!(argon2::password_hash::PasswordHash::new(DUMMY_HASH).is_ok());
     }
 

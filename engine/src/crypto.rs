@@ -10,6 +10,9 @@ use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
 
 use crate::error::EngineError;
 
@@ -29,22 +32,71 @@ pub fn token_hash(token: &str) -> String {
 }
 
 /// Argon2id with a configurable memory cost, so tests can hash quickly and production strongly.
+///
+/// Hashing is deliberately slow (tens of milliseconds of one core), so it never runs on an
+/// async worker thread: each hash or check takes one of a few permits and runs on the blocking
+/// pool. A flood of sign-ins then queues here instead of stalling webhooks on the HTTP workers,
+/// and a caller that waits longer than `wait` is told the server is busy.
 #[derive(Clone)]
 pub struct PasswordHashing {
     argon2: Argon2<'static>,
+    permits: Arc<Semaphore>,
+    wait: Duration,
 }
 
 impl PasswordHashing {
     /// `memory_kib` and `iterations` follow OWASP's argon2id guidance in production (19 MiB, 2).
-    pub fn new(memory_kib: u32, iterations: u32) -> Result<Self, EngineError> {
+    /// At most `concurrency` hashes run at once (at least one).
+    pub fn new(
+        memory_kib: u32,
+        iterations: u32,
+        concurrency: usize,
+        wait: Duration,
+    ) -> Result<Self, EngineError> {
         let params = Params::new(memory_kib, iterations, 1, None)
             .map_err(|error| EngineError::Internal(format!("argon2 parameters: {error}")))?;
         Ok(Self {
             argon2: Argon2::new(Algorithm::Argon2id, Version::V0x13, params),
+            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            wait,
         })
     }
 
-    pub fn hash(&self, password: &SecretString) -> Result<String, EngineError> {
+    /// A new salted hash of `password`.
+    pub async fn hash(&self, password: &SecretString) -> Result<String, EngineError> {
+        let password = password.clone();
+        self.off_thread(move |hashing| hashing.hash_now(&password))
+            .await?
+    }
+
+    /// Constant-time verification; a malformed stored hash simply does not verify.
+    pub async fn verify(&self, password: &SecretString, stored: &str) -> Result<bool, EngineError> {
+        let (password, stored) = (password.clone(), stored.to_owned());
+        self.off_thread(move |hashing| hashing.verify_now(password.expose_secret(), &stored))
+            .await
+    }
+
+    /// Runs `work` on the blocking pool once a permit is free.
+    async fn off_thread<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&PasswordHashing) -> T + Send + 'static,
+    ) -> Result<T, EngineError> {
+        let permit = tokio::time::timeout(self.wait, self.permits.clone().acquire_owned())
+            .await
+            .map_err(|_| {
+                EngineError::Unavailable("too many sign-ins at once; try again shortly".into())
+            })?
+            .map_err(|_| EngineError::Internal("password hashing stopped".into()))?;
+        let hashing = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            work(&hashing)
+        })
+        .await
+        .map_err(|error| EngineError::Internal(format!("password hashing: {error}")))
+    }
+
+    fn hash_now(&self, password: &SecretString) -> Result<String, EngineError> {
         let mut salt = [0u8; 16];
         rand::rng().fill_bytes(&mut salt);
         let salt = SaltString::encode_b64(&salt)
@@ -55,8 +107,7 @@ impl PasswordHashing {
             .map_err(|error| EngineError::Internal(format!("password hash: {error}")))
     }
 
-    /// Constant-time verification; a malformed stored hash simply does not verify.
-    pub fn verify(&self, password: &str, stored: &str) -> bool {
+    fn verify_now(&self, password: &str, stored: &str) -> bool {
         PasswordHash::new(stored)
             .map(|hash| {
                 self.argon2
@@ -200,9 +251,41 @@ pub fn webhook_signature(secret: &[u8], body: &[u8]) -> Result<String, EngineErr
     ))
 }
 
+/// Checks an `X-Hub-Signature-256` value (`sha256=<hex>`, either case) against `body`: the
+/// HMAC-SHA256 of the exact bytes, compared in constant time. Anything malformed is `false`.
+pub fn webhook_signature_valid(secret: &[u8], header: &str, body: &[u8]) -> bool {
+    use hmac::Mac;
+    let Some(hex_digest) = header.trim().strip_prefix("sha256=") else {
+        return false;
+    };
+    let Ok(expected) = hex::decode(hex_digest) else {
+        return false;
+    };
+    let Ok(mut mac) = <hmac::Hmac<Sha256> as hmac::KeyInit>::new_from_slice(secret) else {
+        return false;
+    };
+    mac.update(body);
+    mac.verify_slice(&expected).is_ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn webhook_signatures_verify_only_over_the_exact_bytes() {
+        let signed = webhook_signature(b"secret", b"{}").unwrap();
+        assert!(webhook_signature_valid(b"secret", &signed, b"{}"));
+        assert!(webhook_signature_valid(
+            b"secret",
+            &signed.to_uppercase().replacen("SHA256", "sha256", 1),
+            b"{}"
+        ));
+        assert!(!webhook_signature_valid(b"secret", &signed, b"{} "));
+        assert!(!webhook_signature_valid(b"other", &signed, b"{}"));
+        assert!(!webhook_signature_valid(b"secret", "sha256=zz", b"{}"));
+        assert!(!webhook_signature_valid(b"secret", &signed[7..], b"{}"));
+    }
 
     #[test]
     fn erasure_tags_are_keyed_stable_and_say_nothing_of_the_wamid() {
@@ -241,14 +324,38 @@ mod tests {
         assert!(Sealer::new(&[8u8; 32]).open(&first).is_err());
     }
 
-    #[test]
-    fn passwords_verify_only_with_the_right_password() {
-        let hashing = PasswordHashing::new(1024, 1).unwrap();
-        let hash = hashing.hash(&SecretString::from("correct horse")).unwrap();
+    #[tokio::test]
+    async fn passwords_verify_only_with_the_right_password() {
+        let hashing = PasswordHashing::new(1024, 1, 2, Duration::from_secs(5)).unwrap();
+        let hash = hashing
+            .hash(&SecretString::from("correct horse"))
+            .await
+            .unwrap();
         assert!(hash.starts_with("$argon2id$"));
-        assert!(hashing.verify("correct horse", &hash));
-        assert!(!hashing.verify("wrong", &hash));
-        assert!(!hashing.verify("correct horse", "not a hash"));
+        let (right, wrong) = (
+            SecretString::from("correct horse"),
+            SecretString::from("wrong"),
+        );
+        assert!(hashing.verify(&right, &hash).await.unwrap());
+        assert!(!hashing.verify(&wrong, &hash).await.unwrap());
+        assert!(!hashing.verify(&right, "not a hash").await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn hashing_beyond_its_permits_waits_then_says_busy() {
+        // One permit, held by a slow hash: a second caller that may wait 1 ms is told to retry.
+        let hashing = PasswordHashing::new(64 * 1024, 4, 1, Duration::from_millis(1)).unwrap();
+        let slow = {
+            let hashing = hashing.clone();
+            tokio::spawn(async move { hashing.hash(&SecretString::from("first")).await })
+        };
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let second = hashing.hash(&SecretString::from("second")).await;
+        assert!(
+            matches!(second, Err(EngineError::Unavailable(_))),
+            "{second:?}"
+        );
+        assert!(slow.await.unwrap().is_ok());
     }
 
     #[test]

@@ -16,6 +16,9 @@ pub enum EngineError {
     Unauthorized,
     #[error("not allowed: {0}")]
     Forbidden(String),
+    /// Busy for a moment (too much at once): try again shortly.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("the database is unavailable: {0}")]
     Database(DbErr),
     #[error("{0}")]

@@ -63,4 +63,6 @@ id_type!(
     ConversationId,
     /// A stored message, inbound or outbound.
     MessageId,
+    /// An integration's API token (the id, not the secret).
+    ApiTokenId,
 );

@@ -154,8 +154,14 @@ impl From<message::Model> for MessageView {
 
 /// The conversations `caller` may see, as a query condition.
 fn scope(caller: &Principal) -> Condition {
-    let Principal::Agent(agent) = caller else {
-        return Condition::all();
+    let agent = match caller {
+        Principal::Installation => return Condition::all(),
+        // An integration acts for its whole workspace.
+        Principal::Token(token) => {
+            return Condition::all()
+                .add(conversation::Column::WorkspaceId.eq(token.workspace_id.to_string()));
+        }
+        Principal::Agent(agent) => agent,
     };
     let workspace = conversation::Column::WorkspaceId.eq(agent.workspace_id.to_string());
     let teams: Vec<String> = agent.team_ids.iter().map(ToString::to_string).collect();

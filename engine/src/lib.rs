@@ -6,8 +6,9 @@
 //! - [`ingest`]: the group-commit writer that stores webhook items exactly once, then hands new
 //!   inbound messages to routing through [`ingest::InboundHandoff`].
 //! - [`store`]: the SeaORM connection, migrations and entities (SQLite or Postgres).
-//! - [`admin`], [`auth`], [`inbox`]: workspace administration, sign-in and tokens, and the
-//!   conversation queries behind the REST API, each scoped by workspace and role.
+//! - [`admin`], [`auth`], [`api_tokens`], [`inbox`]: workspace administration, sign-in and
+//!   sessions, integrations' tokens, and the conversation queries behind the REST API, each
+//!   scoped by workspace and role.
 //! - [`crypto`]: token hashes, argon2 passwords, sealed channel tokens.
 //! - [`routing`]: the routing engine behind one facade, [`routing::Engine`] (its actors,
 //!   directory, supervisor per workspace, conversation and agent, are private to this crate),
@@ -31,6 +32,7 @@
 
 pub mod admin;
 pub mod annotations;
+pub mod api_tokens;
 pub mod audit;
 pub mod auth;
 pub mod crypto;

@@ -690,3 +690,122 @@ mod tests {
         }
     }
 }
+
+/// Arbitrary JSON shapes through the decoder (proptest): it never panics, every entry of a
+/// `messages` or `statuses` array becomes exactly one item, a good message beside any junk is
+/// always decoded, and the NUL replacement leaves no NUL behind.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    /// Keys the decoder looks at, and anything else.
+    fn key() -> impl Strategy<Value = String> {
+        prop_oneof![
+            prop::sample::select(vec![
+                "type",
+                "id",
+                "from",
+                "timestamp",
+                "text",
+                "body",
+                "image",
+                "caption",
+                "context",
+                "reaction",
+                "message_id",
+                "emoji",
+                "interactive",
+                "button",
+                "payload",
+                "status",
+                "recipient_id",
+                "errors",
+                "contacts",
+                "wa_id",
+                "user_id",
+                "profile",
+                "name",
+                "metadata",
+                "phone_number_id",
+                "messages",
+                "statuses",
+                "location",
+                "edit",
+            ])
+            .prop_map(str::to_owned),
+            any::<String>(),
+        ]
+    }
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("JSON numbers are finite", |f| f.is_finite())
+                .prop_map(Value::from),
+            any::<String>().prop_map(Value::from),
+            prop::sample::select(KNOWN_KINDS.to_vec()).prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
+                prop::collection::vec((key(), inner), 0..6)
+                    .prop_map(|pairs| Value::Object(pairs.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn good_message() -> Value {
+        json!({"from": "447700900001", "id": "wamid.good", "timestamp": "1781600000",
+               "type": "text", "text": {"body": "hello"}})
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(400))]
+
+        #[test]
+        fn any_body_decodes_without_panicking(body in json_value()) {
+            let _ = decode(&body);
+            let _ = decode(&json!({"object": WHATSAPP_OBJECT, "entry": [body]}));
+        }
+
+        #[test]
+        fn every_entry_is_one_item_and_junk_never_hides_a_good_message(
+            junk in prop::collection::vec(json_value(), 0..6),
+            statuses in prop::collection::vec(json_value(), 0..4),
+            at in any::<prop::sample::Index>(),
+        ) {
+            let mut messages = junk.clone();
+            let position = at.index(junk.len() + 1);
+            messages.insert(position, good_message());
+            let body = envelope(json!({
+                "messaging_product": "whatsapp",
+                "metadata": {"phone_number_id": "1155"},
+                "messages": messages,
+                "statuses": statuses,
+            }));
+            let Envelope::WhatsApp(batch) = decode(&body) else {
+                panic!("a WhatsApp body");
+            };
+            prop_assert_eq!(batch.items.len(), junk.len() + 1 + statuses.len());
+            // Items keep the body's order: the good message is where it was put.
+            prop_assert!(matches!(&batch.items[position],
+                Item::Message(m) if m.wamid == "wamid.good" && m.text.as_deref() == Some("hello")));
+        }
+
+        #[test]
+        fn storable_bodies_hold_no_nul_and_cleaning_is_idempotent(mut body in json_value()) {
+            make_storable(&mut body);
+            prop_assert!(!body.to_string().contains("\\u0000"));
+            prop_assert_eq!(make_storable(&mut body), 0);
+        }
+    }
+
+    fn envelope(value: Value) -> Value {
+        json!({"object": WHATSAPP_OBJECT, "entry": [{"id": "1", "changes": [{"field": "messages", "value": value}]}]})
+    }
+}

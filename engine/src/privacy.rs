@@ -73,13 +73,12 @@ impl From<contact::Model> for ContactRecord {
 
 /// Supervisors and admins look contacts up (agents see them through their conversations).
 fn contact_scope(caller: &Principal) -> Result<Option<WorkspaceId>, EngineError> {
-    match caller {
-        Principal::Installation => Ok(None),
-        Principal::Agent(agent) if agent.role >= Role::Supervisor => Ok(Some(agent.workspace_id)),
-        Principal::Agent(_) => Err(EngineError::Forbidden(
+    if caller.role() < Role::Supervisor {
+        return Err(EngineError::Forbidden(
             "looking contacts up needs a supervisor or an admin".into(),
-        )),
+        ));
     }
+    Ok(caller.workspace())
 }
 
 /// Contacts by phone number (digits; a leading `+` and spaces are ignored).
@@ -174,10 +173,7 @@ async fn admin_contact(
 }
 
 fn requester(caller: &Principal) -> Option<String> {
-    match caller {
-        Principal::Installation => None,
-        Principal::Agent(agent) => Some(agent.agent_id.to_string()),
-    }
+    caller.agent().map(|agent| agent.agent_id.to_string())
 }
 
 /// Records a request and carries it out at once.
@@ -461,13 +457,13 @@ pub async fn list_requests(
 ) -> Result<Page<DataRequestView>, EngineError> {
     let limit = page.limit()?;
     let mut query = data_request::Entity::find();
-    if let Principal::Agent(agent) = caller {
-        if agent.role != Role::Admin {
+    if let Some(workspace) = caller.workspace() {
+        if caller.role() != Role::Admin {
             return Err(EngineError::Forbidden(
                 "data requests need a workspace admin".into(),
             ));
         }
-        query = query.filter(data_request::Column::WorkspaceId.eq(agent.workspace_id.to_string()));
+        query = query.filter(data_request::Column::WorkspaceId.eq(workspace.to_string()));
     }
     if let Some(cursor) = &page.cursor {
         query = query.filter(data_request::Column::Id.gt(cursor.clone()));

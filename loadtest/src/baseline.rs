@@ -150,6 +150,7 @@ pub async fn run(args: BaselineArgs) -> anyhow::Result<IngestReport> {
             run: run_id.clone(),
             numbers: args.mix.numbers,
             customers: args.mix.customers,
+            pass: 0,
         };
         let plan = Planner::new(args.pacing.arrivals, args.pacing.seed, &args.mix).plan(
             args.rate.rate as f64,

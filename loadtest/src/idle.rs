@@ -148,6 +148,7 @@ pub async fn run(args: IdleArgs) -> anyhow::Result<IdleReport> {
         run: run_id.clone(),
         numbers: 1,
         customers: 0,
+        pass: 0,
     };
     let bodies = (0..args.conversations)
         .map(|n| traffic.body(n, Item::New(n)))

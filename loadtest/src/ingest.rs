@@ -91,6 +91,10 @@ pub struct IngestArgs {
     /// HTTP worker threads of the baseline server (match the engine's WAOS__SERVER__WORKERS).
     #[arg(long, default_value_t = 2)]
     pub baseline_workers: usize,
+    /// Also run the same plan again while this many wrong sign-ins a second hammer one
+    /// account, and report the flooded run's latency as a ratio of the quiet one's.
+    #[arg(long)]
+    pub login_flood: Option<u64>,
 }
 
 /// The outcome of `ingest` (and of `baseline`, which has no target run of the engine).
@@ -239,7 +243,7 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<IngestReport> {
         args.pacing.max_in_flight,
     )?;
     let run_id = run_id();
-    set_up_world(
+    let (workspace, _) = set_up_world(
         &sender.client,
         &args.target.url,
         &args.target.admin_token,
@@ -252,6 +256,7 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<IngestReport> {
         run: run_id.clone(),
         numbers: args.mix.numbers,
         customers: args.mix.customers,
+        pass: 0,
     };
     let mut planner = Planner::new(args.pacing.arrivals, args.pacing.seed, &args.mix);
     let plan = planner.plan(
@@ -282,6 +287,29 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<IngestReport> {
         Some(sampler) => Some(sampler.finish().await),
         None => None,
     };
+    // The same plan again (new wamids: a second traffic run) under a sign-in flood.
+    let flooded = match args.login_flood {
+        Some(rate) => {
+            let email = crate::flood::make_account(
+                &sender.client,
+                &args.target.url,
+                &args.target.admin_token,
+                &workspace,
+                &run_id,
+            )
+            .await?;
+            let again = Traffic {
+                pass: 1,
+                ..traffic.clone()
+            };
+            let flood =
+                crate::flood::Flood::start(sender.client.clone(), &args.target.url, email, rate);
+            let result = sender.fire(&again, &plan, "ingest+flood").await;
+            let logins = flood.stop().await;
+            Some((result?, logins))
+        }
+        None => None,
+    };
 
     let settings = json!({"url": args.target.url, "rate": args.rate.rate, "duration_s": args.rate.duration,
         "pacing": args.pacing.to_json(), "mix": args.mix.to_json(), "baseline": args.baseline,
@@ -290,6 +318,17 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<IngestReport> {
     json["warm_up_failed"] = json!(warm_up_failed);
     json["result"] = target.to_json();
     let mut summary = report::run_summary(&target, "engine");
+    if let Some((run, logins)) = &flooded {
+        json["login_flood"] = json!({"result": run.to_json(), "logins": logins,
+            "p99_ratio_flooded_over_quiet": run.p99_ms() / target.p99_ms(),
+            "p50_ratio_flooded_over_quiet":
+                run.latency.value_at_quantile(0.5) as f64 / target.latency.value_at_quantile(0.5).max(1) as f64});
+        summary.extend(report::run_summary(run, "engine, sign-in flood"));
+        summary.push((
+            "flooded / quiet p99".into(),
+            format!("{:.2}", run.p99_ms() / target.p99_ms()),
+        ));
+    }
     let mut charts = report::run_charts(&target, "engine");
     if let Some(baseline) = &baseline {
         json["baseline"] = baseline.to_json();

@@ -5,7 +5,8 @@
 //! from the request's *scheduled* time, with HdrHistogram. Targets are on this machine only.
 //!
 //! - [`ingest`]: signed webhooks over N numbers: a mix of messages from new and ongoing
-//!   customers and delivery statuses; optionally against the bare [`baseline`] first.
+//!   customers and delivery statuses; optionally against the bare [`baseline`] first, and
+//!   again under a sign-in [`flood`].
 //! - [`baseline`]: the same generator against a bare in-process actix-web handler.
 //! - [`ramp`]: ingest in rising steps until the latency goal or the throughput breaks.
 //! - [`route`]: new conversations routed to K agents on real websockets; latency from the
@@ -19,6 +20,7 @@
 pub mod arrivals;
 pub mod baseline;
 pub mod burst;
+pub mod flood;
 pub mod generator;
 pub mod idle;
 pub mod ingest;

@@ -112,6 +112,7 @@ pub async fn run(args: RampArgs) -> anyhow::Result<RampReport> {
         run: run_id.clone(),
         numbers: args.mix.numbers,
         customers: args.mix.customers,
+        pass: 0,
     };
     let mut planner = Planner::new(args.pacing.arrivals, args.pacing.seed, &args.mix);
     let warm_up_failed = warm_up(&sender, &traffic, &args.mix).await?;

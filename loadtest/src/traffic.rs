@@ -78,6 +78,9 @@ pub struct Traffic {
     pub run: String,
     pub numbers: u64,
     pub customers: u64,
+    /// A second pass of the same plan in the same run (same numbers and customers) gets wamids
+    /// of its own: `wamid.load.<run>.p<pass>.<sequence>`.
+    pub pass: u32,
 }
 
 fn ongoing_phone(customer: u64) -> String {
@@ -95,6 +98,13 @@ fn envelope(value: Value) -> Vec<u8> {
 }
 
 impl Traffic {
+    fn wamid(&self, sequence: u64) -> String {
+        match self.pass {
+            0 => format!("wamid.load.{}.{sequence}", self.run),
+            pass => format!("wamid.load.{}.p{pass}.{sequence}", self.run),
+        }
+    }
+
     fn number(&self, sequence: u64) -> String {
         phone_number_id(&self.run, sequence % self.numbers.max(1))
     }
@@ -125,14 +135,14 @@ impl Traffic {
                 number,
                 &ongoing_phone(customer),
                 &format!("Customer {customer}"),
-                format!("wamid.load.{}.{sequence}", self.run),
+                self.wamid(sequence),
                 format!("load message {sequence}"),
             ),
             Item::New(customer) => self.message(
                 number,
                 &new_phone(customer),
                 &format!("New customer {customer}"),
-                format!("wamid.load.{}.{sequence}", self.run),
+                self.wamid(sequence),
                 format!("first message {sequence}"),
             ),
             Item::Status => envelope(json!({
@@ -267,6 +277,7 @@ mod tests {
             run: "r1".into(),
             numbers: 2,
             customers: 5,
+            pass: 0,
         };
         let status: Value = serde_json::from_slice(&traffic.body(7, Item::Status)).unwrap();
         let value = &status["entry"][0]["changes"][0]["value"];

@@ -87,6 +87,7 @@ async fn ingest_and_route_scenarios_run_end_to_end() {
         report: ReportArgs::default(),
         baseline: false,
         baseline_workers: 1,
+        login_flood: None,
     })
     .await
     .unwrap();
@@ -120,6 +121,39 @@ async fn ingest_and_route_scenarios_run_end_to_end() {
 }
 
 #[actix_web::test]
+async fn ingest_under_a_sign_in_flood_runs_the_plan_twice() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let report = ingest::run(ingest::IngestArgs {
+        target: target(&app),
+        rate: RateArgs {
+            rate: 100,
+            duration: 1,
+        },
+        pacing: pacing(Arrivals::Constant),
+        mix: mix(10, 0.1, 0.0),
+        report: ReportArgs::default(),
+        baseline: false,
+        baseline_workers: 1,
+        login_flood: Some(50),
+    })
+    .await
+    .unwrap();
+    assert_eq!((report.target.ok, report.target.errors), (100, 0));
+    // The second run went beside wrong sign-ins for one account, soon throttled.
+    let flood = &report.json["login_flood"];
+    assert_eq!(flood["result"]["ok"], 100, "{flood}");
+    let answers = &flood["logins"]["answers"];
+    assert!(answers["401"].as_u64().unwrap() <= 5, "{answers}");
+    assert!(answers["429"].as_u64().unwrap() > 20, "{answers}");
+    assert!(flood["p99_ratio_flooded_over_quiet"].as_f64().unwrap() > 0.0);
+    assert_eq!(
+        app.count("messages", "wamid LIKE 'wamid.load.%'").await,
+        200,
+        "both runs stored, with wamids of their own"
+    );
+}
+
+#[actix_web::test]
 async fn ingest_mix_against_the_baseline_writes_a_report() {
     let app = spawn_app(Backend::Postgres).await;
     let folder = Folder::new("ingest");
@@ -138,6 +172,7 @@ async fn ingest_mix_against_the_baseline_writes_a_report() {
         },
         baseline: true,
         baseline_workers: 1,
+        login_flood: None,
     })
     .await
     .unwrap();

@@ -31,6 +31,12 @@ pub enum ApiError {
     PayloadTooLarge(String),
     #[error("{0}")]
     Unavailable(String),
+    /// Too many attempts: try again after `retry_after` (sent as `Retry-After`, in seconds).
+    #[error("{message}")]
+    RateLimited {
+        message: String,
+        retry_after: std::time::Duration,
+    },
     /// Meta (or another upstream) refused or failed; the message says how.
     #[error("{0}")]
     BadGateway(String),
@@ -66,6 +72,7 @@ impl ApiError {
             ApiError::BadRequest(_) => ErrorCode::BadRequest,
             ApiError::PayloadTooLarge(_) => ErrorCode::PayloadTooLarge,
             ApiError::Unavailable(_) => ErrorCode::Unavailable,
+            ApiError::RateLimited { .. } => ErrorCode::RateLimited,
             ApiError::BadGateway(_) => ErrorCode::BadGateway,
             ApiError::Internal(_) => ErrorCode::Internal,
         }
@@ -81,7 +88,13 @@ impl ResponseError for ApiError {
         if let ApiError::Internal(detail) = self {
             tracing::error!(detail, "internal error");
         }
-        HttpResponse::build(self.status_code()).json(ErrorBody {
+        let mut response = HttpResponse::build(self.status_code());
+        if let ApiError::RateLimited { retry_after, .. } = self {
+            // Whole seconds, rounded up: a client that waits this long finds a slot.
+            let seconds = retry_after.as_millis().div_ceil(1000).max(1);
+            response.insert_header(("retry-after", seconds.to_string()));
+        }
+        response.json(ErrorBody {
             error: ErrorDetail {
                 code: self.code().as_str(),
                 message: self.to_string(),
@@ -100,6 +113,7 @@ impl From<EngineError> for ApiError {
                 ApiError::Unauthorized("the email or password is wrong".to_owned())
             }
             EngineError::Forbidden(message) => ApiError::Forbidden(message),
+            EngineError::Unavailable(message) => ApiError::Unavailable(message),
             EngineError::Database(error) => {
                 tracing::warn!(%error, "database error");
                 ApiError::Unavailable("the database is unavailable; try again shortly".to_owned())

@@ -1,7 +1,6 @@
 //! `waos`: the WhatsApp routing engine's one binary.
 
 use clap::{Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
 use waos_web::settings::Settings;
 use waos_web::startup::Application;
 
@@ -39,21 +38,12 @@ enum Command {
     },
 }
 
-fn init_tracing() {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm=warn,sea_orm_migration=warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
-}
-
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    init_tracing();
-    waos_workers::install_tls();
     let settings = Settings::load().map_err(|error| anyhow::anyhow!("configuration: {error}"))?;
+    waos_web::logging::init(&settings.log);
+    waos_workers::install_tls();
     match cli.command {
         Command::Serve => {
             let application = Application::build(settings).await?;

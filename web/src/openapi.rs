@@ -4,7 +4,9 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{admin, annotations, conversations, health, privacy, session, webhook};
+use crate::routes::{
+    admin, annotations, api_tokens, conversations, health, privacy, session, webhook,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -17,6 +19,7 @@ use crate::routes::{admin, annotations, conversations, health, privacy, session,
         admin::create_team, admin::list_teams, admin::update_team,
         admin::create_channel, admin::list_channels, admin::update_channel,
         admin::create_agent, admin::list_agents, admin::update_agent,
+        api_tokens::create, api_tokens::list, api_tokens::revoke,
         conversations::list, conversations::get, conversations::messages, conversations::audit,
         conversations::assign, conversations::reply,
         annotations::directory, annotations::set_tags, annotations::list_notes,

@@ -26,6 +26,8 @@ pub struct Settings {
     pub websocket: WebsocketSettings,
     pub outbound: OutboundSettings,
     pub media: MediaSettings,
+    pub metrics: MetricsSettings,
+    pub log: LogSettings,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -64,6 +66,34 @@ pub struct ServerSettings {
     pub port: u16,
     pub workers: usize,
     pub shutdown_timeout_ms: u64,
+    /// Proxies (addresses or CIDR networks) whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<String>,
+    /// PEM certificate chain and private key: both set, the server speaks HTTPS only.
+    pub tls_cert_file: String,
+    pub tls_key_file: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// When set, `/metrics` answers only `Authorization: Bearer <token>`.
+    pub token: SecretString,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    /// `text` for people, `json` (one object per line) for log tools.
+    pub format: LogFormat,
+    /// A tracing filter (`info,waos=debug`); `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -108,6 +138,14 @@ pub struct SecuritySettings {
     pub ws_ticket_ttl_ms: u64,
     pub argon2_memory_kib: u32,
     pub argon2_iterations: u32,
+    /// Password hashes computed at once (0: half the cores, at least one).
+    pub password_hashing_concurrency: usize,
+    /// How long a sign-in waits for a hashing slot before it is told the server is busy.
+    pub password_hashing_wait_ms: u64,
+    /// Failed sign-ins allowed at once per account and per client address...
+    pub login_burst: u32,
+    /// ...then one more per this.
+    pub login_refill_ms: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -168,7 +206,9 @@ impl Settings {
                 Environment::with_prefix("WAOS")
                     .prefix_separator("__")
                     .separator("__")
-                    .try_parsing(true),
+                    .try_parsing(true)
+                    .list_separator(",")
+                    .with_list_parse_key("server.trusted_proxies"),
             ),
         };
         builder.build()?.try_deserialize()

@@ -32,6 +32,73 @@ const fn non_zero(n: u32) -> std::num::NonZeroU32 {
     }
 }
 
+/// Browsers that reached us over HTTPS keep to it for a year.
+const HSTS: &str = "max-age=31536000; includeSubDomains";
+
+/// `server.tls_cert_file` and `server.tls_key_file`: a rustls configuration (on the ring
+/// provider the rest of the binary uses), or `None` for plain HTTP.
+fn tls_config(
+    server: &crate::settings::ServerSettings,
+) -> anyhow::Result<Option<rustls::ServerConfig>> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    let (cert, key) = (server.tls_cert_file.trim(), server.tls_key_file.trim());
+    match (cert.is_empty(), key.is_empty()) {
+        (true, true) => return Ok(None),
+        (false, false) => {}
+        _ => anyhow::bail!(
+            "server.tls_cert_file and server.tls_key_file go together: set both for HTTPS, or neither"
+        ),
+    }
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .with_context(|| {
+            format!("reading the certificate chain in server.tls_cert_file ({cert})")
+        })?;
+    if chain.is_empty() {
+        anyhow::bail!("server.tls_cert_file ({cert}) holds no PEM certificate");
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .with_context(|| format!("reading the private key in server.tls_key_file ({key})"))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .context("the TLS certificate and key do not make a usable pair")?;
+    // HTTP/1.1 only (websockets upgrade from it; the server is built without HTTP/2).
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Some(config))
+}
+
+/// `security.password_hashing_concurrency`; 0 is half the cores, at least one, so that hashing
+/// never takes every core from the HTTP workers.
+fn hashing_concurrency(setting: usize) -> usize {
+    if setting > 0 {
+        return setting;
+    }
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    (cores / 2).max(1)
+}
+
+/// `server.trusted_proxies`: addresses (one host each) or CIDR networks.
+fn trusted_proxies(entries: &[String]) -> anyhow::Result<Vec<ipnet::IpNet>> {
+    entries
+        .iter()
+        .map(|entry| {
+            let entry = entry.trim();
+            entry
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .with_context(|| {
+                    format!("server.trusted_proxies: `{entry}` is not an address or a CIDR network")
+                })
+        })
+        .collect()
+}
+
 pub struct Application {
     port: u16,
     server: Server,
@@ -178,7 +245,19 @@ impl Application {
         let hashing = PasswordHashing::new(
             settings.security.argon2_memory_kib,
             settings.security.argon2_iterations,
+            hashing_concurrency(settings.security.password_hashing_concurrency),
+            millis(settings.security.password_hashing_wait_ms),
         )?;
+        let trusted_proxies = trusted_proxies(&settings.server.trusted_proxies)?;
+        let login_throttle = crate::throttle::LoginThrottle::new(
+            waos_workers::pacing::Budget {
+                interval: millis(settings.security.login_refill_ms.max(1)),
+                burst: settings.security.login_burst.max(1),
+            },
+            redis.clone().map(|connection| {
+                waos_workers::pacing::SharedBuckets::new(connection, &settings.redis.key_prefix)
+            }),
+        );
         // One engine per process, started before the HTTP workers so that they all share it.
         let presence: Arc<dyn PresenceStore> = match &redis {
             Some(connection) => Arc::new(RedisPresence::new(
@@ -250,13 +329,19 @@ impl Application {
             verify_token,
             admin_token_hash: token_hash(admin_token.expose_secret()),
             hashing,
+            login_throttle,
+            trusted_proxies,
             sealer,
             redis,
             metrics,
+            sockets: Arc::default(),
             security_events: governor::RateLimiter::direct(
                 governor::Quota::per_second(SECURITY_EVENTS_PER_SECOND)
                     .allow_burst(SECURITY_EVENTS_BURST),
             ),
+            metrics_token_hash: Some(settings.metrics.token.clone())
+                .filter(is_set)
+                .map(|token| token_hash(token.expose_secret())),
             max_body_bytes: settings.meta.max_body_bytes,
             commit_timeout: millis(settings.ingest.commit_timeout_ms),
             session_ttl: millis(settings.security.session_ttl_ms),
@@ -274,10 +359,18 @@ impl Application {
             })?;
         let port = listener.local_addr()?.port();
         let app_state = state.clone();
+        let tls = tls_config(&settings.server)?;
+        let hsts = tls.is_some();
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())
-                .wrap(actix_web::middleware::Logger::new("%r %s %Dms").log_target("waos::http"))
+                .wrap(actix_web::middleware::Condition::new(
+                    hsts,
+                    actix_web::middleware::DefaultHeaders::new()
+                        .add((actix_web::http::header::STRICT_TRANSPORT_SECURITY, HSTS)),
+                ))
+                .wrap(actix_web::middleware::Logger::new("%m %U %s %Dms").log_target("waos::http"))
+                .wrap_fn(crate::logging::request_span)
                 .configure(routes::configure)
         })
         .shutdown_timeout(settings.server.shutdown_timeout_ms.div_ceil(1000))
@@ -286,8 +379,13 @@ impl Application {
         if settings.server.workers > 0 {
             server = server.workers(settings.server.workers);
         }
-        let server = server.listen(listener)?.run();
-        tracing::info!(host = settings.server.host, port, "waos listening");
+        let server = match tls {
+            Some(config) => server.listen_rustls_0_23(listener, config)?,
+            None => server.listen(listener)?,
+        }
+        .run();
+        let scheme = if hsts { "https" } else { "http" };
+        tracing::info!(host = settings.server.host, port, scheme, "waos listening");
         Ok(Application {
             port,
             server,

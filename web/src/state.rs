@@ -22,12 +22,20 @@ pub struct AppState {
     /// SHA-256 of the bootstrap admin token.
     pub admin_token_hash: String,
     pub hashing: PasswordHashing,
+    /// Failed sign-ins per account and client address.
+    pub login_throttle: crate::throttle::LoginThrottle,
+    /// `server.trusted_proxies`, parsed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     pub sealer: Sealer,
     pub redis: Option<redis::aio::ConnectionManager>,
     pub metrics: Arc<Metrics>,
+    /// Open websockets by holder, closed when its access ends.
+    pub sockets: Arc<crate::sockets::Sockets>,
     /// Bounds how many refused-signature events reach the audit: a flood of bad requests must
     /// not become a flood of rows. The rest are only counted.
     pub security_events: governor::DefaultDirectRateLimiter,
+    /// SHA-256 of `metrics.token`; `None`: `/metrics` is open.
+    pub metrics_token_hash: Option<String>,
     pub max_body_bytes: usize,
     pub commit_timeout: Duration,
     pub session_ttl: Duration,

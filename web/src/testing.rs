@@ -357,8 +357,22 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str, token: &str) -> reqwest::Response {
+        self.send(reqwest::Method::GET, path, token).await
+    }
+
+    pub async fn delete(&self, path: &str, token: &str) -> reqwest::Response {
+        self.send(reqwest::Method::DELETE, path, token).await
+    }
+
+    /// A body-less request with a bearer token.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+    ) -> reqwest::Response {
         self.client
-            .get(self.url(path))
+            .request(method, self.url(path))
             .bearer_auth(token)
             .send()
             .await

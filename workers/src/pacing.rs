@@ -27,7 +27,8 @@ impl Budget {
         }
     }
 
-    fn quota(self) -> Quota {
+    /// The same budget as a `governor` quota, for in-process buckets.
+    pub fn quota(self) -> Quota {
         let burst = NonZeroU32::new(self.burst).unwrap_or(NonZeroU32::MIN);
         Quota::with_period(self.interval.max(Duration::from_nanos(1)))
             .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
@@ -49,13 +50,50 @@ pub struct Pacer {
     customer: Budget,
     local_numbers: Keyed,
     local_customers: Keyed,
-    shared: Option<Shared>,
+    shared: Option<SharedBuckets>,
 }
 
-struct Shared {
+/// GCRA buckets in Redis, shared by every process with the same Redis and key prefix.
+#[derive(Clone)]
+pub struct SharedBuckets {
     connection: redis::aio::ConnectionManager,
     prefix: String,
     script: redis::Script,
+}
+
+impl SharedBuckets {
+    pub fn new(connection: redis::aio::ConnectionManager, prefix: &str) -> Self {
+        Self {
+            connection,
+            prefix: prefix.to_owned(),
+            script: redis::Script::new(GCRA),
+        }
+    }
+
+    /// The installation's key for `name` (`{prefix}{name}`).
+    pub fn key(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+
+    /// Takes a slot in every bucket (`name`, budget) when all of them have one, in one round
+    /// trip; otherwise takes none. Answers zero, or how long until all would allow it.
+    pub async fn take(&self, buckets: &[(&str, Budget)]) -> redis::RedisResult<Duration> {
+        let mut invocation = self.script.prepare_invoke();
+        for (name, budget) in buckets {
+            invocation
+                .key(self.key(name))
+                .arg(micros(budget.interval))
+                .arg(micros(budget.tolerance()));
+        }
+        let mut connection = self.connection.clone();
+        let wait: u64 = invocation.invoke_async(&mut connection).await?;
+        Ok(Duration::from_micros(wait))
+    }
+
+    /// A connection to the same Redis, for the caller's own keys.
+    pub fn connection(&self) -> redis::aio::ConnectionManager {
+        self.connection.clone()
+    }
 }
 
 /// Checks every cell it is given and takes a slot in all of them only when all allow it, so a
@@ -98,11 +136,7 @@ impl Pacer {
 
     /// Shares the buckets with every sender using this Redis and key prefix.
     pub fn with_redis(mut self, connection: redis::aio::ConnectionManager, prefix: &str) -> Self {
-        self.shared = Some(Shared {
-            connection,
-            prefix: prefix.to_owned(),
-            script: redis::Script::new(GCRA),
-        });
+        self.shared = Some(SharedBuckets::new(connection, prefix));
         self
     }
 
@@ -122,27 +156,17 @@ impl Pacer {
 
     async fn acquire_shared(
         &self,
-        shared: &Shared,
+        shared: &SharedBuckets,
         number: &str,
         customer: Option<&str>,
     ) -> redis::RedisResult<Duration> {
-        let mut invocation = shared.script.prepare_invoke();
-        invocation
-            .key(format!("{}pace:number:{number}", shared.prefix))
-            .arg(micros(self.number.interval))
-            .arg(micros(self.number.tolerance()));
-        if let Some(customer) = customer {
-            invocation
-                .key(format!(
-                    "{}pace:customer:{number}:{customer}",
-                    shared.prefix
-                ))
-                .arg(micros(self.customer.interval))
-                .arg(micros(self.customer.tolerance()));
+        let number_key = format!("pace:number:{number}");
+        let customer_key = customer.map(|customer| format!("pace:customer:{number}:{customer}"));
+        let mut buckets = vec![(number_key.as_str(), self.number)];
+        if let Some(key) = &customer_key {
+            buckets.push((key.as_str(), self.customer));
         }
-        let mut connection = shared.connection.clone();
-        let wait: u64 = invocation.invoke_async(&mut connection).await?;
-        Ok(Duration::from_micros(wait))
+        shared.take(&buckets).await
     }
 
     /// The number first: a send the number's budget refuses must not spend the customer's slot

@@ -9,6 +9,7 @@ use waos_engine::ids::{AgentId, ChannelId, TeamId, WorkspaceId};
 
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::Caller;
+use crate::sockets::Holder;
 use crate::state::AppState;
 
 /// Ids in paths that are not UUIDs cannot name anything: 404, like any unknown id.
@@ -215,8 +216,12 @@ pub async fn update_agent(
     if let Err(error) = state.engine.agent_changed(workspace, agent).await {
         tracing::warn!(%error, %agent, "routing did not hear of an agent's change");
     }
-    // Its sessions ended with the old password: so do its sockets, and its conversations go
-    // to agents who are there (deactivation does the same through `agent_changed`).
+    // Its sessions ended with the old password (or with its deactivation): so do all its
+    // sockets, dashboards too, and its conversations go to agents who are there (deactivation
+    // requeues them through `agent_changed`).
+    if password_changed || !updated.active {
+        state.sockets.close(Holder::Agent(agent));
+    }
     if password_changed
         && updated.active
         && let Err(error) = state

@@ -32,12 +32,12 @@ pub async fn directory(
 ) -> Result<HttpResponse, ApiError> {
     // The bootstrap admin belongs to no workspace: nothing is wrong with its request, it may
     // just not make it.
-    let Principal::Agent(agent) = &caller else {
+    let Some(workspace) = caller.workspace() else {
         return Err(ApiError::Forbidden(
             "the directory is a workspace member's; sign in as an agent".into(),
         ));
     };
-    let found = annotations::directory(&state.db, agent.workspace_id).await?;
+    let found = annotations::directory(&state.db, workspace).await?;
     Ok(HttpResponse::Ok().json(found))
 }
 

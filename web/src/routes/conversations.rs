@@ -117,11 +117,9 @@ pub async fn assign_by_hand(
     conversation_id: ConversationId,
     agent_id: waos_engine::ids::AgentId,
 ) -> Result<(), ApiError> {
-    use waos_engine::auth::{Principal, Role};
+    use waos_engine::auth::Role;
 
-    if let Principal::Agent(agent) = caller
-        && agent.role < Role::Supervisor
-    {
+    if caller.role() < Role::Supervisor {
         return Err(ApiError::Forbidden(
             "assigning by hand needs a supervisor".into(),
         ));

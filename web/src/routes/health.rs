@@ -1,8 +1,12 @@
 //! Liveness, readiness and metrics.
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use sea_orm::ConnectionTrait;
+use subtle::ConstantTimeEq;
+use waos_engine::crypto::token_hash;
 
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::bearer;
 use crate::state::AppState;
 
 #[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "the process is alive")))]
@@ -36,8 +40,20 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
-#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format")))]
-pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format"),
+    (status = 401, description = "`metrics.token` is set and the request did not carry it", body = ErrorBody)))]
+pub async fn metrics(state: web::Data<AppState>, request: HttpRequest) -> HttpResponse {
+    if let Some(expected) = &state.metrics_token_hash {
+        let given = bearer(&request)
+            .map(|token| token_hash(&token))
+            .unwrap_or_default();
+        if !bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
+            return ApiError::Unauthorized(
+                "/metrics needs `Authorization: Bearer <metrics.token>`".into(),
+            )
+            .error_response();
+        }
+    }
     match state.metrics.encode() {
         Ok(text) => HttpResponse::Ok()
             .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")

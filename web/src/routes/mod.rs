@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod annotations;
+pub mod api_tokens;
 pub mod conversations;
 pub mod health;
 pub mod pages;
@@ -74,6 +75,15 @@ pub fn configure(config: &mut web::ServiceConfig) {
                 .route(
                     "/workspaces/{workspace_id}/agents/{id}",
                     web::patch().to(admin::update_agent),
+                )
+                .service(
+                    web::resource("/workspaces/{workspace_id}/api-tokens")
+                        .route(web::post().to(api_tokens::create))
+                        .route(web::get().to(api_tokens::list)),
+                )
+                .route(
+                    "/workspaces/{workspace_id}/api-tokens/{id}",
+                    web::delete().to(api_tokens::revoke),
                 )
                 .route("/directory", web::get().to(annotations::directory))
                 .route("/contacts", web::get().to(privacy::contacts))

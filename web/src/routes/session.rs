@@ -3,12 +3,15 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
-use waos_engine::audit::{self, AuditRecord};
-use waos_engine::auth::{self, Principal, Session};
+use waos_engine::audit::{self, AuditKind, AuditRecord};
+use waos_engine::auth::{self, Principal, Refused, Session};
+use waos_engine::ids::{AgentId, WorkspaceId};
 
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{Caller, bearer};
+use crate::extract::{Caller, Client, bearer};
+use crate::sockets::Holder;
 use crate::state::AppState;
+use crate::throttle::ThrottleKey;
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -29,35 +32,97 @@ fn ttl(duration: std::time::Duration) -> chrono::Duration {
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = Login,
-    responses((status = 200, body = Session), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = Session), (status = 401, body = ErrorBody),
+        (status = 429, body = ErrorBody, description = "Too many failed sign-ins for this account or address; `Retry-After` says when to try again"),
+        (status = 503, body = ErrorBody)))]
 pub async fn login(
     state: web::Data<AppState>,
+    client: Client,
     input: web::Json<Login>,
 ) -> Result<HttpResponse, ApiError> {
     let Login { email, password } = input.into_inner();
-    let result = auth::login(
+    let mut keys = vec![ThrottleKey::Account(&email)];
+    keys.extend(client.address.map(ThrottleKey::Address));
+    let turn = state.login_throttle.turn(&keys).await;
+    if let Some(wait) = state.login_throttle.locked_for(&turn).await {
+        // A flood of refused attempts must not become a flood of rows: bounded, then counted.
+        if state.security_events.check().is_ok() {
+            security_event(
+                &state,
+                AuditKind::LoginThrottled,
+                None,
+                &client,
+                "sign-in refused: too many failed attempts",
+            )
+            .await;
+        }
+        return Err(throttled(wait));
+    }
+    let outcome = auth::login(
         &state.db,
         &state.hashing,
         &email,
         &password,
         ttl(state.session_ttl),
     )
-    .await;
-    match result {
-        Ok(session) => Ok(HttpResponse::Ok().json(session)),
-        Err(waos_engine::EngineError::Unauthorized) => {
-            tracing::warn!("login refused");
-            let event = AuditRecord {
-                kind: waos_engine::audit::AuditKind::LoginFailed,
-                text: "sign-in refused: wrong email or password".to_owned(),
-                ..AuditRecord::default()
-            };
-            if let Err(error) = audit::record(&state.db, event).await {
-                tracing::warn!(%error, "could not record a security event");
-            }
-            Err(waos_engine::EngineError::Unauthorized.into())
+    .await?;
+    match outcome {
+        Ok(session) => {
+            let account = Some((session.agent_id, session.workspace_id));
+            security_event(
+                &state,
+                AuditKind::LoginSucceeded,
+                account,
+                &client,
+                "signed in",
+            )
+            .await;
+            Ok(HttpResponse::Ok().json(session))
         }
-        Err(other) => Err(other.into()),
+        Err(Refused { account }) => {
+            tracing::warn!("sign-in refused");
+            security_event(
+                &state,
+                AuditKind::LoginFailed,
+                account,
+                &client,
+                "sign-in refused: wrong email or password",
+            )
+            .await;
+            match state.login_throttle.failed(&turn).await {
+                Some(wait) => Err(throttled(wait)),
+                None => Err(waos_engine::EngineError::Unauthorized.into()),
+            }
+        }
+    }
+}
+
+fn throttled(wait: std::time::Duration) -> ApiError {
+    ApiError::RateLimited {
+        message: "too many failed sign-ins for this account or address; wait and try again".into(),
+        retry_after: wait,
+    }
+}
+
+/// Records a sign-in's security event with the client's address and user agent. The event is
+/// the trail, not the answer: a failure to write it is logged, and the sign-in goes on.
+async fn security_event(
+    state: &AppState,
+    kind: AuditKind,
+    account: Option<(AgentId, WorkspaceId)>,
+    client: &Client,
+    text: &str,
+) {
+    let event = AuditRecord {
+        kind,
+        workspace_id: account.map(|(_, workspace)| workspace.to_string()),
+        agent_id: account.map(|(agent, _)| agent.to_string()),
+        reason: Some(client.as_reason()),
+        text: text.to_owned(),
+        ..AuditRecord::default()
+    };
+    if let Err(error) = audit::record(&state.db, event).await {
+        tracing::warn!(%error, "could not record a security event");
     }
 }
 
@@ -66,10 +131,22 @@ pub async fn login(
 pub async fn logout(
     state: web::Data<AppState>,
     request: HttpRequest,
-    Caller(_caller): Caller,
+    Caller(caller): Caller,
 ) -> Result<HttpResponse, ApiError> {
     if let Some(token) = bearer(&request) {
         auth::logout(&state.db, &token).await?;
+    }
+    // A session ended on purpose: the agent's sockets close and its conversations go to
+    // agents who are there, rather than waiting out the disconnect grace period.
+    if let Principal::Agent(agent) = &caller {
+        state.sockets.close(Holder::Agent(agent.agent_id));
+        if let Err(error) = state
+            .engine
+            .sign_out_agent(agent.workspace_id, agent.agent_id, "the agent signed out")
+            .await
+        {
+            tracing::warn!(%error, agent = %agent.agent_id, "an agent's sign-out did not reach routing");
+        }
     }
     Ok(HttpResponse::NoContent().finish())
 }

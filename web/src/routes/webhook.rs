@@ -8,12 +8,11 @@ use std::time::Instant;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::StreamExt;
-use hmac::{Hmac, KeyInit, Mac};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
-use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use waos_engine::audit::{self, AuditRecord};
+use waos_engine::crypto;
 use waos_engine::ingest::{IngestError, Submission, body_sha256};
 use waos_engine::meta::{self, Envelope};
 
@@ -189,26 +188,13 @@ fn too_large(limit: usize) -> ApiError {
     ApiError::PayloadTooLarge(format!("the webhook body is over {limit} bytes"))
 }
 
-/// HMAC-SHA256 of the exact bytes, compared in constant time; hex in either case.
+/// The signature header's check over the exact bytes ([`crypto::webhook_signature_valid`]).
 fn signature_valid(secret: &[u8], request: &HttpRequest, body: &[u8]) -> bool {
-    let Some(header) = request
+    request
         .headers()
         .get(SIGNATURE_HEADER)
         .and_then(|value| value.to_str().ok())
-    else {
-        return false;
-    };
-    let Some(hex_digest) = header.trim().strip_prefix("sha256=") else {
-        return false;
-    };
-    let Ok(expected) = hex::decode(hex_digest) else {
-        return false;
-    };
-    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret) else {
-        return false;
-    };
-    mac.update(body);
-    mac.verify_slice(&expected).is_ok()
+        .is_some_and(|header| crypto::webhook_signature_valid(secret, header, body))
 }
 
 /// A security event for every refused signature, written off the request path.

@@ -7,12 +7,13 @@ use std::time::Instant;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use tokio::sync::mpsc;
-use waos_engine::auth::{self, AgentPrincipal};
+use waos_engine::auth::{self, Principal};
 use waos_engine::error::ErrorCode;
 use waos_engine::routing::frames::{ServerFrame, parse_client_frame};
 
 use crate::error::ApiError;
-use crate::extract::bearer;
+use crate::extract::{bearer, principal_of_bearer};
+use crate::sockets::{Holder, Registration};
 use crate::state::AppState;
 
 /// Ids for sockets, unique within the process.
@@ -38,27 +39,21 @@ fn same_origin(request: &HttpRequest) -> bool {
         .is_some_and(|(_, origin_host)| origin_host.trim_end_matches('/') == host)
 }
 
-/// Checks the origin, then the credentials: a bearer token (API clients) or a single-use
-/// ticket (browsers, which cannot set headers on a websocket).
+/// Checks the origin, then the credentials: a bearer token (API clients, integrations) or a
+/// single-use ticket (browsers, which cannot set headers on a websocket).
 async fn authenticate_socket(
     state: &AppState,
     request: &HttpRequest,
     ticket: Option<&str>,
-) -> Result<AgentPrincipal, ApiError> {
+) -> Result<Principal, ApiError> {
     if !same_origin(request) {
         return Err(ApiError::Forbidden("cross-origin websocket refused".into()));
     }
-    authenticate(state, request, ticket).await
-}
-
-async fn authenticate(
-    state: &AppState,
-    request: &HttpRequest,
-    ticket: Option<&str>,
-) -> Result<AgentPrincipal, ApiError> {
     let principal = match (bearer(request), ticket) {
-        (Some(token), _) => auth::authenticate(&state.db, &token).await?,
-        (None, Some(ticket)) => auth::redeem_ticket(&state.db, ticket).await?,
+        (Some(token), _) => principal_of_bearer(state, &token).await?,
+        (None, Some(ticket)) => auth::redeem_ticket(&state.db, ticket)
+            .await?
+            .map(Principal::Agent),
         (None, None) => None,
     };
     principal.ok_or_else(|| {
@@ -74,8 +69,18 @@ pub async fn agent_socket(
     body: web::Payload,
     query: web::Query<TicketQuery>,
 ) -> Result<HttpResponse, actix_web::Error> {
-    let principal = authenticate_socket(&state, &request, query.ticket.as_deref()).await?;
+    let Principal::Agent(principal) =
+        authenticate_socket(&state, &request, query.ticket.as_deref()).await?
+    else {
+        return Err(ApiError::Forbidden(
+            "the agent socket is for agents; integrations may watch `/ws/supervisor`".into(),
+        )
+        .into());
+    };
     let socket_id = NEXT_SOCKET.fetch_add(1, Ordering::Relaxed);
+    let registration = state
+        .sockets
+        .register(Holder::Agent(principal.agent_id), socket_id);
     let (outbox, frames) = mpsc::channel::<String>(state.websocket.outbox_capacity.max(1));
     let socket = std::rc::Rc::new(
         state
@@ -100,16 +105,26 @@ pub async fn agent_socket(
         }
     };
     let on_close = move || socket.disconnect();
-    pump(&state, &request, body, frames, on_frame, on_close)
+    pump(
+        &state,
+        &request,
+        body,
+        frames,
+        registration,
+        on_frame,
+        on_close,
+    )
 }
 
 /// The socket loop shared by agents and supervisors: text frames in to `on_frame` (which may
-/// answer with an error frame), the outbox out, pings on a timer; `on_close` when it ends.
+/// answer with an error frame), the outbox out, pings on a timer; `on_close` when it ends,
+/// which is also when its holder's access ends (`registration`).
 fn pump(
     state: &AppState,
     request: &HttpRequest,
     body: web::Payload,
     mut frames: mpsc::Receiver<String>,
+    registration: Registration,
     on_frame: impl Fn(&str) -> Option<String> + 'static,
     on_close: impl FnOnce() + 'static,
 ) -> Result<HttpResponse, actix_web::Error> {
@@ -163,6 +178,13 @@ fn pump(
                     if last_heard.elapsed() > client_timeout { break }
                     if session.ping(b"").await.is_err() { break }
                 }
+                () = registration.closed() => {
+                    ended_by_server = Some(actix_ws::CloseReason {
+                        code: actix_ws::CloseCode::Policy,
+                        description: Some("signed out: this access has ended".into()),
+                    });
+                    break;
+                }
             }
         }
         on_close();
@@ -185,21 +207,32 @@ pub async fn supervisor_socket(
     body: web::Payload,
     query: web::Query<TicketQuery>,
 ) -> Result<HttpResponse, actix_web::Error> {
-    use waos_engine::auth::{Principal, Role};
+    use waos_engine::auth::Role;
 
     let principal = authenticate_socket(&state, &request, query.ticket.as_deref()).await?;
-    if principal.role < Role::Supervisor {
+    let (Some(holder), Some(workspace)) = (Holder::of(&principal), principal.workspace()) else {
+        return Err(ApiError::Forbidden(
+            "the queue dashboard is a workspace's; the installation token has none".into(),
+        )
+        .into());
+    };
+    if principal.role() < Role::Supervisor {
         return Err(ApiError::Forbidden("the queue dashboard is for supervisors".into()).into());
     }
     let subscriber_id = NEXT_SOCKET.fetch_add(1, Ordering::Relaxed);
+    let registration = state.sockets.register(holder, subscriber_id);
     let (outbox, frames) = mpsc::channel::<String>(state.websocket.outbox_capacity.max(1));
-    let teams = (principal.role < Role::Admin).then(|| principal.team_ids.clone());
+    // A supervisor sees its teams; admins and integrations the whole workspace.
+    let teams = match &principal {
+        Principal::Agent(agent) if agent.role < Role::Admin => Some(agent.team_ids.clone()),
+        _ => None,
+    };
     let subscription = state
         .engine
-        .subscribe_stats(principal.workspace_id, subscriber_id, teams, outbox.clone())
+        .subscribe_stats(workspace, subscriber_id, teams, outbox.clone())
         .await
         .map_err(ApiError::from)?;
-    let caller = std::rc::Rc::new(Principal::Agent(principal));
+    let caller = std::rc::Rc::new(principal);
 
     let on_frame = {
         let state = state.clone();
@@ -267,5 +300,13 @@ pub async fn supervisor_socket(
         }
     };
     let on_close = move || subscription.unsubscribe();
-    pump(&state, &request, body, frames, on_frame, on_close)
+    pump(
+        &state,
+        &request,
+        body,
+        frames,
+        registration,
+        on_frame,
+        on_close,
+    )
 }

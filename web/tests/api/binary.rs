@@ -197,6 +197,17 @@ struct Served {
 }
 
 fn serve(database_url: &str, folder: &std::path::Path) -> Served {
+    serve_with(database_url, folder, &[], Stdio::null(), "http")
+}
+
+/// `serve` with more settings (`WAOS__...` variables), its log to `stderr`, at `scheme`.
+fn serve_with(
+    database_url: &str,
+    folder: &std::path::Path,
+    settings: &[(&str, &str)],
+    stderr: Stdio,
+    scheme: &str,
+) -> Served {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -204,6 +215,7 @@ fn serve(database_url: &str, folder: &std::path::Path) -> Served {
         .port();
     let child = Command::new(WAOS)
         .arg("serve")
+        .envs(settings.iter().copied())
         .current_dir(folder)
         .env("WAOS__SERVER__PORT", port.to_string())
         .env("WAOS__DATABASE__URL", database_url)
@@ -214,17 +226,20 @@ fn serve(database_url: &str, folder: &std::path::Path) -> Served {
         .env("WAOS__ROUTING__OFFER_TIMEOUT_UNIT_MS", "1000")
         .env("WAOS__ROUTING__DISCONNECT_GRACE_MS", "60000")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .unwrap();
     Served {
         child,
-        address: format!("http://127.0.0.1:{port}"),
+        address: format!("{scheme}://127.0.0.1:{port}"),
     }
 }
 
 async fn until_healthy(address: &str) {
-    let client = waos_web::testing::http_client();
+    until_healthy_with(&waos_web::testing::http_client(), address).await;
+}
+
+async fn until_healthy_with(client: &reqwest::Client, address: &str) {
     for _ in 0..400 {
         if client
             .get(format!("{address}/readyz"))
@@ -571,5 +586,193 @@ async fn sigterm_during_load_loses_nothing_and_closes_sockets() {
         "an assignment's audit was not written"
     );
     db.close().await.unwrap();
+    std::fs::remove_dir_all(folder).unwrap();
+}
+
+/// HTTPS with a certificate the test makes, HSTS on every answer, no plain HTTP beside it;
+/// JSON logs at trace level whose every line parses, carry request ids, and hold none of the
+/// secrets the run used (admin token, password, session, ticket, API token, app secret).
+#[actix_web::test]
+async fn serve_speaks_https_and_its_json_trace_logs_hold_no_secret() {
+    use serde_json::json;
+    use waos_web::testing::{ADMIN_TOKEN, APP_SECRET, Backend, PASSWORD, TestDatabase};
+
+    waos_workers::install_tls();
+    let database = TestDatabase::create(Backend::Postgres).await;
+    let folder = scratch();
+    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    std::fs::write(folder.join("cert.pem"), certified.cert.pem()).unwrap();
+    std::fs::write(
+        folder.join("key.pem"),
+        certified.signing_key.serialize_pem(),
+    )
+    .unwrap();
+    let log_path = folder.join("waos.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let cert = folder.join("cert.pem").display().to_string();
+    let key = folder.join("key.pem").display().to_string();
+    let mut served = serve_with(
+        &database.url,
+        &folder,
+        &[
+            ("WAOS__SERVER__TLS_CERT_FILE", &cert),
+            ("WAOS__SERVER__TLS_KEY_FILE", &key),
+            ("WAOS__LOG__FORMAT", "json"),
+            ("RUST_LOG", "trace"),
+        ],
+        Stdio::from(log),
+        "https",
+    );
+    let client = reqwest::Client::builder()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(certified.cert.pem().as_bytes()).unwrap(),
+        )
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let address = served.address.clone();
+    until_healthy_with(&client, &address).await;
+
+    let health = client
+        .get(format!("{address}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let hsts = health.headers().get("strict-transport-security").unwrap();
+    assert!(hsts.to_str().unwrap().starts_with("max-age="), "{hsts:?}");
+    assert!(health.headers().get("x-request-id").is_some());
+    let plain = address.replacen("https", "http", 1);
+    let refused = waos_web::testing::http_client()
+        .get(format!("{plain}/healthz"))
+        .send()
+        .await;
+    assert!(
+        refused.map_or(true, |response| !response.status().is_success()),
+        "plain HTTP must not be served beside HTTPS"
+    );
+
+    // Every kind of secret, once each.
+    let post = |path: &str, token: &str, body: serde_json::Value| {
+        client
+            .post(format!("{address}{path}"))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+    };
+    let workspace: serde_json::Value =
+        post("/api/v1/workspaces", ADMIN_TOKEN, json!({"name": "Tls"}))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    let workspace = workspace["id"].as_str().unwrap();
+    let agents = format!("/api/v1/workspaces/{workspace}/agents");
+    let created = post(
+        &agents,
+        ADMIN_TOKEN,
+        json!({"name": "Ann", "email": "ann@tls.example",
+        "password": PASSWORD, "role": "admin"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(created.status(), 201);
+    let wrong_password = "a wrong password 8d1f";
+    let refused = post(
+        "/api/v1/auth/login",
+        "",
+        json!({"email": "ann@tls.example", "password": wrong_password}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(refused.status(), 401);
+    let session: serde_json::Value = post(
+        "/api/v1/auth/login",
+        "",
+        json!({"email": "ann@tls.example", "password": PASSWORD}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let session = session["token"].as_str().unwrap().to_owned();
+    let ticket: serde_json::Value = post("/api/v1/auth/ws-ticket", &session, json!({}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ticket = ticket["ticket"].as_str().unwrap().to_owned();
+    // A websocket request carrying the ticket in its query (refused: no upgrade headers).
+    client
+        .get(format!("{address}/ws/agent?ticket={ticket}"))
+        .send()
+        .await
+        .unwrap();
+    let api_token: serde_json::Value = post(
+        &format!("/api/v1/workspaces/{workspace}/api-tokens"),
+        &session,
+        json!({"name": "CRM", "role": "supervisor"}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let api_token = api_token["token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        client
+            .get(format!("{address}/api/v1/conversations"))
+            .bearer_auth(&api_token)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let body = crate::concurrency::text_body("wamid.tls-1", 1, "hello");
+    let webhook = client
+        .post(format!("{address}/webhooks/whatsapp"))
+        .header("x-hub-signature-256", waos_web::testing::sign(&body))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert!(webhook.status().is_client_error() || webhook.status().is_success());
+
+    served.child.kill().unwrap();
+    served.child.wait().unwrap();
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .collect();
+    assert!(
+        lines.len() > 20,
+        "a trace-level run logs plenty: {}",
+        lines.len()
+    );
+    let mut with_request_id = 0;
+    for line in &lines {
+        let entry: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|error| panic!("not a JSON line ({error}): {line}"));
+        if entry["span"]["request_id"].is_string() {
+            with_request_id += 1;
+        }
+    }
+    assert!(with_request_id > 0, "request lines carry their request id");
+    for (what, secret) in [
+        ("the admin token", ADMIN_TOKEN),
+        ("a password", PASSWORD),
+        ("a wrong password", wrong_password),
+        ("a session token", session.as_str()),
+        ("a websocket ticket", ticket.as_str()),
+        ("an API token", api_token.as_str()),
+        ("the app secret", APP_SECRET),
+    ] {
+        assert!(!text.contains(secret), "the log holds {what}");
+    }
     std::fs::remove_dir_all(folder).unwrap();
 }

@@ -34,5 +34,6 @@ mod privacy;
 mod pywa;
 mod rest;
 mod routing;
+mod security;
 mod signatures;
 mod stranding;

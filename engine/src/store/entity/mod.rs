@@ -2,6 +2,7 @@
 
 pub mod agent;
 pub mod agent_team;
+pub mod api_token;
 pub mod audit_event;
 pub mod auth_token;
 pub mod channel;
