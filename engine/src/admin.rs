@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::auth::{Principal, Role};
+use crate::authz::Action;
 use crate::crypto::{PasswordHashing, Sealer};
 use crate::error::EngineError;
 use crate::ids::{AgentId, ChannelId, TeamId, WorkspaceId};
@@ -91,11 +92,7 @@ pub async fn create_workspace(
     caller: &Principal,
     input: NewWorkspace,
 ) -> Result<WorkspaceView, EngineError> {
-    if !matches!(caller, Principal::Installation) {
-        return Err(EngineError::Forbidden(
-            "only the installation's admin token creates workspaces".into(),
-        ));
-    }
+    caller.require(Action::CreateWorkspace)?;
     let row = workspace::ActiveModel {
         id: Set(WorkspaceId::new().to_string()),
         name: Set(non_empty("name", &input.name)?),
@@ -117,6 +114,7 @@ pub(crate) async fn find_workspace(
     if !caller.is_member_of(id) {
         return Err(EngineError::NotFound("workspace"));
     }
+    caller.require(Action::ReadConfiguration)?;
     workspace::Entity::find_by_id(id.to_string())
         .one(db)
         .await?
@@ -169,15 +167,20 @@ pub(crate) fn require_admin(
     caller: &Principal,
     workspace_id: WorkspaceId,
 ) -> Result<(), EngineError> {
-    if caller.is_admin_of(workspace_id) {
-        Ok(())
-    } else if caller.is_member_of(workspace_id) {
-        Err(EngineError::Forbidden(
-            "this needs a workspace admin".into(),
-        ))
-    } else {
-        Err(EngineError::NotFound("workspace"))
+    require_in(caller, workspace_id, Action::Administer)
+}
+
+/// Tenancy, then the table: another workspace is `not_found`; within it, `forbidden` unless
+/// the caller may do `action`.
+pub(crate) fn require_in(
+    caller: &Principal,
+    workspace_id: WorkspaceId,
+    action: Action,
+) -> Result<(), EngineError> {
+    if !caller.is_member_of(workspace_id) {
+        return Err(EngineError::NotFound("workspace"));
     }
+    caller.require(action)
 }
 
 // ---------- teams ----------

@@ -11,6 +11,7 @@ use serde_json::json;
 
 use crate::audit::{self, AuditKind, AuditRecord};
 use crate::auth::Principal;
+use crate::authz::Action;
 use crate::error::EngineError;
 use crate::ids::{ConversationId, WorkspaceId};
 use crate::inbox::{Page, PageRequest, find_conversation};
@@ -73,6 +74,7 @@ pub async fn set_tags(
 ) -> Result<Vec<String>, EngineError> {
     let tags = normalise_tags(tags)?;
     let row = find_conversation(db, caller, id).await?;
+    caller.require(Action::Annotate)?;
     let before: Vec<String> = serde_json::from_str(&row.tags).unwrap_or_default();
     if before == tags {
         return Ok(tags);
@@ -134,6 +136,7 @@ pub async fn add_note(
     id: ConversationId,
     text: &str,
 ) -> Result<NoteView, EngineError> {
+    caller.require(Action::Annotate)?;
     let text = text.trim();
     if text.is_empty() || text.chars().count() > MAX_NOTE_CHARS {
         return Err(EngineError::Validation(format!(

@@ -13,9 +13,10 @@ use sea_orm::{
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 
-use crate::admin::{find_workspace, non_empty, require_admin};
+use crate::admin::{find_workspace, non_empty, require_in};
 use crate::audit::{self, AuditKind, AuditRecord};
 use crate::auth::{Principal, Role, TokenPrincipal};
+use crate::authz::Action;
 use crate::crypto::{new_token, token_hash};
 use crate::error::EngineError;
 use crate::ids::{ApiTokenId, WorkspaceId};
@@ -68,17 +69,6 @@ fn view(row: api_token::Model) -> Result<ApiTokenView, EngineError> {
     })
 }
 
-/// People manage tokens: an integration's token may not mint or revoke tokens, or one leaked
-/// token could outlive its own revocation.
-fn require_person(caller: &Principal) -> Result<(), EngineError> {
-    match caller {
-        Principal::Token(_) => Err(EngineError::Forbidden(
-            "API tokens are managed by a workspace admin, not by another token".into(),
-        )),
-        _ => Ok(()),
-    }
-}
-
 pub async fn create(
     db: &DatabaseConnection,
     caller: &Principal,
@@ -86,8 +76,7 @@ pub async fn create(
     input: NewApiToken,
 ) -> Result<CreatedApiToken, EngineError> {
     find_workspace(db, caller, workspace_id).await?;
-    require_admin(caller, workspace_id)?;
-    require_person(caller)?;
+    require_in(caller, workspace_id, Action::ManageApiTokens)?;
     let name = non_empty("name", &input.name)?;
     if input.role == Role::Agent {
         return Err(EngineError::Validation(
@@ -138,8 +127,7 @@ pub async fn list(
     workspace_id: WorkspaceId,
 ) -> Result<Vec<ApiTokenView>, EngineError> {
     find_workspace(db, caller, workspace_id).await?;
-    require_admin(caller, workspace_id)?;
-    require_person(caller)?;
+    require_in(caller, workspace_id, Action::ManageApiTokens)?;
     api_token::Entity::find()
         .filter(api_token::Column::WorkspaceId.eq(workspace_id.to_string()))
         .filter(api_token::Column::RevokedAt.is_null())
@@ -159,8 +147,7 @@ pub async fn revoke(
     id: ApiTokenId,
 ) -> Result<(), EngineError> {
     find_workspace(db, caller, workspace_id).await?;
-    require_admin(caller, workspace_id)?;
-    require_person(caller)?;
+    require_in(caller, workspace_id, Action::ManageApiTokens)?;
     let found = api_token::Entity::find_by_id(id.to_string())
         .filter(api_token::Column::WorkspaceId.eq(workspace_id.to_string()))
         .one(db)

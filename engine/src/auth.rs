@@ -75,12 +75,8 @@ pub enum Principal {
 }
 
 impl Principal {
-    /// May this caller administer `workspace_id` (teams, channels, agents, retention)?
-    pub fn is_admin_of(&self, workspace_id: WorkspaceId) -> bool {
-        self.is_member_of(workspace_id) && self.role() == Role::Admin
-    }
-
-    /// May this caller read `workspace_id`'s configuration (teams, agents, channels)?
+    /// Is `workspace_id` the caller's (or may the caller act in any)? Tenancy only: what it
+    /// may do there is the table's ([`crate::authz`]).
     pub fn is_member_of(&self, workspace_id: WorkspaceId) -> bool {
         self.workspace().is_none_or(|own| own == workspace_id)
     }

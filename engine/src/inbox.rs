@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use crate::audit::AuditView;
 use crate::auth::{Principal, Role};
+use crate::authz::Action;
 use crate::error::EngineError;
 use crate::ids::ConversationId;
 use crate::store::entity::conversation::ConversationStatus;
@@ -192,6 +193,7 @@ pub async fn list_conversations(
     status: Option<ConversationStatus>,
     page: &PageRequest,
 ) -> Result<Page<ConversationView>, EngineError> {
+    caller.require(Action::ReadConversations)?;
     let limit = page.limit()?;
     let mut query = scoped(caller);
     if let Some(status) = status {
@@ -239,6 +241,7 @@ pub(crate) async fn find_conversation(
     caller: &Principal,
     id: ConversationId,
 ) -> Result<conversation::Model, EngineError> {
+    caller.require(Action::ReadConversations)?;
     scoped(caller)
         .filter(conversation::Column::Id.eq(id.to_string()))
         .one(db)

@@ -9,6 +9,8 @@
 //! - [`admin`], [`auth`], [`api_tokens`], [`inbox`]: workspace administration, sign-in and
 //!   sessions, integrations' tokens, and the conversation queries behind the REST API, each
 //!   scoped by workspace and role.
+//! - [`authz`]: the one table of who may do what (actors × actions), asked by every route and
+//!   websocket frame after tenancy.
 //! - [`crypto`]: token hashes, argon2 passwords, sealed channel tokens.
 //! - [`routing`]: the routing engine behind one facade, [`routing::Engine`] (its actors,
 //!   directory, supervisor per workspace, conversation and agent, are private to this crate),
@@ -35,6 +37,7 @@ pub mod annotations;
 pub mod api_tokens;
 pub mod audit;
 pub mod auth;
+pub mod authz;
 pub mod crypto;
 pub mod error;
 pub mod ids;

@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::audit::{self, AuditKind, AuditRecord};
-use crate::auth::{Principal, Role};
+use crate::auth::Principal;
+use crate::authz::Action;
 use crate::error::EngineError;
 use crate::ids::WorkspaceId;
 use crate::inbox::{ConversationView, MessageView, Page, PageRequest, conversation_view};
@@ -73,11 +74,7 @@ impl From<contact::Model> for ContactRecord {
 
 /// Supervisors and admins look contacts up (agents see them through their conversations).
 fn contact_scope(caller: &Principal) -> Result<Option<WorkspaceId>, EngineError> {
-    if caller.role() < Role::Supervisor {
-        return Err(EngineError::Forbidden(
-            "looking contacts up needs a supervisor or an admin".into(),
-        ));
-    }
+    caller.require(Action::LookUpContacts)?;
     Ok(caller.workspace())
 }
 
@@ -164,11 +161,7 @@ async fn admin_contact(
     if !caller.is_member_of(workspace) {
         return Err(EngineError::NotFound("contact"));
     }
-    if !caller.is_admin_of(workspace) {
-        return Err(EngineError::Forbidden(
-            "data requests need a workspace admin".into(),
-        ));
-    }
+    caller.require(Action::ManageDataRequests)?;
     Ok(found)
 }
 
@@ -435,9 +428,10 @@ async fn visible_request(
         .ok_or(EngineError::NotFound("data request"))?;
     let workspace =
         WorkspaceId::parse(&row.workspace_id).ok_or(EngineError::NotFound("data request"))?;
-    if !caller.is_admin_of(workspace) {
+    if !caller.is_member_of(workspace) {
         return Err(EngineError::NotFound("data request"));
     }
+    caller.require(Action::ManageDataRequests)?;
     Ok(row)
 }
 
@@ -457,12 +451,8 @@ pub async fn list_requests(
 ) -> Result<Page<DataRequestView>, EngineError> {
     let limit = page.limit()?;
     let mut query = data_request::Entity::find();
+    caller.require(Action::ManageDataRequests)?;
     if let Some(workspace) = caller.workspace() {
-        if caller.role() != Role::Admin {
-            return Err(EngineError::Forbidden(
-                "data requests need a workspace admin".into(),
-            ));
-        }
         query = query.filter(data_request::Column::WorkspaceId.eq(workspace.to_string()));
     }
     if let Some(cursor) = &page.cursor {

@@ -8,6 +8,7 @@ use sea_orm::EntityTrait;
 use serde::Deserialize;
 use waos_engine::annotations::{self, Directory, NoteView};
 use waos_engine::auth::Principal;
+use waos_engine::authz::Action;
 use waos_engine::ids::{ChannelId, ConversationId, MessageId, WorkspaceId};
 use waos_engine::inbox::{Page, PageRequest};
 use waos_engine::store::entity::channel;
@@ -32,9 +33,10 @@ pub async fn directory(
 ) -> Result<HttpResponse, ApiError> {
     // The bootstrap admin belongs to no workspace: nothing is wrong with its request, it may
     // just not make it.
+    caller.require(Action::ReadDirectory)?;
     let Some(workspace) = caller.workspace() else {
-        return Err(ApiError::Forbidden(
-            "the directory is a workspace member's; sign in as an agent".into(),
+        return Err(ApiError::Internal(
+            "a workspace member without a workspace".into(),
         ));
     };
     let found = annotations::directory(&state.db, workspace).await?;
@@ -137,9 +139,10 @@ pub async fn sync_templates(
     let (workspace, channel_text) = path.into_inner();
     let workspace_id = parse_id(&workspace, WorkspaceId::parse, "workspace")?;
     let channel_id = parse_id(&channel_text, ChannelId::parse, "channel")?;
-    if !caller.is_admin_of(workspace_id) {
+    if !caller.is_member_of(workspace_id) {
         return Err(ApiError::NotFound("channel".into()));
     }
+    caller.require(Action::Administer)?;
     let channel = channel::Entity::find_by_id(channel_id.to_string())
         .one(&state.db)
         .await
@@ -266,6 +269,7 @@ pub async fn upload(
 
     let conversation =
         waos_engine::inbox::get_conversation(&state.db, &caller, conversation_id(&path)?).await?;
+    caller.require(Action::Reply)?;
     let holds = matches!(&caller, Principal::Agent(agent)
         if conversation.assigned_agent_id.as_deref() == Some(agent.agent_id.to_string().as_str()));
     if !holds {

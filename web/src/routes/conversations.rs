@@ -3,6 +3,7 @@
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 use waos_engine::audit::AuditView;
+use waos_engine::authz::Action;
 use waos_engine::ids::ConversationId;
 use waos_engine::inbox::{self, ConversationView, MessageView, Page, PageRequest};
 
@@ -117,13 +118,7 @@ pub async fn assign_by_hand(
     conversation_id: ConversationId,
     agent_id: waos_engine::ids::AgentId,
 ) -> Result<(), ApiError> {
-    use waos_engine::auth::Role;
-
-    if caller.role() < Role::Supervisor {
-        return Err(ApiError::Forbidden(
-            "assigning by hand needs a supervisor".into(),
-        ));
-    }
+    caller.require(Action::AssignByHand)?;
     let conversation = inbox::get_conversation(&state.db, caller, conversation_id).await?;
     let workspace_id = waos_engine::ids::WorkspaceId::parse(&conversation.workspace_id)
         .ok_or_else(|| ApiError::Internal("bad workspace id".into()))?;
@@ -165,6 +160,7 @@ pub async fn reply(
     let id = conversation_id(&path)?;
     // 404 for what the caller may not see, before anything else.
     inbox::get_conversation(&state.db, &caller, id).await?;
+    caller.require(Action::Reply)?;
     let Principal::Agent(agent) = &caller else {
         return Err(ApiError::NotAssigned);
     };

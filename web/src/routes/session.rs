@@ -5,6 +5,7 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use waos_engine::audit::{self, AuditKind, AuditRecord};
 use waos_engine::auth::{self, Principal, Refused, Session};
+use waos_engine::authz::Action;
 use waos_engine::ids::{AgentId, WorkspaceId};
 
 use crate::error::{ApiError, ErrorBody};
@@ -157,10 +158,9 @@ pub async fn ws_ticket(
     state: web::Data<AppState>,
     Caller(caller): Caller,
 ) -> Result<HttpResponse, ApiError> {
+    caller.require(Action::OpenAgentSocket)?;
     let Principal::Agent(agent) = caller else {
-        return Err(ApiError::Forbidden(
-            "websocket tickets are for agents; sign in as one".into(),
-        ));
+        return Err(ApiError::Internal("a person who is not an agent".into()));
     };
     let ticket = auth::issue_ticket(&state.db, &agent, ttl(state.ws_ticket_ttl)).await?;
     Ok(HttpResponse::Ok().json(Ticket { ticket }))

@@ -8,6 +8,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 use waos_engine::auth::{self, Principal};
+use waos_engine::authz::Action;
 use waos_engine::error::ErrorCode;
 use waos_engine::routing::frames::{ServerFrame, parse_client_frame};
 
@@ -69,13 +70,12 @@ pub async fn agent_socket(
     body: web::Payload,
     query: web::Query<TicketQuery>,
 ) -> Result<HttpResponse, actix_web::Error> {
-    let Principal::Agent(principal) =
-        authenticate_socket(&state, &request, query.ticket.as_deref()).await?
-    else {
-        return Err(ApiError::Forbidden(
-            "the agent socket is for agents; integrations may watch `/ws/supervisor`".into(),
-        )
-        .into());
+    let caller = authenticate_socket(&state, &request, query.ticket.as_deref()).await?;
+    caller
+        .require(Action::OpenAgentSocket)
+        .map_err(ApiError::from)?;
+    let Principal::Agent(principal) = caller else {
+        return Err(ApiError::Internal("a person who is not an agent".into()).into());
     };
     let socket_id = NEXT_SOCKET.fetch_add(1, Ordering::Relaxed);
     let registration = state
@@ -96,11 +96,18 @@ pub async fn agent_socket(
     );
     let on_frame = {
         let socket = socket.clone();
+        let caller = Principal::Agent(principal.clone());
         move |text: &str| match parse_client_frame(text) {
-            Ok(frame) => {
-                socket.frame(frame);
-                None
-            }
+            // Every frame through the table (today every person may send each kind).
+            Ok(frame) => match caller.require(frame.action()) {
+                Ok(()) => {
+                    socket.frame(frame);
+                    None
+                }
+                Err(refused) => {
+                    Some(ServerFrame::error(ErrorCode::Forbidden, refused.to_string()).to_json())
+                }
+            },
             Err(problem) => Some(ServerFrame::error(ErrorCode::BadRequest, problem).to_json()),
         }
     };
@@ -216,9 +223,9 @@ pub async fn supervisor_socket(
         )
         .into());
     };
-    if principal.role() < Role::Supervisor {
-        return Err(ApiError::Forbidden("the queue dashboard is for supervisors".into()).into());
-    }
+    principal
+        .require(Action::WatchDashboard)
+        .map_err(ApiError::from)?;
     let subscriber_id = NEXT_SOCKET.fetch_add(1, Ordering::Relaxed);
     let registration = state.sockets.register(holder, subscriber_id);
     let (outbox, frames) = mpsc::channel::<String>(state.websocket.outbox_capacity.max(1));
