@@ -294,7 +294,10 @@ async fn templates_are_synced_checked_and_sent_outside_the_window(backend: Backe
         desk.workspace, desk.channel
     );
     let (status, _) = answer_of(app.post(&sync_path, &desk.token, &json!({})).await).await;
-    assert_eq!(status, 403, "an agent of the workspace may not sync templates");
+    assert_eq!(
+        status, 403,
+        "an agent of the workspace may not sync templates"
+    );
     assert!(graph.requests().is_empty());
 
     let synced = app.post_ok(&sync_path, ADMIN_TOKEN, &json!({}), 200).await;
