@@ -329,6 +329,12 @@ impl AgentActor {
         }
     }
 
+    /// Is `conversation_id` offered to or held by this agent?
+    fn knows(&self, conversation_id: &str) -> bool {
+        ConversationId::parse(conversation_id)
+            .is_some_and(|id| self.held.contains_key(&id) || self.offers.contains_key(&id))
+    }
+
     /// The agent opened a conversation it holds: its customer's messages are marked read.
     fn open(&self, socket_id: u64, conversation_id: String, ctx: &mut Context<Self>) {
         let held = ConversationId::parse(&conversation_id).filter(|id| self.held.contains_key(id));
@@ -439,6 +445,13 @@ impl Handler<Connect> for AgentActor {
                     let mut hello = agent.hello();
                     if let (Ok(held), ServerFrame::Hello { conversations, .. }) = (held, &mut hello)
                     {
+                        // What the database says it holds is held, whether or not the
+                        // conversation's actor has introduced itself yet.
+                        for view in &held {
+                            if let Some(id) = ConversationId::parse(&view.id) {
+                                agent.held.entry(id).or_insert_with(|| view.clone());
+                            }
+                        }
                         *conversations = held;
                     }
                     agent.send_to(socket_id, &hello);
@@ -481,6 +494,24 @@ impl Handler<FromClient> for AgentActor {
     fn handle(&mut self, message: FromClient, ctx: &mut Context<Self>) {
         let socket = message.socket_id;
         let agent_id = self.agent_id;
+        // A frame reaches only a conversation this agent is offered or holds; anything else
+        // is answered here, the same for another agent's, another workspace's or none, so that
+        // a socket cannot tell which ids exist.
+        if let Some((conversation_id, client_id)) = message.frame.conversation()
+            && !self.knows(conversation_id)
+        {
+            let frame = ServerFrame::Error {
+                code: RoutingError::NotFound("conversation")
+                    .code()
+                    .as_str()
+                    .into(),
+                message: "no conversation of yours has this id (offered or held)".into(),
+                client_id: client_id.map(str::to_owned),
+                conversation_id: Some(conversation_id.to_owned()),
+            };
+            self.send_to(socket, &frame);
+            return;
+        }
         match message.frame {
             ClientFrame::Accept(target) => {
                 self.forward(socket, target.conversation_id, Accept { agent_id }, ctx)

@@ -149,6 +149,35 @@ pub enum ClientFrame {
     },
 }
 
+impl ClientFrame {
+    /// The conversation a frame is about, and the client's id for its answer.
+    pub fn conversation(&self) -> Option<(&str, Option<&str>)> {
+        match self {
+            ClientFrame::Accept(target)
+            | ClientFrame::Decline(target)
+            | ClientFrame::Resolve(target)
+            | ClientFrame::Open(target) => Some((&target.conversation_id, None)),
+            ClientFrame::Transfer(target) => Some((&target.conversation_id, None)),
+            ClientFrame::Presence(_) => None,
+            ClientFrame::Send {
+                conversation_id,
+                client_id,
+                ..
+            }
+            | ClientFrame::SendTemplate {
+                conversation_id,
+                client_id,
+                ..
+            }
+            | ClientFrame::SendMedia {
+                conversation_id,
+                client_id,
+                ..
+            } => Some((conversation_id, client_id.as_deref())),
+        }
+    }
+}
+
 /// Parses a client frame; the error says what is wrong, for an `error` frame.
 pub fn parse_client_frame(text: &str) -> Result<ClientFrame, String> {
     let value: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;

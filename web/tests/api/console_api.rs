@@ -643,16 +643,17 @@ async fn opening_a_conversation_sends_one_read_receipt(backend: Backend) {
     socket
         .send(json!({"type": "open", "conversation_id": theirs}))
         .await;
+    // Another agent's conversation and no conversation at all are answered alike.
     let error = socket.expect("error").await;
     assert_eq!(
         (error["code"].clone(), error["conversation_id"].clone()),
-        (json!("not_assigned"), json!(theirs))
+        (json!("not_found"), json!(theirs))
     );
     let unknown = "0190f0f0-0000-7000-8000-000000000000";
     socket
         .send(json!({"type": "open", "conversation_id": unknown}))
         .await;
-    assert_eq!(socket.expect("error").await["code"], "not_assigned");
+    assert_eq!(socket.expect("error").await["code"], "not_found");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(graph.sends().len(), 2);
     assert_eq!(

@@ -19,6 +19,7 @@ macro_rules! on_both_backends {
     )+};
 }
 
+mod authorization;
 mod binary;
 mod browser;
 mod concurrency;
