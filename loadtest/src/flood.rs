@@ -1,5 +1,8 @@
-//! A sign-in flood beside a measured run: wrong passwords for one account at a fixed rate,
-//! as a password-guessing attack would send them, for as long as the run lasts.
+//! A sign-in flood beside a measured run: wrong passwords at a fixed rate for as long as the
+//! run lasts, either for one account (a password-guessing attack: the throttle soon answers
+//! 429 without hashing), or spread over a new unknown account and a new forwarded address
+//! each time (a distributed attack no throttle can tell apart: every attempt is hashed, and the
+//! server must list 127.0.0.1 in `server.trusted_proxies` for the addresses to count).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -37,10 +40,17 @@ pub struct Flood {
     stop: tokio::sync::watch::Sender<bool>,
     answers: Arc<Mutex<BTreeMap<String, u64>>>,
     rate: u64,
+    spread: bool,
 }
 
 impl Flood {
-    pub fn start(client: reqwest::Client, url: &str, email: String, rate: u64) -> Flood {
+    pub fn start(
+        client: reqwest::Client,
+        url: &str,
+        email: String,
+        rate: u64,
+        spread: bool,
+    ) -> Flood {
         let (stop, mut stopped) = tokio::sync::watch::channel(false);
         let answers: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
         let login = format!("{url}/api/v1/auth/login");
@@ -48,19 +58,31 @@ impl Flood {
         let task = tokio::spawn(async move {
             let mut ticks = tokio::time::interval(Duration::from_secs(1) / rate.max(1) as u32);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            let mut sent: u32 = 0;
             loop {
                 tokio::select! {
                     _ = ticks.tick() => {}
                     _ = stopped.changed() => break,
                 }
-                let (client, login, email, tally) =
-                    (client.clone(), login.clone(), email.clone(), tally.clone());
+                sent = sent.wrapping_add(1);
+                let (client, login, tally) = (client.clone(), login.clone(), tally.clone());
+                let (email, forwarded) = if spread {
+                    let [_, a, b, c] = sent.to_be_bytes();
+                    (
+                        format!("nobody-{sent}.{email}"),
+                        Some(format!("10.{a}.{b}.{c}")),
+                    )
+                } else {
+                    (email.clone(), None)
+                };
                 tokio::spawn(async move {
-                    let answer = client
+                    let mut request = client
                         .post(&login)
-                        .json(&json!({"email": email, "password": "a wrong guess"}))
-                        .send()
-                        .await;
+                        .json(&json!({"email": email, "password": "a wrong guess"}));
+                    if let Some(address) = forwarded {
+                        request = request.header("x-forwarded-for", address);
+                    }
+                    let answer = request.send().await;
                     let key = match answer {
                         Ok(response) => response.status().as_u16().to_string(),
                         Err(_) => "error".to_owned(),
@@ -78,6 +100,7 @@ impl Flood {
             stop,
             answers,
             rate,
+            spread,
         }
     }
 
@@ -92,6 +115,6 @@ impl Flood {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
-        json!({"rate": self.rate, "answers": answers})
+        json!({"rate": self.rate, "spread": self.spread, "answers": answers})
     }
 }

@@ -95,6 +95,10 @@ pub struct IngestArgs {
     /// account, and report the flooded run's latency as a ratio of the quiet one's.
     #[arg(long)]
     pub login_flood: Option<u64>,
+    /// Spread the flood: each attempt for a new unknown account from a new X-Forwarded-For
+    /// address (start the server with WAOS__SERVER__TRUSTED_PROXIES=127.0.0.1).
+    #[arg(long)]
+    pub login_flood_spread: bool,
 }
 
 /// The outcome of `ingest` (and of `baseline`, which has no target run of the engine).
@@ -302,8 +306,13 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<IngestReport> {
                 pass: 1,
                 ..traffic.clone()
             };
-            let flood =
-                crate::flood::Flood::start(sender.client.clone(), &args.target.url, email, rate);
+            let flood = crate::flood::Flood::start(
+                sender.client.clone(),
+                &args.target.url,
+                email,
+                rate,
+                args.login_flood_spread,
+            );
             let result = sender.fire(&again, &plan, "ingest+flood").await;
             let logins = flood.stop().await;
             Some((result?, logins))

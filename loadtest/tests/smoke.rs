@@ -88,6 +88,7 @@ async fn ingest_and_route_scenarios_run_end_to_end() {
         baseline: false,
         baseline_workers: 1,
         login_flood: None,
+        login_flood_spread: false,
     })
     .await
     .unwrap();
@@ -135,6 +136,7 @@ async fn ingest_under_a_sign_in_flood_runs_the_plan_twice() {
         baseline: false,
         baseline_workers: 1,
         login_flood: Some(50),
+        login_flood_spread: false,
     })
     .await
     .unwrap();
@@ -173,6 +175,7 @@ async fn ingest_mix_against_the_baseline_writes_a_report() {
         baseline: true,
         baseline_workers: 1,
         login_flood: None,
+        login_flood_spread: false,
     })
     .await
     .unwrap();

@@ -38,7 +38,10 @@ impl FromRequest for Caller {
                 ApiError::Unauthorized("send `Authorization: Bearer <token>`".into())
             })?;
             match principal_of_bearer(&state, &token).await? {
-                Some(principal) => Ok(Caller(principal)),
+                Some(principal) => {
+                    crate::logging::record_caller(&principal);
+                    Ok(Caller(principal))
+                }
                 None => Err(ApiError::Unauthorized(
                     "the token is invalid, expired or revoked; sign in again".into(),
                 )),

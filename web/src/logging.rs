@@ -16,11 +16,26 @@ use crate::settings::{LogFormat, LogSettings};
 /// The header a request id comes in and goes back out in.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// Targets that are never logged, whatever the level asked: they print secrets (tungstenite's
+/// client handshake logs the whole request, `Authorization` header and all, at trace; the demo's
+/// simulated agents are websocket clients).
+const NEVER: &[&str] = &["tungstenite::handshake=off"];
+
+/// `spec` (a tracing filter such as `info,waos=debug`) with [`NEVER`] added.
+pub fn filter(spec: &str) -> EnvFilter {
+    let mut filter = EnvFilter::try_new(spec).unwrap_or_else(|_| EnvFilter::new("info"));
+    for directive in NEVER {
+        if let Ok(directive) = directive.parse() {
+            filter = filter.add_directive(directive);
+        }
+    }
+    filter
+}
+
 /// Installs the process's subscriber. `RUST_LOG`, when set, overrides `log.level`.
 pub fn init(settings: &LogSettings) {
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&settings.level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let spec = std::env::var("RUST_LOG").unwrap_or_else(|_| settings.level.clone());
+    let filter = filter(&spec);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -51,7 +66,8 @@ fn request_id(request: &ServiceRequest) -> String {
 }
 
 /// Runs the request inside a `request` span (its id, method and path: never its query, which
-/// may carry a websocket ticket) and answers its id in `X-Request-Id`.
+/// may carry a websocket ticket; the caller's workspace once it is known, see
+/// [`record_caller`]) and answers its id in `X-Request-Id`.
 pub fn request_span<S, B>(
     request: ServiceRequest,
     service: &S,
@@ -65,6 +81,7 @@ where
         request_id = %id,
         method = %request.method(),
         path = %request.path(),
+        workspace = tracing::field::Empty,
     );
     let answer = service.call(request).instrument(span);
     async move {
@@ -74,4 +91,12 @@ where
         }
         Ok(response)
     }
+}
+
+/// Names the authenticated caller's workspace on the current request's span.
+pub fn record_caller(principal: &waos_engine::auth::Principal) {
+    if let Some(workspace) = principal.workspace() {
+        tracing::Span::current().record("workspace", tracing::field::display(workspace));
+    }
+    tracing::debug!(caller = principal.actor().name(), "caller authenticated");
 }

@@ -369,7 +369,12 @@ impl Application {
                     actix_web::middleware::DefaultHeaders::new()
                         .add((actix_web::http::header::STRICT_TRANSPORT_SECURITY, HSTS)),
                 ))
-                .wrap(actix_web::middleware::Logger::new("%m %U %s %Dms").log_target("waos::http"))
+                .wrap(
+                    // The path without its query (a websocket ticket may be in it).
+                    actix_web::middleware::Logger::new("%{method}xi %U %s %Dms")
+                        .custom_request_replace("method", |request| request.method().to_string())
+                        .log_target("waos::http"),
+                )
                 .wrap_fn(crate::logging::request_span)
                 .configure(routes::configure)
         })

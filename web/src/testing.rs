@@ -227,13 +227,113 @@ pub struct TestApp {
     server: actix_web::dev::ServerHandle,
     /// The routing engine and the sender, alive as long as the app.
     pub background: Option<crate::startup::Background>,
+    /// Secrets this app's requests made (session and API tokens, tickets): none may reach
+    /// the log (checked when the app is dropped, with the fixed test secrets).
+    pub secrets: Mutex<Vec<String>>,
     // Declared last: dropped after the server stops.
     pub database: TestDatabase,
     folder: PathBuf,
 }
 
+/// What every test process logs: everything, at trace level, for the "no secret in the log"
+/// check; `WAOS_TEST_LOG` overrides it.
+const TEST_LOG_FILTER: &str = "trace";
+
+/// The test process's log file: every test app logs into it at trace level (installed once per
+/// process, with the product's own filter), so that each app can check, when dropped, that no
+/// secret it knows reached a log. Under `$TMPDIR/waos-test-logs/`; emptied after each check.
+pub fn trace_log() -> &'static Path {
+    static LOG: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    LOG.get_or_init(|| {
+        let folder = std::env::temp_dir().join("waos-test-logs");
+        let _ = std::fs::create_dir_all(&folder);
+        let path = folder.join(format!("{}.log", std::process::id()));
+        let filter = std::env::var("WAOS_TEST_LOG").unwrap_or_else(|_| TEST_LOG_FILTER.into());
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path);
+        if let Ok(file) = file
+            && LOG_FILE
+                .set(Mutex::new(std::io::BufWriter::with_capacity(1 << 16, file)))
+                .is_ok()
+        {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(crate::logging::filter(&filter))
+                .with_writer(|| TestLogWriter)
+                .with_ansi(false)
+                .try_init();
+        }
+        path
+    })
+}
+
+/// The log file behind [`trace_log`], buffered (a busy test writes many thousand lines).
+static LOG_FILE: std::sync::OnceLock<Mutex<std::io::BufWriter<std::fs::File>>> =
+    std::sync::OnceLock::new();
+
+struct TestLogWriter;
+
+impl std::io::Write for TestLogWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        match LOG_FILE.get() {
+            Some(file) => file
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .write(bytes),
+            None => Ok(bytes.len()),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match LOG_FILE.get() {
+            Some(file) => file
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .flush(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl TestApp {
+    /// Remembers a secret a response carried (`token`, `ticket`), for the log check.
+    fn remember_secrets(&self, answer: &Value) {
+        for field in ["token", "ticket"] {
+            if let Some(secret) = answer.get(field).and_then(Value::as_str) {
+                self.secrets.lock().unwrap().push(secret.to_owned());
+            }
+        }
+    }
+
+    /// Panics if the process's log holds any secret this app knows.
+    fn check_log_holds_no_secret(&self) {
+        use std::io::Write;
+        let _ = TestLogWriter.flush();
+        let Ok(log) = std::fs::read_to_string(trace_log()) else {
+            return;
+        };
+        let mut secrets: Vec<String> = self.secrets.lock().unwrap().clone();
+        secrets.extend([ADMIN_TOKEN, APP_SECRET, PASSWORD, VERIFY_TOKEN].map(str::to_owned));
+        for secret in secrets {
+            assert!(
+                !log.contains(&secret),
+                "the trace-level log ({}) holds a secret: {secret}",
+                trace_log().display()
+            );
+        }
+        // Checked: what comes next is the next app's (the file is appended to).
+        if let Ok(file) = std::fs::OpenOptions::new().write(true).open(trace_log()) {
+            let _ = file.set_len(0);
+        }
+    }
+}
+
 impl Drop for TestApp {
     fn drop(&mut self) {
+        if !std::thread::panicking() {
+            self.check_log_holds_no_secret();
+        }
         let _ = std::fs::remove_dir_all(&self.folder);
         if !self.settings.redis.url.is_empty() {
             // Leave nothing behind in the shared Redis: every key under this app's prefix. (Straight
@@ -282,6 +382,7 @@ pub async fn spawn_app_with(
     backend: Backend,
     adjust: impl FnOnce(&mut Settings, &TestDatabase),
 ) -> TestApp {
+    trace_log();
     let database = TestDatabase::create(backend).await;
     let folder = std::env::temp_dir().join(format!("waos-app-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&folder).unwrap();
@@ -308,6 +409,7 @@ pub async fn spawn_app_with(
         settings,
         server: handle,
         background: Some(background),
+        secrets: Mutex::default(),
         database,
         folder,
     }
@@ -405,7 +507,9 @@ impl TestApp {
         let got = response.status().as_u16();
         let text = response.text().await.unwrap();
         assert_eq!(got, status, "POST {path}: {text}");
-        serde_json::from_str(&text).unwrap_or(Value::Null)
+        let answer = serde_json::from_str(&text).unwrap_or(Value::Null);
+        self.remember_secrets(&answer);
+        answer
     }
 
     pub async fn get_ok(&self, path: &str, token: &str) -> Value {
@@ -575,6 +679,53 @@ impl TestApp {
             ))
             .await
             .unwrap();
+    }
+
+    /// Every value of every table as text, for "this secret is stored nowhere" checks.
+    pub async fn everything_stored(&self) -> String {
+        let backend = self.db.get_database_backend();
+        let texts = |sql: String| async move {
+            self.db
+                .query_all_raw(Statement::from_string(backend, sql))
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|row| {
+                    row.try_get::<Option<String>>("", "v")
+                        .unwrap()
+                        .unwrap_or_default()
+                })
+                .collect::<Vec<String>>()
+        };
+        let postgres = backend == sea_orm::DatabaseBackend::Postgres;
+        let tables = texts(if postgres {
+            "SELECT table_name::text AS v FROM information_schema.tables WHERE table_schema = current_schema()".into()
+        } else {
+            "SELECT name AS v FROM sqlite_master WHERE type = 'table'".into()
+        })
+        .await;
+        let mut all = String::new();
+        for table in tables {
+            let sql = if postgres {
+                format!("SELECT t::text AS v FROM \"{table}\" t")
+            } else {
+                let columns = texts(format!(
+                    "SELECT name AS v FROM pragma_table_info('{table}')"
+                ))
+                .await;
+                let row = columns
+                    .iter()
+                    .map(|c| format!("COALESCE(CAST(\"{c}\" AS TEXT), '')"))
+                    .collect::<Vec<_>>()
+                    .join(" || ' ' || ");
+                format!("SELECT {row} AS v FROM \"{table}\"")
+            };
+            for value in texts(sql).await {
+                all.push_str(&value);
+                all.push('\n');
+            }
+        }
+        all
     }
 
     /// One text column of the first row matching `filter`.

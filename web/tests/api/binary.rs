@@ -754,15 +754,22 @@ async fn serve_speaks_https_and_its_json_trace_logs_hold_no_secret() {
         "a trace-level run logs plenty: {}",
         lines.len()
     );
-    let mut with_request_id = 0;
+    let (mut with_request_id, mut with_workspace) = (0, 0);
     for line in &lines {
         let entry: serde_json::Value = serde_json::from_str(line)
             .unwrap_or_else(|error| panic!("not a JSON line ({error}): {line}"));
         if entry["span"]["request_id"].is_string() {
             with_request_id += 1;
         }
+        if entry["span"]["workspace"] == workspace {
+            with_workspace += 1;
+        }
     }
     assert!(with_request_id > 0, "request lines carry their request id");
+    assert!(
+        with_workspace > 0,
+        "a signed-in caller's lines name its workspace"
+    );
     for (what, secret) in [
         ("the admin token", ADMIN_TOKEN),
         ("a password", PASSWORD),

@@ -177,10 +177,19 @@ async fn two_thousand_conversations_fifty_agents_no_invariant_broken() {
                 let body = String::from_utf8(text_body(&format!("wamid.busy-{i}"), i, "help"))
                     .unwrap()
                     .replace("115566778899001", &format!("11556677889900{}", i % 3 + 1));
-                app.post_webhook(body.as_bytes()).await.status().as_u16()
+                // As Meta does: a 503 (the writer did not commit in time on a busy machine)
+                // is sent again; nothing else is.
+                for _ in 0..20 {
+                    let status = app.post_webhook(body.as_bytes()).await.status().as_u16();
+                    if status != 503 {
+                        return status;
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                503
             }))
             .await;
-            assert!(sent.iter().all(|&s| s == 200));
+            assert!(sent.iter().all(|&s| s == 200), "{sent:?}");
         }
         // Every conversation ends resolved: none stuck.
         eventually(Duration::from_secs(120), || async {

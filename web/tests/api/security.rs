@@ -332,6 +332,30 @@ async fn api_tokens_are_shown_once_scoped_and_revoked_at_once(backend: Backend) 
         )
         .await;
     assert_eq!(events, 3, "two made, one revoked");
+
+    // No token of any kind is stored as itself: sessions, tickets, API tokens, the bootstrap
+    // token, passwords. (Their hashes are, which is what the check must not be fooled by.)
+    let ticket = app
+        .post_ok("/api/v1/auth/ws-ticket", &admin, &json!({}), 200)
+        .await;
+    let stored = app.everything_stored().await;
+    assert!(
+        stored.contains(&waos_engine::crypto::token_hash(&token)),
+        "the hash is there"
+    );
+    for (what, secret) in [
+        ("a session token", admin.as_str()),
+        ("a websocket ticket", ticket["ticket"].as_str().unwrap()),
+        ("an API token", token.as_str()),
+        ("an expiring API token", expiring.as_str()),
+        ("the bootstrap token", ADMIN_TOKEN),
+        ("a password", PASSWORD),
+    ] {
+        assert!(
+            !stored.contains(secret),
+            "the database holds {what} in plain"
+        );
+    }
 }
 
 async fn deactivating_an_agent_or_signing_out_closes_all_its_sockets(backend: Backend) {
