@@ -66,8 +66,8 @@ fn request_id(request: &ServiceRequest) -> String {
 }
 
 /// Runs the request inside a `request` span (its id, method and path: never its query, which
-/// may carry a websocket ticket; the caller's workspace once it is known, see
-/// [`record_caller`]) and answers its id in `X-Request-Id`.
+/// may carry a websocket ticket; the conversation a path names; the caller's workspace once it
+/// is known, see [`record_caller`]) and answers its id in `X-Request-Id`.
 pub fn request_span<S, B>(
     request: ServiceRequest,
     service: &S,
@@ -82,7 +82,16 @@ where
         method = %request.method(),
         path = %request.path(),
         workspace = tracing::field::Empty,
+        conversation = tracing::field::Empty,
     );
+    if let Some(conversation) = request
+        .path()
+        .strip_prefix("/api/v1/conversations/")
+        .and_then(|rest| rest.split('/').next())
+        .filter(|id| !id.is_empty())
+    {
+        span.record("conversation", conversation);
+    }
     let answer = service.call(request).instrument(span);
     async move {
         let mut response = answer.await?;

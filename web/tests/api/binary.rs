@@ -732,7 +732,8 @@ async fn serve_speaks_https_and_its_json_trace_logs_hold_no_secret() {
             .status(),
         200
     );
-    let body = crate::concurrency::text_body("wamid.tls-1", 1, "hello");
+    let private_words = "my card number is 4000 0566 5566 5556";
+    let body = crate::concurrency::text_body("wamid.tls-1", 1, private_words);
     let webhook = client
         .post(format!("{address}/webhooks/whatsapp"))
         .header("x-hub-signature-256", waos_web::testing::sign(&body))
@@ -758,6 +759,12 @@ async fn serve_speaks_https_and_its_json_trace_logs_hold_no_secret() {
     for line in &lines {
         let entry: serde_json::Value = serde_json::from_str(line)
             .unwrap_or_else(|error| panic!("not a JSON line ({error}): {line}"));
+        if ["INFO", "WARN", "ERROR"].contains(&entry["level"].as_str().unwrap_or("")) {
+            assert!(
+                !line.contains(private_words),
+                "a message body at info or above: {line}"
+            );
+        }
         if entry["span"]["request_id"].is_string() {
             with_request_id += 1;
         }
