@@ -122,9 +122,11 @@ async fn the_demo_seeds_and_moves_by_itself() {
         .args(["demo", "--speed", "10"])
         .current_dir(&folder)
         .env("WAOS__SERVER__PORT", port.to_string())
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "trace")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::from(
+            std::fs::File::create(folder.join("demo.log")).unwrap(),
+        ))
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
@@ -187,6 +189,8 @@ async fn the_demo_seeds_and_moves_by_itself() {
     child.kill().unwrap();
     let _ = child.wait();
     assert!(folder.join("data/demo/waos.sqlite").exists());
+    // Its simulated agents are websocket clients with session tokens: none reached the log.
+    assert_logs_hold_no_secret(&folder, &["demo-password", &token]);
     std::fs::remove_dir_all(folder).unwrap();
 }
 
@@ -196,8 +200,52 @@ struct Served {
     address: String,
 }
 
+/// `serve` logs at trace level into a `serve-*.log` of `folder` (see [`assert_logs_hold_no_secret`]).
 fn serve(database_url: &str, folder: &std::path::Path) -> Served {
-    serve_with(database_url, folder, &[], Stdio::null(), "http")
+    let log = folder.join(format!("serve-{}.log", uuid::Uuid::new_v4().simple()));
+    let log = std::fs::File::create(log).unwrap();
+    serve_with(
+        database_url,
+        folder,
+        &[("RUST_LOG", "trace")],
+        Stdio::from(log),
+        "http",
+    )
+}
+
+/// No secret of the test's, and no bearer token at all, in any `*.log` of `folder`.
+fn assert_logs_hold_no_secret(folder: &std::path::Path, secrets: &[&str]) {
+    let mut checked = 0;
+    for entry in std::fs::read_dir(folder).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|extension| extension != "log") {
+            continue;
+        }
+        let log = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).to_lowercase();
+        for secret in secrets {
+            assert!(
+                !log.contains(&secret.to_lowercase()),
+                "{} holds a secret: {secret}",
+                path.display()
+            );
+        }
+        // 20 or more token characters after "bearer " would be a token (words and
+        // placeholders such as `<token>` are not).
+        for (at, _) in log.match_indices("bearer ") {
+            let after: String = log[at..]
+                .chars()
+                .skip(7)
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+                .collect();
+            assert!(
+                after.len() < 20,
+                "{} holds a bearer token: bearer {after}",
+                path.display()
+            );
+        }
+        checked += 1;
+    }
+    assert!(checked > 0, "no log in {}", folder.display());
 }
 
 /// `serve` with more settings (`WAOS__...` variables), its log to `stderr`, at `scheme`.
@@ -411,6 +459,10 @@ async fn after_kill_9_every_open_conversation_is_routed_again() {
         page.items.iter().map(|c| &c.status).collect::<Vec<_>>()
     );
     assert!(per_agent.values().all(|&n| n == 2), "{per_agent:?}");
+    assert_logs_hold_no_secret(
+        &folder,
+        &[ADMIN_TOKEN, PASSWORD, waos_web::testing::APP_SECRET],
+    );
     std::fs::remove_dir_all(folder).unwrap();
 }
 
@@ -586,6 +638,10 @@ async fn sigterm_during_load_loses_nothing_and_closes_sockets() {
         "an assignment's audit was not written"
     );
     db.close().await.unwrap();
+    assert_logs_hold_no_secret(
+        &folder,
+        &[ADMIN_TOKEN, PASSWORD, waos_web::testing::APP_SECRET],
+    );
     std::fs::remove_dir_all(folder).unwrap();
 }
 
@@ -788,5 +844,6 @@ async fn serve_speaks_https_and_its_json_trace_logs_hold_no_secret() {
     ] {
         assert!(!text.contains(secret), "the log holds {what}");
     }
+    assert_logs_hold_no_secret(&folder, &[]);
     std::fs::remove_dir_all(folder).unwrap();
 }
