@@ -191,6 +191,28 @@ pub struct NewTeam {
     pub name: String,
     pub offer_timeout_secs: Option<i32>,
     pub auto_accept: Option<bool>,
+    /// Business hours (null: always open).
+    pub calendar_id: Option<String>,
+    /// Sent once per conversation cycle when a customer writes while the team is closed.
+    pub out_of_hours_reply: Option<String>,
+    /// `false`: after hours, conversations wait for opening instead of being offered.
+    pub offer_outside_hours: Option<bool>,
+    pub sla_policy_id: Option<String>,
+    /// Resolve an assigned conversation whose customer has not written for this long after
+    /// an agent's reply (null: never).
+    pub auto_resolve_after_secs: Option<i32>,
+    /// Sent (inside the 24-hour window) when a conversation is resolved for inactivity.
+    pub auto_resolve_message: Option<String>,
+}
+
+/// `Some(None)` for a field given as null, `None` for a field left out: a patch clears a
+/// nullable setting with an explicit null.
+pub(crate) fn nullable<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 #[derive(Clone, Debug, Default, Deserialize, utoipa::ToSchema)]
@@ -200,6 +222,22 @@ pub struct TeamPatch {
     pub offer_timeout_secs: Option<i32>,
     pub auto_accept: Option<bool>,
     pub active: Option<bool>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub calendar_id: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub out_of_hours_reply: Option<Option<String>>,
+    pub offer_outside_hours: Option<bool>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub sla_policy_id: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<i32>)]
+    pub auto_resolve_after_secs: Option<Option<i32>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub auto_resolve_message: Option<Option<String>>,
 }
 
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
@@ -210,6 +248,12 @@ pub struct TeamView {
     pub offer_timeout_secs: i32,
     pub auto_accept: bool,
     pub active: bool,
+    pub calendar_id: Option<String>,
+    pub out_of_hours_reply: Option<String>,
+    pub offer_outside_hours: bool,
+    pub sla_policy_id: Option<String>,
+    pub auto_resolve_after_secs: Option<i32>,
+    pub auto_resolve_message: Option<String>,
 }
 
 impl From<team::Model> for TeamView {
@@ -221,7 +265,45 @@ impl From<team::Model> for TeamView {
             offer_timeout_secs: row.offer_timeout_secs,
             auto_accept: row.auto_accept,
             active: row.active,
+            calendar_id: row.calendar_id,
+            out_of_hours_reply: row.out_of_hours_reply,
+            offer_outside_hours: row.offer_outside_hours,
+            sla_policy_id: row.sla_policy_id,
+            auto_resolve_after_secs: row.auto_resolve_after_secs,
+            auto_resolve_message: row.auto_resolve_message,
         }
+    }
+}
+
+/// A message WaOS sends for the team: 1 to 4,096 characters (WhatsApp's text limit).
+fn team_message(field: &str, text: Option<String>) -> Result<Option<String>, EngineError> {
+    let Some(text) = text else { return Ok(None) };
+    let trimmed = text.trim();
+    if trimmed.is_empty() || trimmed.chars().count() > crate::outbound::MAX_TEXT_CHARS {
+        return Err(EngineError::Validation(format!(
+            "`{field}` must be 1 to {} characters, or null",
+            crate::outbound::MAX_TEXT_CHARS
+        )));
+    }
+    if trimmed.contains('\0') {
+        return Err(EngineError::Validation(format!(
+            "`{field}` may not contain NUL characters"
+        )));
+    }
+    Ok(Some(trimmed.to_owned()))
+}
+
+async fn team_reference(
+    db: &DatabaseConnection,
+    workspace_id: WorkspaceId,
+    field: &str,
+    id: Option<String>,
+) -> Result<Option<String>, EngineError> {
+    match id {
+        Some(id) => crate::time::settings::check_reference(db, workspace_id, field, &id)
+            .await
+            .map(Some),
+        None => Ok(None),
     }
 }
 
@@ -255,6 +337,23 @@ pub async fn create_team(
         auto_accept: Set(input.auto_accept.unwrap_or(false)),
         active: Set(true),
         created_at: Set(Utc::now()),
+        calendar_id: Set(team_reference(db, workspace_id, "calendar_id", input.calendar_id).await?),
+        out_of_hours_reply: Set(team_message(
+            "out_of_hours_reply",
+            input.out_of_hours_reply,
+        )?),
+        offer_outside_hours: Set(input.offer_outside_hours.unwrap_or(true)),
+        sla_policy_id: Set(
+            team_reference(db, workspace_id, "sla_policy_id", input.sla_policy_id).await?,
+        ),
+        auto_resolve_after_secs: Set(crate::time::settings::seconds(
+            "auto_resolve_after_secs",
+            input.auto_resolve_after_secs,
+        )?),
+        auto_resolve_message: Set(team_message(
+            "auto_resolve_message",
+            input.auto_resolve_message,
+        )?),
     }
     .insert(db)
     .await?;
@@ -310,6 +409,27 @@ pub async fn update_team(
     }
     if let Some(active) = patch.active {
         row.active = Set(active);
+    }
+    if let Some(id) = patch.calendar_id {
+        row.calendar_id = Set(team_reference(db, workspace_id, "calendar_id", id).await?);
+    }
+    if let Some(text) = patch.out_of_hours_reply {
+        row.out_of_hours_reply = Set(team_message("out_of_hours_reply", text)?);
+    }
+    if let Some(offer) = patch.offer_outside_hours {
+        row.offer_outside_hours = Set(offer);
+    }
+    if let Some(id) = patch.sla_policy_id {
+        row.sla_policy_id = Set(team_reference(db, workspace_id, "sla_policy_id", id).await?);
+    }
+    if let Some(secs) = patch.auto_resolve_after_secs {
+        row.auto_resolve_after_secs = Set(crate::time::settings::seconds(
+            "auto_resolve_after_secs",
+            secs,
+        )?);
+    }
+    if let Some(text) = patch.auto_resolve_message {
+        row.auto_resolve_message = Set(team_message("auto_resolve_message", text)?);
     }
     Ok(row.update(db).await?.into())
 }

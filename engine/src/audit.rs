@@ -24,6 +24,15 @@ pub enum AuditKind {
     Requeued,
     Transferred,
     Reopened,
+    /// Time: an SLA policy applied to a cycle, a deadline warned of, breached or met.
+    SlaApplied,
+    SlaWarned,
+    SlaBreached,
+    SlaMet,
+    /// Resolved because the customer went quiet after an agent's reply.
+    AutoResolved,
+    /// The team's out-of-hours reply went to the customer.
+    OutOfHoursReplied,
     TagsChanged,
     NoteAdded,
     /// A data request was carried out; its kind (`erasure`, ...) is part of the name.
@@ -52,6 +61,12 @@ impl AuditKind {
             AuditKind::Requeued => Borrowed("requeued"),
             AuditKind::Transferred => Borrowed("transferred"),
             AuditKind::Reopened => Borrowed("reopened"),
+            AuditKind::SlaApplied => Borrowed("sla_applied"),
+            AuditKind::SlaWarned => Borrowed("sla_warned"),
+            AuditKind::SlaBreached => Borrowed("sla_breached"),
+            AuditKind::SlaMet => Borrowed("sla_met"),
+            AuditKind::AutoResolved => Borrowed("auto_resolved"),
+            AuditKind::OutOfHoursReplied => Borrowed("out_of_hours_replied"),
             AuditKind::TagsChanged => Borrowed("tags_changed"),
             AuditKind::NoteAdded => Borrowed("note_added"),
             AuditKind::DataRequest(kind) => format!("data_request.{kind}").into(),

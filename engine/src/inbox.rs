@@ -91,12 +91,17 @@ pub struct ConversationView {
     pub resolved_at: Option<DateTime<Utc>>,
     /// Labels agents put on the conversation (`vip`, `billing`, ...).
     pub tags: Vec<String>,
+    /// Whether its team's calendar is open now (a team without one is always open).
+    pub within_hours: bool,
+    /// The SLA of the current cycle; null when its team has no policy.
+    pub sla: Option<crate::time::clocks::SlaView>,
 }
 
 pub fn conversation_view(
     row: conversation::Model,
     contact: Option<contact::Model>,
 ) -> ConversationView {
+    let sla = crate::time::clocks::Clocks::from_row(&row).view();
     ConversationView {
         id: row.id,
         workspace_id: row.workspace_id,
@@ -112,6 +117,8 @@ pub fn conversation_view(
         updated_at: row.updated_at,
         resolved_at: row.resolved_at,
         tags: serde_json::from_str(&row.tags).unwrap_or_default(),
+        within_hours: true,
+        sla,
     }
 }
 
@@ -133,6 +140,8 @@ pub struct MessageView {
     pub reaction: Option<String>,
     #[schema(value_type = Option<Object>)]
     pub error: Option<Value>,
+    /// Sent by WaOS itself (an out-of-hours reply, an automation), not by an agent.
+    pub automated: bool,
 }
 
 impl From<message::Model> for MessageView {
@@ -149,6 +158,7 @@ impl From<message::Model> for MessageView {
             context_wamid: row.context_wamid,
             reaction: row.reaction,
             error: row.error,
+            automated: row.automated,
         }
     }
 }
@@ -218,7 +228,9 @@ pub async fn list_conversations(
             let contact = contacts.iter().find(|c| c.id == row.contact_id).cloned();
             conversation_view(row, contact)
         })
-        .collect();
+        .collect::<Vec<_>>();
+    let mut items = items;
+    crate::time::settings::mark_within_hours(db, &mut items, Utc::now()).await?;
     Ok(Page { items, next_cursor })
 }
 
@@ -258,7 +270,10 @@ pub async fn get_conversation(
     let contact = contact::Entity::find_by_id(row.contact_id.clone())
         .one(db)
         .await?;
-    Ok(conversation_view(row, contact))
+    let mut view = [conversation_view(row, contact)];
+    crate::time::settings::mark_within_hours(db, &mut view, Utc::now()).await?;
+    let [view] = view;
+    Ok(view)
 }
 
 pub async fn list_messages(

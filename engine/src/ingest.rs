@@ -882,6 +882,7 @@ impl TxWriter<'_> {
             provider_timestamp: Set(inbound.timestamp),
             created_at: Set(now),
             updated_at: Set(now),
+            automated: Set(false),
         };
         let stored = message::Model {
             id: message_id.to_string(),
@@ -902,6 +903,7 @@ impl TxWriter<'_> {
             provider_timestamp: inbound.timestamp,
             created_at: now,
             updated_at: now,
+            automated: false,
         };
         let view: crate::inbox::MessageView = stored.clone().into();
         self.messages.insert(key, Some(stored));
@@ -1216,6 +1218,7 @@ impl TxWriter<'_> {
                 updated_at: Set(now),
                 resolved_at: Set(None),
                 tags: Set("[]".to_owned()),
+                ..crate::time::clocks::new_cycle(inbound.timestamp)
             };
             return Ok((row.insert(self.txn).await?, true));
         };
@@ -1250,6 +1253,7 @@ impl TxWriter<'_> {
         row.last_inbound_at = Set(Some(inbound.timestamp));
         row.window_expires_at = Set(Some(inbound.timestamp + CUSTOMER_SERVICE_WINDOW));
         row.updated_at = Set(now);
+        crate::time::clocks::start_cycle(&mut row, inbound.timestamp);
         let reopened = row.update(self.txn).await?;
         crate::audit::record(
             self.txn,

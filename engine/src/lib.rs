@@ -51,5 +51,6 @@ pub mod privacy;
 pub mod routing;
 pub mod store;
 pub mod templates;
+pub mod time;
 
 pub use error::EngineError;

@@ -129,6 +129,8 @@ pub struct ReplyTarget<'a> {
     pub workspace_id: &'a str,
     pub channel_id: &'a str,
     pub phone_number_id: &'a str,
+    /// Sent by WaOS itself (out-of-hours reply, automation), not an agent's words.
+    pub automated: bool,
 }
 
 /// Stores the reply and its outbox row together; the sender picks the row up.
@@ -161,6 +163,7 @@ pub async fn queue_reply(
         provider_timestamp: Set(now),
         created_at: Set(now),
         updated_at: Set(now),
+        automated: Set(target.automated),
     }
     .insert(&txn)
     .await?;

@@ -12,6 +12,7 @@ mod m20261122_000003_create_console;
 mod m20261122_000004_create_privacy;
 mod m20261201_000005_flag_erased_channels;
 mod m20261201_000006_create_api_tokens;
+mod m20261201_000007_create_time;
 
 pub struct Migrator;
 
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000004_create_privacy::Migration),
             Box::new(m20261201_000005_flag_erased_channels::Migration),
             Box::new(m20261201_000006_create_api_tokens::Migration),
+            Box::new(m20261201_000007_create_time::Migration),
         ]
     }
 }

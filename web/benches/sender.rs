@@ -106,6 +106,7 @@ async fn sender_throughput() {
                 workspace_id: &workspace,
                 channel_id: &channel,
                 phone_number_id: waos_web::testing::PHONE_NUMBER_ID_1,
+                automated: false,
             },
             "text",
             Some("bench".into()),

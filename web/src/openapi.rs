@@ -5,7 +5,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::routes::{
-    admin, annotations, api_tokens, conversations, health, privacy, session, webhook,
+    admin, annotations, api_tokens, conversations, health, privacy, session, time, webhook,
 };
 
 #[derive(OpenApi)]
@@ -19,6 +19,8 @@ use crate::routes::{
         admin::create_team, admin::list_teams, admin::update_team,
         admin::create_channel, admin::list_channels, admin::update_channel,
         admin::create_agent, admin::list_agents, admin::update_agent,
+        time::create_calendar, time::list_calendars, time::update_calendar, time::schedule,
+        time::create_sla_policy, time::list_sla_policies, time::update_sla_policy,
         api_tokens::create, api_tokens::list, api_tokens::revoke,
         conversations::list, conversations::get, conversations::messages, conversations::audit,
         conversations::assign, conversations::reply,

@@ -163,6 +163,7 @@ pub struct RoutingSettings {
     pub decline_cooldown_ms: u64,
     pub reopen_window_ms: u64,
     pub offer_timeout_unit_ms: u64,
+    pub time_unit_ms: u64,
     pub window_warning_ms: u64,
     pub sticky: bool,
     pub presence_ttl_ms: u64,

@@ -272,6 +272,7 @@ impl Application {
             presence,
             RoutingSettings {
                 offer_timeout_unit: millis(settings.routing.offer_timeout_unit_ms),
+                time_unit: millis(settings.routing.time_unit_ms),
                 disconnect_grace: millis(settings.routing.disconnect_grace_ms),
                 decline_cooldown: millis(settings.routing.decline_cooldown_ms),
                 window_warning: millis(settings.routing.window_warning_ms),

@@ -191,6 +191,8 @@ decline_cooldown_ms = 60000
 reopen_window_ms = 60000
 # A team's offer_timeout_secs of 10 lasts 200 ms here.
 offer_timeout_unit_ms = 20
+# An SLA target or auto-resolve time of 10 seconds lasts 100 ms here.
+time_unit_ms = 10
 presence_ttl_ms = 600
 stats_interval_ms = 50
 [outbound]

@@ -26,6 +26,8 @@ use crate::routing::supervisor::{
 use crate::routing::{RoutingContext, RoutingError};
 use crate::store::entity::conversation::ConversationStatus;
 use crate::store::entity::message::MessageDirection;
+use crate::time::clocks::{ClockEvent, Clocks};
+use crate::time::settings::TeamTime;
 
 /// Messages an agent receives right after it is given a conversation.
 const HISTORY_ON_ASSIGN: u64 = 50;
@@ -110,6 +112,18 @@ pub struct TransferToTeam {
     pub team_id: TeamId,
 }
 
+/// Time passed: a deadline or an inactivity timer of a conversation whose actor had stopped
+/// (the directory starts it again from the database, which re-arms everything).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Wake;
+
+/// The team's calendar, SLA policy or inactivity rule changed: read them again (a waiting
+/// conversation queues again under its team's new hours; the cycle keeps its deadlines).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct ReloadTime;
+
 /// Answered once everything sent before it is handled (shutdown's drain).
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -180,6 +194,12 @@ pub struct ConversationActor {
     /// The idle time ran out and the directory was asked to retire this actor; anything that
     /// touches the conversation before the directory's [`Stop`] arrives keeps it running.
     idle_expired: bool,
+    /// The current cycle's SLA clocks and replies (stored with the state).
+    clocks: Clocks,
+    /// The team's calendar, SLA policy and inactivity rule.
+    time: Arc<TeamTime>,
+    /// The one timer for the next SLA warning or breach, or the inactivity resolve.
+    alarm: Option<SpawnHandle>,
 }
 
 impl ConversationActor {
@@ -190,6 +210,7 @@ impl ConversationActor {
         context: Arc<RoutingContext>,
     ) -> Self {
         Self {
+            clocks: Clocks::from_row(&stored.raw),
             team_id: stored.team_id,
             offer_timeout_secs: stored.offer_timeout_secs,
             auto_accept: stored.auto_accept,
@@ -204,6 +225,291 @@ impl ConversationActor {
             context,
             idle: None,
             idle_expired: false,
+            time: Arc::new(TeamTime::default()),
+            alarm: None,
+        }
+    }
+
+    /// Loads the team's time settings, holding the mailbox meanwhile (a database hiccup
+    /// retries), then runs `next`.
+    fn load_time(
+        &mut self,
+        ctx: &mut Context<Self>,
+        next: impl FnOnce(&mut Self, &mut Context<Self>) + 'static,
+    ) {
+        let context = self.context.clone();
+        let team_id = self.team_id;
+        ctx.wait(
+            async move {
+                let mut attempt = 0;
+                loop {
+                    match context.times.get(&context.db, team_id).await {
+                        Ok(time) => break time,
+                        Err(error) => {
+                            attempt += 1;
+                            let wait = context.settings.store_retry_after(attempt);
+                            tracing::warn!(%error, %team_id, attempt, "team's time settings not loaded; trying again");
+                            tokio::time::sleep(wait).await;
+                        }
+                    }
+                }
+            }
+            .into_actor(self)
+            .map(move |time, conversation, ctx| {
+                conversation.time = time;
+                next(conversation, ctx)
+            }),
+        );
+    }
+
+    /// Applies the team's SLA policy to a cycle that has none yet.
+    fn apply_policy(&mut self) -> bool {
+        if !self.clocks.needs_policy() {
+            return false;
+        }
+        let Some(policy) = self.time.policy.clone() else {
+            return false;
+        };
+        let events = self.clocks.apply(&policy, self.time.calendar());
+        self.report(events);
+        true
+    }
+
+    /// Audits what the clocks report, tells the holder of warnings and breaches, and the
+    /// supervisor of the conversation's standing.
+    fn report(&mut self, events: Vec<ClockEvent>) {
+        use crate::routing::frames::SlaState;
+        if events.is_empty() {
+            return;
+        }
+        let holder = self.state.agent_id();
+        for event in events {
+            let (kind, metric, due_at, text) = match &event {
+                ClockEvent::Applied {
+                    policy_id,
+                    policy_name,
+                } => {
+                    let sla = self.clocks.view();
+                    self.audit(
+                        AuditKind::SlaApplied,
+                        None,
+                        Some(json!({"policy_id": policy_id, "sla": sla})),
+                        format!("SLA policy {policy_name} applied"),
+                    );
+                    continue;
+                }
+                ClockEvent::Warned { metric, due_at } => (
+                    AuditKind::SlaWarned,
+                    *metric,
+                    *due_at,
+                    format!("{} due at {due_at}: warning", metric.label()),
+                ),
+                ClockEvent::Breached { metric, due_at } => (
+                    AuditKind::SlaBreached,
+                    *metric,
+                    *due_at,
+                    format!("{} breached: it was due at {due_at}", metric.label()),
+                ),
+                ClockEvent::Met { metric, due_at } => (
+                    AuditKind::SlaMet,
+                    *metric,
+                    *due_at,
+                    format!("{} met before {due_at}", metric.label()),
+                ),
+            };
+            self.audit(
+                kind,
+                holder,
+                Some(json!({"metric": metric, "due_at": due_at})),
+                text,
+            );
+            let state = match event {
+                ClockEvent::Warned { .. } => SlaState::Warning,
+                ClockEvent::Breached { .. } => SlaState::Breached,
+                _ => continue,
+            };
+            if let State::Assigned { agent, .. } = &self.state {
+                agent.do_send(Deliver {
+                    frame: ServerFrame::Sla {
+                        conversation_id: self.id().to_string(),
+                        metric,
+                        state,
+                        due_at,
+                    },
+                });
+            }
+        }
+        self.tell_sla_standing();
+    }
+
+    fn tell_sla_standing(&self) {
+        let open = !matches!(self.state, State::Resolved { .. });
+        self.supervisor
+            .do_send(crate::routing::supervisor::SlaChanged {
+                conversation_id: self.id(),
+                team_id: self.team_id,
+                breached: open && self.clocks.is_breached(),
+                at_risk: open && self.clocks.at_risk(),
+            });
+    }
+
+    /// When the inactivity rule resolves this conversation, if it is held.
+    fn auto_resolve_at(&self) -> Option<chrono::DateTime<Utc>> {
+        if !matches!(self.state, State::Assigned { .. }) {
+            return None;
+        }
+        self.clocks.auto_resolve_at(self.time.auto_resolve_after_ms)
+    }
+
+    /// Reports what is due now, then arms the one timer for whatever comes next.
+    fn rearm(&mut self, ctx: &mut Context<Self>) {
+        if let Some(handle) = self.alarm.take() {
+            ctx.cancel_future(handle);
+        }
+        if matches!(self.state, State::Resolved { .. }) {
+            return;
+        }
+        let now = Utc::now();
+        let warn_before = self.time.policy.as_ref().and_then(|p| p.warn_before);
+        let events = self.clocks.tick(now, warn_before);
+        if !events.is_empty() {
+            self.report(events);
+            self.persist(ctx);
+        }
+        if self.auto_resolve_at().is_some_and(|at| at <= now) {
+            self.auto_resolve(ctx);
+            return;
+        }
+        let next = [self.clocks.next_alarm(warn_before), self.auto_resolve_at()]
+            .into_iter()
+            .flatten()
+            .min();
+        if let Some(at) = next {
+            let wait = (at - now)
+                .to_std()
+                .unwrap_or_default()
+                .max(Duration::from_millis(1));
+            self.alarm = Some(ctx.run_later(wait, |conversation, ctx| {
+                conversation.alarm = None;
+                conversation.rearm(ctx);
+            }));
+        }
+    }
+
+    /// Where an automated message (out-of-hours reply, inactivity message) goes.
+    fn automated_destination(&self) -> Option<reply::Destination> {
+        let window_open = self
+            .stored
+            .window_expires_at
+            .is_some_and(|until| until > Utc::now());
+        Some(reply::Destination {
+            conversation_id: self.id(),
+            workspace_id: self.stored.workspace_id.to_string(),
+            channel_id: self.stored.channel_id.to_string(),
+            phone_number_id: self.stored.phone_number_id.clone(),
+            contact: self.stored.contact.clone().filter(|_| window_open)?,
+            automated: true,
+        })
+    }
+
+    /// Sends an automated text (only inside the 24-hour window), holding the mailbox until it
+    /// is stored; `then` learns whether it was.
+    fn send_automated(
+        &mut self,
+        text: String,
+        ctx: &mut Context<Self>,
+        then: impl FnOnce(&mut Self, bool, &mut Context<Self>) + 'static,
+    ) {
+        let Some(destination) = self.automated_destination() else {
+            then(self, false, ctx);
+            return;
+        };
+        let db = self.context.db.clone();
+        ctx.wait(
+            reply::queue(db, destination, Reply::Text(text))
+                .into_actor(self)
+                .map(move |stored, conversation, ctx| match stored {
+                    Ok(view) => {
+                        if let State::Assigned { agent, .. } = &conversation.state {
+                            agent.do_send(Deliver {
+                                frame: ServerFrame::Message {
+                                    conversation_id: conversation.id().to_string(),
+                                    message: view,
+                                },
+                            });
+                        }
+                        then(conversation, true, ctx)
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, conversation_id = %conversation.id(), "automated message not sent");
+                        then(conversation, false, ctx)
+                    }
+                }),
+        );
+    }
+
+    /// The team's out-of-hours reply: once per cycle, while the team is closed and the
+    /// customer waits for an answer inside the window.
+    fn reply_out_of_hours(&mut self, ctx: &mut Context<Self>) {
+        let Some(text) = self.time.out_of_hours_reply.clone() else {
+            return;
+        };
+        let now = Utc::now();
+        if self.clocks.out_of_hours_replied()
+            || self.clocks.awaiting_reply_since.is_none()
+            || self.time.is_open(now)
+        {
+            return;
+        }
+        self.send_automated(text, ctx, move |conversation, sent, ctx| {
+            if !sent {
+                return;
+            }
+            conversation.clocks.out_of_hours_replied_at = Some(now);
+            let opens = conversation.time.calendar().next_change(now);
+            conversation.audit(
+                AuditKind::OutOfHoursReplied,
+                None,
+                Some(json!({"opens_at": opens})),
+                match opens {
+                    Some(at) => format!("out-of-hours reply sent; the team opens at {at}"),
+                    None => "out-of-hours reply sent".to_owned(),
+                },
+            );
+            conversation.persist(ctx);
+        });
+    }
+
+    /// The customer has not written for the team's inactivity time after an agent's reply.
+    fn auto_resolve(&mut self, ctx: &mut Context<Self>) {
+        let State::Assigned { agent_id, .. } = &self.state else {
+            return;
+        };
+        let agent_id = *agent_id;
+        let after_ms = self.time.auto_resolve_after_ms.unwrap_or_default();
+        let finish = move |conversation: &mut Self, _: bool, ctx: &mut Context<Self>| {
+            // Something may have happened while the message was stored.
+            if conversation
+                .auto_resolve_at()
+                .is_none_or(|at| at > Utc::now())
+            {
+                conversation.rearm(ctx);
+                return;
+            }
+            conversation.finish(
+                agent_id,
+                AuditKind::AutoResolved,
+                Some(json!({"after_ms": after_ms})),
+                format!(
+                    "resolved: no customer message for {:.1} s after the agent's reply",
+                    after_ms as f64 / 1000.0
+                ),
+                ctx,
+            );
+        };
+        match self.time.auto_resolve_message.clone() {
+            Some(text) => self.send_automated(text, ctx, finish),
+            None => finish(self, false, ctx),
         }
     }
 
@@ -284,8 +590,13 @@ impl ConversationActor {
     }
 
     pub fn view(&self) -> ConversationView {
-        self.stored
-            .view(self.state.status(), self.state.agent_id(), self.team_id)
+        self.stored.view(
+            self.state.status(),
+            self.state.agent_id(),
+            self.team_id,
+            self.time.is_open(Utc::now()),
+            self.clocks.view(),
+        )
     }
 
     fn audit(
@@ -324,6 +635,7 @@ impl ConversationActor {
             self.state.agent_id(),
             self.team_id,
         );
+        let clocks = self.clocks.clone();
         let context = self.context.clone();
         // Until it is stored: the actor must not run ahead of the database (a restart, or the
         // next actor after this one idles out, would read an older state and strand the
@@ -334,7 +646,7 @@ impl ConversationActor {
                 loop {
                     let saved = {
                         let _permit = context.writes.acquire().await;
-                        store::save_state(&db, id, status, agent, team).await
+                        store::save_state(&db, id, status, agent, team, &clocks).await
                     };
                     let Err(error) = saved else { break };
                     attempt += 1;
@@ -359,6 +671,9 @@ impl ConversationActor {
             required_skills: self.stored.required_skills.clone(),
             excluded: self.excluded.clone(),
             sticky: self.stored.sticky,
+            first_response_due: self.clocks.first_response_due(),
+            offer_hours: (!self.time.offer_outside_hours && self.time.calendar.is_some())
+                .then(|| self.time.clone()),
         }
     }
 
@@ -481,8 +796,46 @@ impl Actor for ConversationActor {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.context.conversation_actors.inc();
-        // Rebuilt from the database: an assigned conversation stays with its agent; anything
-        // else queues (offers never survive a rebuild).
+        self.load_time(ctx, |conversation, ctx| conversation.resume(ctx));
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        self.context.conversation_actors.dec();
+        // A held conversation that went quiet still has clocks running: wake it for them.
+        let wake_at = match self.state {
+            State::Resolved { .. } => None,
+            _ => {
+                let warn_before = self.time.policy.as_ref().and_then(|p| p.warn_before);
+                [self.clocks.next_alarm(warn_before), self.auto_resolve_at()]
+                    .into_iter()
+                    .flatten()
+                    .min()
+            }
+        };
+        self.directory.do_send(ConversationStopped {
+            conversation_id: self.id(),
+            wake_at,
+        });
+    }
+}
+
+impl ConversationActor {
+    /// Rebuilt from the database: an assigned conversation stays with its agent; anything
+    /// else queues (offers never survive a rebuild). The cycle gets its SLA policy if it has
+    /// none yet, what fell due while nobody watched is reported, and the clocks are armed.
+    fn resume(&mut self, ctx: &mut Context<Self>) {
+        if self.apply_policy() {
+            self.persist(ctx);
+        }
+        self.resume_routing(ctx);
+        self.reply_out_of_hours(ctx);
+        if self.clocks.is_breached() || self.clocks.at_risk() {
+            self.tell_sla_standing();
+        }
+        self.rearm(ctx);
+    }
+
+    fn resume_routing(&mut self, ctx: &mut Context<Self>) {
         let assigned = (self.stored.status == ConversationStatus::Assigned)
             .then_some(self.stored.assigned_agent_id)
             .flatten();
@@ -502,13 +855,6 @@ impl Actor for ConversationActor {
                 }
             }
         }
-    }
-
-    fn stopped(&mut self, _: &mut Context<Self>) {
-        self.context.conversation_actors.dec();
-        self.directory.do_send(ConversationStopped {
-            conversation_id: self.id(),
-        });
     }
 }
 
@@ -590,6 +936,27 @@ impl Handler<Offer> for ConversationActor {
     }
 }
 
+impl Handler<Wake> for ConversationActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Wake, ctx: &mut Context<Self>) {
+        self.rearm(ctx);
+    }
+}
+
+impl Handler<ReloadTime> for ConversationActor {
+    type Result = ();
+
+    fn handle(&mut self, _: ReloadTime, ctx: &mut Context<Self>) {
+        self.load_time(ctx, |conversation, ctx| {
+            if matches!(conversation.state, State::Waiting) {
+                conversation.request_agent(None);
+            }
+            conversation.rearm(ctx);
+        });
+    }
+}
+
 impl Handler<Ping> for ConversationActor {
     type Result = ();
 
@@ -644,18 +1011,44 @@ impl Handler<NewMessage> for ConversationActor {
             });
         }
         let customer_wrote = message.message.direction == MessageDirection::In;
+        let written_at = message.message.timestamp;
         self.last_message = Some(message.message);
+        if !customer_wrote {
+            return;
+        }
         // Written as the agent resolved it (ingest still saw it open): it waits for an agent
-        // again rather than leaving the customer unanswered.
-        if customer_wrote && matches!(self.state, State::Resolved { .. }) {
+        // again rather than leaving the customer unanswered, in a new cycle.
+        if matches!(self.state, State::Resolved { .. }) {
             self.audit(
                 AuditKind::Reopened,
                 None,
                 None,
                 "reopened by a customer message that arrived as it was resolved".into(),
             );
+            self.clocks = Clocks {
+                cycle_started_at: Some(written_at),
+                awaiting_reply_since: Some(written_at),
+                ..Clocks::default()
+            };
+            self.apply_policy();
             self.queue(None, ctx);
+        } else {
+            let waiting_before = self.clocks.awaiting_reply_since;
+            let next_before = self.clocks.next_response_due_at;
+            let policy = self.time.policy.clone();
+            self.clocks
+                .customer_wrote(written_at, policy.as_ref(), self.time.calendar());
+            if (waiting_before, next_before)
+                != (
+                    self.clocks.awaiting_reply_since,
+                    self.clocks.next_response_due_at,
+                )
+            {
+                self.persist(ctx);
+            }
         }
+        self.reply_out_of_hours(ctx);
+        self.rearm(ctx);
     }
 }
 
@@ -746,21 +1139,48 @@ impl Handler<Resolve> for ConversationActor {
         if !self.is_held_by(resolve.agent_id) {
             return Err(RoutingError::NotAssigned);
         }
-        let (agent_id, agent_name, agent) = match &self.state {
+        let (agent_id, agent_name) = match &self.state {
             State::Assigned {
                 agent_id,
                 agent_name,
-                agent,
-            } => (*agent_id, agent_name.clone(), agent.clone()),
+                ..
+            } => (*agent_id, agent_name.clone()),
             _ => return Err(RoutingError::NotAssigned),
         };
-        self.state = State::Resolved { by: agent_id };
-        self.audit(
+        self.finish(
+            agent_id,
             AuditKind::Resolved,
-            Some(agent_id),
             None,
             format!("resolved by {agent_name}"),
+            ctx,
         );
+        Ok(())
+    }
+}
+
+impl ConversationActor {
+    /// Resolves a held conversation: its clocks settle, the resolve is stored, then the slot
+    /// frees and the actor retires.
+    fn finish(
+        &mut self,
+        agent_id: AgentId,
+        kind: AuditKind,
+        reason: Option<serde_json::Value>,
+        text: String,
+        ctx: &mut Context<Self>,
+    ) {
+        let State::Assigned { agent, .. } = &self.state else {
+            return;
+        };
+        let agent = agent.clone();
+        self.state = State::Resolved { by: agent_id };
+        self.audit(kind, Some(agent_id), reason, text);
+        let settled = self.clocks.resolved(Utc::now());
+        self.report(settled);
+        self.tell_sla_standing();
+        if let Some(handle) = self.alarm.take() {
+            ctx.cancel_future(handle);
+        }
         // The slot frees only once the resolve is stored, so the next conversation cannot
         // overtake it, and the actor stops after its last write.
         self.persist_then(ctx, move |conversation, _| {
@@ -779,7 +1199,6 @@ impl Handler<Resolve> for ConversationActor {
                 conversation_id: conversation.id(),
             });
         });
-        Ok(())
     }
 }
 
@@ -860,7 +1279,11 @@ impl Handler<TransferToTeam> for ConversationActor {
                     Some(json!({"to_team_id": team_id.to_string()})),
                     format!("transferred to team {}", team.name),
                 );
-                conversation.queue(previous, ctx);
+                // The new team's hours decide when it is offered; the cycle keeps its SLA.
+                conversation.load_time(ctx, move |conversation, ctx| {
+                    conversation.queue(previous, ctx);
+                    conversation.rearm(ctx);
+                });
                 Ok(())
             }),
         )
@@ -951,12 +1374,19 @@ impl Handler<SendReply> for ConversationActor {
             channel_id: self.stored.channel_id.to_string(),
             phone_number_id: self.stored.phone_number_id.clone(),
             contact,
+            automated: false,
         };
         Box::pin(
             reply::queue(self.context.db.clone(), destination, reply)
                 .into_actor(self)
-                .map(|stored, conversation, _| {
+                .map(|stored, conversation, ctx| {
                     let view = stored?;
+                    // An agent's reply answers the customer: the clocks it settles are
+                    // stored with the state.
+                    let settled = conversation.clocks.agent_replied(Utc::now());
+                    conversation.report(settled);
+                    conversation.persist(ctx);
+                    conversation.rearm(ctx);
                     // Every tab of the agent shows the reply.
                     if let State::Assigned { agent, .. } = &conversation.state {
                         agent.do_send(Deliver {

@@ -14,7 +14,9 @@ use tokio::sync::oneshot;
 use crate::ids::{AgentId, ConversationId, WorkspaceId};
 use crate::ingest::{InboundEvent, StatusEvent};
 use crate::routing::agent::AgentActor;
-use crate::routing::conversation::{ConversationActor, NewMessage, Ping, StatusUpdate, Stop};
+use crate::routing::conversation::{
+    ConversationActor, NewMessage, Ping, ReloadTime, StatusUpdate, Stop, Wake,
+};
 use crate::routing::supervisor::{GetAgent, Supervisor};
 use crate::routing::{RoutingContext, RoutingError, store};
 
@@ -47,11 +49,18 @@ pub(crate) struct StillRunning {
     pub conversation_id: ConversationId,
 }
 
+/// Teams' time settings changed: every running conversation reads its team's again.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct TimeSettingsChanged;
+
 /// A conversation actor stopped.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub(crate) struct ConversationStopped {
     pub conversation_id: ConversationId,
+    /// When its clocks next need it (an SLA deadline, the inactivity resolve).
+    pub wake_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[derive(Message)]
@@ -321,6 +330,18 @@ impl Handler<Inbound> for Directory {
     }
 }
 
+impl Handler<TimeSettingsChanged> for Directory {
+    type Result = ();
+
+    fn handle(&mut self, _: TimeSettingsChanged, _: &mut Context<Self>) {
+        for slot in self.conversations.values() {
+            if let Slot::Running(actor) = slot {
+                actor.do_send(ReloadTime);
+            }
+        }
+    }
+}
+
 impl Handler<StatusChanged> for Directory {
     type Result = ();
 
@@ -382,6 +403,14 @@ impl Handler<ConversationStopped> for Directory {
 
     fn handle(&mut self, stopped: ConversationStopped, ctx: &mut Context<Self>) {
         let id = stopped.conversation_id;
+        if let Some(at) = stopped.wake_at {
+            // Started again from the database at that moment (it re-arms what is left); a
+            // conversation resolved meanwhile loads as nothing.
+            let wait = (at - chrono::Utc::now()).to_std().unwrap_or_default();
+            ctx.run_later(wait, move |directory, ctx| {
+                directory.deliver(id, Box::new(|actor| actor.do_send(Wake)), ctx)
+            });
+        }
         match self.conversations.remove(&id) {
             // Mail arrived while it stopped: its next actor is read from the database.
             Some(Slot::Stopping(_, waiting)) if !waiting.is_empty() => {

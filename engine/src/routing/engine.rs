@@ -13,6 +13,7 @@ use crate::routing::agent::{AgentActor, Connect, Disconnect, FromClient, Outbox,
 use crate::routing::conversation::SendReply;
 use crate::routing::directory::{
     Ask, CloseSockets, Directory, Drain, GetAgentActor, GetSupervisor, Inbound, StatusChanged,
+    TimeSettingsChanged,
 };
 use crate::routing::frames::ClientFrame;
 use crate::routing::reply::Reply;
@@ -23,6 +24,7 @@ use crate::routing::{RoutingContext, RoutingError};
 #[derive(Clone)]
 pub struct Engine {
     directory: Addr<Directory>,
+    times: Arc<crate::time::settings::TeamTimes>,
 }
 
 /// A closed mailbox: the engine's thread is gone.
@@ -35,6 +37,7 @@ impl Engine {
     /// its own, which lives as long as the process: actors are never torn down mid-query.
     /// Call once per process, before the HTTP server starts its workers.
     pub fn start(context: Arc<RoutingContext>) -> Result<Engine, crate::EngineError> {
+        let times = context.times.clone();
         let (started, directory) = std::sync::mpsc::channel();
         std::thread::Builder::new()
             .name("waos-engine".into())
@@ -51,7 +54,14 @@ impl Engine {
         let directory = directory
             .recv()
             .map_err(|_| crate::EngineError::Internal("the engine thread did not start".into()))?;
-        Ok(Engine { directory })
+        Ok(Engine { directory, times })
+    }
+
+    /// A team, calendar or SLA policy changed: every conversation reads its team's settings
+    /// again (a waiting one queues under the new hours; a cycle keeps the deadlines it has).
+    pub fn time_settings_changed(&self) {
+        self.times.forget();
+        self.directory.do_send(TimeSettingsChanged);
     }
 
     /// Where ingest hands committed messages and statuses (fire-and-forget).

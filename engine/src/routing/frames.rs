@@ -16,6 +16,14 @@ pub struct OfferView {
     pub last_message: Option<MessageView>,
 }
 
+/// Where an SLA deadline stands, in the `sla` frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SlaState {
+    Warning,
+    Breached,
+}
+
 /// Server to agent.
 #[derive(Clone, Debug, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -49,6 +57,13 @@ pub enum ServerFrame {
     },
     Presence {
         status: Presence,
+    },
+    /// An SLA deadline of a held conversation is near (`warning`) or passed (`breached`).
+    Sla {
+        conversation_id: String,
+        metric: crate::time::clocks::Metric,
+        state: SlaState,
+        due_at: chrono::DateTime<chrono::Utc>,
     },
     /// A delivery status of one of the agent's replies (never moves backwards).
     Status {

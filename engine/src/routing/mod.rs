@@ -52,6 +52,9 @@ use crate::presence::PresenceStore;
 pub struct RoutingSettings {
     /// What one unit of a team's `offer_timeout_secs` lasts (1 s in production).
     pub offer_timeout_unit: Duration,
+    /// What one second of SLA targets and warnings and of a team's `auto_resolve_after_secs`
+    /// lasts (1 s in production; calendars' hours are always real).
+    pub time_unit: Duration,
     pub disconnect_grace: Duration,
     pub decline_cooldown: Duration,
     /// Conversations whose 24-hour window ends within this rise in priority.
@@ -103,6 +106,8 @@ pub struct RoutingContext {
     pub conversation_actors: prometheus_client::metrics::gauge::Gauge,
     /// Permits for conversations' database work (`settings.max_concurrent_writes`).
     pub writes: tokio::sync::Semaphore,
+    /// Teams' calendars, SLA policies and inactivity rules, cached.
+    pub times: Arc<crate::time::settings::TeamTimes>,
 }
 
 impl RoutingContext {
@@ -122,6 +127,7 @@ impl RoutingContext {
             ),
             conversation_actors: Default::default(),
             writes: tokio::sync::Semaphore::new(settings.max_concurrent_writes.max(1)),
+            times: Arc::new(crate::time::settings::TeamTimes::new(settings.time_unit)),
             settings,
         })
     }

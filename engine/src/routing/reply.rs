@@ -50,6 +50,8 @@ pub(crate) struct Destination {
     /// The business number it is sent from.
     pub phone_number_id: String,
     pub contact: ContactView,
+    /// Sent by WaOS itself, not by an agent.
+    pub automated: bool,
 }
 
 /// Checks consent (and the template against the channel's approved ones), builds Meta's body
@@ -101,6 +103,7 @@ pub(crate) async fn queue(
         workspace_id: &to.workspace_id,
         channel_id: &to.channel_id,
         phone_number_id: &to.phone_number_id,
+        automated: to.automated,
     };
     crate::outbound::queue_reply(&db, target, kind, text, body)
         .await

@@ -16,6 +16,10 @@ pub struct TeamStats {
     pub agents_online: usize,
     pub agents_available: usize,
     pub active: usize,
+    /// Open conversations with a breached SLA.
+    pub sla_breached: usize,
+    /// Open conversations warned of a deadline and not yet breached.
+    pub sla_at_risk: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -32,6 +36,8 @@ pub struct WaitingStats {
     pub conversation_id: String,
     pub team_id: String,
     pub since: DateTime<Utc>,
+    /// Its SLA is breached.
+    pub sla_breached: bool,
 }
 
 /// The `stats` snapshot (shared/CONTRACT.md).
@@ -57,8 +63,21 @@ impl Stats {
     /// change is its longest wait is not resent (the dashboard counts from `since`).
     pub fn delta_since(&self, before: &Stats) -> Option<StatsDelta> {
         let same_team = |a: &TeamStats, b: &TeamStats| {
-            (a.waiting, a.agents_online, a.agents_available, a.active)
-                == (b.waiting, b.agents_online, b.agents_available, b.active)
+            (
+                a.waiting,
+                a.agents_online,
+                a.agents_available,
+                a.active,
+                a.sla_breached,
+                a.sla_at_risk,
+            ) == (
+                b.waiting,
+                b.agents_online,
+                b.agents_available,
+                b.active,
+                b.sla_breached,
+                b.sla_at_risk,
+            )
         };
         let teams: Vec<TeamStats> = self
             .teams
@@ -77,15 +96,11 @@ impl Stats {
             .filter(|a| !before.agents.contains(a))
             .cloned()
             .collect();
+        // New, or changed (a breach): the dashboard replaces entries by id.
         let waiting_added: Vec<WaitingStats> = self
             .waiting
             .iter()
-            .filter(|w| {
-                !before
-                    .waiting
-                    .iter()
-                    .any(|b| b.conversation_id == w.conversation_id)
-            })
+            .filter(|w| !before.waiting.contains(w))
             .cloned()
             .collect();
         let waiting_removed: Vec<String> = before
@@ -132,6 +147,8 @@ mod tests {
             agents_online: 1,
             agents_available: 1,
             active: 0,
+            sla_breached: 0,
+            sla_at_risk: 0,
         }
     }
 
@@ -140,6 +157,7 @@ mod tests {
             conversation_id: id.into(),
             team_id: "t".into(),
             since: Utc::now(),
+            sla_breached: false,
         }
     }
 

@@ -12,6 +12,7 @@ use crate::inbox::{ContactView, ConversationView, MessageView};
 use crate::routing::policy::{Candidate, Presence};
 use crate::store::entity::conversation::ConversationStatus;
 use crate::store::entity::{agent, agent_team, channel, contact, conversation, message, team};
+use crate::time::clocks::{Clocks, SlaView};
 
 /// A conversation's routing inputs, as stored.
 #[derive(Clone, Debug)]
@@ -44,6 +45,8 @@ impl StoredConversation {
         status: ConversationStatus,
         assigned: Option<AgentId>,
         team_id: TeamId,
+        within_hours: bool,
+        sla: Option<SlaView>,
     ) -> ConversationView {
         ConversationView {
             id: self.id.to_string(),
@@ -60,6 +63,8 @@ impl StoredConversation {
             updated_at: Utc::now(),
             resolved_at: None,
             tags: serde_json::from_str(&self.raw.tags).unwrap_or_default(),
+            within_hours,
+            sla,
         }
     }
 }
@@ -162,30 +167,30 @@ impl StoredConversation {
     }
 }
 
-/// Records a conversation's routing state.
+/// Records a conversation's routing state and its clocks.
 pub async fn save_state(
     db: &DatabaseConnection,
     id: ConversationId,
     status: ConversationStatus,
     assigned: Option<AgentId>,
     team_id: TeamId,
+    clocks: &Clocks,
 ) -> Result<(), DbErr> {
+    use sea_orm::ActiveValue::Set;
     let now = Utc::now();
-    let mut update = conversation::Entity::update_many()
-        .col_expr(conversation::Column::Status, Expr::value(status))
-        .col_expr(
-            conversation::Column::AssignedAgentId,
-            Expr::value(assigned.map(|a| a.to_string())),
-        )
-        .col_expr(
-            conversation::Column::TeamId,
-            Expr::value(team_id.to_string()),
-        )
-        .col_expr(conversation::Column::UpdatedAt, Expr::value(now));
+    let mut row = conversation::ActiveModel {
+        status: Set(status),
+        assigned_agent_id: Set(assigned.map(|a| a.to_string())),
+        team_id: Set(team_id.to_string()),
+        updated_at: Set(now),
+        ..Default::default()
+    };
     if status == ConversationStatus::Resolved {
-        update = update.col_expr(conversation::Column::ResolvedAt, Expr::value(Some(now)));
+        row.resolved_at = Set(Some(now));
     }
-    update
+    clocks.write(&mut row);
+    conversation::Entity::update_many()
+        .set(row)
         .filter(conversation::Column::Id.eq(id.to_string()))
         .exec(db)
         .await?;

@@ -34,22 +34,46 @@ pub struct Waiting {
     /// Agents that declined or let the offer lapse, until when.
     pub excluded: HashMap<AgentId, Instant>,
     pub sticky: Option<AgentId>,
+    /// Its first-response deadline: nearer goes first at equal priority.
+    pub first_response_due: Option<DateTime<Utc>>,
+    /// Its team's hours when offers wait for opening (`offer_outside_hours: false`).
+    pub offer_hours: Option<Arc<crate::time::settings::TeamTime>>,
 }
+
+/// The key [`queue_order`] sorts by.
+pub type QueueKey = (
+    Reverse<i32>,
+    bool,
+    (bool, Option<DateTime<Utc>>),
+    DateTime<Utc>,
+    ConversationId,
+);
 
 /// Where a waiting conversation stands in its queue: higher priority first (a conversation
 /// whose 24-hour window is still open but closes within `warning` counts one higher), then
-/// those requeued after their agent left, then the oldest.
-pub fn queue_order(
-    waiting: &Waiting,
-    now: DateTime<Utc>,
-    warning: chrono::Duration,
-) -> (Reverse<i32>, bool, DateTime<Utc>, ConversationId) {
+/// those requeued after their agent left, then the nearer first-response deadline (any
+/// before none), then the oldest.
+pub fn queue_order(waiting: &Waiting, now: DateTime<Utc>, warning: chrono::Duration) -> QueueKey {
     (
         Reverse(Supervisor::effective_priority(waiting, now, warning)),
         !waiting.front,
+        (
+            waiting.first_response_due.is_none(),
+            waiting.first_response_due,
+        ),
         waiting.since,
         waiting.conversation_id,
     )
+}
+
+/// A conversation's SLA standing changed (both false once it is met, resolved or gone).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SlaChanged {
+    pub conversation_id: ConversationId,
+    pub team_id: TeamId,
+    pub breached: bool,
+    pub at_risk: bool,
 }
 
 /// Queue this conversation; `release` frees the slot an offer or assignment held.
@@ -166,6 +190,10 @@ pub struct Supervisor {
     subscribers: HashMap<u64, Subscriber>,
     /// Something changed since the last stats push.
     dirty: bool,
+    /// Open conversations with a breached or warned SLA: (team, breached, at risk).
+    sla: HashMap<ConversationId, (TeamId, bool, bool)>,
+    /// A wake-up is armed for the queue's next `not_before`.
+    opening_armed: Option<DateTime<Utc>>,
 }
 
 struct Subscriber {
@@ -189,6 +217,8 @@ impl Supervisor {
             active: HashMap::new(),
             subscribers: HashMap::new(),
             dirty: false,
+            sla: HashMap::new(),
+            opening_armed: None,
         }
     }
 
@@ -235,6 +265,18 @@ impl Supervisor {
                         .filter(|e| e.candidate.load < e.candidate.capacity)
                         .count(),
                     active: self.active.values().filter(|t| **t == team_id).count(),
+                    sla_breached: self
+                        .sla
+                        .values()
+                        .filter(|(team, breached, _)| *team == team_id && *breached)
+                        .count(),
+                    sla_at_risk: self
+                        .sla
+                        .values()
+                        .filter(|(team, breached, at_risk)| {
+                            *team == team_id && *at_risk && !*breached
+                        })
+                        .count(),
                 }
             })
             .collect();
@@ -259,6 +301,10 @@ impl Supervisor {
                 conversation_id: w.conversation_id.to_string(),
                 team_id: w.team_id.to_string(),
                 since: w.since,
+                sla_breached: self
+                    .sla
+                    .get(&w.conversation_id)
+                    .is_some_and(|(_, breached, _)| *breached),
             })
             .collect();
         waiting.sort_by(|a, b| (a.since, &a.conversation_id).cmp(&(b.since, &b.conversation_id)));
@@ -348,12 +394,22 @@ impl Supervisor {
         let mut roster: Vec<Candidate> =
             self.roster.values().map(|e| e.candidate.clone()).collect();
         let mut next_retry: Option<Instant> = None;
+        let mut next_opening: Option<DateTime<Utc>> = None;
         let mut index = 0;
         while index < self.queue.len() {
             if !roster.iter().any(Candidate::has_room) {
                 break;
             }
             let waiting = &self.queue[index];
+            if let Some(hours) = waiting.offer_hours.as_ref().filter(|h| !h.offers_at(wall)) {
+                // Closed: look again when it opens (or in a day, for a calendar that never does).
+                let opening = hours
+                    .next_opening(wall)
+                    .unwrap_or(wall + chrono::Duration::days(1));
+                next_opening = Some(next_opening.map_or(opening, |at| at.min(opening)));
+                index += 1;
+                continue;
+            }
             let request = Request {
                 team_id: Some(waiting.team_id),
                 required_skills: waiting.required_skills.clone(),
@@ -412,6 +468,22 @@ impl Supervisor {
         }
         if let Some(at) = next_retry {
             ctx.run_later(at.saturating_duration_since(now), |supervisor, ctx| {
+                supervisor.assign_next(ctx)
+            });
+        }
+        // Teams that open later: look again at the first opening (one timer for it).
+        if let Some(opening) = next_opening
+            && self
+                .opening_armed
+                .is_none_or(|armed| opening < armed || armed <= wall)
+        {
+            self.opening_armed = Some(opening);
+            let wait = (opening - wall)
+                .to_std()
+                .unwrap_or_default()
+                .min(std::time::Duration::from_secs(24 * 3600));
+            ctx.run_later(wait, |supervisor, ctx| {
+                supervisor.opening_armed = None;
                 supervisor.assign_next(ctx)
             });
         }
@@ -582,6 +654,22 @@ impl Handler<ManualAssign> for Supervisor {
             },
         });
         Ok(())
+    }
+}
+
+impl Handler<SlaChanged> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, message: SlaChanged, _: &mut Context<Self>) {
+        let changed = if message.breached || message.at_risk {
+            self.sla.insert(
+                message.conversation_id,
+                (message.team_id, message.breached, message.at_risk),
+            ) != Some((message.team_id, message.breached, message.at_risk))
+        } else {
+            self.sla.remove(&message.conversation_id).is_some()
+        };
+        self.dirty |= changed;
     }
 }
 
@@ -763,7 +851,42 @@ mod tests {
             required_skills: vec![],
             excluded: HashMap::new(),
             sticky: None,
+            first_response_due: None,
+            offer_hours: None,
         }
+    }
+
+    #[test]
+    fn a_nearer_first_response_deadline_goes_first_at_equal_priority() {
+        let now = Utc::now();
+        let warning = chrono::Duration::hours(2);
+        let old_without = waiting(30, 23 * 60, false);
+        let due_later = Waiting {
+            first_response_due: Some(now + chrono::Duration::minutes(20)),
+            ..waiting(10, 23 * 60, false)
+        };
+        let due_sooner = Waiting {
+            first_response_due: Some(now + chrono::Duration::minutes(5)),
+            ..waiting(1, 23 * 60, false)
+        };
+        let closing = waiting(1, 60, false);
+        let mut queue = [
+            old_without.clone(),
+            due_later.clone(),
+            closing.clone(),
+            due_sooner.clone(),
+        ];
+        // Priority first (the closing window), then the deadlines, nearer first, then the
+        // one without any, however old.
+        assert_eq!(
+            in_queue_order(&mut queue, now, warning),
+            vec![
+                closing.conversation_id,
+                due_sooner.conversation_id,
+                due_later.conversation_id,
+                old_without.conversation_id,
+            ]
+        );
     }
 
     fn in_queue_order(

@@ -112,6 +112,8 @@ pub async fn update_team(
         patch.into_inner(),
     )
     .await?;
+    // Its calendar, SLA policy or inactivity rule may have changed.
+    state.engine.time_settings_changed();
     Ok(HttpResponse::Ok().json(updated))
 }
 

@@ -8,6 +8,7 @@ pub mod health;
 pub mod pages;
 pub mod privacy;
 pub mod session;
+pub mod time;
 pub mod webhook;
 pub mod ws;
 
@@ -75,6 +76,28 @@ pub fn configure(config: &mut web::ServiceConfig) {
                 .route(
                     "/workspaces/{workspace_id}/agents/{id}",
                     web::patch().to(admin::update_agent),
+                )
+                .service(
+                    web::resource("/workspaces/{workspace_id}/calendars")
+                        .route(web::post().to(time::create_calendar))
+                        .route(web::get().to(time::list_calendars)),
+                )
+                .route(
+                    "/workspaces/{workspace_id}/calendars/{id}",
+                    web::patch().to(time::update_calendar),
+                )
+                .route(
+                    "/workspaces/{workspace_id}/calendars/{id}/schedule",
+                    web::get().to(time::schedule),
+                )
+                .service(
+                    web::resource("/workspaces/{workspace_id}/sla-policies")
+                        .route(web::post().to(time::create_sla_policy))
+                        .route(web::get().to(time::list_sla_policies)),
+                )
+                .route(
+                    "/workspaces/{workspace_id}/sla-policies/{id}",
+                    web::patch().to(time::update_sla_policy),
                 )
                 .service(
                     web::resource("/workspaces/{workspace_id}/api-tokens")

@@ -69,6 +69,35 @@ const MATRIX: &[(&str, [u16; 8])] = &[
         "PATCH /api/v1/workspaces/{workspace_id}/teams/{id}",
         [401, 403, 403, 200, 403, 200, 200, 404],
     ),
+    // Time: configuration like teams (read by members, changed by admins).
+    (
+        "POST /api/v1/workspaces/{workspace_id}/calendars",
+        [401, 403, 403, 201, 403, 201, 201, 404],
+    ),
+    (
+        "GET /api/v1/workspaces/{workspace_id}/calendars",
+        [401, 200, 200, 200, 200, 200, 200, 404],
+    ),
+    (
+        "PATCH /api/v1/workspaces/{workspace_id}/calendars/{id}",
+        [401, 403, 403, 200, 403, 200, 200, 404],
+    ),
+    (
+        "GET /api/v1/workspaces/{workspace_id}/calendars/{id}/schedule",
+        [401, 200, 200, 200, 200, 200, 200, 404],
+    ),
+    (
+        "POST /api/v1/workspaces/{workspace_id}/sla-policies",
+        [401, 403, 403, 201, 403, 201, 201, 404],
+    ),
+    (
+        "GET /api/v1/workspaces/{workspace_id}/sla-policies",
+        [401, 200, 200, 200, 200, 200, 200, 404],
+    ),
+    (
+        "PATCH /api/v1/workspaces/{workspace_id}/sla-policies/{id}",
+        [401, 403, 403, 200, 403, 200, 200, 404],
+    ),
     (
         "POST /api/v1/workspaces/{workspace_id}/channels",
         [401, 403, 403, 201, 403, 201, 201, 404],
@@ -200,6 +229,8 @@ struct World {
     contact: String,
     data_request: String,
     spare_token: String,
+    calendar: String,
+    sla_policy: String,
     /// Bearer tokens of [`ACTORS`] (none for "nobody").
     tokens: Vec<Option<String>>,
 }
@@ -258,6 +289,28 @@ async fn build_world(app: &TestApp) -> World {
         .as_str()
         .unwrap()
         .to_owned();
+    let calendar = app
+        .post_ok(
+            &format!("/api/v1/workspaces/{workspace}/calendars"),
+            ADMIN_TOKEN,
+            &json!({"name": "Office", "time_zone": "Europe/London", "weekly": {"mon": [["09:00", "17:00"]]}}),
+            201,
+        )
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let sla_policy = app
+        .post_ok(
+            &format!("/api/v1/workspaces/{workspace}/sla-policies"),
+            ADMIN_TOKEN,
+            &json!({"name": "Gold", "first_response_secs": 600}),
+            201,
+        )
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let elsewhere = app.create_workspace("Elsewhere").await;
     let (_, outsider_token) = app
         .create_agent(&elsewhere, "admin@elsewhere.example", "admin", &[])
@@ -301,6 +354,8 @@ async fn build_world(app: &TestApp) -> World {
         contact,
         data_request: request["id"].as_str().unwrap().to_owned(),
         spare_token: spare,
+        calendar,
+        sla_policy,
         tokens: vec![
             None,
             Some(agent_token),
@@ -325,6 +380,10 @@ fn concrete_path(world: &World, operation: &str) -> String {
         &world.agent
     } else if path.contains("/api-tokens/") {
         &world.spare_token
+    } else if path.contains("/calendars/") {
+        &world.calendar
+    } else if path.contains("/sla-policies/") {
+        &world.sla_policy
     } else if path.contains("/conversations/") {
         &world.conversation
     } else if path.contains("/data-requests/") {
@@ -357,6 +416,13 @@ fn body(world: &World, operation: &str, actor: usize) -> Option<Value> {
         "POST /api/v1/workspaces/{workspace_id}/channels" => json!({
             "phone_number_id": format!("20000000000{n}"), "display_phone_number": "+1 555 0199",
             "access_token": "EAAG-matrix", "team_id": world.team}),
+        "POST /api/v1/workspaces/{workspace_id}/calendars" => json!({"name": format!("Hours {n}"),
+            "time_zone": "Asia/Dubai", "weekly": {"sun": [["08:00", "16:00"]]}}),
+        "PATCH /api/v1/workspaces/{workspace_id}/calendars/{id}" => json!({"name": "Office"}),
+        "POST /api/v1/workspaces/{workspace_id}/sla-policies" => {
+            json!({"name": format!("Policy {n}"), "resolution_secs": 86400})
+        }
+        "PATCH /api/v1/workspaces/{workspace_id}/sla-policies/{id}" => json!({"name": "Gold"}),
         "PATCH /api/v1/workspaces/{workspace_id}/channels/{id}" => {
             json!({"display_phone_number": "+1 555 0100"})
         }

@@ -1534,6 +1534,7 @@ async fn two_senders_share_one_number_budget_postgres() {
                 workspace_id: &workspace,
                 channel_id: &channel,
                 phone_number_id: PHONE_NUMBER_ID_1,
+                automated: false,
             },
             "text",
             Some(format!("Hello {phone}")),

@@ -38,3 +38,4 @@ mod routing;
 mod security;
 mod signatures;
 mod stranding;
+mod time;

@@ -229,6 +229,7 @@ fn outbound_to_olivia(
         provider_timestamp: Set(now),
         created_at: Set(now),
         updated_at: Set(now),
+        automated: Set(false),
     }
 }
 

@@ -21,6 +21,22 @@ pub struct Model {
     pub resolved_at: Option<DateTimeUtc>,
     /// A JSON array of tag strings.
     pub tags: String,
+    /// The customer message that opened or reopened the current cycle.
+    pub cycle_started_at: Option<DateTimeUtc>,
+    /// The SLA policy applied to the current cycle.
+    pub sla_policy_id: Option<String>,
+    pub first_response_due_at: Option<DateTimeUtc>,
+    pub next_response_due_at: Option<DateTimeUtc>,
+    pub resolution_due_at: Option<DateTimeUtc>,
+    /// JSON arrays of metric names (`first_response`, ...) for the current cycle.
+    pub sla_breached: String,
+    pub sla_met: String,
+    pub sla_warned: String,
+    /// The oldest customer message an agent has not answered yet.
+    pub awaiting_reply_since: Option<DateTimeUtc>,
+    pub first_replied_at: Option<DateTimeUtc>,
+    pub last_agent_reply_at: Option<DateTimeUtc>,
+    pub out_of_hours_replied_at: Option<DateTimeUtc>,
 }
 
 /// Where a conversation stands in routing; stored as its name (a text column: no migration).

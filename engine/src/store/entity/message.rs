@@ -24,6 +24,8 @@ pub struct Model {
     pub provider_timestamp: DateTimeUtc,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
+    /// Sent by WaOS itself (an out-of-hours reply, an automation), not by an agent.
+    pub automated: bool,
 }
 
 /// Who wrote a message; stored as `in` or `out` (a text column: no migration).
