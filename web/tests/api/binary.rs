@@ -845,3 +845,125 @@ async fn serve_speaks_https_and_its_json_trace_logs_hold_no_secret() {
     assert_logs_hold_no_secret(&folder, &[]);
     std::fs::remove_dir_all(folder).unwrap();
 }
+
+/// An SLA deadline that passes while the process is down (kill -9) is reported right after the
+/// restart: the conversation's actor starts from the stored due date and fires at once.
+#[actix_web::test]
+async fn an_sla_deadline_passed_during_kill_9_breaches_right_after_restart() {
+    use serde_json::json;
+    use waos_web::testing::{ADMIN_TOKEN, Backend, TestDatabase};
+
+    let database = TestDatabase::create(Backend::Postgres).await;
+    let folder = scratch();
+    // One second of a policy lasts 10 ms: a 200-second first response is due in 2 s.
+    let settings = [("RUST_LOG", "info"), ("WAOS__ROUTING__TIME_UNIT_MS", "10")];
+    let first = serve_with(&database.url, &folder, &settings, Stdio::null(), "http");
+    until_healthy(&first.address).await;
+    let address = first.address.clone();
+    let workspace = api(
+        &address,
+        "/api/v1/workspaces",
+        ADMIN_TOKEN,
+        json!({"name": "Deadline"}),
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let policy = api(
+        &address,
+        &format!("/api/v1/workspaces/{workspace}/sla-policies"),
+        ADMIN_TOKEN,
+        json!({"name": "Gold", "first_response_secs": 200}),
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let team = api(
+        &address,
+        &format!("/api/v1/workspaces/{workspace}/teams"),
+        ADMIN_TOKEN,
+        json!({"name": "Support", "sla_policy_id": policy}),
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    api(&address, &format!("/api/v1/workspaces/{workspace}/channels"), ADMIN_TOKEN,
+        json!({"phone_number_id": "115566778899001", "display_phone_number": "x", "access_token": "t", "team_id": team})).await;
+    let body = crate::concurrency::text_body_at(
+        "wamid.deadline-1",
+        1,
+        "hello",
+        chrono::Utc::now().timestamp(),
+    );
+    let response = waos_web::testing::http_client()
+        .post(format!("{address}/webhooks/whatsapp"))
+        .header("x-hub-signature-256", waos_web::testing::sign(&body))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+
+    let db = waos_web::testing::connect_database(&database.url, 2).await;
+    let open = || async {
+        waos_engine::inbox::list_conversations(
+            &db,
+            &waos_engine::auth::Principal::Installation,
+            None,
+            &waos_engine::inbox::PageRequest::default(),
+        )
+        .await
+        .unwrap()
+        .items
+    };
+    // The policy is applied and its due date stored; the process dies before it.
+    waos_web::testing::eventually(Duration::from_secs(5), || async {
+        open().await[0]
+            .sla
+            .as_ref()
+            .is_some_and(|sla| sla.first_response_due_at.is_some())
+    })
+    .await;
+    let mut first = first;
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    let conversation = open().await[0].clone();
+    let due = conversation.sla.unwrap().first_response_due_at.unwrap();
+    let id = waos_engine::ids::ConversationId::parse(&conversation.id).unwrap();
+    let breaches = || async {
+        waos_engine::inbox::conversation_audit(&db, &waos_engine::auth::Principal::Installation, id)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|event| event.kind == "sla_breached")
+            .count()
+    };
+    assert_eq!(breaches().await, 0, "not breached before the deadline");
+    // Down past the deadline.
+    while chrono::Utc::now() <= due + chrono::Duration::milliseconds(200) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let second = serve_with(&database.url, &folder, &settings, Stdio::null(), "http");
+    until_healthy(&second.address).await;
+    let ready = std::time::Instant::now();
+    waos_web::testing::eventually(Duration::from_secs(5), || async { breaches().await == 1 }).await;
+    let reported_within = ready.elapsed();
+    waos_web::testing::eventually(Duration::from_secs(5), || async {
+        open().await[0]
+            .sla
+            .as_ref()
+            .is_some_and(|sla| sla.breached == [waos_engine::time::clocks::Metric::FirstResponse])
+    })
+    .await;
+    let mut second = second;
+    second.child.kill().unwrap();
+    second.child.wait().unwrap();
+    assert!(
+        reported_within < Duration::from_secs(5),
+        "reported {reported_within:?} after the restart"
+    );
+}
