@@ -43,6 +43,9 @@ pub struct IdleArgs {
     /// Open conversations to create (M), one new customer each.
     #[arg(long, default_value_t = 1000)]
     pub conversations: u64,
+    /// Give the queue's team an SLA policy, so every open conversation has its clocks armed.
+    #[arg(long)]
+    pub sla: bool,
     /// Pause before each RSS measurement, in milliseconds.
     #[arg(long, default_value_t = 3000)]
     pub settle_ms: u64,
@@ -104,8 +107,16 @@ pub async fn run(args: IdleArgs) -> anyhow::Result<IdleReport> {
     let sender = Sender::new(&target.url, &target.app_secret, concurrency)?;
     let client = sender.client.clone();
     let run_id = crate::ingest::run_id();
-    let (workspace, _queue_team) =
-        set_up_world(&client, &target.url, &target.admin_token, 1, &run_id, false).await?;
+    let (workspace, _queue_team) = set_up_world(
+        &client,
+        &target.url,
+        &target.admin_token,
+        1,
+        &run_id,
+        false,
+        args.sla,
+    )
+    .await?;
     // The agents' team has no number: nothing is ever offered to them.
     let idle_team: Value = client
         .post(format!(

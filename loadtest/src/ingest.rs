@@ -172,6 +172,7 @@ pub async fn set_up_world(
     numbers: u64,
     run: &str,
     auto_accept: bool,
+    sla: bool,
 ) -> anyhow::Result<(String, String)> {
     let args = WorldArgs {
         url,
@@ -200,6 +201,29 @@ pub async fn set_up_world(
         .json()
         .await?;
     let team_id = team["id"].as_str().context("team id")?.to_owned();
+    if sla {
+        // Every conversation arms its clocks: first and next response in an hour, resolution in
+        // a day, a warning ten minutes ahead (none fires during a run).
+        let policy: Value = client
+            .post(api(&format!("/workspaces/{workspace}/sla-policies")))
+            .bearer_auth(args.admin_token)
+            .json(
+                &json!({"name": "load", "first_response_secs": 3600, "next_response_secs": 3600,
+                          "resolution_secs": 86400, "warn_before_secs": 600}),
+            )
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        client
+            .patch(api(&format!("/workspaces/{workspace}/teams/{team_id}")))
+            .bearer_auth(args.admin_token)
+            .json(&json!({"sla_policy_id": policy["id"]}))
+            .send()
+            .await?
+            .error_for_status()?;
+    }
     for index in 0..args.numbers {
         client
             .post(api(&format!("/workspaces/{workspace}/channels")))
@@ -254,6 +278,7 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<IngestReport> {
         args.mix.numbers,
         &run_id,
         false,
+        args.mix.sla,
     )
     .await?;
     let traffic = Traffic {

@@ -106,6 +106,7 @@ pub async fn run(args: RampArgs) -> anyhow::Result<RampReport> {
         args.mix.numbers,
         &run_id,
         false,
+        args.mix.sla,
     )
     .await?;
     let traffic = Traffic {

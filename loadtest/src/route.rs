@@ -228,6 +228,7 @@ pub(crate) async fn route_core(
         1,
         &run_id,
         setup.auto_accept,
+        false,
     )
     .await?;
     let record = Arrivals2Agents {

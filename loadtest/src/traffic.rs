@@ -30,6 +30,10 @@ pub struct MixArgs {
     /// that need not exist: the engine keeps them pending) instead of messages.
     #[arg(long, default_value_t = 0.0)]
     pub status_share: f64,
+    /// Give the team an SLA policy (first and next response 1 h, resolution 1 day, warning
+    /// 10 min), so every conversation arms its clocks (none fires during a run).
+    #[arg(long)]
+    pub sla: bool,
     /// Do not send the ongoing customers' warm-up messages before the measured run.
     #[arg(long)]
     pub no_warm_up: bool,
@@ -57,7 +61,8 @@ impl MixArgs {
 
     pub fn to_json(&self) -> Value {
         json!({"numbers": self.numbers, "customers": self.customers, "new_share": self.new_share,
-               "status_share": self.status_share, "warm_up": !self.no_warm_up, "settle_ms": self.settle_ms})
+               "status_share": self.status_share, "warm_up": !self.no_warm_up, "settle_ms": self.settle_ms,
+               "sla": self.sla})
     }
 }
 
@@ -242,6 +247,7 @@ mod tests {
             status_share,
             no_warm_up: false,
             settle_ms: 0,
+            sla: false,
         }
     }
 

@@ -29,6 +29,7 @@ fn mix(customers: u64, new_share: f64, status_share: f64) -> MixArgs {
         status_share,
         no_warm_up: false,
         settle_ms: 0,
+        sla: false,
     }
 }
 
@@ -372,6 +373,7 @@ async fn idle_measures_memory_per_socket_and_conversation() {
         sockets: 4,
         sockets_per_agent: 2,
         conversations: 5,
+        sla: true,
         settle_ms: 100,
         concurrency: 4,
         report: ReportArgs {
@@ -389,6 +391,13 @@ async fn idle_measures_memory_per_socket_and_conversation() {
         5,
         "the conversations were opened"
     );
+    // `--sla`: every one of them has its clocks armed.
+    waos_web::testing::eventually(std::time::Duration::from_secs(5), || async {
+        app.count("conversations", "first_response_due_at IS NOT NULL")
+            .await
+            == 5
+    })
+    .await;
     let json = read_report(&folder.0);
     assert_eq!(json["result"]["sockets_open_at_measurement"], 4);
     assert!(
@@ -404,6 +413,7 @@ async fn idle_measures_memory_per_socket_and_conversation() {
         sockets: 1,
         sockets_per_agent: 1,
         conversations: 1,
+        sla: false,
         settle_ms: 0,
         concurrency: 1,
         report: ReportArgs::default(),

@@ -107,6 +107,8 @@ function onFrame(f) {
     case 'presence': return setPresence(f.status);
     case 'status': return onStatus(f);
     case 'sent': return onSent(f);
+    case 'sla': return onSla(f);
+    case 'sla_update': return onSlaUpdate(f);
     case 'error': return onError(f);
     default: return undefined;
   }
@@ -208,6 +210,65 @@ function onMessage(cid, m) {
 }
 
 const higher = (a, b) => ((RANK[b] ?? 0) > (RANK[a] ?? 0) ? b : a);
+
+// ---- SLA -----------------------------------------------------------------------------------
+
+const SLA_METRICS = [['first_response', 'First response'], ['next_response', 'Next response'], ['resolution', 'Resolution']];
+const warned = new Map(); // conversation_id -> metric warned of (from `sla` frames)
+
+/** The nearest open deadline of a conversation, or null. */
+function nextDeadline(c) {
+  const due = SLA_METRICS
+    .map(([metric, label]) => ({ metric, label, at: c.sla?.[`${metric}_due_at`] }))
+    .filter((d) => d.at && !(c.sla.breached || []).includes(d.metric));
+  return due.sort((a, b) => a.at.localeCompare(b.at))[0] || null;
+}
+
+function slaState(c) {
+  if (!c.sla) return null;
+  const next = nextDeadline(c);
+  if ((c.sla.breached || []).length) {
+    const names = SLA_METRICS.filter(([m]) => c.sla.breached.includes(m)).map(([, l]) => l.toLowerCase());
+    return { cls: 'breached', text: `SLA breached: ${names.join(', ')}` };
+  }
+  if (!next) return null;
+  const left = Date.parse(next.at) - Date.now();
+  const risky = warned.get(c.id) === next.metric;
+  return { cls: risky ? 'warning' : '', text: `${next.label} ${left > 0 ? `in ${fmtDuration(left)}` : 'due now'}` };
+}
+
+function slaBadge(c) {
+  const state = slaState(c);
+  if (!state) return null;
+  return h('span', { class: `badge sla ${state.cls}`, testid: 'sla', 'data-sla': c.id, 'data-sla-state': state.cls || 'running' }, state.text);
+}
+
+function onSla(f) {
+  const c = convs.get(f.conversation_id);
+  if (!c) return;
+  c.sla = c.sla || { breached: [], met: [] };
+  if (f.state === 'breached') {
+    c.sla.breached = [...new Set([...(c.sla.breached || []), f.metric])];
+    if (warned.get(c.id) === f.metric) warned.delete(c.id);
+    toast(`${contactName(c.contact)}: ${f.metric.replace('_', ' ')} SLA breached`, 'error');
+  } else {
+    warned.set(c.id, f.metric);
+  }
+  c.sla[`${f.metric}_due_at`] = f.due_at;
+  renderList();
+  if (c.id === selected) renderChatHead();
+}
+
+/** Replies and customer messages move the clocks on the server, which sends them over. */
+function onSlaUpdate(f) {
+  const c = convs.get(f.conversation_id);
+  if (!c) return;
+  c.sla = f.sla;
+  const next = c.sla && nextDeadline(c);
+  if (warned.has(c.id) && (!next || next.metric !== warned.get(c.id))) warned.delete(c.id);
+  renderList();
+  if (c.id === selected) renderChatHead();
+}
 
 function onStatus(f) {
   const m = (history.get(f.conversation_id) || []).find((x) => x.id === f.message_id);
@@ -338,7 +399,8 @@ function setPresence(status) {
 
 function preview(m) {
   if (!m) return 'No messages yet';
-  return `${m.direction === 'out' ? 'You: ' : ''}${m.text || `[${m.kind}]`}`;
+  const who = m.direction === 'out' ? (m.automated ? 'Automated: ' : 'You: ') : '';
+  return `${who}${m.text || `[${m.kind}]`}`;
 }
 
 function renderOffers() {
@@ -391,6 +453,7 @@ function renderList() {
     h('div', { class: 'preview' }, preview(previews.get(c.id))),
     h('div', { class: 'sub' },
       h('span', { class: `window${windowLeft(c) > 0 ? '' : ' closed'}`, 'data-window': c.id }, windowLabel(c)),
+      slaBadge(c),
       ...c.tags.slice(0, 3).map((t) => h('span', { class: 'mini-tag' }, t))));
   }) : [h('li', { class: 'empty' }, 'No conversations assigned')]));
 }
@@ -404,7 +467,10 @@ function renderChatHead() {
     h('div', {},
       h('strong', {}, contactName(c.contact)),
       h('span', { class: 'sub' }, ` ${c.contact?.phone || ''}`)),
-    h('span', { class: `badge window${windowLeft(c) > 0 ? '' : ' closed'}`, 'data-window': c.id }, windowLabel(c)));
+    h('span', { class: 'badges' },
+      c.within_hours === false ? h('span', { class: 'badge closed-hours', testid: 'outside-hours' }, 'Team closed') : null,
+      slaBadge(c),
+      h('span', { class: `badge window${windowLeft(c) > 0 ? '' : ' closed'}`, 'data-window': c.id }, windowLabel(c))));
 }
 
 function renderChat() {
@@ -447,10 +513,11 @@ function messageNode(m) {
   const status = m.pending ? 'queued' : m.status;
   const showText = m.text || (MEDIA_KINDS.has(m.kind) ? '' : `[${m.kind}]`);
   return h('div', {
-    class: `msg ${out ? 'out' : 'in'}${m.pending ? ' pending' : ''}${status === 'failed' ? ' failed' : ''}`,
+    class: `msg ${out ? 'out' : 'in'}${m.pending ? ' pending' : ''}${status === 'failed' ? ' failed' : ''}${m.automated ? ' automated' : ''}`,
     testid: 'message', 'data-message-id': m.id || null, 'data-client-id': m.client_id || null,
     'data-direction': out ? 'out' : 'in',
   },
+  m.automated ? h('div', { class: 'msg-author', testid: 'message-automated' }, 'Automated reply') : null,
   MEDIA_KINDS.has(m.kind) ? mediaNode(m) : null,
   h('div', { class: 'msg-text', testid: 'message-text' }, showText),
   m.reaction ? h('span', { class: 'reaction', title: 'Customer reaction' }, m.reaction) : null,
@@ -744,6 +811,14 @@ function tick() {
     if (!c) continue;
     node.textContent = windowLabel(c);
     node.classList.toggle('closed', windowLeft(c) <= 0);
+  }
+  for (const node of document.querySelectorAll('[data-sla]')) {
+    const conv = convs.get(node.dataset.sla);
+    const state = conv && slaState(conv);
+    if (!state) continue;
+    node.textContent = state.text;
+    node.className = `badge sla ${state.cls}`;
+    node.dataset.slaState = state.cls || 'running';
   }
   const c = convs.get(selected);
   if (c && replyMode && replyMode !== (windowLeft(c) > 0 ? 'text' : 'template')) renderReply();

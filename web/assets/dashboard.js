@@ -102,7 +102,9 @@ function renderTeams() {
     stat('team-longest-wait', 'longest wait', fmtDuration(longestWait(t)), 'wait'),
     stat('team-online', 'online', t.agents_online),
     stat('team-available', 'available', t.agents_available),
-    stat('team-active', 'active', t.active)))) : [h('p', { class: 'empty' }, 'No team stats yet.')]));
+    stat('team-active', 'active', t.active),
+    stat('team-sla-breached', 'SLA breached', t.sla_breached || 0, t.sla_breached ? 'alert' : ''),
+    stat('team-sla-at-risk', 'SLA at risk', t.sla_at_risk || 0, t.sla_at_risk ? 'warn' : '')))) : [h('p', { class: 'empty' }, 'No team stats yet.')]));
 }
 
 // ---- agents ------------------------------------------------------------------------------
@@ -177,6 +179,12 @@ function renderWaiting() {
       rows.set(w.conversation_id, row);
     }
     fillSelect(row.querySelector('select'), w.team_id);
+    // A breach arrives as the same entry again: the mark follows it.
+    row.classList.toggle('sla-breached', Boolean(w.sla_breached));
+    const mark = row.querySelector('[data-sla-mark]');
+    if (w.sla_breached && !mark) {
+      row.cells[0].append(h('span', { class: 'badge sla breached', testid: 'waiting-sla-breached', 'data-sla-mark': '' }, 'SLA breached'));
+    } else if (!w.sla_breached && mark) mark.remove();
     body.append(row); // append moves an existing row: keeps oldest-first order
   }
   $('waiting-empty').hidden = list.length > 0;

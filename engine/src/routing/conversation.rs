@@ -340,6 +340,19 @@ impl ConversationActor {
             }
         }
         self.tell_sla_standing();
+        self.push_sla();
+    }
+
+    /// The holder's console shows the clocks as they are now.
+    fn push_sla(&self) {
+        if let State::Assigned { agent, .. } = &self.state {
+            agent.do_send(Deliver {
+                frame: ServerFrame::SlaUpdate {
+                    conversation_id: self.id().to_string(),
+                    sla: self.clocks.view(),
+                },
+            });
+        }
     }
 
     fn tell_sla_standing(&self) {
@@ -1045,6 +1058,7 @@ impl Handler<NewMessage> for ConversationActor {
                 )
             {
                 self.persist(ctx);
+                self.push_sla();
             }
         }
         self.reply_out_of_hours(ctx);

@@ -58,6 +58,12 @@ pub enum ServerFrame {
     Presence {
         status: Presence,
     },
+    /// A held conversation's SLA changed (a clock started, was met, warned of or breached): its
+    /// whole `sla` as the REST API shows it.
+    SlaUpdate {
+        conversation_id: String,
+        sla: Option<crate::time::clocks::SlaView>,
+    },
     /// An SLA deadline of a held conversation is near (`warning`) or passed (`breached`).
     Sla {
         conversation_id: String,

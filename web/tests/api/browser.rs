@@ -739,3 +739,115 @@ fn tempfile_dir() -> PathBuf {
     std::fs::create_dir_all(&folder).unwrap();
     folder
 }
+
+/// Time in the console and the dashboard: the held conversation's SLA counts down, turns to a
+/// warning and then to a breach; the out-of-hours reply shows as automated and the team as
+/// closed; the dashboard counts the team's breaches and marks the breached waiting conversation.
+#[actix_web::test]
+async fn sla_countdowns_breaches_and_automated_replies_show_in_real_chromium() {
+    let graph = FakeGraph::start().await;
+    let graph_url = graph.url.clone();
+    let app = spawn_app_with(Backend::Postgres, move |settings, _| {
+        settings.meta.graph_url = graph_url;
+        settings.routing.disconnect_grace_ms = 30_000;
+    })
+    .await;
+    let workspace = app.create_workspace("Acme Hours").await;
+    let today = chrono::Utc::now().date_naive().to_string();
+    let calendar = app
+        .post_ok(
+            &format!("/api/v1/workspaces/{workspace}/calendars"),
+            ADMIN_TOKEN,
+            &json!({"name": "Closed today", "time_zone": "UTC", "weekly": {},
+                    "overrides": [{"date": today, "intervals": [], "label": "Stocktake"}]}),
+            201,
+        )
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // One second of a policy lasts 10 ms in tests: due in 8 s, warned 4 s before.
+    let policy = app
+        .post_ok(
+            &format!("/api/v1/workspaces/{workspace}/sla-policies"),
+            ADMIN_TOKEN,
+            &json!({"name": "Gold", "first_response_secs": 800, "warn_before_secs": 400}),
+            201,
+        )
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let team = app
+        .create_team_with(
+            &workspace,
+            json!({"name": "Support", "auto_accept": true, "calendar_id": calendar,
+                   "sla_policy_id": policy, "out_of_hours_reply": "We open tomorrow at nine."}),
+        )
+        .await;
+    app.create_channel(&workspace, &team, waos_web::testing::PHONE_NUMBER_ID_1)
+        .await;
+    // Capacity 1: the second customer waits, and breaches while waiting.
+    app.post_ok(
+        &format!("/api/v1/workspaces/{workspace}/agents"),
+        ADMIN_TOKEN,
+        &json!({"name": "Ana Duarte", "email": "ana@hours.example", "password": PASSWORD,
+                "role": "agent", "capacity": 1, "team_ids": [team]}),
+        201,
+    )
+    .await;
+    agent(
+        &app,
+        &workspace,
+        "Sue Park",
+        "sue@hours.example",
+        "supervisor",
+        &[&team],
+    )
+    .await;
+
+    let driver = Driver::start().await;
+    let profiles = tempfile_dir();
+    let console = driver.browser(&profiles.join("console")).await;
+    let dashboard = driver.browser(&profiles.join("dashboard")).await;
+    log_in(&console, &app.address, "/console", "ana@hours.example").await;
+    log_in(&dashboard, &app.address, "/dashboard", "sue@hours.example").await;
+
+    for (customer, wamid) in [(1, "wamid.hours-1"), (2, "wamid.hours-2")] {
+        let body = text_body_at(wamid, customer, "Is my order ready?", now());
+        assert_eq!(app.post_webhook(&body).await.status(), 200);
+    }
+    // Ana holds the first: its countdown runs, the team is closed, the reply is automated.
+    wait_text(&console, &testid("sla"), "First response in").await;
+    wait_text(&console, &testid("outside-hours"), "Team closed").await;
+    wait_text(&console, &testid("message-automated"), "Automated reply").await;
+    wait_text(
+        &console,
+        &testid("message-text"),
+        "We open tomorrow at nine.",
+    )
+    .await;
+    let started = Instant::now();
+    while attribute(
+        &console,
+        &format!("{}[data-sla-state]", testid("sla")),
+        "data-sla-state",
+    )
+    .await
+        != "warning"
+    {
+        assert!(started.elapsed() < PATIENCE, "no SLA warning shown");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    wait_text(&console, &testid("sla"), "SLA breached: first response").await;
+    screenshot(&console, "console-sla.png").await;
+
+    // The dashboard: both breached, the waiting one marked.
+    wait_text(&dashboard, &testid("team-sla-breached"), "2").await;
+    wait_text(&dashboard, &testid("waiting-sla-breached"), "SLA breached").await;
+    screenshot(&dashboard, "dashboard-sla.png").await;
+
+    console.close().await.unwrap();
+    dashboard.close().await.unwrap();
+    let _ = std::fs::remove_dir_all(&profiles);
+}
