@@ -35,6 +35,9 @@ pub struct BurstArgs {
     /// Assign directly instead of offering (the team's auto-accept).
     #[arg(long)]
     pub auto_accept: bool,
+    /// Give the team an SLA policy, so every conversation arms its clocks (see `ramp --sla`).
+    #[arg(long)]
+    pub sla: bool,
     /// Seconds to wait, after the last webhook's answer, for conversations still unrouted.
     #[arg(long, default_value_t = 30)]
     pub wait_secs: u64,
@@ -223,6 +226,7 @@ pub async fn run(args: BurstArgs) -> anyhow::Result<BurstReport> {
         capacity: args.capacity,
         conversations: args.conversations,
         auto_accept: args.auto_accept,
+        sla: args.sla,
         wait: Duration::from_secs(args.wait_secs),
     };
     waos_workers::install_tls();
@@ -255,7 +259,7 @@ pub async fn run(args: BurstArgs) -> anyhow::Result<BurstReport> {
     let decision_time = decision_time(metrics_before.as_deref(), metrics_after.as_deref());
 
     let settings = json!({"url": args.target.url, "conversations": args.conversations, "agents": args.agents,
-        "capacity": args.capacity, "concurrency": args.concurrency, "auto_accept": args.auto_accept,
+        "capacity": args.capacity, "concurrency": args.concurrency, "auto_accept": args.auto_accept, "sla": args.sla,
         "wait_secs": args.wait_secs});
     let mut json = header("burst", settings);
     json["result"] = json!({

@@ -41,6 +41,9 @@ pub struct RouteArgs {
     /// Assign directly instead of offering (the team's auto-accept).
     #[arg(long)]
     pub auto_accept: bool,
+    /// Give the team an SLA policy, so every conversation arms its clocks (see `ramp --sla`).
+    #[arg(long)]
+    pub sla: bool,
     /// Arrival process: evenly spaced, or Poisson (exponential gaps, seeded by --seed).
     #[arg(long, value_enum, default_value_t = Arrivals::Constant)]
     pub arrivals: Arrivals,
@@ -201,6 +204,7 @@ pub(crate) struct RouteSetup {
     pub capacity: u64,
     pub conversations: u64,
     pub auto_accept: bool,
+    pub sla: bool,
     /// How long to wait, after the last webhook's answer, for the last frames.
     pub wait: Duration,
 }
@@ -228,7 +232,7 @@ pub(crate) async fn route_core(
         1,
         &run_id,
         setup.auto_accept,
-        false,
+        setup.sla,
     )
     .await?;
     let record = Arrivals2Agents {
@@ -345,6 +349,7 @@ pub async fn run(args: RouteArgs) -> anyhow::Result<RouteReport> {
         capacity: args.capacity,
         conversations: args.conversations,
         auto_accept: args.auto_accept,
+        sla: args.sla,
         wait: Duration::from_secs(30),
     };
     route_core(&setup, Pacing::Scheduled(offsets), "route", async || Ok(())).await

@@ -112,6 +112,7 @@ async fn ingest_and_route_scenarios_run_end_to_end() {
         rate: 50,
         conversations: 30,
         auto_accept: false,
+        sla: false,
         arrivals: Arrivals::Poisson,
         seed: 3,
     })
@@ -326,6 +327,7 @@ async fn burst_routes_every_conversation() {
         capacity: 2,
         concurrency: 8,
         auto_accept: false,
+        sla: true,
         wait_secs: 20,
         report: ReportArgs {
             report: Some(folder.0.clone()),

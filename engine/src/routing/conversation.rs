@@ -200,6 +200,8 @@ pub struct ConversationActor {
     time: Arc<TeamTime>,
     /// The one timer for the next SLA warning or breach, or the inactivity resolve.
     alarm: Option<SpawnHandle>,
+    /// Agents' replies being stored now (the actor must not idle out under them).
+    replies_in_flight: u32,
 }
 
 impl ConversationActor {
@@ -209,8 +211,18 @@ impl ConversationActor {
         directory: Addr<Directory>,
         context: Arc<RoutingContext>,
     ) -> Self {
+        let clocks = Clocks::from_row(&stored.raw);
+        // The actor keeps the clocks parsed: the row's text copies would only cost memory.
+        let mut stored = stored;
+        for text in [
+            &mut stored.raw.sla_breached,
+            &mut stored.raw.sla_met,
+            &mut stored.raw.sla_warned,
+        ] {
+            *text = String::new();
+        }
         Self {
-            clocks: Clocks::from_row(&stored.raw),
+            clocks,
             team_id: stored.team_id,
             offer_timeout_secs: stored.offer_timeout_secs,
             auto_accept: stored.auto_accept,
@@ -227,6 +239,7 @@ impl ConversationActor {
             idle_expired: false,
             time: Arc::new(TeamTime::default()),
             alarm: None,
+            replies_in_flight: 0,
         }
     }
 
@@ -273,6 +286,25 @@ impl ConversationActor {
         let events = self.clocks.apply(&policy, self.time.calendar());
         self.report(events);
         true
+    }
+
+    /// Stores a freshly applied policy's clocks beside routing, not before it: a new
+    /// conversation is offered without waiting for this write (every later state write carries
+    /// the clocks too, and a restart before either applies the policy again, to the same
+    /// deadlines, from the stored cycle start).
+    ///
+    /// It runs on the engine's thread, not in the actor's context: a future of the actor is not
+    /// polled while the actor waits (`ctx.wait`) for its next state write, and one holding a
+    /// write permit meanwhile would starve every conversation of permits.
+    fn store_applied_clocks(&mut self) {
+        let context = self.context.clone();
+        let (id, clocks) = (self.id(), self.clocks.clone());
+        actix::spawn(async move {
+            let _permit = context.writes.acquire().await;
+            if let Err(error) = store::save_applied_clocks(&context.db, id, &clocks).await {
+                tracing::warn!(%error, conversation_id = %id, "SLA clocks not stored yet; the next state write carries them");
+            }
+        });
     }
 
     /// Audits what the clocks report, tells the holder of warnings and breaches, and the
@@ -838,7 +870,7 @@ impl ConversationActor {
     /// none yet, what fell due while nobody watched is reported, and the clocks are armed.
     fn resume(&mut self, ctx: &mut Context<Self>) {
         if self.apply_policy() {
-            self.persist(ctx);
+            self.store_applied_clocks();
         }
         self.resume_routing(ctx);
         self.reply_out_of_hours(ctx);
@@ -980,7 +1012,10 @@ impl Handler<Stop> for ConversationActor {
     type Result = ();
 
     fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
-        let quiet = self.idle_expired && matches!(self.state, State::Assigned { .. });
+        // A reply still being stored keeps it: stopping now would drop the agent's answer.
+        let quiet = self.idle_expired
+            && self.replies_in_flight == 0
+            && matches!(self.state, State::Assigned { .. });
         if quiet || matches!(self.state, State::Resolved { .. }) {
             tracing::debug!(conversation_id = %self.id(), "conversation actor stops");
             ctx.stop();
@@ -1382,6 +1417,7 @@ impl Handler<SendReply> for ConversationActor {
             Err(error) => return refused(error),
         };
         self.touch(ctx);
+        self.replies_in_flight += 1;
         let destination = reply::Destination {
             conversation_id: self.id(),
             workspace_id: self.stored.workspace_id.to_string(),
@@ -1394,6 +1430,7 @@ impl Handler<SendReply> for ConversationActor {
             reply::queue(self.context.db.clone(), destination, reply)
                 .into_actor(self)
                 .map(|stored, conversation, ctx| {
+                    conversation.replies_in_flight -= 1;
                     let view = stored?;
                     // An agent's reply answers the customer: the clocks it settles are
                     // stored with the state.

@@ -197,6 +197,25 @@ pub async fn save_state(
     Ok(())
 }
 
+/// Records the clocks of a cycle whose policy was just applied, unless a later state write
+/// (which always carries the policy) got there first: so this write need not hold the
+/// conversation's mailbox, and routing does not wait for it.
+pub async fn save_applied_clocks(
+    db: &DatabaseConnection,
+    id: ConversationId,
+    clocks: &Clocks,
+) -> Result<(), DbErr> {
+    let mut row = conversation::ActiveModel::default();
+    clocks.write(&mut row);
+    conversation::Entity::update_many()
+        .set(row)
+        .filter(conversation::Column::Id.eq(id.to_string()))
+        .filter(conversation::Column::SlaPolicyId.is_null())
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
 /// The latest messages of a conversation, oldest first, for an agent who just got it.
 pub async fn recent_messages(
     db: &DatabaseConnection,

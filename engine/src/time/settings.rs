@@ -526,10 +526,12 @@ pub async fn load_team_time(
 }
 
 /// Teams' time settings, loaded once and shared by every conversation of the team until a
-/// setting changes ([`TeamTimes::forget`]).
+/// setting changes ([`TeamTimes::forget`]). One load per team at a time: a thousand
+/// conversations starting together wait for the same one instead of each taking a database
+/// connection (which would starve ingest's commits of the pool).
 pub struct TeamTimes {
     unit: std::time::Duration,
-    teams: Mutex<HashMap<TeamId, Arc<TeamTime>>>,
+    teams: Mutex<HashMap<TeamId, Arc<tokio::sync::OnceCell<Arc<TeamTime>>>>>,
 }
 
 impl TeamTimes {
@@ -541,7 +543,7 @@ impl TeamTimes {
     }
 
     pub fn cached(&self, team_id: TeamId) -> Option<Arc<TeamTime>> {
-        self.teams.lock().ok()?.get(&team_id).cloned()
+        self.teams.lock().ok()?.get(&team_id)?.get().cloned()
     }
 
     pub async fn get(
@@ -549,14 +551,15 @@ impl TeamTimes {
         db: &DatabaseConnection,
         team_id: TeamId,
     ) -> Result<Arc<TeamTime>, DbErr> {
-        if let Some(found) = self.cached(team_id) {
-            return Ok(found);
-        }
-        let loaded = Arc::new(load_team_time(db, team_id, self.unit).await?);
-        if let Ok(mut teams) = self.teams.lock() {
-            teams.insert(team_id, loaded.clone());
-        }
-        Ok(loaded)
+        let cell = match self.teams.lock() {
+            Ok(mut teams) => teams.entry(team_id).or_default().clone(),
+            Err(_) => Arc::default(),
+        };
+        cell.get_or_try_init(|| async {
+            load_team_time(db, team_id, self.unit).await.map(Arc::new)
+        })
+        .await
+        .cloned()
     }
 
     /// After any change to teams, calendars or SLA policies.

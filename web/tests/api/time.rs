@@ -618,7 +618,8 @@ async fn auto_resolve_resolves_a_silent_conversation_without_reopening_it(backen
             &json!({"text": "Anything else?"}),
         )
         .await;
-    assert_eq!(reply.status(), 201);
+    let status = reply.status();
+    assert_eq!(status, 201, "{}", reply.text().await.unwrap());
     let unassigned = socket.expect("unassigned").await;
     assert_eq!(unassigned["conversation_id"], id);
     wait_for_audit(&app, &id, "auto_resolved").await;
@@ -640,7 +641,71 @@ async fn auto_resolve_resolves_a_silent_conversation_without_reopening_it(backen
     );
 }
 
+/// A reopened conversation starts a new cycle: a fresh first-response clock, nothing breached
+/// or met carried over, and the policy applied again.
+async fn a_reopened_conversation_starts_a_new_sla_cycle(backend: Backend) {
+    let app = spawn_app(backend).await;
+    // 5 "seconds" = 50 ms: the first cycle breaches at once; the second gets an hour.
+    let (f, _) = sla_floor(
+        &app,
+        json!({"name": "Fast", "first_response_secs": 5}),
+        json!({}),
+    )
+    .await;
+    let (_, token) = app
+        .create_agent(&f.workspace, "bea@cycle.example", "agent", &[&f.team])
+        .await;
+    let (mut socket, _) = app.connect_agent(&token).await;
+    let id = customer_writes_now(&app, 1, "wamid.cycle-1").await;
+    assert_eq!(socket.expect("assigned").await["conversation_id"], id);
+    eventually(Duration::from_secs(5), || async {
+        conversation(&app, &id).await["sla"]["breached"] == json!(["first_response"])
+    })
+    .await;
+    socket
+        .send(json!({"type": "resolve", "conversation_id": id}))
+        .await;
+    eventually(Duration::from_secs(5), || async {
+        conversation(&app, &id).await["status"] == "resolved"
+    })
+    .await;
+    let response = app
+        .patch(
+            &format!(
+                "/api/v1/workspaces/{}/sla-policies/{}",
+                f.workspace,
+                conversation(&app, &id).await["sla"]["policy_id"]
+                    .as_str()
+                    .unwrap()
+            ),
+            ADMIN_TOKEN,
+            &json!({"first_response_secs": 360_000}),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    // The customer writes again within the reopen window: the same conversation, a new cycle.
+    assert_eq!(customer_writes_now(&app, 1, "wamid.cycle-2").await, id);
+    assert_eq!(socket.expect("assigned").await["conversation_id"], id);
+    eventually(Duration::from_secs(5), || async {
+        let sla = conversation(&app, &id).await["sla"].clone();
+        sla["breached"] == json!([])
+            && sla["met"] == json!([])
+            && sla["first_response_due_at"].is_string()
+    })
+    .await;
+    eventually(Duration::from_secs(5), || async {
+        audit_kinds(&app, &id)
+            .await
+            .iter()
+            .filter(|k| *k == "sla_applied")
+            .count()
+            == 2
+    })
+    .await;
+}
+
 on_both_backends!(
+    a_reopened_conversation_starts_a_new_sla_cycle,
     the_schedule_follows_both_dst_changes_of_london_and_new_york,
     bad_calendars_and_policies_are_refused_naming_the_field,
     sla_clocks_warn_breach_and_meet_at_their_deadlines,
