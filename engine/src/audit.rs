@@ -33,6 +33,11 @@ pub enum AuditKind {
     AutoResolved,
     /// The team's out-of-hours reply went to the customer.
     OutOfHoursReplied,
+    /// An automation rule matched and ran its actions; one of them failed.
+    AutomationRan,
+    AutomationFailed,
+    /// An agent took a waiting conversation from the queue.
+    Picked,
     TagsChanged,
     NoteAdded,
     /// A data request was carried out; its kind (`erasure`, ...) is part of the name.
@@ -67,6 +72,9 @@ impl AuditKind {
             AuditKind::SlaMet => Borrowed("sla_met"),
             AuditKind::AutoResolved => Borrowed("auto_resolved"),
             AuditKind::OutOfHoursReplied => Borrowed("out_of_hours_replied"),
+            AuditKind::AutomationRan => Borrowed("automation_ran"),
+            AuditKind::AutomationFailed => Borrowed("automation_failed"),
+            AuditKind::Picked => Borrowed("picked"),
             AuditKind::TagsChanged => Borrowed("tags_changed"),
             AuditKind::NoteAdded => Borrowed("note_added"),
             AuditKind::DataRequest(kind) => format!("data_request.{kind}").into(),

@@ -246,6 +246,7 @@ impl ClientFrame {
             | ClientFrame::Resolve(_)
             | ClientFrame::Open(_)
             | ClientFrame::Transfer(_)
+            | ClientFrame::Pick(_)
             | ClientFrame::Presence(_) => Action::WorkConversations,
         }
     }

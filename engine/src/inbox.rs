@@ -142,6 +142,9 @@ pub struct MessageView {
     pub error: Option<Value>,
     /// Sent by WaOS itself (an out-of-hours reply, an automation), not by an agent.
     pub automated: bool,
+    /// The id of the quick-reply button or list row the customer chose.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub button_payload: Option<String>,
 }
 
 impl From<message::Model> for MessageView {
@@ -159,12 +162,13 @@ impl From<message::Model> for MessageView {
             reaction: row.reaction,
             error: row.error,
             automated: row.automated,
+            button_payload: row.button_payload,
         }
     }
 }
 
 /// The conversations `caller` may see, as a query condition.
-fn scope(caller: &Principal) -> Condition {
+pub(crate) fn scope(caller: &Principal) -> Condition {
     let agent = match caller {
         Principal::Installation => return Condition::all(),
         // An integration acts for its whole workspace.

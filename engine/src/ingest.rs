@@ -854,7 +854,9 @@ impl TxWriter<'_> {
             return Ok(());
         }
         let (contact, new_contact) = self.upsert_contact(&channel.workspace_id, inbound).await?;
-        let (conversation, opened) = self.open_conversation(&channel, &contact, inbound).await?;
+        let (conversation, opened) = self
+            .open_conversation(&channel, &contact, new_contact, inbound)
+            .await?;
 
         let now = Utc::now();
         let message_id = MessageId::new();
@@ -883,6 +885,7 @@ impl TxWriter<'_> {
             created_at: Set(now),
             updated_at: Set(now),
             automated: Set(false),
+            button_payload: Set(inbound.button_payload.clone()),
         };
         let stored = message::Model {
             id: message_id.to_string(),
@@ -904,6 +907,7 @@ impl TxWriter<'_> {
             created_at: now,
             updated_at: now,
             automated: false,
+            button_payload: inbound.button_payload.clone(),
         };
         let view: crate::inbox::MessageView = stored.clone().into();
         self.messages.insert(key, Some(stored));
@@ -991,6 +995,10 @@ impl TxWriter<'_> {
             sticky,
             Some(message.clone()),
         )
+        .map(|stored| crate::routing::store::StoredConversation {
+            fresh: true,
+            ..stored
+        })
     }
 
     /// Puts a reaction on the message it reacts to: in the row still to be written when that
@@ -1161,11 +1169,12 @@ impl TxWriter<'_> {
         &mut self,
         channel: &channel::Model,
         contact: &contact::Model,
+        new_contact: bool,
         inbound: &InboundMessage,
     ) -> Result<(conversation::Model, bool), DbErr> {
         let pair = (channel.id.clone(), contact.id.clone());
         let (conversation, opened) = self
-            .find_or_open_conversation(channel, contact, inbound)
+            .find_or_open_conversation(channel, contact, new_contact, inbound)
             .await?;
         self.open.insert(pair, Some(conversation.clone()));
         // The window moves to the latest message's time, written once per batch.
@@ -1185,6 +1194,7 @@ impl TxWriter<'_> {
         &self,
         channel: &channel::Model,
         contact: &contact::Model,
+        new_contact: bool,
         inbound: &InboundMessage,
     ) -> Result<(conversation::Model, bool), DbErr> {
         let now = Utc::now();
@@ -1218,6 +1228,10 @@ impl TxWriter<'_> {
                 updated_at: Set(now),
                 resolved_at: Set(None),
                 tags: Set("[]".to_owned()),
+                // Its `conversation_created` rules run when its actor starts.
+                automation_pending: Set(true),
+                automation_fired: Set("{}".to_owned()),
+                contact_is_new: Set(new_contact),
                 ..crate::time::clocks::new_cycle(inbound.timestamp)
             };
             return Ok((row.insert(self.txn).await?, true));
@@ -1254,6 +1268,8 @@ impl TxWriter<'_> {
         row.window_expires_at = Set(Some(inbound.timestamp + CUSTOMER_SERVICE_WINDOW));
         row.updated_at = Set(now);
         crate::time::clocks::start_cycle(&mut row, inbound.timestamp);
+        // A new cycle: its timer rules may fire again.
+        row.automation_fired = Set("{}".to_owned());
         let reopened = row.update(self.txn).await?;
         crate::audit::record(
             self.txn,

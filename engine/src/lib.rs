@@ -15,10 +15,14 @@
 //! - [`routing`]: the routing engine behind one facade, [`routing::Engine`] (its actors,
 //!   directory, supervisor per workspace, conversation and agent, are private to this crate),
 //!   and the pure routing policy; see its module map for the message flow.
+//! - [`automation`]: rules (pure evaluation with a trace, run by the conversation actor) and
+//!   placeholders; [`canned`]: canned replies; [`cache`]: the settings cache the actors share.
 //! - [`annotations`], [`templates`], [`outbound`], [`media`], [`privacy`]: tags and notes,
 //!   message templates, replies queued for the sender, media, and data requests and retention.
 //! - [`error`]: the engine's error type (a value the database refuses is bad input, not an
 //!   outage).
+//! - [`search`]: contacts by name or number, a contact's conversations, messages by their
+//!   words (Postgres full text or SQLite FTS5), scoped like conversations.
 //! - [`presence`]: where agents are (in-process or Redis, with TTL heartbeats).
 //! - [`audit`]: the append-only audit trail and its batched writer (a bounded queue; each row
 //!   carries its event's own time; flushed at shutdown).
@@ -38,6 +42,9 @@ pub mod api_tokens;
 pub mod audit;
 pub mod auth;
 pub mod authz;
+pub mod automation;
+pub mod cache;
+pub mod canned;
 pub mod crypto;
 pub mod error;
 pub mod ids;
@@ -49,6 +56,7 @@ pub mod outbound;
 pub mod presence;
 pub mod privacy;
 pub mod routing;
+pub mod search;
 pub mod store;
 pub mod templates;
 pub mod time;

@@ -52,7 +52,7 @@ pub struct Batch {
 /// One unit of work from a webhook body.
 #[derive(Debug)]
 pub enum Item {
-    Message(InboundMessage),
+    Message(Box<InboundMessage>),
     Status(StatusUpdate),
     /// An item that could not be decoded; kept raw for an operator.
     Undecodable {
@@ -103,6 +103,9 @@ pub struct InboundMessage {
     pub reaction: Option<Reaction>,
     /// For `edit` and `revoke`: the message it changes.
     pub original_wamid: Option<String>,
+    /// The id the business gave the quick-reply button or list row the customer chose
+    /// (`button.payload`, `interactive.button_reply.id`, `interactive.list_reply.id`).
+    pub button_payload: Option<String>,
     pub raw: Value,
 }
 
@@ -270,7 +273,7 @@ fn decode_value(value: &Value, items: &mut Vec<Item>) {
         .flatten()
     {
         items.push(match decode_message(&phone_number_id, contacts, message) {
-            Ok(message) => Item::Message(message),
+            Ok(message) => Item::Message(Box::new(message)),
             Err(reason) => Item::Undecodable {
                 phone_number_id: Some(phone_number_id.clone()),
                 reason,
@@ -399,6 +402,7 @@ fn decode_message(
         context_wamid,
         reaction: content.reaction,
         original_wamid: content.original_wamid,
+        button_payload: content.button_payload,
         raw: message.clone(),
     })
 }
@@ -410,6 +414,7 @@ struct Content {
     media_id: Option<String>,
     reaction: Option<Reaction>,
     original_wamid: Option<String>,
+    button_payload: Option<String>,
 }
 
 impl Content {
@@ -433,8 +438,15 @@ impl Content {
             },
             "location" => text(location_text(body)),
             "contacts" => text(contacts_text(body)),
-            "interactive" => text(interactive_text(body)),
-            "button" => text(str_at(body, "/text").or_else(|| str_at(body, "/payload"))),
+            "interactive" => Content {
+                button_payload: str_at(body, "/button_reply/id")
+                    .or_else(|| str_at(body, "/list_reply/id")),
+                ..text(interactive_text(body))
+            },
+            "button" => Content {
+                button_payload: str_at(body, "/payload"),
+                ..text(str_at(body, "/text").or_else(|| str_at(body, "/payload")))
+            },
             "reaction" => {
                 let target_wamid = required_str(body, "message_id")?.to_owned();
                 let emoji = str_at(body, "/emoji");

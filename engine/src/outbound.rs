@@ -164,6 +164,7 @@ pub async fn queue_reply(
         created_at: Set(now),
         updated_at: Set(now),
         automated: Set(target.automated),
+        button_payload: Set(None),
     }
     .insert(&txn)
     .await?;

@@ -114,7 +114,10 @@ pub async fn run(args: IdleArgs) -> anyhow::Result<IdleReport> {
         1,
         &run_id,
         false,
-        args.sla,
+        crate::ingest::Extras {
+            sla: args.sla,
+            rules: 0,
+        },
     )
     .await?;
     // The agents' team has no number: nothing is ever offered to them.

@@ -164,6 +164,15 @@ pub fn phone_number_id(run: &str, index: u64) -> String {
     format!("9{run}{index:04}")
 }
 
+/// What a world may have beyond its team and channels.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Extras {
+    /// The team has an SLA policy (`--sla`).
+    pub sla: bool,
+    /// The workspace has this many rules that never match (`--rules`).
+    pub rules: u64,
+}
+
 /// Creates a workspace, a team and `numbers` channels; returns (workspace id, team id).
 pub async fn set_up_world(
     client: &reqwest::Client,
@@ -172,8 +181,9 @@ pub async fn set_up_world(
     numbers: u64,
     run: &str,
     auto_accept: bool,
-    sla: bool,
+    extras: Extras,
 ) -> anyhow::Result<(String, String)> {
+    let Extras { sla, rules } = extras;
     let args = WorldArgs {
         url,
         admin_token,
@@ -220,6 +230,24 @@ pub async fn set_up_world(
             .patch(api(&format!("/workspaces/{workspace}/teams/{team_id}")))
             .bearer_auth(args.admin_token)
             .json(&json!({"sla_policy_id": policy["id"]}))
+            .send()
+            .await?
+            .error_for_status()?;
+    }
+    for n in 0..rules {
+        let conditions = json!({"all": [
+            {"field": "message.text", "op": "contains", "value": format!("keyword{n}")},
+            {"any": [
+                {"field": "message.text", "op": "matches", "value": format!(r"\b(refund|return)-{n}\b")},
+                {"field": "contact.phone", "op": "starts_with", "value": format!("000{n}")},
+                {"field": "conversation.tags", "op": "in", "value": ["vip", format!("tier-{n}")]},
+            ]},
+        ]});
+        client
+            .post(api(&format!("/workspaces/{workspace}/automations")))
+            .bearer_auth(args.admin_token)
+            .json(&json!({"name": format!("rule {n}"), "position": n, "trigger": {"event": "message_received"},
+                          "conditions": conditions, "actions": [{"type": "add_tags", "tags": [format!("rule-{n}")]}]}))
             .send()
             .await?
             .error_for_status()?;
@@ -278,7 +306,10 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<IngestReport> {
         args.mix.numbers,
         &run_id,
         false,
-        args.mix.sla,
+        Extras {
+            sla: args.mix.sla,
+            rules: args.mix.rules,
+        },
     )
     .await?;
     let traffic = Traffic {

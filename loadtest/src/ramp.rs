@@ -106,7 +106,10 @@ pub async fn run(args: RampArgs) -> anyhow::Result<RampReport> {
         args.mix.numbers,
         &run_id,
         false,
-        args.mix.sla,
+        crate::ingest::Extras {
+            sla: args.mix.sla,
+            rules: args.mix.rules,
+        },
     )
     .await?;
     let traffic = Traffic {

@@ -232,7 +232,10 @@ pub(crate) async fn route_core(
         1,
         &run_id,
         setup.auto_accept,
-        setup.sla,
+        crate::ingest::Extras {
+            sla: setup.sla,
+            rules: 0,
+        },
     )
     .await?;
     let record = Arrivals2Agents {

@@ -34,6 +34,11 @@ pub struct MixArgs {
     /// 10 min), so every conversation arms its clocks (none fires during a run).
     #[arg(long)]
     pub sla: bool,
+    /// Give the workspace this many active `message_received` automation rules (keywords,
+    /// patterns and nested groups that the generated texts never match: each message is
+    /// evaluated against all of them, and none acts), to measure what rule evaluation costs.
+    #[arg(long, default_value_t = 0)]
+    pub rules: u64,
     /// Do not send the ongoing customers' warm-up messages before the measured run.
     #[arg(long)]
     pub no_warm_up: bool,
@@ -62,7 +67,7 @@ impl MixArgs {
     pub fn to_json(&self) -> Value {
         json!({"numbers": self.numbers, "customers": self.customers, "new_share": self.new_share,
                "status_share": self.status_share, "warm_up": !self.no_warm_up, "settle_ms": self.settle_ms,
-               "sla": self.sla})
+               "sla": self.sla, "rules": self.rules})
     }
 }
 
@@ -248,6 +253,7 @@ mod tests {
             no_warm_up: false,
             settle_ms: 0,
             sla: false,
+            rules: 0,
         }
     }
 

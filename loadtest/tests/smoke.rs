@@ -30,6 +30,7 @@ fn mix(customers: u64, new_share: f64, status_share: f64) -> MixArgs {
         no_warm_up: false,
         settle_ms: 0,
         sla: false,
+        rules: 0,
     }
 }
 
@@ -84,7 +85,11 @@ async fn ingest_and_route_scenarios_run_end_to_end() {
             duration: 1,
         },
         pacing: pacing(Arrivals::Constant),
-        mix: mix(20, 0.1, 0.0),
+        // `--rules 5`: every message is evaluated against five rules, none of which acts.
+        mix: MixArgs {
+            rules: 5,
+            ..mix(20, 0.1, 0.0)
+        },
         report: ReportArgs::default(),
         baseline: false,
         baseline_workers: 1,
@@ -103,6 +108,11 @@ async fn ingest_and_route_scenarios_run_end_to_end() {
         app.count("messages", "wamid LIKE 'wamid.warm.%'").await,
         20,
         "one warm-up message per ongoing customer"
+    );
+    assert_eq!(app.count("automations", "active = TRUE").await, 5);
+    assert_eq!(
+        app.count("audit_events", "kind LIKE 'automation%'").await,
+        0
     );
 
     let report = route::run(route::RouteArgs {

@@ -13,6 +13,35 @@ mod m20261122_000004_create_privacy;
 mod m20261201_000005_flag_erased_channels;
 mod m20261201_000006_create_api_tokens;
 mod m20261201_000007_create_time;
+mod m20261202_000008_create_automation;
+mod m20261202_000009_create_search;
+
+/// SQLite alters one column per statement.
+pub(crate) async fn add_columns(
+    manager: &SchemaManager<'_>,
+    table: &'static str,
+    columns: Vec<ColumnDef>,
+) -> Result<(), DbErr> {
+    for column in columns {
+        manager
+            .alter_table(Table::alter().table(table).add_column(column).to_owned())
+            .await?;
+    }
+    Ok(())
+}
+
+pub(crate) async fn drop_columns(
+    manager: &SchemaManager<'_>,
+    table: &'static str,
+    columns: &[&'static str],
+) -> Result<(), DbErr> {
+    for column in columns {
+        manager
+            .alter_table(Table::alter().table(table).drop_column(*column).to_owned())
+            .await?;
+    }
+    Ok(())
+}
 
 pub struct Migrator;
 
@@ -27,6 +56,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000005_flag_erased_channels::Migration),
             Box::new(m20261201_000006_create_api_tokens::Migration),
             Box::new(m20261201_000007_create_time::Migration),
+            Box::new(m20261202_000008_create_automation::Migration),
+            Box::new(m20261202_000009_create_search::Migration),
         ]
     }
 }

@@ -5,35 +5,10 @@
 
 use sea_orm_migration::{prelude::*, schema::*};
 
+use crate::{add_columns, drop_columns};
+
 #[derive(DeriveMigrationName)]
 pub struct Migration;
-
-/// SQLite alters one column per statement.
-async fn add_columns(
-    manager: &SchemaManager<'_>,
-    table: &'static str,
-    columns: Vec<ColumnDef>,
-) -> Result<(), DbErr> {
-    for column in columns {
-        manager
-            .alter_table(Table::alter().table(table).add_column(column).to_owned())
-            .await?;
-    }
-    Ok(())
-}
-
-async fn drop_columns(
-    manager: &SchemaManager<'_>,
-    table: &'static str,
-    columns: &[&'static str],
-) -> Result<(), DbErr> {
-    for column in columns {
-        manager
-            .alter_table(Table::alter().table(table).drop_column(*column).to_owned())
-            .await?;
-    }
-    Ok(())
-}
 
 const TEAM_COLUMNS: [&str; 6] = [
     "calendar_id",

@@ -1,5 +1,6 @@
 // Agent console: offers, my conversations, the chat, and the side panel for the open one.
 import { api, apiBlob, bootAuth, getSession, contactName, fmtDuration, fmtTime, h, LiveSocket, loadDirectory, newId, showConnection, toast } from '/assets/api.js';
+import { cannedPicker, contactHistory, queuePanel, searchPanel } from '/assets/tools.js';
 
 const $ = (id) => document.getElementById(id);
 const DAY_MS = 24 * 3600 * 1000;
@@ -28,6 +29,8 @@ let seen = {};                // conversation_id -> last seen message id (localS
 let selected = sessionStorage.getItem('waos.selected');
 let replyMode = null;         // 'text' | 'template' as last rendered, to flip when the window closes
 let replyKey = '';            // conversation + mode of the reply box on screen (rebuild only on change)
+let queue = null;             // the waiting conversations of my teams (tools.js)
+let ticks = 0;
 
 // Drafts survive reconnects and reloads of the tab.
 const drafts = JSON.parse(sessionStorage.getItem('waos.drafts') || '{}');
@@ -66,6 +69,9 @@ async function start(session) {
   }
   if (!me) return; // logged out while loading
   $('me-name').textContent = dir.agents.get(me.agent_id)?.name || me.role;
+  queue = queuePanel(sendOrWarn);
+  $('queue-box').replaceChildren(...queue.node);
+  $('search-box').replaceChildren(...searchPanel());
   sock = new LiveSocket('/ws/agent', { onFrame, onState: showConnection });
   sock.start();
   renderAll();
@@ -81,12 +87,15 @@ function stop() {
   saveDrafts();
   [selected, replyKey] = [null, ''];
   sessionStorage.removeItem('waos.selected');
-  for (const id of ['offers', 'convs', 'chat-head', 'messages', 'reply', 'side', 'me-name']) $(id).replaceChildren();
+  queue = null;
+  for (const id of ['offers', 'convs', 'chat-head', 'messages', 'reply', 'side', 'me-name', 'queue-box', 'search-box']) $(id).replaceChildren();
 }
 
 // ---- frames ------------------------------------------------------------------------------
 
 function onFrame(f) {
+  // Whatever moves a conversation may move the queue.
+  if (queue && ['hello', 'offer', 'offer_withdrawn', 'assigned', 'unassigned'].includes(f.type)) queue.refresh();
   switch (f.type) {
     case 'hello': return onHello(f);
     case 'offer':
@@ -573,14 +582,16 @@ function renderReply() {
 
 function renderTextReply(box, c) {
   const input = h('textarea', {
-    id: 'reply-input', testid: 'reply-input', rows: 3, placeholder: 'Type a reply — Enter sends, Shift+Enter for a new line',
+    id: 'reply-input', testid: 'reply-input', rows: 3, placeholder: 'Type a reply — / for canned replies, Enter sends, Shift+Enter for a new line',
     oninput: () => { drafts[c.id] = input.value; saveDrafts(); },
-    onkeydown: (ev) => {
-      if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing) {
-        ev.preventDefault();
-        sendText();
-      }
-    },
+  });
+  // The canned replies' picker sees Enter first (it takes it while its list is open).
+  const canned = cannedPicker(input, c.id);
+  input.addEventListener('keydown', (ev) => {
+    if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing) {
+      ev.preventDefault();
+      sendText();
+    }
   });
   input.value = drafts[c.id] || '';
   const sendText = () => {
@@ -619,7 +630,7 @@ function renderTextReply(box, c) {
       toast(`Attachment not sent: ${e.message}`, 'error');
     }
   };
-  box.replaceChildren(h('div', { class: 'reply-row' }, input,
+  box.replaceChildren(canned, h('div', { class: 'reply-row' }, input,
     h('div', { class: 'reply-actions' },
       h('button', { class: 'primary', testid: 'reply-send', onclick: sendText }, 'Send'),
       h('button', { testid: 'attach', title: 'Attach a file', onclick: () => file.click() }, '📎 Attach'),
@@ -716,6 +727,7 @@ function renderSide() {
       info('Name', contactName(c.contact)), info('Phone', c.contact?.phone), info('Username', c.contact?.username),
       info('Team', teamName(c.team_id)), info('Priority', c.priority), info('Since', fmtTime(c.created_at)),
       info('Last inbound', fmtTime(c.last_inbound_at))),
+    h('h2', {}, 'Earlier conversations'), contactHistory(c.contact, c.id),
     h('h2', {}, 'Tags'), tagsNode(c),
     h('h2', {}, 'Notes'), notesNode(c),
     h('h2', {}, 'Transfer'), transferNode(c),
@@ -805,6 +817,7 @@ function transferNode(c) {
 
 // One timer for every live countdown on the page; it only touches text nodes.
 function tick() {
+  if (queue && ++ticks % 5 === 0) queue.refresh();
   for (const node of document.querySelectorAll('[data-expires]')) node.textContent = countdown(node.dataset.expires);
   for (const node of document.querySelectorAll('[data-window]')) {
     const c = convs.get(node.dataset.window);

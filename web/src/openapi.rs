@@ -5,7 +5,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::routes::{
-    admin, annotations, api_tokens, conversations, health, privacy, session, time, webhook,
+    admin, annotations, api_tokens, automation, canned, conversations, health, privacy, search,
+    session, time, webhook,
 };
 
 #[derive(OpenApi)]
@@ -21,13 +22,16 @@ use crate::routes::{
         admin::create_agent, admin::list_agents, admin::update_agent,
         time::create_calendar, time::list_calendars, time::update_calendar, time::schedule,
         time::create_sla_policy, time::list_sla_policies, time::update_sla_policy,
+        automation::create, automation::list, automation::update, automation::delete,
+        automation::test,
+        canned::create, canned::list, canned::update, canned::delete, canned::for_conversation,
         api_tokens::create, api_tokens::list, api_tokens::revoke,
         conversations::list, conversations::get, conversations::messages, conversations::audit,
         conversations::assign, conversations::reply,
         annotations::directory, annotations::set_tags, annotations::list_notes,
         annotations::add_note, annotations::conversation_templates, annotations::sync_templates,
         annotations::media, annotations::upload,
-        privacy::contacts, privacy::create, privacy::list, privacy::get, privacy::export,
+        privacy::contacts, search::contact, search::messages, privacy::create, privacy::list, privacy::get, privacy::export,
     ),
     modifiers(&BearerAuth, &TruthfulErrors),
 )]

@@ -18,7 +18,7 @@ use crate::routing::directory::{Ask, Directory, Tell};
 use crate::routing::frames::{ClientFrame, OfferView, PresenceChoice, ServerFrame};
 use crate::routing::policy::Presence;
 use crate::routing::reply::Reply;
-use crate::routing::supervisor::{AgentPresence, Supervisor};
+use crate::routing::supervisor::{AgentPresence, ManualAssign, Supervisor};
 use crate::routing::{RoutingContext, RoutingError, store};
 
 /// A socket pump's outbox: serialized frames, bounded so a stalled browser cannot eat memory.
@@ -296,25 +296,69 @@ impl AgentActor {
             async move { asked.await.and_then(|answer| answer) }
                 .into_actor(self)
                 .map(move |answer, agent, _| {
-                    let error = match answer {
-                        Ok(()) => return,
-                        Err(error) => error,
-                    };
-                    agent.send_to(
-                        socket_id,
-                        &ServerFrame::Error {
-                            code: error.code().as_str().into(),
-                            message: error.to_string(),
-                            client_id: None,
-                            conversation_id: Some(conversation_id),
-                        },
-                    );
+                    if let Err(error) = answer {
+                        agent.refuse(socket_id, &error, error.to_string(), conversation_id);
+                    }
                 }),
+        );
+    }
+
+    /// The `error` frame answering a frame about `conversation_id`.
+    fn refuse(
+        &self,
+        socket_id: u64,
+        error: &RoutingError,
+        message: String,
+        conversation_id: String,
+    ) {
+        self.send_to(
+            socket_id,
+            &ServerFrame::Error {
+                code: error.code().as_str().into(),
+                message,
+                client_id: None,
+                conversation_id: Some(conversation_id),
+            },
         );
     }
 }
 
 impl AgentActor {
+    /// Takes a waiting conversation of one of the agent's teams, capacity counted exactly as
+    /// for an offer; answered by `assigned`, or an `error` frame (`not_found` for anything
+    /// outside its teams, `over_capacity` when full).
+    fn pick(&self, socket_id: u64, conversation_id: String, ctx: &mut Context<Self>) {
+        let Some(id) = ConversationId::parse(&conversation_id) else {
+            let message = "no waiting conversation of your teams has this id".to_owned();
+            self.refuse(
+                socket_id,
+                &RoutingError::NotFound("conversation"),
+                message,
+                conversation_id,
+            );
+            return;
+        };
+        let asked = self.supervisor.send(ManualAssign {
+            conversation_id: id,
+            agent_id: self.agent_id,
+            picked: true,
+        });
+        ctx.spawn(
+            async move {
+                asked
+                    .await
+                    .map_err(|_| RoutingError::Unavailable)
+                    .and_then(|a| a)
+            }
+            .into_actor(self)
+            .map(move |answer, agent, _| {
+                if let Err(error) = answer {
+                    agent.refuse(socket_id, &error, error.to_string(), conversation_id);
+                }
+            }),
+        );
+    }
+
     /// Offers cannot be accepted by nobody: they go to the next agent at once.
     fn withdraw_offers(&mut self, reason: &str) {
         let offers: Vec<ConversationId> = self.offers.drain().map(|(id, _)| id).collect();
@@ -570,6 +614,7 @@ impl Handler<FromClient> for AgentActor {
                 self.broadcast(&ServerFrame::Presence { status: presence });
             }
             ClientFrame::Open(opened) => self.open(socket, opened.conversation_id, ctx),
+            ClientFrame::Pick(target) => self.pick(socket, target.conversation_id, ctx),
             ClientFrame::Send {
                 conversation_id,
                 client_id,

@@ -11,6 +11,8 @@ use chrono::Utc;
 use serde_json::json;
 
 use crate::audit::{AuditKind, AuditRecord};
+use crate::automation::marks::Marks;
+use crate::automation::rules::RuleSet;
 use crate::ids::{AgentId, ConversationId, TeamId};
 use crate::inbox::{ConversationView, MessageView};
 use crate::routing::agent::{AgentActor, Assigned, Deliver, Held, OfferEnded, Offered, Unassigned};
@@ -26,8 +28,10 @@ use crate::routing::supervisor::{
 use crate::routing::{RoutingContext, RoutingError};
 use crate::store::entity::conversation::ConversationStatus;
 use crate::store::entity::message::MessageDirection;
-use crate::time::clocks::{ClockEvent, Clocks};
+use crate::time::clocks::{ClockEvent, Clocks, Policy};
 use crate::time::settings::TeamTime;
+
+mod automate;
 
 /// Messages an agent receives right after it is given a conversation.
 const HISTORY_ON_ASSIGN: u64 = 50;
@@ -41,6 +45,8 @@ pub struct Offer {
     pub agent: Addr<AgentActor>,
     pub decision: Option<Decision>,
     pub manual: bool,
+    /// The agent took it from the queue itself.
+    pub picked: bool,
 }
 
 /// A new customer message was stored for this conversation.
@@ -122,7 +128,7 @@ pub(crate) struct Wake;
 /// conversation queues again under its team's new hours; the cycle keeps its deadlines).
 #[derive(Message)]
 #[rtype(result = "()")]
-pub(crate) struct ReloadTime;
+pub(crate) struct ReloadSettings;
 
 /// Answered once everything sent before it is handled (shutdown's drain).
 #[derive(Message)]
@@ -149,10 +155,10 @@ enum State {
         agent_name: String,
         agent: Addr<AgentActor>,
     },
-    /// Kept with the agent who resolved it: the customer's next conversation goes back to
-    /// them when sticky routing is on.
+    /// Kept with the agent who resolved it (none when an automation closed it unassigned):
+    /// the customer's next conversation goes back to them when sticky routing is on.
     Resolved {
-        by: AgentId,
+        by: Option<AgentId>,
     },
 }
 
@@ -168,10 +174,9 @@ impl State {
 
     fn agent_id(&self) -> Option<AgentId> {
         match self {
-            State::Offered { agent_id, .. }
-            | State::Assigned { agent_id, .. }
-            | State::Resolved { by: agent_id } => Some(*agent_id),
-            _ => None,
+            State::Offered { agent_id, .. } | State::Assigned { agent_id, .. } => Some(*agent_id),
+            State::Resolved { by } => *by,
+            State::Waiting => None,
         }
     }
 }
@@ -202,6 +207,18 @@ pub struct ConversationActor {
     alarm: Option<SpawnHandle>,
     /// Agents' replies being stored now (the actor must not idle out under them).
     replies_in_flight: u32,
+    /// The workspace's automation rules, and what they have done here.
+    rules: Arc<RuleSet>,
+    marks: Marks,
+    /// Queued or offered once since the actor started (before that, a rule that moves the
+    /// conversation to another team only changes its team: routing has not begun).
+    routed: bool,
+    /// The customer's latest message (the `no_agent_reply` silence starts there).
+    last_customer_at: Option<chrono::DateTime<Utc>>,
+    /// An SLA policy an automation applied to this cycle in place of the team's.
+    cycle_policy: Option<Policy>,
+    /// Rebuilt as assigned, and finding its agent: timer rules wait until it knows who holds it.
+    attaching: bool,
 }
 
 impl ConversationActor {
@@ -212,6 +229,7 @@ impl ConversationActor {
         context: Arc<RoutingContext>,
     ) -> Self {
         let clocks = Clocks::from_row(&stored.raw);
+        let marks = Marks::from_row(&stored.raw);
         // The actor keeps the clocks parsed: the row's text copies would only cost memory.
         let mut stored = stored;
         for text in [
@@ -221,7 +239,14 @@ impl ConversationActor {
         ] {
             *text = String::new();
         }
+        stored.raw.automation_fired = String::new();
         Self {
+            marks,
+            rules: Arc::default(),
+            routed: false,
+            last_customer_at: stored.raw.last_inbound_at,
+            cycle_policy: None,
+            attaching: false,
             clocks,
             team_id: stored.team_id,
             offer_timeout_secs: stored.offer_timeout_secs,
@@ -243,36 +268,68 @@ impl ConversationActor {
         }
     }
 
-    /// Loads the team's time settings, holding the mailbox meanwhile (a database hiccup
-    /// retries), then runs `next`.
-    fn load_time(
+    /// Loads the team's time settings, the workspace's rules and (when an automation gave
+    /// this cycle another SLA policy than the team's) that policy, holding the mailbox
+    /// meanwhile (a database hiccup retries), then runs `next`.
+    fn load_settings(
         &mut self,
         ctx: &mut Context<Self>,
         next: impl FnOnce(&mut Self, &mut Context<Self>) + 'static,
     ) {
         let context = self.context.clone();
-        let team_id = self.team_id;
+        let (team_id, workspace_id) = (self.team_id, self.stored.workspace_id);
+        let cycle_policy = self.clocks.policy_id.clone();
         ctx.wait(
             async move {
                 let mut attempt = 0;
                 loop {
-                    match context.times.get(&context.db, team_id).await {
-                        Ok(time) => break time,
+                    let loaded = async {
+                        let time = context.times.get(&context.db, team_id).await?;
+                        let rules = context.automations.get(&context.db, workspace_id).await?;
+                        let policy = match cycle_policy.clone().filter(|id| {
+                            time.policy.as_ref().is_none_or(|team| &team.id != id)
+                        }) {
+                            Some(id) => {
+                                crate::time::settings::load_policy(
+                                    &context.db,
+                                    &id,
+                                    context.settings.time_unit,
+                                )
+                                .await?
+                            }
+                            None => None,
+                        };
+                        Ok::<_, sea_orm::DbErr>((time, rules, policy))
+                    };
+                    match loaded.await {
+                        Ok(loaded) => break loaded,
                         Err(error) => {
                             attempt += 1;
                             let wait = context.settings.store_retry_after(attempt);
-                            tracing::warn!(%error, %team_id, attempt, "team's time settings not loaded; trying again");
+                            tracing::warn!(%error, %team_id, attempt, "team's settings not loaded; trying again");
                             tokio::time::sleep(wait).await;
                         }
                     }
                 }
             }
             .into_actor(self)
-            .map(move |time, conversation, ctx| {
+            .map(move |(time, rules, policy), conversation, ctx| {
                 conversation.time = time;
+                conversation.rules = rules;
+                if policy.is_some() {
+                    conversation.cycle_policy = policy;
+                }
                 next(conversation, ctx)
             }),
         );
+    }
+
+    /// The SLA policy of the current cycle: one an automation applied, else the team's.
+    fn policy(&self) -> Option<&Policy> {
+        self.cycle_policy
+            .as_ref()
+            .filter(|p| self.clocks.policy_id.as_ref() == Some(&p.id))
+            .or(self.time.policy.as_ref())
     }
 
     /// Applies the team's SLA policy to a cycle that has none yet.
@@ -415,7 +472,7 @@ impl ConversationActor {
             return;
         }
         let now = Utc::now();
-        let warn_before = self.time.policy.as_ref().and_then(|p| p.warn_before);
+        let warn_before = self.policy().and_then(|p| p.warn_before);
         let events = self.clocks.tick(now, warn_before);
         if !events.is_empty() {
             self.report(events);
@@ -425,10 +482,18 @@ impl ConversationActor {
             self.auto_resolve(ctx);
             return;
         }
-        let next = [self.clocks.next_alarm(warn_before), self.auto_resolve_at()]
-            .into_iter()
-            .flatten()
-            .min();
+        if self.run_due_timers(now, ctx) {
+            // Re-armed once the timer rules' actions are done.
+            return;
+        }
+        let next = [
+            self.clocks.next_alarm(warn_before),
+            self.auto_resolve_at(),
+            self.next_rule_timer(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         if let Some(at) = next {
             let wait = (at - now)
                 .to_std()
@@ -441,37 +506,45 @@ impl ConversationActor {
         }
     }
 
-    /// Where an automated message (out-of-hours reply, inactivity message) goes.
-    fn automated_destination(&self) -> Option<reply::Destination> {
-        let window_open = self
-            .stored
+    fn window_open(&self) -> bool {
+        self.stored
             .window_expires_at
-            .is_some_and(|until| until > Utc::now());
-        Some(reply::Destination {
+            .is_some_and(|until| until > Utc::now())
+    }
+
+    /// Where a reply goes: an agent's, or (`automated`) one WaOS sends itself.
+    fn destination(&self, automated: bool) -> Result<reply::Destination, RoutingError> {
+        let contact = self.stored.contact.clone().ok_or_else(|| {
+            RoutingError::Invalid("the customer has no phone number or user id".into())
+        })?;
+        Ok(reply::Destination {
             conversation_id: self.id(),
             workspace_id: self.stored.workspace_id.to_string(),
             channel_id: self.stored.channel_id.to_string(),
             phone_number_id: self.stored.phone_number_id.clone(),
-            contact: self.stored.contact.clone().filter(|_| window_open)?,
-            automated: true,
+            contact,
+            automated,
         })
     }
 
-    /// Sends an automated text (only inside the 24-hour window), holding the mailbox until it
-    /// is stored; `then` learns whether it was.
-    fn send_automated(
+    /// Sends a message of WaOS's own (out-of-hours reply, inactivity message, automation),
+    /// under the rules of any reply (free text only inside the 24-hour window), holding the
+    /// mailbox until it is stored; `then` learns whether it was, or why not.
+    fn send_automated_reply(
         &mut self,
-        text: String,
+        message: Reply,
         ctx: &mut Context<Self>,
-        then: impl FnOnce(&mut Self, bool, &mut Context<Self>) + 'static,
+        then: impl FnOnce(&mut Self, Result<(), String>, &mut Context<Self>) + 'static,
     ) {
-        let Some(destination) = self.automated_destination() else {
-            then(self, false, ctx);
-            return;
+        let checked = reply::check(message, self.window_open())
+            .and_then(|message| Ok((self.destination(true)?, message)));
+        let (destination, message) = match checked {
+            Ok(ready) => ready,
+            Err(error) => return then(self, Err(automated_refusal(error)), ctx),
         };
         let db = self.context.db.clone();
         ctx.wait(
-            reply::queue(db, destination, Reply::Text(text))
+            reply::queue(db, destination, message)
                 .into_actor(self)
                 .map(move |stored, conversation, ctx| match stored {
                     Ok(view) => {
@@ -483,14 +556,26 @@ impl ConversationActor {
                                 },
                             });
                         }
-                        then(conversation, true, ctx)
+                        then(conversation, Ok(()), ctx)
                     }
                     Err(error) => {
                         tracing::warn!(%error, conversation_id = %conversation.id(), "automated message not sent");
-                        then(conversation, false, ctx)
+                        then(conversation, Err(automated_refusal(error)), ctx)
                     }
                 }),
         );
+    }
+
+    /// An automated text; `then` learns whether it was stored.
+    fn send_automated(
+        &mut self,
+        text: String,
+        ctx: &mut Context<Self>,
+        then: impl FnOnce(&mut Self, bool, &mut Context<Self>) + 'static,
+    ) {
+        self.send_automated_reply(Reply::Text(text), ctx, move |conversation, sent, ctx| {
+            then(conversation, sent.is_ok(), ctx)
+        });
     }
 
     /// The team's out-of-hours reply: once per cycle, while the team is closed and the
@@ -561,6 +646,7 @@ impl ConversationActor {
     /// After a rebuild: finds the agent who holds this conversation and tells it, holding the
     /// mailbox meanwhile. A database hiccup retries; only a missing agent requeues.
     fn attach_agent(&mut self, agent_id: AgentId, ctx: &mut Context<Self>) {
+        self.attaching = true;
         let supervisor = self.supervisor.clone();
         ctx.wait(
             async move {
@@ -586,6 +672,8 @@ impl ConversationActor {
                         view: conversation.view(),
                     });
                     conversation.touch(ctx);
+                    conversation.attaching = false;
+                    conversation.rearm(ctx);
                 }
                 Ok(None) => {
                     conversation.audit(
@@ -594,7 +682,9 @@ impl ConversationActor {
                         None,
                         "requeued: its agent no longer exists".into(),
                     );
+                    conversation.attaching = false;
                     conversation.queue(None, ctx);
+                    conversation.rearm(ctx);
                 }
                 Err(error) => {
                     tracing::warn!(%error, conversation_id = %conversation.id(), "agent not reachable; retrying");
@@ -673,35 +763,44 @@ impl ConversationActor {
         ctx: &mut Context<Self>,
         next: impl FnOnce(&mut Self, &mut Context<Self>) + 'static,
     ) {
-        let db = self.context.db.clone();
-        let (id, status, agent, team) = (
-            self.id(),
-            self.state.status(),
-            self.state.agent_id(),
-            self.team_id,
-        );
-        let clocks = self.clocks.clone();
-        let context = self.context.clone();
         // Until it is stored: the actor must not run ahead of the database (a restart, or the
         // next actor after this one idles out, would read an older state and strand the
         // conversation). The mailbox waits meanwhile, so later changes stay in order.
+        //
+        // The state is read when the write starts, not when it is asked for: actix polls the
+        // most recent `ctx.wait` first, so a write asked for earlier in the same turn starts
+        // after later ones, and must not put back an older state.
         ctx.wait(
-            async move {
-                let mut attempt = 0;
-                loop {
-                    let saved = {
-                        let _permit = context.writes.acquire().await;
-                        store::save_state(&db, id, status, agent, team, &clocks).await
-                    };
-                    let Err(error) = saved else { break };
-                    attempt += 1;
-                    let wait = context.settings.store_retry_after(attempt);
-                    tracing::warn!(%error, conversation_id = %id, attempt, retry_in_ms = wait.as_millis() as u64, "conversation state not saved; trying again");
-                    tokio::time::sleep(wait).await;
-                }
-            }
-            .into_actor(self)
-            .map(move |(), conversation, ctx| next(conversation, ctx)),
+            fut::ready(())
+                .then(|(), conversation: &mut Self, _| {
+                    let context = conversation.context.clone();
+                    let (id, status, agent, team) = (
+                        conversation.id(),
+                        conversation.state.status(),
+                        conversation.state.agent_id(),
+                        conversation.team_id,
+                    );
+                    let (clocks, marks) = (conversation.clocks.clone(), conversation.marks.clone());
+                    async move {
+                        let mut attempt = 0;
+                        loop {
+                            let saved = {
+                                let _permit = context.writes.acquire().await;
+                                store::save_state(
+                                    &context.db, id, status, agent, team, &clocks, &marks,
+                                )
+                                .await
+                            };
+                            let Err(error) = saved else { break };
+                            attempt += 1;
+                            let wait = context.settings.store_retry_after(attempt);
+                            tracing::warn!(%error, conversation_id = %id, attempt, retry_in_ms = wait.as_millis() as u64, "conversation state not saved; trying again");
+                            tokio::time::sleep(wait).await;
+                        }
+                    }
+                    .into_actor(conversation)
+                })
+                .map(move |(), conversation, ctx| next(conversation, ctx)),
         );
     }
 
@@ -836,12 +935,20 @@ impl ConversationActor {
     }
 }
 
+/// Why a message of WaOS's own was not sent, for the audit.
+fn automated_refusal(error: RoutingError) -> String {
+    match error {
+        RoutingError::WindowClosed => "the customer's 24-hour window is closed".to_owned(),
+        other => other.to_string(),
+    }
+}
+
 impl Actor for ConversationActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.context.conversation_actors.inc();
-        self.load_time(ctx, |conversation, ctx| conversation.resume(ctx));
+        self.load_settings(ctx, |conversation, ctx| conversation.resume(ctx));
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
@@ -850,11 +957,15 @@ impl Actor for ConversationActor {
         let wake_at = match self.state {
             State::Resolved { .. } => None,
             _ => {
-                let warn_before = self.time.policy.as_ref().and_then(|p| p.warn_before);
-                [self.clocks.next_alarm(warn_before), self.auto_resolve_at()]
-                    .into_iter()
-                    .flatten()
-                    .min()
+                let warn_before = self.policy().and_then(|p| p.warn_before);
+                [
+                    self.clocks.next_alarm(warn_before),
+                    self.auto_resolve_at(),
+                    self.next_rule_timer(),
+                ]
+                .into_iter()
+                .flatten()
+                .min()
             }
         };
         self.directory.do_send(ConversationStopped {
@@ -865,10 +976,18 @@ impl Actor for ConversationActor {
 }
 
 impl ConversationActor {
-    /// Rebuilt from the database: an assigned conversation stays with its agent; anything
-    /// else queues (offers never survive a rebuild). The cycle gets its SLA policy if it has
-    /// none yet, what fell due while nobody watched is reported, and the clocks are armed.
+    /// Started: a new conversation's `conversation_created` rules and the opening message's
+    /// `message_received` rules run first (so a rule that routes it does so before anyone is
+    /// offered it). Then an assigned conversation stays with its agent; anything else queues
+    /// (offers never survive a rebuild). The cycle gets its SLA policy if it has none yet,
+    /// what fell due while nobody watched is reported, and the clocks are armed.
     fn resume(&mut self, ctx: &mut Context<Self>) {
+        self.opening_rules(ctx, |conversation, ctx| {
+            conversation.resume_after_rules(ctx)
+        });
+    }
+
+    fn resume_after_rules(&mut self, ctx: &mut Context<Self>) {
         if self.apply_policy() {
             self.store_applied_clocks();
         }
@@ -881,6 +1000,11 @@ impl ConversationActor {
     }
 
     fn resume_routing(&mut self, ctx: &mut Context<Self>) {
+        self.routed = true;
+        // A rule assigned or resolved it already.
+        if !matches!(self.state, State::Waiting) {
+            return;
+        }
         let assigned = (self.stored.status == ConversationStatus::Assigned)
             .then_some(self.stored.assigned_agent_id)
             .flatten();
@@ -924,17 +1048,26 @@ impl Handler<Offer> for ConversationActor {
             .as_ref()
             .and_then(|d| serde_json::to_value(d).ok());
         if self.auto_accept || offer.manual {
-            let why = if offer.manual {
-                "manual assignment"
-            } else {
-                "auto-accept"
+            let why = match (offer.picked, offer.manual) {
+                (true, _) => "picked",
+                (false, true) => "manual assignment",
+                (false, false) => "auto-accept",
             };
-            self.audit(
-                AuditKind::Assigned,
-                Some(offer.agent_id),
-                reason,
-                format!("assigned to {} ({why}): {explanation}", offer.agent_name),
-            );
+            if offer.picked {
+                self.audit(
+                    AuditKind::Picked,
+                    Some(offer.agent_id),
+                    None,
+                    format!("picked from the queue by {}", offer.agent_name),
+                );
+            } else {
+                self.audit(
+                    AuditKind::Assigned,
+                    Some(offer.agent_id),
+                    reason,
+                    format!("assigned to {} ({why}): {explanation}", offer.agent_name),
+                );
+            }
             self.assign(
                 offer.agent_id,
                 offer.agent_name,
@@ -989,11 +1122,11 @@ impl Handler<Wake> for ConversationActor {
     }
 }
 
-impl Handler<ReloadTime> for ConversationActor {
+impl Handler<ReloadSettings> for ConversationActor {
     type Result = ();
 
-    fn handle(&mut self, _: ReloadTime, ctx: &mut Context<Self>) {
-        self.load_time(ctx, |conversation, ctx| {
+    fn handle(&mut self, _: ReloadSettings, ctx: &mut Context<Self>) {
+        self.load_settings(ctx, |conversation, ctx| {
             if matches!(conversation.state, State::Waiting) {
                 conversation.request_agent(None);
             }
@@ -1060,6 +1193,9 @@ impl Handler<NewMessage> for ConversationActor {
         }
         let customer_wrote = message.message.direction == MessageDirection::In;
         let written_at = message.message.timestamp;
+        if customer_wrote && self.last_customer_at.is_none_or(|last| written_at > last) {
+            self.last_customer_at = Some(written_at);
+        }
         self.last_message = Some(message.message);
         if !customer_wrote {
             return;
@@ -1078,12 +1214,14 @@ impl Handler<NewMessage> for ConversationActor {
                 awaiting_reply_since: Some(written_at),
                 ..Clocks::default()
             };
+            self.marks.fired.clear();
+            self.cycle_policy = None;
             self.apply_policy();
             self.queue(None, ctx);
         } else {
             let waiting_before = self.clocks.awaiting_reply_since;
             let next_before = self.clocks.next_response_due_at;
-            let policy = self.time.policy.clone();
+            let policy = self.policy().cloned();
             self.clocks
                 .customer_wrote(written_at, policy.as_ref(), self.time.calendar());
             if (waiting_before, next_before)
@@ -1098,6 +1236,9 @@ impl Handler<NewMessage> for ConversationActor {
         }
         self.reply_out_of_hours(ctx);
         self.rearm(ctx);
+        if let Some(message) = self.last_message.clone() {
+            self.message_rules(message, ctx);
+        }
     }
 }
 
@@ -1222,31 +1363,44 @@ impl ConversationActor {
             return;
         };
         let agent = agent.clone();
-        self.state = State::Resolved { by: agent_id };
+        self.state = State::Resolved { by: Some(agent_id) };
         self.audit(kind, Some(agent_id), reason, text);
+        self.settle(ctx);
+        // The slot frees only once the resolve is stored, so the next conversation cannot
+        // overtake it, and the actor stops after its last write. The workspace's
+        // `conversation_resolved` rules run first (a survey, a tag).
+        self.resolved_rules(ctx, move |conversation, ctx| {
+            conversation.persist_then(ctx, move |conversation, _| {
+                agent.do_send(Unassigned {
+                    conversation_id: conversation.id(),
+                    reason: ConversationStatus::Resolved.to_string(),
+                });
+                conversation.supervisor.do_send(Release {
+                    agent_id,
+                    conversation_id: conversation.id(),
+                });
+                conversation.retire();
+            });
+        });
+    }
+
+    /// A resolve: the clocks settle and stop.
+    fn settle(&mut self, ctx: &mut Context<Self>) {
         let settled = self.clocks.resolved(Utc::now());
         self.report(settled);
         self.tell_sla_standing();
         if let Some(handle) = self.alarm.take() {
             ctx.cancel_future(handle);
         }
-        // The slot frees only once the resolve is stored, so the next conversation cannot
-        // overtake it, and the actor stops after its last write.
-        self.persist_then(ctx, move |conversation, _| {
-            agent.do_send(Unassigned {
-                conversation_id: conversation.id(),
-                reason: ConversationStatus::Resolved.to_string(),
-            });
-            conversation.supervisor.do_send(Release {
-                agent_id,
-                conversation_id: conversation.id(),
-            });
-            conversation.supervisor.do_send(Unqueue {
-                conversation_id: conversation.id(),
-            });
-            conversation.directory.do_send(RetireRequest {
-                conversation_id: conversation.id(),
-            });
+    }
+
+    /// Resolved and stored: out of the queue, and the actor retires.
+    fn retire(&self) {
+        self.supervisor.do_send(Unqueue {
+            conversation_id: self.id(),
+        });
+        self.directory.do_send(RetireRequest {
+            conversation_id: self.id(),
         });
     }
 }
@@ -1329,7 +1483,7 @@ impl Handler<TransferToTeam> for ConversationActor {
                     format!("transferred to team {}", team.name),
                 );
                 // The new team's hours decide when it is offered; the cycle keeps its SLA.
-                conversation.load_time(ctx, move |conversation, ctx| {
+                conversation.load_settings(ctx, move |conversation, ctx| {
                     conversation.queue(previous, ctx);
                     conversation.rearm(ctx);
                 });
@@ -1403,29 +1557,16 @@ impl Handler<SendReply> for ConversationActor {
         if !self.is_held_by(Some(send.agent_id)) {
             return refused(RoutingError::NotAssigned);
         }
-        let Some(contact) = self.stored.contact.clone() else {
-            return refused(RoutingError::Invalid(
-                "the customer has no phone number or user id".into(),
-            ));
+        let destination = match self.destination(false) {
+            Ok(destination) => destination,
+            Err(error) => return refused(error),
         };
-        let window_open = self
-            .stored
-            .window_expires_at
-            .is_some_and(|until| until > Utc::now());
-        let reply = match reply::check(send.reply, window_open) {
+        let reply = match reply::check(send.reply, self.window_open()) {
             Ok(reply) => reply,
             Err(error) => return refused(error),
         };
         self.touch(ctx);
         self.replies_in_flight += 1;
-        let destination = reply::Destination {
-            conversation_id: self.id(),
-            workspace_id: self.stored.workspace_id.to_string(),
-            channel_id: self.stored.channel_id.to_string(),
-            phone_number_id: self.stored.phone_number_id.clone(),
-            contact,
-            automated: false,
-        };
         Box::pin(
             reply::queue(self.context.db.clone(), destination, reply)
                 .into_actor(self)

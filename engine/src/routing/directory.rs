@@ -15,7 +15,7 @@ use crate::ids::{AgentId, ConversationId, WorkspaceId};
 use crate::ingest::{InboundEvent, StatusEvent};
 use crate::routing::agent::AgentActor;
 use crate::routing::conversation::{
-    ConversationActor, NewMessage, Ping, ReloadTime, StatusUpdate, Stop, Wake,
+    ConversationActor, NewMessage, Ping, ReloadSettings, StatusUpdate, Stop, Wake,
 };
 use crate::routing::supervisor::{GetAgent, Supervisor};
 use crate::routing::{RoutingContext, RoutingError, store};
@@ -49,10 +49,11 @@ pub(crate) struct StillRunning {
     pub conversation_id: ConversationId,
 }
 
-/// Teams' time settings changed: every running conversation reads its team's again.
+/// Teams' time settings or the workspace's automation rules changed: every running
+/// conversation reads them again.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub(crate) struct TimeSettingsChanged;
+pub(crate) struct SettingsChanged;
 
 /// A conversation actor stopped.
 #[derive(Message)]
@@ -330,13 +331,13 @@ impl Handler<Inbound> for Directory {
     }
 }
 
-impl Handler<TimeSettingsChanged> for Directory {
+impl Handler<SettingsChanged> for Directory {
     type Result = ();
 
-    fn handle(&mut self, _: TimeSettingsChanged, _: &mut Context<Self>) {
+    fn handle(&mut self, _: SettingsChanged, _: &mut Context<Self>) {
         for slot in self.conversations.values() {
             if let Slot::Running(actor) = slot {
-                actor.do_send(ReloadTime);
+                actor.do_send(ReloadSettings);
             }
         }
     }

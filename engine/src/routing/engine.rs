@@ -12,8 +12,8 @@ use crate::ingest::{InboundEvent, InboundHandoff, StatusEvent};
 use crate::routing::agent::{AgentActor, Connect, Disconnect, FromClient, Outbox, SignOut};
 use crate::routing::conversation::SendReply;
 use crate::routing::directory::{
-    Ask, CloseSockets, Directory, Drain, GetAgentActor, GetSupervisor, Inbound, StatusChanged,
-    TimeSettingsChanged,
+    Ask, CloseSockets, Directory, Drain, GetAgentActor, GetSupervisor, Inbound, SettingsChanged,
+    StatusChanged,
 };
 use crate::routing::frames::ClientFrame;
 use crate::routing::reply::Reply;
@@ -25,6 +25,7 @@ use crate::routing::{RoutingContext, RoutingError};
 pub struct Engine {
     directory: Addr<Directory>,
     times: Arc<crate::time::settings::TeamTimes>,
+    automations: Arc<crate::automation::settings::Automations>,
 }
 
 /// A closed mailbox: the engine's thread is gone.
@@ -38,6 +39,7 @@ impl Engine {
     /// Call once per process, before the HTTP server starts its workers.
     pub fn start(context: Arc<RoutingContext>) -> Result<Engine, crate::EngineError> {
         let times = context.times.clone();
+        let automations = context.automations.clone();
         let (started, directory) = std::sync::mpsc::channel();
         std::thread::Builder::new()
             .name("waos-engine".into())
@@ -54,14 +56,25 @@ impl Engine {
         let directory = directory
             .recv()
             .map_err(|_| crate::EngineError::Internal("the engine thread did not start".into()))?;
-        Ok(Engine { directory, times })
+        Ok(Engine {
+            directory,
+            times,
+            automations,
+        })
     }
 
     /// A team, calendar or SLA policy changed: every conversation reads its team's settings
     /// again (a waiting one queues under the new hours; a cycle keeps the deadlines it has).
     pub fn time_settings_changed(&self) {
         self.times.forget();
-        self.directory.do_send(TimeSettingsChanged);
+        self.directory.do_send(SettingsChanged);
+    }
+
+    /// An automation rule was created, changed or deleted: every conversation reads its
+    /// workspace's rules again (and re-arms its timer rules).
+    pub fn automations_changed(&self) {
+        self.automations.forget();
+        self.directory.do_send(SettingsChanged);
     }
 
     /// Where ingest hands committed messages and statuses (fire-and-forget).
@@ -109,6 +122,7 @@ impl Engine {
             .send(ManualAssign {
                 conversation_id,
                 agent_id,
+                picked: false,
             })
             .await
             .map_err(unavailable)?

@@ -150,6 +150,8 @@ pub enum ClientFrame {
     Decline(ConversationRef),
     Resolve(ConversationRef),
     Open(ConversationRef),
+    /// Take a waiting conversation of one of the agent's teams from the queue.
+    Pick(ConversationRef),
     Transfer(TransferTarget),
     Presence(PresenceFrame),
     Send {
@@ -179,7 +181,8 @@ impl ClientFrame {
             | ClientFrame::Resolve(target)
             | ClientFrame::Open(target) => Some((&target.conversation_id, None)),
             ClientFrame::Transfer(target) => Some((&target.conversation_id, None)),
-            ClientFrame::Presence(_) => None,
+            // Not one the agent is offered or holds yet: the supervisor checks it.
+            ClientFrame::Presence(_) | ClientFrame::Pick(_) => None,
             ClientFrame::Send {
                 conversation_id,
                 client_id,

@@ -108,6 +108,8 @@ pub struct RoutingContext {
     pub writes: tokio::sync::Semaphore,
     /// Teams' calendars, SLA policies and inactivity rules, cached.
     pub times: Arc<crate::time::settings::TeamTimes>,
+    /// Workspaces' automation rules, cached.
+    pub automations: Arc<crate::automation::settings::Automations>,
 }
 
 impl RoutingContext {
@@ -128,6 +130,7 @@ impl RoutingContext {
             conversation_actors: Default::default(),
             writes: tokio::sync::Semaphore::new(settings.max_concurrent_writes.max(1)),
             times: Arc::new(crate::time::settings::TeamTimes::new(settings.time_unit)),
+            automations: Arc::default(),
             settings,
         })
     }

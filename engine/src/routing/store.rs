@@ -36,6 +36,10 @@ pub struct StoredConversation {
     /// The agent of this contact's previous conversation on this channel.
     pub sticky: Option<AgentId>,
     pub last_message: Option<MessageView>,
+    /// Built from the rows ingest has just written for a new or reopened conversation (its
+    /// last message is the one that opened it and has not been through the rules), not read
+    /// back from the database.
+    pub fresh: bool,
     pub raw: conversation::Model,
 }
 
@@ -162,6 +166,7 @@ impl StoredConversation {
             auto_accept: team.is_some_and(|t| t.auto_accept),
             sticky,
             last_message,
+            fresh: false,
             raw: row,
         })
     }
@@ -175,6 +180,7 @@ pub async fn save_state(
     assigned: Option<AgentId>,
     team_id: TeamId,
     clocks: &Clocks,
+    marks: &crate::automation::marks::Marks,
 ) -> Result<(), DbErr> {
     use sea_orm::ActiveValue::Set;
     let now = Utc::now();
@@ -189,8 +195,37 @@ pub async fn save_state(
         row.resolved_at = Set(Some(now));
     }
     clocks.write(&mut row);
+    marks.write(&mut row);
     conversation::Entity::update_many()
         .set(row)
+        .filter(conversation::Column::Id.eq(id.to_string()))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Records a conversation's tags (a JSON array), as an automation set them.
+pub async fn save_tags(
+    db: &DatabaseConnection,
+    id: ConversationId,
+    tags: &str,
+) -> Result<(), DbErr> {
+    conversation::Entity::update_many()
+        .col_expr(conversation::Column::Tags, Expr::value(tags))
+        .filter(conversation::Column::Id.eq(id.to_string()))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Records a conversation's priority, as an automation set it.
+pub async fn save_priority(
+    db: &DatabaseConnection,
+    id: ConversationId,
+    priority: i32,
+) -> Result<(), DbErr> {
+    conversation::Entity::update_many()
+        .col_expr(conversation::Column::Priority, Expr::value(priority))
         .filter(conversation::Column::Id.eq(id.to_string()))
         .exec(db)
         .await?;

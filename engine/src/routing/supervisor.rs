@@ -132,12 +132,25 @@ pub struct MoveSlot {
     pub to: AgentId,
 }
 
-/// A supervisor's manual assignment of a waiting conversation.
+/// How much each offer moves a team's recent wait (an exponential moving average).
+const WAIT_SMOOTHING: f64 = 0.2;
+
+/// How long a conversation of `team_id` can expect to wait for an offer now: nothing when one
+/// of the team's agents has room, else the team's recent wait (`None`: nothing to go on yet).
+#[derive(Message)]
+#[rtype(result = "Option<std::time::Duration>")]
+pub struct ExpectedWait {
+    pub team_id: TeamId,
+}
+
+/// A supervisor's manual assignment of a waiting conversation, or (`picked`) an agent taking
+/// one from its team's queue.
 #[derive(Message)]
 #[rtype(result = "Result<(), RoutingError>")]
 pub struct ManualAssign {
     pub conversation_id: ConversationId,
     pub agent_id: AgentId,
+    pub picked: bool,
 }
 
 /// A waiting conversation's 24-hour window moved (its customer wrote again).
@@ -194,6 +207,9 @@ pub struct Supervisor {
     sla: HashMap<ConversationId, (TeamId, bool, bool)>,
     /// A wake-up is armed for the queue's next `not_before`.
     opening_armed: Option<DateTime<Utc>>,
+    /// Recent time from waiting to an offer, per team, in seconds (a moving average), for
+    /// the `{{expected_wait}}` a greeting tells the customer.
+    recent_wait: HashMap<TeamId, f64>,
 }
 
 struct Subscriber {
@@ -219,6 +235,7 @@ impl Supervisor {
             dirty: false,
             sla: HashMap::new(),
             opening_armed: None,
+            recent_wait: HashMap::new(),
         }
     }
 
@@ -455,6 +472,11 @@ impl Supervisor {
                 continue;
             };
             self.active.insert(waiting.conversation_id, waiting.team_id);
+            let waited = (wall - waiting.since).num_milliseconds().max(0) as f64 / 1000.0;
+            self.recent_wait
+                .entry(waiting.team_id)
+                .and_modify(|average| *average += (waited - *average) * WAIT_SMOOTHING)
+                .or_insert(waited);
             self.directory.do_send(Tell {
                 conversation_id: waiting.conversation_id,
                 message: Offer {
@@ -463,6 +485,7 @@ impl Supervisor {
                     agent,
                     decision: Some(decision),
                     manual: false,
+                    picked: false,
                 },
             });
         }
@@ -611,26 +634,42 @@ impl Handler<ManualAssign> for Supervisor {
     type Result = Result<(), RoutingError>;
 
     fn handle(&mut self, message: ManualAssign, ctx: &mut Context<Self>) -> Self::Result {
-        let position = self
+        let in_teams = |team: &TeamId, roster: &HashMap<AgentId, RosterEntry>| {
+            roster
+                .get(&message.agent_id)
+                .is_some_and(|e| e.candidate.teams.contains(team))
+        };
+        let Some(position) = self
             .queue
             .iter()
             .position(|w| w.conversation_id == message.conversation_id)
-            .ok_or_else(|| {
-                RoutingError::Conflict("only a waiting conversation can be assigned by hand".into())
-            })?;
+        else {
+            // An agent learns nothing of conversations outside its teams.
+            return Err(match self.active.get(&message.conversation_id) {
+                Some(team) if message.picked && in_teams(team, &self.roster) => {
+                    RoutingError::Conflict("it was offered or taken meanwhile".into())
+                }
+                _ if message.picked => RoutingError::NotFound("conversation"),
+                _ => RoutingError::Conflict(
+                    "only a waiting conversation can be assigned by hand".into(),
+                ),
+            });
+        };
+        if !in_teams(&self.queue[position].team_id, &self.roster) {
+            return Err(match message.picked {
+                true => RoutingError::NotFound("conversation"),
+                false if !self.roster.contains_key(&message.agent_id) => {
+                    RoutingError::NotFound("agent")
+                }
+                false => {
+                    RoutingError::Conflict("the agent is not in the conversation's team".into())
+                }
+            });
+        }
         let entry = self
             .roster
             .get_mut(&message.agent_id)
             .ok_or(RoutingError::NotFound("agent"))?;
-        if !entry
-            .candidate
-            .teams
-            .contains(&self.queue[position].team_id)
-        {
-            return Err(RoutingError::Conflict(
-                "the agent is not in the conversation's team".into(),
-            ));
-        }
         if entry.candidate.load >= entry.candidate.capacity {
             return Err(RoutingError::OverCapacity);
         }
@@ -651,9 +690,27 @@ impl Handler<ManualAssign> for Supervisor {
                 agent,
                 decision: None,
                 manual: true,
+                picked: message.picked,
             },
         });
         Ok(())
+    }
+}
+
+impl Handler<ExpectedWait> for Supervisor {
+    type Result = Option<std::time::Duration>;
+
+    fn handle(&mut self, message: ExpectedWait, _: &mut Context<Self>) -> Self::Result {
+        let free = self
+            .roster
+            .values()
+            .any(|e| e.candidate.has_room() && e.candidate.teams.contains(&message.team_id));
+        if free {
+            return Some(std::time::Duration::ZERO);
+        }
+        self.recent_wait
+            .get(&message.team_id)
+            .map(|secs| std::time::Duration::from_secs_f64(secs.max(0.0)))
     }
 }
 

@@ -5,7 +5,7 @@
 //! read the configuration see them, admins change them.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::{
@@ -425,6 +425,8 @@ pub(crate) async fn check_reference(
 /// out-of-hours and inactivity rules.
 #[derive(Clone, Debug)]
 pub struct TeamTime {
+    /// The team's name (for `{{team.name}}` in automated texts).
+    pub name: String,
     /// `None`: always open.
     pub calendar: Option<Calendar>,
     pub out_of_hours_reply: Option<String>,
@@ -438,6 +440,7 @@ pub struct TeamTime {
 impl Default for TeamTime {
     fn default() -> Self {
         Self {
+            name: String::new(),
             calendar: None,
             out_of_hours_reply: None,
             offer_outside_hours: true,
@@ -481,6 +484,27 @@ fn scaled(secs: Option<i32>, unit: std::time::Duration) -> Option<i64> {
     secs.map(|s| i64::from(s).saturating_mul(unit_ms))
 }
 
+/// Loads one SLA policy as the clocks use it (seconds in milliseconds, one second lasting
+/// `unit`).
+pub async fn load_policy(
+    db: &DatabaseConnection,
+    id: &str,
+    unit: std::time::Duration,
+) -> Result<Option<Policy>, DbErr> {
+    Ok(sla_policy::Entity::find_by_id(id.to_owned())
+        .one(db)
+        .await?
+        .map(|row| Policy {
+            id: row.id,
+            name: row.name,
+            first_response: scaled(row.first_response_secs, unit),
+            next_response: scaled(row.next_response_secs, unit),
+            resolution: scaled(row.resolution_secs, unit),
+            business_hours: row.business_hours,
+            warn_before: scaled(row.warn_before_secs, unit),
+        }))
+}
+
 /// Loads a team's time settings (their seconds in milliseconds, one second lasting `unit`).
 pub async fn load_team_time(
     db: &DatabaseConnection,
@@ -501,21 +525,11 @@ pub async fn load_team_time(
         None => None,
     };
     let policy = match &team.sla_policy_id {
-        Some(id) => sla_policy::Entity::find_by_id(id.clone())
-            .one(db)
-            .await?
-            .map(|row| Policy {
-                id: row.id,
-                name: row.name,
-                first_response: scaled(row.first_response_secs, unit),
-                next_response: scaled(row.next_response_secs, unit),
-                resolution: scaled(row.resolution_secs, unit),
-                business_hours: row.business_hours,
-                warn_before: scaled(row.warn_before_secs, unit),
-            }),
+        Some(id) => load_policy(db, id, unit).await?,
         None => None,
     };
     Ok(TeamTime {
+        name: team.name,
         calendar,
         out_of_hours_reply: team.out_of_hours_reply,
         offer_outside_hours: team.offer_outside_hours,
@@ -531,19 +545,19 @@ pub async fn load_team_time(
 /// connection (which would starve ingest's commits of the pool).
 pub struct TeamTimes {
     unit: std::time::Duration,
-    teams: Mutex<HashMap<TeamId, Arc<tokio::sync::OnceCell<Arc<TeamTime>>>>>,
+    teams: crate::cache::OnceMap<TeamId, TeamTime>,
 }
 
 impl TeamTimes {
     pub fn new(unit: std::time::Duration) -> Self {
         Self {
             unit,
-            teams: Mutex::new(HashMap::new()),
+            teams: crate::cache::OnceMap::default(),
         }
     }
 
     pub fn cached(&self, team_id: TeamId) -> Option<Arc<TeamTime>> {
-        self.teams.lock().ok()?.get(&team_id)?.get().cloned()
+        self.teams.cached(team_id)
     }
 
     pub async fn get(
@@ -551,22 +565,14 @@ impl TeamTimes {
         db: &DatabaseConnection,
         team_id: TeamId,
     ) -> Result<Arc<TeamTime>, DbErr> {
-        let cell = match self.teams.lock() {
-            Ok(mut teams) => teams.entry(team_id).or_default().clone(),
-            Err(_) => Arc::default(),
-        };
-        cell.get_or_try_init(|| async {
-            load_team_time(db, team_id, self.unit).await.map(Arc::new)
-        })
-        .await
-        .cloned()
+        self.teams
+            .get(team_id, || load_team_time(db, team_id, self.unit))
+            .await
     }
 
     /// After any change to teams, calendars or SLA policies.
     pub fn forget(&self) {
-        if let Ok(mut teams) = self.teams.lock() {
-            teams.clear();
-        }
+        self.teams.forget();
     }
 }
 

@@ -17,7 +17,7 @@ pub fn parse_id<T>(text: &str, parse: fn(&str) -> Option<T>, what: &str) -> Resu
     parse(text).ok_or_else(|| ApiError::NotFound(what.to_owned()))
 }
 
-fn workspace_id(text: &str) -> Result<WorkspaceId, ApiError> {
+pub(crate) fn workspace_id(text: &str) -> Result<WorkspaceId, ApiError> {
     parse_id(text, WorkspaceId::parse, "workspace")
 }
 
@@ -27,7 +27,7 @@ pub struct ItemsOf<T> {
     pub next_cursor: Option<String>,
 }
 
-fn items<T>(items: Vec<T>) -> ItemsOf<T> {
+pub(crate) fn items<T>(items: Vec<T>) -> ItemsOf<T> {
     ItemsOf {
         items,
         next_cursor: None,

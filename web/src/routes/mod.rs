@@ -3,10 +3,13 @@
 pub mod admin;
 pub mod annotations;
 pub mod api_tokens;
+pub mod automation;
+pub mod canned;
 pub mod conversations;
 pub mod health;
 pub mod pages;
 pub mod privacy;
+pub mod search;
 pub mod session;
 pub mod time;
 pub mod webhook;
@@ -60,6 +63,30 @@ pub fn configure(config: &mut web::ServiceConfig) {
                     web::patch().to(admin::update_team),
                 )
                 .service(
+                    web::resource("/workspaces/{workspace_id}/automations")
+                        .route(web::post().to(automation::create))
+                        .route(web::get().to(automation::list)),
+                )
+                .service(
+                    web::resource("/workspaces/{workspace_id}/automations/{id}")
+                        .route(web::patch().to(automation::update))
+                        .route(web::delete().to(automation::delete)),
+                )
+                .route(
+                    "/workspaces/{workspace_id}/automations/{id}/test",
+                    web::post().to(automation::test),
+                )
+                .service(
+                    web::resource("/workspaces/{workspace_id}/canned-replies")
+                        .route(web::post().to(canned::create))
+                        .route(web::get().to(canned::list)),
+                )
+                .service(
+                    web::resource("/workspaces/{workspace_id}/canned-replies/{id}")
+                        .route(web::patch().to(canned::update))
+                        .route(web::delete().to(canned::delete)),
+                )
+                .service(
                     web::resource("/workspaces/{workspace_id}/channels")
                         .route(web::post().to(admin::create_channel))
                         .route(web::get().to(admin::list_channels)),
@@ -110,6 +137,8 @@ pub fn configure(config: &mut web::ServiceConfig) {
                 )
                 .route("/directory", web::get().to(annotations::directory))
                 .route("/contacts", web::get().to(privacy::contacts))
+                .route("/contacts/{id}", web::get().to(search::contact))
+                .route("/search", web::get().to(search::messages))
                 .service(
                     web::resource("/data-requests")
                         .route(web::post().to(privacy::create))
@@ -130,6 +159,10 @@ pub fn configure(config: &mut web::ServiceConfig) {
                     web::resource("/conversations/{id}/notes")
                         .route(web::get().to(annotations::list_notes))
                         .route(web::post().to(annotations::add_note)),
+                )
+                .route(
+                    "/conversations/{id}/canned-replies",
+                    web::get().to(canned::for_conversation),
                 )
                 .route(
                     "/conversations/{id}/templates",

@@ -26,6 +26,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
         include_str!("../../assets/console.js"),
     ),
     (
+        "tools.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../assets/tools.js"),
+    ),
+    (
         "dashboard.js",
         "text/javascript; charset=utf-8",
         include_str!("../../assets/dashboard.js"),

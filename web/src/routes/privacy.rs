@@ -12,13 +12,19 @@ use crate::routes::admin::ItemsOf;
 use crate::routes::conversations::PageQuery;
 use crate::state::AppState;
 
+/// One of `phone` or `q`.
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ContactQuery {
-    /// The contact's number, digits with country code.
-    phone: String,
+    /// The contact's exact number, digits with country code (supervisors and admins).
+    phone: Option<String>,
+    /// The start of a name (any case) or number: contacts of conversations the caller may
+    /// see (every contact of the workspace for an admin).
+    q: Option<String>,
+    limit: Option<u64>,
 }
 
-/// Contacts by phone number (supervisors and admins).
+/// Contacts by exact phone number, or by the start of a name or number.
 #[utoipa::path(get, path = "/api/v1/contacts", tag = "privacy", params(ContactQuery),
     responses((status = 200, body = ItemsOf<ContactRecord>), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn contacts(
@@ -26,7 +32,23 @@ pub async fn contacts(
     Caller(caller): Caller,
     query: web::Query<ContactQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let items = privacy::find_contacts(&state.db, &caller, &query.phone).await?;
+    let query = query.into_inner();
+    let items = match (&query.phone, &query.q) {
+        (Some(phone), None) => privacy::find_contacts(&state.db, &caller, phone).await?,
+        (None, Some(q)) => {
+            let page = PageRequest {
+                limit: query.limit,
+                cursor: None,
+            };
+            waos_engine::search::find_contacts(&state.db, &caller, q, &page).await?
+        }
+        _ => {
+            return Err(ApiError::Validation(
+                "give one of `phone` (the exact number) or `q` (the start of a name or number)"
+                    .into(),
+            ));
+        }
+    };
     Ok(HttpResponse::Ok().json(ItemsOf {
         items,
         next_cursor: None,

@@ -3,7 +3,6 @@
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Duration, Utc};
 use serde::Deserialize;
-use waos_engine::ids::WorkspaceId;
 use waos_engine::time::Span;
 use waos_engine::time::settings::{
     self, CalendarPatch, CalendarView, NewCalendar, NewSlaPolicy, SlaPolicyPatch, SlaPolicyView,
@@ -11,19 +10,8 @@ use waos_engine::time::settings::{
 
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::Caller;
-use crate::routes::admin::{ItemsOf, parse_id};
+use crate::routes::admin::{ItemsOf, items, workspace_id};
 use crate::state::AppState;
-
-fn workspace_id(text: &str) -> Result<WorkspaceId, ApiError> {
-    parse_id(text, WorkspaceId::parse, "workspace")
-}
-
-fn items<T>(items: Vec<T>) -> ItemsOf<T> {
-    ItemsOf {
-        items,
-        next_cursor: None,
-    }
-}
 
 #[utoipa::path(post, path = "/api/v1/workspaces/{workspace_id}/calendars", tag = "time", request_body = NewCalendar,
     responses((status = 201, body = CalendarView), (status = 422, body = ErrorBody)), security(("bearer" = [])))]

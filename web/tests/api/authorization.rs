@@ -98,6 +98,45 @@ const MATRIX: &[(&str, [u16; 8])] = &[
         "PATCH /api/v1/workspaces/{workspace_id}/sla-policies/{id}",
         [401, 403, 403, 200, 403, 200, 200, 404],
     ),
+    // Automation: configuration too; the dry run changes nothing, so members may run it.
+    (
+        "POST /api/v1/workspaces/{workspace_id}/automations",
+        [401, 403, 403, 201, 403, 201, 201, 404],
+    ),
+    (
+        "GET /api/v1/workspaces/{workspace_id}/automations",
+        [401, 200, 200, 200, 200, 200, 200, 404],
+    ),
+    (
+        "PATCH /api/v1/workspaces/{workspace_id}/automations/{id}",
+        [401, 403, 403, 200, 403, 200, 200, 404],
+    ),
+    // Each caller deletes a rule of its own (made for it), so a second delete is not a 404.
+    (
+        "DELETE /api/v1/workspaces/{workspace_id}/automations/{id}",
+        [401, 403, 403, 204, 403, 204, 204, 404],
+    ),
+    (
+        "POST /api/v1/workspaces/{workspace_id}/automations/{id}/test",
+        [401, 200, 200, 200, 200, 200, 200, 404],
+    ),
+    // Canned replies: admins keep them, members list them.
+    (
+        "POST /api/v1/workspaces/{workspace_id}/canned-replies",
+        [401, 403, 403, 201, 403, 201, 201, 404],
+    ),
+    (
+        "GET /api/v1/workspaces/{workspace_id}/canned-replies",
+        [401, 200, 200, 200, 200, 200, 200, 404],
+    ),
+    (
+        "PATCH /api/v1/workspaces/{workspace_id}/canned-replies/{id}",
+        [401, 403, 403, 200, 403, 200, 200, 404],
+    ),
+    (
+        "DELETE /api/v1/workspaces/{workspace_id}/canned-replies/{id}",
+        [401, 403, 403, 204, 403, 204, 204, 404],
+    ),
     (
         "POST /api/v1/workspaces/{workspace_id}/channels",
         [401, 403, 403, 201, 403, 201, 201, 404],
@@ -183,6 +222,10 @@ const MATRIX: &[(&str, [u16; 8])] = &[
         [401, 201, 201, 201, 201, 201, 201, 404],
     ),
     (
+        "GET /api/v1/conversations/{id}/canned-replies",
+        [401, 200, 200, 200, 200, 200, 200, 404],
+    ),
+    (
         "GET /api/v1/conversations/{id}/templates",
         [401, 200, 200, 200, 200, 200, 200, 404],
     ),
@@ -199,6 +242,15 @@ const MATRIX: &[(&str, [u16; 8])] = &[
     (
         "GET /api/v1/contacts",
         [401, 403, 200, 200, 200, 200, 200, 200],
+    ),
+    // Finding: a contact through a conversation the caller may see; words in such messages.
+    (
+        "GET /api/v1/contacts/{id}",
+        [401, 200, 200, 200, 200, 200, 200, 404],
+    ),
+    (
+        "GET /api/v1/search",
+        [401, 200, 200, 200, 200, 200, 200, 200],
     ),
     (
         "POST /api/v1/data-requests",
@@ -231,6 +283,11 @@ struct World {
     spare_token: String,
     calendar: String,
     sla_policy: String,
+    automation: String,
+    /// One rule per caller, for the deletes.
+    spare_automations: Vec<String>,
+    canned_reply: String,
+    spare_canned_replies: Vec<String>,
     /// Bearer tokens of [`ACTORS`] (none for "nobody").
     tokens: Vec<Option<String>>,
 }
@@ -311,6 +368,47 @@ async fn build_world(app: &TestApp) -> World {
         .as_str()
         .unwrap()
         .to_owned();
+    let rule = |name: String| {
+        let path = format!("/api/v1/workspaces/{workspace}/automations");
+        async move {
+            app.post_ok(
+                &path,
+                ADMIN_TOKEN,
+                &json!({"name": name, "trigger": {"event": "conversation_resolved"},
+                        "actions": [{"type": "add_tags", "tags": ["done"]}]}),
+                201,
+            )
+            .await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let automation = rule("Done".into()).await;
+    let mut spare_automations = Vec::new();
+    for n in 0..ACTORS.len() {
+        spare_automations.push(rule(format!("Spare {n}")).await);
+    }
+    let canned = |shortcut: String| {
+        let path = format!("/api/v1/workspaces/{workspace}/canned-replies");
+        async move {
+            app.post_ok(
+                &path,
+                ADMIN_TOKEN,
+                &json!({"shortcut": shortcut, "text": "Hello {{contact.name}}"}),
+                201,
+            )
+            .await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let canned_reply = canned("hello".into()).await;
+    let mut spare_canned_replies = Vec::new();
+    for n in 0..ACTORS.len() {
+        spare_canned_replies.push(canned(format!("spare-{n}")).await);
+    }
     let elsewhere = app.create_workspace("Elsewhere").await;
     let (_, outsider_token) = app
         .create_agent(&elsewhere, "admin@elsewhere.example", "admin", &[])
@@ -356,6 +454,10 @@ async fn build_world(app: &TestApp) -> World {
         spare_token: spare,
         calendar,
         sla_policy,
+        automation,
+        spare_automations,
+        canned_reply,
+        spare_canned_replies,
         tokens: vec![
             None,
             Some(agent_token),
@@ -370,9 +472,17 @@ async fn build_world(app: &TestApp) -> World {
 }
 
 /// The path with its parameters filled, and its query.
-fn concrete_path(world: &World, operation: &str) -> String {
-    let (_, path) = operation.split_once(' ').unwrap();
-    let id = if path.contains("/teams/") {
+fn concrete_path(world: &World, operation: &str, actor: usize) -> String {
+    let (method, path) = operation.split_once(' ').unwrap();
+    let id = if path.contains("/automations/") && method == "DELETE" {
+        &world.spare_automations[actor]
+    } else if path.contains("/automations/") {
+        &world.automation
+    } else if path.contains("/canned-replies/") && method == "DELETE" {
+        &world.spare_canned_replies[actor]
+    } else if path.contains("/workspaces/") && path.contains("/canned-replies/") {
+        &world.canned_reply
+    } else if path.contains("/teams/") {
         &world.team
     } else if path.contains("/channels/") {
         &world.channel
@@ -386,6 +496,8 @@ fn concrete_path(world: &World, operation: &str) -> String {
         &world.sla_policy
     } else if path.contains("/conversations/") {
         &world.conversation
+    } else if path.contains("/contacts/") {
+        &world.contact
     } else if path.contains("/data-requests/") {
         &world.data_request
     } else {
@@ -400,6 +512,7 @@ fn concrete_path(world: &World, operation: &str) -> String {
             format!("{filled}?hub.mode=subscribe&hub.verify_token={VERIFY_TOKEN}&hub.challenge=42")
         }
         "GET /api/v1/contacts" => format!("{filled}?phone=447700900001"),
+        "GET /api/v1/search" => format!("{filled}?q=hello"),
         _ => filled,
     }
 }
@@ -423,6 +536,15 @@ fn body(world: &World, operation: &str, actor: usize) -> Option<Value> {
             json!({"name": format!("Policy {n}"), "resolution_secs": 86400})
         }
         "PATCH /api/v1/workspaces/{workspace_id}/sla-policies/{id}" => json!({"name": "Gold"}),
+        "POST /api/v1/workspaces/{workspace_id}/automations" => json!({"name": format!("Rule {n}"),
+            "trigger": {"event": "message_received"}, "actions": [{"type": "add_tags", "tags": ["x"]}]}),
+        "PATCH /api/v1/workspaces/{workspace_id}/automations/{id}" => json!({"name": "Renamed"}),
+        "POST /api/v1/workspaces/{workspace_id}/canned-replies" => {
+            json!({"shortcut": format!("matrix-{n}"), "text": "Thanks!"})
+        }
+        "PATCH /api/v1/workspaces/{workspace_id}/canned-replies/{id}" => json!({"text": "Hi!"}),
+        "POST /api/v1/workspaces/{workspace_id}/automations/{id}/test" => json!({
+            "message": {"text": "hello"}, "channel_id": world.channel, "contact_phone": "447700900001"}),
         "PATCH /api/v1/workspaces/{workspace_id}/channels/{id}" => {
             json!({"display_phone_number": "+1 555 0100"})
         }
@@ -447,7 +569,7 @@ fn body(world: &World, operation: &str, actor: usize) -> Option<Value> {
 
 async fn call(app: &TestApp, world: &World, operation: &str, actor: usize) -> u16 {
     let (method, _) = operation.split_once(' ').unwrap();
-    let url = app.url(&concrete_path(world, operation));
+    let url = app.url(&concrete_path(world, operation, actor));
     let mut request = app.client.request(method.parse().unwrap(), url);
     if let Some(token) = &world.tokens[actor] {
         request = request.bearer_auth(token);
@@ -644,6 +766,23 @@ async fn every_socket_and_client_frame_as_every_caller(backend: Backend) {
                     ACTORS[actor]
                 ));
             }
+        }
+    }
+    // Taking the waiting conversation: those of its team are full (capacity 0); the outsider
+    // learns nothing of it.
+    for (actor, expected) in [
+        (1, "over_capacity"),
+        (2, "over_capacity"),
+        (3, "over_capacity"),
+        (7, "not_found"),
+    ] {
+        let token = world.tokens[actor].as_deref().unwrap();
+        let mut socket = connect_socket_at(&app.address, "/ws/agent", token).await;
+        socket.expect("hello").await;
+        let frame = json!({"type": "pick", "conversation_id": world.conversation});
+        let got = answer(&mut socket, frame).await;
+        if got.as_deref() != Some(expected) {
+            wrong.push(format!("`pick` frame as {}: {got:?}", ACTORS[actor]));
         }
     }
     // The dashboard's one client frame, as every caller who may watch it.

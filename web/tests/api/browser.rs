@@ -851,3 +851,142 @@ async fn sla_countdowns_breaches_and_automated_replies_show_in_real_chromium() {
     dashboard.close().await.unwrap();
     let _ = std::fs::remove_dir_all(&profiles);
 }
+
+/// The agent's tools in the console: a conversation of last week found by one of its words,
+/// a waiting conversation taken from the queue, and a canned reply picked by typing `/gr`,
+/// filled in for the customer and sent.
+#[actix_web::test]
+async fn canned_replies_the_queue_and_search_work_in_real_chromium() {
+    let app = spawn_app_with(Backend::Postgres, |settings, _| {
+        settings.routing.disconnect_grace_ms = 30_000;
+    })
+    .await;
+    let workspace = app.create_workspace("Acme Tools").await;
+    let team = app
+        .create_team_with(&workspace, json!({"name": "Support", "auto_accept": true}))
+        .await;
+    app.create_channel(&workspace, &team, waos_web::testing::PHONE_NUMBER_ID_1)
+        .await;
+    agent(
+        &app,
+        &workspace,
+        "Cleo Ng",
+        "cleo@tools.example",
+        "agent",
+        &[&team],
+    )
+    .await;
+    app.post_ok(
+        &format!("/api/v1/workspaces/{workspace}/canned-replies"),
+        ADMIN_TOKEN,
+        &json!({"shortcut": "greeting", "text": "Hello {{contact.name|there}}, {{agent.name}} here. How can I help?"}),
+        201,
+    )
+    .await;
+    app.post_ok(
+        &format!("/api/v1/workspaces/{workspace}/canned-replies"),
+        ADMIN_TOKEN,
+        &json!({"shortcut": "bye", "text": "Thanks for writing!"}),
+        201,
+    )
+    .await;
+    // Last week a customer wrote about a kettle; it waits until Cleo signs in.
+    let week_ago = now() - 7 * 86_400;
+    let old = text_body_at(
+        "wamid.tools-1",
+        1,
+        "The blue kettle arrived cracked",
+        week_ago,
+    );
+    assert_eq!(app.post_webhook(&old).await.status(), 200);
+
+    let driver = Driver::start().await;
+    let profiles = tempfile_dir();
+    let console = driver.browser(&profiles.join("console")).await;
+    log_in(&console, &app.address, "/console", "cleo@tools.example").await;
+    // Online on connect: it is hers at once; she resolves it, then goes away.
+    wait_text(&console, &testid("message-text"), "kettle").await;
+    click(&console, &testid("resolve")).await;
+    wait_gone(&console, &testid("conversation-item")).await;
+    click(&console, &testid("presence-toggle")).await;
+    wait_text(&console, &testid("presence-toggle"), "away").await;
+
+    // Away: a new customer waits in the queue; she takes it.
+    let body = text_body_at("wamid.tools-2", 2, "Do you deliver on Sundays?", now());
+    assert_eq!(app.post_webhook(&body).await.status(), 200);
+    wait_text(&console, &testid("queue-item"), "Customer 2").await;
+    click(&console, &testid("queue-take")).await;
+    wait_text(&console, &testid("conversation-item"), "Customer 2").await;
+    wait_text(&console, &testid("message-text"), "Sundays").await;
+
+    // `/gr` offers the greeting, filled in; choosing it puts it in the box, Send sends it.
+    wait_find(&console, &testid("reply-input"))
+        .await
+        .send_keys("/gr")
+        .await
+        .unwrap();
+    wait_text(&console, &testid("canned-option"), "/greeting").await;
+    screenshot(&console, "console-tools.png").await;
+    click(
+        &console,
+        &format!("{}[data-shortcut='greeting']", testid("canned-option")),
+    )
+    .await;
+    let filled = "Hello Customer 2, Cleo Ng here. How can I help?";
+    let started = Instant::now();
+    while wait_find(&console, &testid("reply-input"))
+        .await
+        .prop("value")
+        .await
+        .unwrap()
+        .as_deref()
+        != Some(filled)
+    {
+        assert!(
+            started.elapsed() < PATIENCE,
+            "the canned reply was not filled in"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    click(&console, &testid("reply-send")).await;
+    wait_text(
+        &console,
+        &format!(".msg.out {}", testid("message-text")),
+        filled,
+    )
+    .await;
+    eventually(Duration::from_secs(10), || async {
+        app.count(
+            "messages",
+            &format!("direction = 'out' AND text = '{filled}'"),
+        )
+        .await
+            == 1
+    })
+    .await;
+
+    // Last week's conversation, found by a word of it.
+    wait_find(&console, &testid("search-input"))
+        .await
+        .send_keys("KETTLE\u{e007}")
+        .await
+        .unwrap();
+    wait_text(
+        &console,
+        &testid("search-result"),
+        "The blue kettle arrived cracked",
+    )
+    .await;
+    click(&console, &testid("search-result")).await;
+    wait_text(
+        &console,
+        &testid("transcript-message"),
+        "The blue kettle arrived cracked",
+    )
+    .await;
+    click(&console, &testid("transcript-close")).await;
+    wait_gone(&console, &testid("transcript")).await;
+
+    console.close().await.unwrap();
+    let _ = std::fs::remove_dir_all(&profiles);
+}

@@ -19,7 +19,9 @@ macro_rules! on_both_backends {
     )+};
 }
 
+mod agent_tools;
 mod authorization;
+mod automation;
 mod binary;
 mod browser;
 mod concurrency;

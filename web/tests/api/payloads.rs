@@ -230,6 +230,7 @@ fn outbound_to_olivia(
         created_at: Set(now),
         updated_at: Set(now),
         automated: Set(false),
+        button_payload: Set(None),
     }
 }
 

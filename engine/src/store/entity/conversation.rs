@@ -37,6 +37,12 @@ pub struct Model {
     pub first_replied_at: Option<DateTimeUtc>,
     pub last_agent_reply_at: Option<DateTimeUtc>,
     pub out_of_hours_replied_at: Option<DateTimeUtc>,
+    /// Its `conversation_created` rules have not run yet.
+    pub automation_pending: bool,
+    /// Timer rules that fired: `{"<automation id>": "<start of the silence>"}`.
+    pub automation_fired: String,
+    /// Its contact was first seen with this conversation.
+    pub contact_is_new: bool,
 }
 
 /// Where a conversation stands in routing; stored as its name (a text column: no migration).

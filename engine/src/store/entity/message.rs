@@ -26,6 +26,8 @@ pub struct Model {
     pub updated_at: DateTimeUtc,
     /// Sent by WaOS itself (an out-of-hours reply, an automation), not by an agent.
     pub automated: bool,
+    /// The id of the quick-reply button or list row the customer chose.
+    pub button_payload: Option<String>,
 }
 
 /// Who wrote a message; stored as `in` or `out` (a text column: no migration).
