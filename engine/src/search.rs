@@ -172,7 +172,7 @@ pub async fn search_messages(
     let limit = page.limit()?;
     let words = match db.get_database_backend() {
         DatabaseBackend::Sqlite => Expr::cust_with_values(
-            "\"messages\".\"id\" IN (SELECT message_id FROM messages_fts WHERE messages_fts MATCH ?)",
+            "\"messages\".\"rowid\" IN (SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?)",
             [fts5_query(&q)],
         ),
         _ => Expr::cust_with_values(

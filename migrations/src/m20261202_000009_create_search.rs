@@ -1,7 +1,8 @@
 //! Full-text search over message texts: on Postgres a GIN index on the 'simple' `tsvector` of
 //! each text (no stemming: it suits mixed Arabic and English); on SQLite an FTS5 table kept in
 //! step with `messages` by triggers (an erasure's update and a retention delete included),
-//! filled from the messages already stored.
+//! filled from the messages already stored. The FTS row of a message has the message row's
+//! `rowid`, so a trigger finds it by key, not by a scan.
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::{ConnectionTrait, DatabaseBackend};
@@ -10,17 +11,17 @@ use sea_orm_migration::sea_orm::{ConnectionTrait, DatabaseBackend};
 pub struct Migration;
 
 const SQLITE_UP: &[&str] = &[
-    "CREATE VIRTUAL TABLE messages_fts USING fts5(text, message_id UNINDEXED)",
-    "INSERT INTO messages_fts (text, message_id) SELECT text, id FROM messages WHERE text IS NOT NULL",
+    "CREATE VIRTUAL TABLE messages_fts USING fts5(text)",
+    "INSERT INTO messages_fts (rowid, text) SELECT rowid, text FROM messages WHERE text IS NOT NULL",
     "CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages WHEN new.text IS NOT NULL BEGIN
-        INSERT INTO messages_fts (text, message_id) VALUES (new.text, new.id);
+        INSERT INTO messages_fts (rowid, text) VALUES (new.rowid, new.text);
      END",
     "CREATE TRIGGER messages_fts_update AFTER UPDATE OF text ON messages BEGIN
-        DELETE FROM messages_fts WHERE message_id = old.id;
-        INSERT INTO messages_fts (text, message_id) SELECT new.text, new.id WHERE new.text IS NOT NULL;
+        DELETE FROM messages_fts WHERE rowid = old.rowid;
+        INSERT INTO messages_fts (rowid, text) SELECT new.rowid, new.text WHERE new.text IS NOT NULL;
      END",
     "CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN
-        DELETE FROM messages_fts WHERE message_id = old.id;
+        DELETE FROM messages_fts WHERE rowid = old.rowid;
      END",
 ];
 

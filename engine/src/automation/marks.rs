@@ -32,8 +32,11 @@ impl Marks {
             Set(serde_json::to_string(&self.fired).unwrap_or_else(|_| "{}".to_owned()));
     }
 
-    /// Whether `automation_id` already fired for the silence that began at `since`.
+    /// Whether `automation_id` already fired for the silence that began at `since`, to the
+    /// microsecond (what Postgres keeps of a time read back after a restart).
     pub fn fired_for(&self, automation_id: &str, since: DateTime<Utc>) -> bool {
-        self.fired.get(automation_id) == Some(&since)
+        self.fired
+            .get(automation_id)
+            .is_some_and(|fired| fired.timestamp_micros() == since.timestamp_micros())
     }
 }

@@ -2,7 +2,7 @@
 //! assigned, resolved; the agent; the offer's timer; who declined) and writes every change to
 //! the database and the audit. Stops when resolved; rebuilt from the database when needed again.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -219,6 +219,9 @@ pub struct ConversationActor {
     cycle_policy: Option<Policy>,
     /// Rebuilt as assigned, and finding its agent: timer rules wait until it knows who holds it.
     attaching: bool,
+    /// A chain of rules is running; runs asked for meanwhile wait here, in order.
+    automating: bool,
+    next_runs: VecDeque<automate::PendingRun>,
 }
 
 impl ConversationActor {
@@ -247,6 +250,8 @@ impl ConversationActor {
             last_customer_at: stored.raw.last_inbound_at,
             cycle_policy: None,
             attaching: false,
+            automating: false,
+            next_runs: VecDeque::new(),
             clocks,
             team_id: stored.team_id,
             offer_timeout_secs: stored.offer_timeout_secs,
@@ -852,6 +857,19 @@ impl ConversationActor {
         reason: String,
         ctx: &mut Context<Self>,
     ) {
+        self.assign_then(agent_id, agent_name, agent, reason, ctx, |_, _| {});
+    }
+
+    /// Assigns, then runs `next` once the agent has been told (with the history).
+    fn assign_then(
+        &mut self,
+        agent_id: AgentId,
+        agent_name: String,
+        agent: Addr<AgentActor>,
+        reason: String,
+        ctx: &mut Context<Self>,
+        next: impl FnOnce(&mut Self, &mut Context<Self>) + 'static,
+    ) {
         self.state = State::Assigned {
             agent_id,
             agent_name,
@@ -875,12 +893,13 @@ impl ConversationActor {
                     .unwrap_or_default()
             }
             .into_actor(self)
-            .map(move |messages, _, _| {
+            .map(move |messages, conversation, ctx| {
                 agent.do_send(Assigned {
                     view,
                     reason,
                     messages,
                 });
+                next(conversation, ctx)
             }),
         );
     }
@@ -988,6 +1007,10 @@ impl ConversationActor {
     }
 
     fn resume_after_rules(&mut self, ctx: &mut Context<Self>) {
+        // A rule resolved it: nothing is left to route or time.
+        if matches!(self.state, State::Resolved { .. }) {
+            return;
+        }
         if self.apply_policy() {
             self.store_applied_clocks();
         }

@@ -616,6 +616,10 @@ impl Handler<MoveSlot> for Supervisor {
             .roster
             .get_mut(&message.to)
             .ok_or(RoutingError::NotFound("agent"))?;
+        // From the agent it is offered to, to the same agent: its slot is already counted.
+        if message.from == Some(message.to) {
+            return Ok(entry.candidate.name.clone());
+        }
         if entry.candidate.load >= entry.candidate.capacity {
             return Err(RoutingError::OverCapacity);
         }

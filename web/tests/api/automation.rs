@@ -516,6 +516,43 @@ async fn bad_rules_are_refused_naming_the_problem(backend: Backend) {
     assert_eq!(response.status(), 404);
 }
 
+/// A rule that resolves a waiting conversation and goes on tagging it: the
+/// `conversation_resolved` rules run after it (one chain at a time), and neither loses the
+/// other's tags; the resolved conversation is not queued again.
+async fn a_rule_that_resolves_runs_the_resolved_rules_after_its_own(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let f = floor(&app, json!({})).await;
+    create_rule(
+        &app,
+        &f.workspace,
+        json!({"name": "Spam", "trigger": {"event": "message_received"},
+               "conditions": {"field": "message.text", "op": "starts_with", "value": "WIN A PRIZE"},
+               "actions": [{"type": "resolve"}, {"type": "add_tags", "tags": ["spam"]}]}),
+    )
+    .await;
+    create_rule(
+        &app,
+        &f.workspace,
+        json!({"name": "Survey", "trigger": {"event": "conversation_resolved"},
+               "actions": [{"type": "add_tags", "tags": ["surveyed"]}]}),
+    )
+    .await;
+    let id = writes(&app, 1, "wamid.spam-1", "win a prize now!!!").await;
+    eventually(Duration::from_secs(5), || async {
+        tags(&app, &id).await == json!(["spam", "surveyed"])
+    })
+    .await;
+    assert_eq!(conversation(&app, &id).await["status"], "resolved");
+    // Nobody is offered it when an agent comes online.
+    let (_, token) = app
+        .create_agent(&f.workspace, "ray@spam.example", "agent", &[&f.team])
+        .await;
+    let (mut socket, _) = app.connect_agent(&token).await;
+    socket
+        .expect_none("offer", Duration::from_millis(400))
+        .await;
+}
+
 on_both_backends!(
     a_greeting_tells_the_expected_wait_on_conversation_created,
     a_keyword_and_a_button_route_to_refunds_before_anyone_else_is_offered,
@@ -526,4 +563,5 @@ on_both_backends!(
     a_failing_action_is_audited_and_the_next_rule_still_runs,
     the_dry_run_says_which_condition_failed,
     bad_rules_are_refused_naming_the_problem,
+    a_rule_that_resolves_runs_the_resolved_rules_after_its_own,
 );

@@ -33,6 +33,10 @@ type Context = actix::Context<ConversationActor>;
 type Done = Box<dyn FnOnce(&mut ConversationActor, Result<(), String>, &mut Context)>;
 /// What runs once a whole run is done.
 type Then = Box<dyn FnOnce(&mut ConversationActor, &mut Context)>;
+/// Events whose rules are to run, each with its message.
+type Events = VecDeque<(Event, Option<MessageView>)>;
+/// A run asked for while another was under way.
+pub(super) type PendingRun = (Events, Then);
 
 fn routing_failure(error: RoutingError) -> String {
     match error {
@@ -86,7 +90,7 @@ impl ConversationActor {
         {
             events.push((Event::MessageReceived, Some(message)));
         }
-        self.run_events(events.into(), ctx, Box::new(next));
+        self.automate(events.into(), ctx, Box::new(next));
     }
 
     /// A customer's message (never an automation's or an agent's).
@@ -96,7 +100,7 @@ impl ConversationActor {
         {
             return;
         }
-        self.run_events(
+        self.automate(
             VecDeque::from([(Event::MessageReceived, Some(message))]),
             ctx,
             Box::new(|_, _| {}),
@@ -113,7 +117,7 @@ impl ConversationActor {
         if self.rules.listens(EventKind::ConversationResolved) {
             events.push_back((Event::ConversationResolved, self.last_message.clone()));
         }
-        self.run_events(events, ctx, Box::new(next));
+        self.automate(events, ctx, Box::new(next));
     }
 
     /// Where the silence a timer rule measures began, if one is running: the customer's
@@ -181,12 +185,38 @@ impl ConversationActor {
             events.push_back((Event::Timer { automation_id }, self.last_message.clone()));
         }
         self.persist(ctx);
-        self.run_events(
+        self.automate(
             events,
             ctx,
             Box::new(|conversation, ctx| conversation.rearm(ctx)),
         );
         true
+    }
+
+    /// Runs one chain of rules at a time: a run asked for while one is under way (a resolve
+    /// by a rule starts the `conversation_resolved` rules; a timer falls due as an action
+    /// re-arms) waits for it, since actix polls the newest wait first and two chains would
+    /// interleave, each acting on state the other is changing.
+    fn automate(&mut self, events: Events, ctx: &mut Context, then: Then) {
+        if self.automating {
+            self.next_runs.push_back((events, then));
+            return;
+        }
+        if events.is_empty() {
+            return then(self, ctx);
+        }
+        self.automating = true;
+        self.run_events(
+            events,
+            ctx,
+            Box::new(|conversation, ctx| {
+                conversation.automating = false;
+                then(conversation, ctx);
+                if let Some((events, then)) = conversation.next_runs.pop_front() {
+                    conversation.automate(events, ctx, then);
+                }
+            }),
+        );
     }
 
     /// Evaluates each event's rules and runs what fired, event after event, then `then`.
@@ -476,8 +506,10 @@ impl ConversationActor {
                     Some(json!({"automation": rule})),
                     reason,
                 );
-                conversation.assign(to, name, agent, "automation".into(), ctx);
-                done(conversation, Ok(()), ctx)
+                // The next action starts once the agent has been told it holds it.
+                conversation.assign_then(to, name, agent, "automation".into(), ctx, |c, ctx| {
+                    done(c, Ok(()), ctx)
+                });
             }),
         );
     }
@@ -644,6 +676,10 @@ impl ConversationActor {
                         conversation_id: self.id(),
                     });
                 }
+                // Out of the queue at once, so no offer is made for it meanwhile.
+                self.supervisor.do_send(Unqueue {
+                    conversation_id: self.id(),
+                });
                 self.audit(AuditKind::Resolved, None, reason, text);
                 self.settle(ctx);
                 self.resolved_rules(ctx, |conversation, ctx| {
