@@ -29,6 +29,11 @@ impl Metrics {
             routing.decision_seconds.clone(),
         );
         registry.register(
+            "automation_evaluation_seconds",
+            "Time a conversation takes to evaluate its workspace's automation rules for one event (pure evaluation)",
+            routing.rules_seconds.clone(),
+        );
+        registry.register(
             "conversation_actors",
             "Conversation actors running (a quiet assigned conversation's actor stops; the next event rebuilds it)",
             routing.conversation_actors.clone(),

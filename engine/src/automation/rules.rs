@@ -609,6 +609,8 @@ pub struct Facts {
     pub tags: Vec<String>,
     pub priority: i32,
     pub within_hours: bool,
+    /// The message's text lower-cased, made once for every `contains` and `starts_with`.
+    pub(crate) folded_text: std::cell::OnceCell<String>,
 }
 
 enum Fact<'a> {
@@ -620,6 +622,14 @@ enum Fact<'a> {
 }
 
 impl Facts {
+    /// `text` lower-cased: the message's text from the cache, anything else made now.
+    fn folded<'a>(&'a self, field: Field, text: &'a str) -> std::borrow::Cow<'a, str> {
+        match field {
+            Field::MessageText => self.folded_text.get_or_init(|| text.to_lowercase()).into(),
+            _ => text.to_lowercase().into(),
+        }
+    }
+
     fn get(&self, field: Field) -> Fact<'_> {
         fn text(value: Option<&String>) -> Fact<'_> {
             value.map_or(Fact::Missing, |v| Fact::Text(v))
@@ -652,11 +662,12 @@ impl Test {
                 (Op::Equals, Operand::Text(want)) => text.trim() == want,
                 (Op::NotEquals, Operand::Text(want)) => text.trim() != want,
                 (Op::Contains, Operand::Folded(want)) => {
-                    text.to_lowercase().contains(want.as_str())
+                    facts.folded(self.field, text).contains(want.as_str())
                 }
-                (Op::StartsWith, Operand::Folded(want)) => {
-                    text.trim_start().to_lowercase().starts_with(want.as_str())
-                }
+                (Op::StartsWith, Operand::Folded(want)) => facts
+                    .folded(self.field, text)
+                    .trim_start()
+                    .starts_with(want.as_str()),
                 (Op::In, Operand::List(list)) => list.iter().any(|item| item == text.trim()),
                 (Op::Matches, Operand::Pattern(pattern)) => pattern.is_match(text),
                 _ => false,
@@ -803,10 +814,11 @@ impl RuleSet {
             if !applies {
                 continue;
             }
-            let (matched, trace) = rule.conditions.trace(facts);
-            if !matched {
+            // The trace is made only for a rule that matched (the dry run makes its own).
+            if !rule.conditions.holds(facts) {
                 continue;
             }
+            let (_, trace) = rule.conditions.trace(facts);
             fired.push(Fired {
                 automation_id: rule.id.clone(),
                 name: rule.name.clone(),

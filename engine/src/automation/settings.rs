@@ -396,6 +396,7 @@ pub async fn test_automation(
         tags: input.tags,
         priority: 0,
         within_hours,
+        folded_text: Default::default(),
     };
     Ok(rules::dry_run(&rule, &facts))
 }

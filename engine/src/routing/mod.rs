@@ -102,6 +102,8 @@ pub struct RoutingContext {
     pub settings: RoutingSettings,
     /// How long each assignment decision takes (the pure choice, no IO), for `/metrics`.
     pub decision_seconds: prometheus_client::metrics::histogram::Histogram,
+    /// How long evaluating one event's automation rules takes (the pure evaluation, no IO).
+    pub rules_seconds: prometheus_client::metrics::histogram::Histogram,
     /// Conversation actors running now (quiet ones stop), for `/metrics`.
     pub conversation_actors: prometheus_client::metrics::gauge::Gauge,
     /// Permits for conversations' database work (`settings.max_concurrent_writes`).
@@ -125,6 +127,10 @@ impl RoutingContext {
             presence,
             // 1 µs to about 33 ms.
             decision_seconds: prometheus_client::metrics::histogram::Histogram::new(
+                prometheus_client::metrics::histogram::exponential_buckets(0.000_001, 2.0, 16),
+            ),
+            // 1 µs to about 33 ms.
+            rules_seconds: prometheus_client::metrics::histogram::Histogram::new(
                 prometheus_client::metrics::histogram::exponential_buckets(0.000_001, 2.0, 16),
             ),
             conversation_actors: Default::default(),

@@ -64,6 +64,7 @@ impl ConversationActor {
             tags: serde_json::from_str(&self.stored.raw.tags).unwrap_or_default(),
             priority: self.stored.priority,
             within_hours: self.time.is_open(Utc::now()),
+            folded_text: Default::default(),
         }
     }
 
@@ -229,7 +230,11 @@ impl ConversationActor {
         let Some((event, message)) = events.pop_front() else {
             return then(self, ctx);
         };
+        let evaluating = Instant::now();
         let fired = self.rules.evaluate(&event, &self.facts(message.as_ref()));
+        self.context
+            .rules_seconds
+            .observe(evaluating.elapsed().as_secs_f64());
         let ran = !fired.is_empty();
         self.run_fired(
             event,
