@@ -714,7 +714,15 @@ impl Condition {
     /// Evaluates every test (no short cut: the trace shows each one), leaves in order.
     fn evaluate(&self, facts: &Facts, trace: &mut Option<&mut Vec<ConditionTrace>>) -> bool {
         match self {
-            // Every child is evaluated (no short cut), so the trace has each test.
+            // Without a trace, the first test that decides a group ends it (a rule whose
+            // keyword is absent costs one `contains`); with one, every test is evaluated so
+            // that the trace shows each.
+            Condition::All(children) if trace.is_none() => {
+                children.iter().all(|c| c.evaluate(facts, &mut None))
+            }
+            Condition::Any(children) if trace.is_none() => {
+                children.is_empty() || children.iter().any(|c| c.evaluate(facts, &mut None))
+            }
             Condition::All(children) => {
                 let held: Vec<bool> = children.iter().map(|c| c.evaluate(facts, trace)).collect();
                 held.iter().all(|h| *h)
