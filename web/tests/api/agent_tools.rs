@@ -6,18 +6,10 @@ use std::time::Duration;
 
 use chrono::Utc;
 use serde_json::{Value, json};
-use waos_web::testing::{ADMIN_TOKEN, Backend, TestApp, spawn_app};
+use waos_web::testing::{ADMIN_TOKEN, Backend, spawn_app};
 
 use crate::concurrency::text_body_at;
-use crate::routing::{Floor, conversation, floor};
-
-async fn writes(app: &TestApp, customer: usize, wamid: &str, text: &str) -> String {
-    let body = text_body_at(wamid, customer, text, Utc::now().timestamp());
-    assert_eq!(app.post_webhook(&body).await.status(), 200);
-    app.scalar("messages", "conversation_id", &format!("wamid = '{wamid}'"))
-        .await
-        .unwrap()
-}
+use crate::routing::{Floor, conversation, customer_writes_now as writes, floor};
 
 fn shortcuts(list: &Value) -> Vec<String> {
     list["items"]

@@ -12,7 +12,7 @@ use waos_web::testing::{
 };
 
 use crate::concurrency::text_body_at;
-use crate::routing::{Floor, conversation, floor};
+use crate::routing::{Floor, conversation, customer_writes_now as writes, floor, posted as stored};
 
 async fn create_rule(app: &TestApp, workspace: &str, body: Value) -> String {
     app.post_ok(
@@ -25,19 +25,6 @@ async fn create_rule(app: &TestApp, workspace: &str, body: Value) -> String {
         .as_str()
         .unwrap()
         .to_owned()
-}
-
-/// A customer's message now (inside the window), answering its conversation's id.
-async fn writes(app: &TestApp, customer: usize, wamid: &str, text: &str) -> String {
-    let body = text_body_at(wamid, customer, text, Utc::now().timestamp());
-    stored(app, &body, wamid).await
-}
-
-async fn stored(app: &TestApp, body: &[u8], wamid: &str) -> String {
-    assert_eq!(app.post_webhook(body).await.status(), 200);
-    app.scalar("messages", "conversation_id", &format!("wamid = '{wamid}'"))
-        .await
-        .unwrap()
 }
 
 /// A customer taps a quick-reply button whose id is `payload`.

@@ -32,8 +32,24 @@ pub(crate) async fn customer_writes(
     wamid: &str,
     text: &str,
 ) -> String {
-    let response = app.post_webhook(&text_body(wamid, customer, text)).await;
-    assert_eq!(response.status(), 200);
+    posted(app, &text_body(wamid, customer, text), wamid).await
+}
+
+/// The same, written now (inside the 24-hour window).
+pub(crate) async fn customer_writes_now(
+    app: &TestApp,
+    customer: usize,
+    wamid: &str,
+    text: &str,
+) -> String {
+    let body =
+        crate::concurrency::text_body_at(wamid, customer, text, chrono::Utc::now().timestamp());
+    posted(app, &body, wamid).await
+}
+
+/// Posts a signed webhook `body` carrying message `wamid`; answers its conversation's id.
+pub(crate) async fn posted(app: &TestApp, body: &[u8], wamid: &str) -> String {
+    assert_eq!(app.post_webhook(body).await.status(), 200);
     app.scalar("messages", "conversation_id", &format!("wamid = '{wamid}'"))
         .await
         .unwrap()

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use waos_web::testing::{ADMIN_TOKEN, Backend, TestApp, eventually, spawn_app};
 
 use crate::concurrency::text_body_at;
-use crate::routing::{Floor, conversation, floor};
+use crate::routing::{Floor, conversation, customer_writes_now, floor};
 
 fn weekdays(hours: [&str; 2]) -> Value {
     json!({"mon": [hours], "tue": [hours], "wed": [hours], "thu": [hours], "fri": [hours]})
@@ -286,14 +286,6 @@ async fn bad_calendars_and_policies_are_refused_naming_the_field(backend: Backen
 }
 
 /// A customer message stamped now (its 24-hour window open).
-async fn customer_writes_now(app: &TestApp, customer: usize, wamid: &str) -> String {
-    let body = text_body_at(wamid, customer, "hello", Utc::now().timestamp());
-    assert_eq!(app.post_webhook(&body).await.status(), 200);
-    app.scalar("messages", "conversation_id", &format!("wamid = '{wamid}'"))
-        .await
-        .unwrap()
-}
-
 async fn audit_kinds(app: &TestApp, id: &str) -> Vec<String> {
     app.get_ok(&format!("/api/v1/conversations/{id}/audit"), ADMIN_TOKEN)
         .await["items"]
@@ -358,7 +350,7 @@ async fn sla_clocks_warn_breach_and_meet_at_their_deadlines(backend: Backend) {
         .await;
     let (mut socket, _) = app.connect_agent(&token).await;
 
-    let late = customer_writes_now(&app, 1, "wamid.sla-1").await;
+    let late = customer_writes_now(&app, 1, "wamid.sla-1", "hello").await;
     assert_eq!(socket.expect("assigned").await["conversation_id"], late);
     let view = conversation(&app, &late).await;
     assert_eq!(view["sla"]["policy_id"], policy);
@@ -399,7 +391,7 @@ async fn sla_clocks_warn_breach_and_meet_at_their_deadlines(backend: Backend) {
     .await;
 
     // Answered in time: met, and the next customer message starts the next-response clock.
-    let quick = customer_writes_now(&app, 2, "wamid.sla-2").await;
+    let quick = customer_writes_now(&app, 2, "wamid.sla-2", "hello").await;
     assert_eq!(socket.expect("assigned").await["conversation_id"], quick);
     let reply = app
         .post(
@@ -414,7 +406,7 @@ async fn sla_clocks_warn_breach_and_meet_at_their_deadlines(backend: Backend) {
     assert_eq!(view["sla"]["met"], json!(["first_response"]));
     assert_eq!(view["sla"]["first_response_due_at"], Value::Null);
     assert_eq!(view["sla"]["next_response_due_at"], Value::Null);
-    customer_writes_now(&app, 2, "wamid.sla-3").await;
+    customer_writes_now(&app, 2, "wamid.sla-3", "hello").await;
     eventually(Duration::from_secs(5), || async {
         conversation(&app, &quick).await["sla"]["next_response_due_at"].is_string()
     })
@@ -477,7 +469,7 @@ async fn business_time_deadlines_wait_for_opening(backend: Backend) {
         )
         .await;
     assert_eq!(response.status(), 200);
-    let id = customer_writes_now(&app, 1, "wamid.business-1").await;
+    let id = customer_writes_now(&app, 1, "wamid.business-1", "hello").await;
     eventually(Duration::from_secs(5), || async {
         conversation(&app, &id).await["sla"]["first_response_due_at"].is_string()
     })
@@ -517,7 +509,7 @@ async fn out_of_hours_reply_once_and_offers_wait_for_opening(backend: Backend) {
         .await;
     let (mut socket, _) = app.connect_agent(&token).await;
 
-    let id = customer_writes_now(&app, 1, "wamid.closed-1").await;
+    let id = customer_writes_now(&app, 1, "wamid.closed-1", "hello").await;
     let automated = "direction = 'out' AND automated = TRUE";
     eventually(Duration::from_secs(5), || async {
         app.count("messages", automated).await == 1
@@ -544,7 +536,7 @@ async fn out_of_hours_reply_once_and_offers_wait_for_opening(backend: Backend) {
     .await;
     wait_for_audit(&app, &id, "out_of_hours_replied").await;
     // Once per cycle: the customer writes again, no second reply.
-    customer_writes_now(&app, 1, "wamid.closed-2").await;
+    customer_writes_now(&app, 1, "wamid.closed-2", "hello").await;
     socket
         .expect_none("offer", Duration::from_millis(400))
         .await;
@@ -609,7 +601,7 @@ async fn auto_resolve_resolves_a_silent_conversation_without_reopening_it(backen
         .create_agent(&f.workspace, "bea@quiet.example", "agent", &[&f.team])
         .await;
     let (mut socket, _) = app.connect_agent(&token).await;
-    let id = customer_writes_now(&app, 1, "wamid.quiet-1").await;
+    let id = customer_writes_now(&app, 1, "wamid.quiet-1", "hello").await;
     assert_eq!(socket.expect("assigned").await["conversation_id"], id);
     let reply = app
         .post(
@@ -656,7 +648,7 @@ async fn a_reopened_conversation_starts_a_new_sla_cycle(backend: Backend) {
         .create_agent(&f.workspace, "bea@cycle.example", "agent", &[&f.team])
         .await;
     let (mut socket, _) = app.connect_agent(&token).await;
-    let id = customer_writes_now(&app, 1, "wamid.cycle-1").await;
+    let id = customer_writes_now(&app, 1, "wamid.cycle-1", "hello").await;
     assert_eq!(socket.expect("assigned").await["conversation_id"], id);
     eventually(Duration::from_secs(5), || async {
         conversation(&app, &id).await["sla"]["breached"] == json!(["first_response"])
@@ -684,7 +676,10 @@ async fn a_reopened_conversation_starts_a_new_sla_cycle(backend: Backend) {
         .await;
     assert_eq!(response.status(), 200);
     // The customer writes again within the reopen window: the same conversation, a new cycle.
-    assert_eq!(customer_writes_now(&app, 1, "wamid.cycle-2").await, id);
+    assert_eq!(
+        customer_writes_now(&app, 1, "wamid.cycle-2", "hello").await,
+        id
+    );
     assert_eq!(socket.expect("assigned").await["conversation_id"], id);
     eventually(Duration::from_secs(5), || async {
         let sla = conversation(&app, &id).await["sla"].clone();
