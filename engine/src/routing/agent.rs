@@ -486,18 +486,18 @@ impl Handler<Connect> for AgentActor {
             async move { store::held_by(&db, agent_id).await }
                 .into_actor(self)
                 .map(move |held, agent, _| {
-                    let mut hello = agent.hello();
-                    if let (Ok(held), ServerFrame::Hello { conversations, .. }) = (held, &mut hello)
-                    {
-                        // What the database says it holds is held, whether or not the
-                        // conversation's actor has introduced itself yet.
-                        for view in &held {
+                    // What the database says it holds is held, whether or not the
+                    // conversation's actor has introduced itself yet; what the actor was told
+                    // and the database has not stored yet (an assignment whose write is still
+                    // under way) is held too: the hello is the union.
+                    if let Ok(held) = held {
+                        for view in held {
                             if let Some(id) = ConversationId::parse(&view.id) {
-                                agent.held.entry(id).or_insert_with(|| view.clone());
+                                agent.held.entry(id).or_insert(view);
                             }
                         }
-                        *conversations = held;
                     }
+                    let hello = agent.hello();
                     agent.send_to(socket_id, &hello);
                 }),
         );
