@@ -106,6 +106,99 @@ pub async fn create_workspace(
     Ok(row.into())
 }
 
+/// First run: a workspace and its first admin at once (`POST /setup`, the bootstrap token).
+#[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Setup {
+    pub workspace: NewWorkspace,
+    pub admin: FirstAdmin,
+}
+
+#[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FirstAdmin {
+    pub name: String,
+    pub email: String,
+    #[schema(value_type = String, format = Password)]
+    pub password: SecretString,
+}
+
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct SetupView {
+    pub workspace: WorkspaceView,
+    pub admin: AgentView,
+}
+
+/// Whether the installation has no workspace yet: `/admin` then asks for the bootstrap token.
+pub async fn needs_setup(db: &DatabaseConnection) -> Result<bool, EngineError> {
+    use sea_orm::PaginatorTrait;
+    Ok(workspace::Entity::find().count(db).await? == 0)
+}
+
+/// Creates a workspace and its first admin in one transaction: a refused admin (a bad or taken
+/// email) leaves no workspace behind. Refusals name the field as `workspace.name`,
+/// `admin.email`, ...
+pub async fn setup(
+    db: &DatabaseConnection,
+    hashing: &PasswordHashing,
+    caller: &Principal,
+    input: Setup,
+) -> Result<SetupView, EngineError> {
+    caller.require(Action::CreateWorkspace)?;
+    let name = non_empty("name", &input.workspace.name).map_err(|e| within("workspace", e))?;
+    let admin_name = non_empty("name", &input.admin.name).map_err(|e| within("admin", e))?;
+    let address = email(&input.admin.email).map_err(|e| within("admin", e))?;
+    let hash = hash_password(hashing, "password", &input.admin.password)
+        .await
+        .map_err(|e| within("admin", e))?;
+    let now = Utc::now();
+    let workspace_id = WorkspaceId::new().to_string();
+    let txn = crate::store::begin_write(db).await?;
+    let workspace = workspace::ActiveModel {
+        id: Set(workspace_id.clone()),
+        name: Set(name),
+        retention_message_days: Set(None),
+        retention_media_days: Set(None),
+        retention_audit_days: Set(None),
+        created_at: Set(now),
+    }
+    .insert(&txn)
+    .await?;
+    let admin = agent::ActiveModel {
+        id: Set(AgentId::new().to_string()),
+        workspace_id: Set(workspace_id),
+        name: Set(admin_name),
+        email: Set(address),
+        password_hash: Set(hash),
+        role: Set(Role::Admin.as_str().to_owned()),
+        capacity: Set(DEFAULT_CAPACITY),
+        skills: Set(skills(Vec::new())?),
+        active: Set(true),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(&txn)
+    .await
+    .map_err(|error| EngineError::from_insert(error, "admin.email", "an agent with this email"))?;
+    txn.commit().await?;
+    Ok(SetupView {
+        workspace: workspace.into(),
+        admin: agent_view(admin, Vec::new()),
+    })
+}
+
+/// A refusal about a field of a nested object names it by its path: `` `email` `` of the
+/// admin becomes `` `admin.email` ``.
+fn within(prefix: &str, error: EngineError) -> EngineError {
+    match error {
+        EngineError::Validation(message) => match message.strip_prefix('`') {
+            Some(rest) => EngineError::Validation(format!("`{prefix}.{rest}")),
+            None => EngineError::Validation(message),
+        },
+        other => other,
+    }
+}
+
 pub(crate) async fn find_workspace(
     db: &DatabaseConnection,
     caller: &Principal,
@@ -550,10 +643,9 @@ pub async fn create_channel(
         created_at: Set(now),
         updated_at: Set(now),
     };
-    let row = row
-        .insert(db)
-        .await
-        .map_err(|error| EngineError::from_insert(error, "a channel with this phone_number_id"))?;
+    let row = row.insert(db).await.map_err(|error| {
+        EngineError::from_insert(error, "phone_number_id", "a channel with this number")
+    })?;
     Ok(row.into())
 }
 
@@ -701,10 +793,19 @@ fn capacity(value: i32) -> Result<i32, EngineError> {
 }
 
 async fn password(hashing: &PasswordHashing, secret: &SecretString) -> Result<String, EngineError> {
+    hash_password(hashing, "password", secret).await
+}
+
+/// A password's hash, once it is long enough; `field` names it in the refusal.
+pub(crate) async fn hash_password(
+    hashing: &PasswordHashing,
+    field: &str,
+    secret: &SecretString,
+) -> Result<String, EngineError> {
     use secrecy::ExposeSecret;
     if secret.expose_secret().chars().count() < MIN_PASSWORD_CHARS {
         return Err(EngineError::Validation(format!(
-            "`password` must be at least {MIN_PASSWORD_CHARS} characters"
+            "`{field}` must be at least {MIN_PASSWORD_CHARS} characters"
         )));
     }
     hashing.hash(secret).await
@@ -752,7 +853,7 @@ pub async fn create_agent(
     let row = row
         .insert(&txn)
         .await
-        .map_err(|error| EngineError::from_insert(error, "an agent with this email"))?;
+        .map_err(|error| EngineError::from_insert(error, "email", "an agent with this email"))?;
     set_teams(&txn, &row.id, &team_ids).await?;
     txn.commit().await?;
     Ok(agent_view(row, team_ids))
@@ -857,7 +958,7 @@ pub async fn update_agent(
     let row = row
         .update(&txn)
         .await
-        .map_err(|error| EngineError::from_insert(error, "an agent with this email"))?;
+        .map_err(|error| EngineError::from_insert(error, "email", "an agent with this email"))?;
     if let Some(team_ids) = &team_ids {
         set_teams(&txn, &agent_id, team_ids).await?;
     }

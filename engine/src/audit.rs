@@ -46,6 +46,8 @@ pub enum AuditKind {
     LoginSucceeded,
     LoginFailed,
     LoginThrottled,
+    /// An agent changed its own password.
+    PasswordChanged,
     ApiTokenCreated,
     ApiTokenRevoked,
 }
@@ -82,6 +84,7 @@ impl AuditKind {
             AuditKind::LoginSucceeded => Borrowed("security.login_succeeded"),
             AuditKind::LoginFailed => Borrowed("security.login_failed"),
             AuditKind::LoginThrottled => Borrowed("security.login_throttled"),
+            AuditKind::PasswordChanged => Borrowed("security.password_changed"),
             AuditKind::ApiTokenCreated => Borrowed("security.api_token_created"),
             AuditKind::ApiTokenRevoked => Borrowed("security.api_token_revoked"),
         }

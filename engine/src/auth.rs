@@ -216,6 +216,41 @@ pub async fn logout(db: &DatabaseConnection, token: &str) -> Result<(), EngineEr
     Ok(())
 }
 
+/// Changes the signed-in agent's own password, if `current` is its password now. Every other
+/// session and ticket of the agent ends in the same transaction; `session_token`'s stays.
+/// `Ok(false)`: `current` is wrong (nothing changed).
+pub async fn change_password(
+    db: &DatabaseConnection,
+    hashing: &PasswordHashing,
+    caller: &AgentPrincipal,
+    session_token: &str,
+    current: &SecretString,
+    new: &SecretString,
+) -> Result<bool, EngineError> {
+    use sea_orm::{ActiveModelTrait, IntoActiveModel};
+    let agent = agent::Entity::find_by_id(caller.agent_id.to_string())
+        .one(db)
+        .await?
+        .ok_or(EngineError::NotFound("agent"))?;
+    if !hashing.verify(current, &agent.password_hash).await? {
+        return Ok(false);
+    }
+    let hash = crate::admin::hash_password(hashing, "new", new).await?;
+    let agent_id = agent.id.clone();
+    let mut row = agent.into_active_model();
+    row.password_hash = Set(hash);
+    row.updated_at = Set(Utc::now());
+    let txn = crate::store::begin_write(db).await?;
+    row.update(&txn).await?;
+    auth_token::Entity::delete_many()
+        .filter(auth_token::Column::AgentId.eq(agent_id))
+        .filter(auth_token::Column::TokenHash.ne(token_hash(session_token)))
+        .exec(&txn)
+        .await?;
+    txn.commit().await?;
+    Ok(true)
+}
+
 /// The agent behind a session token, if it is valid, unexpired and the agent is active.
 pub async fn authenticate(
     db: &DatabaseConnection,

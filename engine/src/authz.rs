@@ -123,10 +123,12 @@ pub enum Action {
     OpenAgentSocket,
     /// Open `/ws/supervisor`.
     WatchDashboard,
+    /// Change one's own password (`POST /auth/password`).
+    ChangeOwnPassword,
 }
 
 impl Action {
-    pub const ALL: [Action; 14] = [
+    pub const ALL: [Action; 15] = [
         Action::CreateWorkspace,
         Action::ReadConfiguration,
         Action::Administer,
@@ -141,6 +143,7 @@ impl Action {
         Action::ManageDataRequests,
         Action::OpenAgentSocket,
         Action::WatchDashboard,
+        Action::ChangeOwnPassword,
     ];
 
     /// The table.
@@ -158,6 +161,7 @@ impl Action {
             Action::Reply | Action::WorkConversations | Action::OpenAgentSocket => {
                 actor.is_person()
             }
+            Action::ChangeOwnPassword => actor.is_person(),
             Action::AssignByHand | Action::LookUpContacts => actor != Agent,
             Action::WatchDashboard => matches!(actor, Supervisor | Admin) || actor.is_token(),
             Action::ReadDirectory => actor != Installation,
@@ -180,6 +184,7 @@ impl Action {
             Action::ManageDataRequests => "data requests",
             Action::OpenAgentSocket => "open the agent socket",
             Action::WatchDashboard => "watch the queue dashboard",
+            Action::ChangeOwnPassword => "change one's own password",
         }
     }
 
@@ -201,6 +206,9 @@ impl Action {
                 "the agent socket is for agents; integrations may watch `/ws/supervisor`"
             }
             Action::WatchDashboard => "the queue dashboard is for supervisors",
+            Action::ChangeOwnPassword => {
+                "only a person has a password; tokens are revoked and made anew instead"
+            }
             Action::ReadDirectory => {
                 "the directory is a workspace member's; the installation token has no workspace"
             }

@@ -126,7 +126,7 @@ pub async fn create(
     row.insert(db)
         .await
         .map(Into::into)
-        .map_err(|e| EngineError::from_insert(e, "a canned reply with this shortcut"))
+        .map_err(|e| EngineError::from_insert(e, "shortcut", "a canned reply with this shortcut"))
 }
 
 /// Whom a member's list is narrowed to: `None` for everyone's (admins, integrations).
@@ -200,7 +200,7 @@ pub async fn update(
     row.update(db)
         .await
         .map(Into::into)
-        .map_err(|e| EngineError::from_insert(e, "a canned reply with this shortcut"))
+        .map_err(|e| EngineError::from_insert(e, "shortcut", "a canned reply with this shortcut"))
 }
 
 pub async fn delete(

@@ -52,11 +52,11 @@ impl From<DbErr> for EngineError {
 
 impl EngineError {
     /// Unique-index violations (by the database's own error kind) become conflicts with a
-    /// message the caller can act on.
-    pub fn from_insert(error: DbErr, what: &str) -> Self {
+    /// message the caller can act on, naming the `field` that must change.
+    pub fn from_insert(error: DbErr, field: &str, what: &str) -> Self {
         match error.sql_err() {
             Some(SqlErr::UniqueConstraintViolation(_)) => {
-                EngineError::Conflict(format!("{what} already exists"))
+                EngineError::Conflict(format!("`{field}`: {what} already exists"))
             }
             _ => EngineError::from(error),
         }

@@ -1,13 +1,16 @@
-// Shared by the console and the dashboard: session, REST, the ticketed websocket, DOM helpers.
+// Shared by the console, the dashboard and the admin pages: session, REST, the ticketed websocket,
+// DOM helpers, field errors on forms and the change-password dialog.
 // Server data is untrusted (customer text): nodes are built with createElement/textContent only.
 
 const SESSION_KEY = 'waos.session';
 
 export class ApiError extends Error {
-  constructor(code, message, status) {
+  /** `field`: on a 422 or 409, the path of the offending input as the server names it (`weekly.mon[0][1]`). */
+  constructor(code, message, status, field = null) {
     super(message);
     this.code = code;
     this.status = status;
+    this.field = field;
   }
 }
 
@@ -37,12 +40,31 @@ function sessionLost() {
   for (const fn of lostHandlers) fn();
 }
 
+const gainedHandlers = [];
+
+/**
+ * Signs in and stores the session exactly as the login form does; the page's bootAuth then
+ * enters the app (so a flow other than the login form, like the admin's first-run setup,
+ * can sign in too). Answers the session; throws ApiError (401 wrong password, 429 throttled).
+ */
+export async function signIn(email, password) {
+  // No bearer: whatever token the tab still holds has nothing to do with this sign-in.
+  const session = await api('POST', '/api/v1/auth/login', { email: email.trim(), password }, { token: null });
+  sessionStorage.setItem(SESSION_KEY, JSON.stringify(session));
+  for (const fn of gainedHandlers) fn(session);
+  return session;
+}
+
 // ---- REST ----------------------------------------------------------------------------------
 
-async function request(method, path, body) {
-  const session = getSession();
+// options.token: absent = the session's token; a string = that bearer instead (the bootstrap
+// admin token of the first-run setup); null = no Authorization header at all.
+async function request(method, path, body, options = {}) {
+  const explicit = 'token' in options;
+  const session = explicit ? null : getSession();
+  const token = explicit ? options.token : session?.token;
   const headers = {};
-  if (session) headers.Authorization = `Bearer ${session.token}`;
+  if (token) headers.Authorization = `Bearer ${token}`;
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   let res;
   try {
@@ -53,20 +75,25 @@ async function request(method, path, body) {
   if (res.ok) return res;
   const payload = await res.json().catch(() => null);
   const err = payload && payload.error;
+  // Only the session's own token being refused ends the session (not an explicit one's).
   if (res.status === 401 && session) sessionLost();
-  throw new ApiError(err?.code || `http_${res.status}`, err?.message || `${res.status} ${res.statusText}`, res.status);
+  throw new ApiError(err?.code || `http_${res.status}`, err?.message || `${res.status} ${res.statusText}`,
+    res.status, err?.field || null);
 }
 
-/** JSON in, JSON out; throws ApiError carrying the server's `{error:{code,message}}`. */
-export async function api(method, path, body) {
-  const res = await request(method, path, body);
+/**
+ * JSON in, JSON out; throws ApiError carrying the server's `{error:{code,message,field?}}`.
+ * options: `{token}` to send that bearer instead of the session's (see request()).
+ */
+export async function api(method, path, body, options) {
+  const res = await request(method, path, body, options);
   if (res.status === 204) return null;
   return (res.headers.get('content-type') || '').includes('json') ? res.json() : null;
 }
 
 /** Bytes with the Bearer header (media cannot be loaded by a plain <img src>). */
-export async function apiBlob(path) {
-  return (await request('GET', path)).blob();
+export async function apiBlob(path, options) {
+  return (await request('GET', path, undefined, options)).blob();
 }
 
 export async function loadDirectory() {
@@ -97,6 +124,8 @@ export function bootAuth({ onReady, onGone }) {
   const leave = (why) => { onGone(); show(false); showError(why || ''); $('login-email').focus(); };
 
   lostHandlers.push(() => leave('Your session has ended. Please sign in again.'));
+  // Whoever signs in (this form or another flow of the page) enters the app.
+  gainedHandlers.push(enter);
 
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
@@ -104,13 +133,8 @@ export function bootAuth({ onReady, onGone }) {
     button.disabled = true;
     showError('');
     try {
-      const session = await api('POST', '/api/v1/auth/login', {
-        email: $('login-email').value.trim(),
-        password: $('login-password').value,
-      });
-      sessionStorage.setItem(SESSION_KEY, JSON.stringify(session));
+      await signIn($('login-email').value, $('login-password').value);
       $('login-password').value = '';
-      enter(session);
     } catch (e) {
       showError(e.message);
     } finally {
@@ -252,6 +276,146 @@ export function toast(text, kind = 'info') {
 
 export const newId = () => (crypto.randomUUID ? crypto.randomUUID()
   : `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`);
+
+// ---- field errors on forms ------------------------------------------------------------------
+//
+// Markup convention (console, admin): every input carries `data-field="<api path>"` and is
+// followed by `<span class="field-error" role="alert" hidden>` (a fieldset holding a group of
+// checkboxes has the span as its own child); each form has one `<p class="form-error">` for
+// what belongs to no field.
+
+/** The error span of a `[data-field]` element. */
+function errorSpanOf(el) {
+  const next = el.nextElementSibling;
+  if (next && next.classList.contains('field-error')) return next;
+  return el.querySelector(':scope > .field-error');
+}
+
+/** `prefix` names `path` or one of its parts: `weekly.mon` of `weekly.mon[0][1]`, not of `weekly.monday`. */
+function pathStartsWith(path, prefix) {
+  if (!path.startsWith(prefix)) return false;
+  const rest = path.slice(prefix.length);
+  return rest === '' || rest[0] === '.' || rest[0] === '[';
+}
+
+function hiddenIn(el, root) {
+  for (let node = el; node && node !== root; node = node.parentElement) if (node.hidden) return true;
+  return false;
+}
+
+/** The visible `[data-field]` element that `field` lands on: exact, else the longest prefix. */
+export function fieldTarget(form, field) {
+  if (!field) return null;
+  let best = null;
+  for (const el of form.querySelectorAll('[data-field]')) {
+    if (hiddenIn(el, form)) continue;
+    const path = el.dataset.field;
+    if (!pathStartsWith(field, path)) continue;
+    if (!best || path.length > best.dataset.field.length) best = el;
+  }
+  return best;
+}
+
+export function clearFormErrors(form) {
+  for (const span of form.querySelectorAll('.field-error')) { span.textContent = ''; span.hidden = true; }
+  for (const el of form.querySelectorAll('[aria-invalid]')) el.removeAttribute('aria-invalid');
+  for (const p of form.querySelectorAll('.form-error')) { p.textContent = ''; p.hidden = true; }
+}
+
+const focusable = (el) => (el.matches('input, select, textarea, button') ? el
+  : el.querySelector('input:not([disabled]), select:not([disabled]), textarea:not([disabled]), button:not([disabled])'));
+
+/**
+ * Shows problems on a form: each `{field, message}` (an ApiError, or a client-side problem)
+ * beside its input, or in the form's general error when it names no visible input. Focuses
+ * the first one's input.
+ */
+export function showFormErrors(form, problems) {
+  let first = null;
+  for (const problem of [problems].flat()) {
+    const target = fieldTarget(form, problem.field);
+    const span = target && errorSpanOf(target);
+    if (span) {
+      span.textContent = problem.message;
+      span.hidden = false;
+      target.setAttribute('aria-invalid', 'true');
+      first = first || focusable(target);
+    } else {
+      const general = form.querySelector('.form-error');
+      if (general) {
+        general.textContent = general.hidden ? problem.message : `${general.textContent} ${problem.message}`;
+        general.hidden = false;
+      } else {
+        toast(problem.message, 'error');
+      }
+    }
+  }
+  if (first) first.focus();
+  else form.querySelector('.form-error:not([hidden])')?.scrollIntoView({ block: 'nearest' });
+}
+
+/** An input labelled `name` with its field-error span: `<label>Name <small>hint</small><input><span>`. */
+export function labelled(name, control, hint) {
+  return h('label', { class: 'field' }, `${name} `, hint ? h('small', { class: 'hint' }, hint) : null,
+    control, h('span', { class: 'field-error', role: 'alert', hidden: true }));
+}
+
+// ---- change one's own password --------------------------------------------------------------
+
+let passwordDialog = null;
+
+/** Opens the "change your password" dialog (built on first use; the page needs a #toasts box). */
+export function openPasswordDialog() {
+  if (!passwordDialog) passwordDialog = buildPasswordDialog();
+  const { dialog, form } = passwordDialog;
+  form.reset();
+  clearFormErrors(form);
+  if (!dialog.open) dialog.showModal();
+  form.querySelector('[data-field=current]').focus();
+}
+
+export function closePasswordDialog() {
+  if (passwordDialog?.dialog.open) passwordDialog.dialog.close();
+  passwordDialog?.form.reset();
+}
+
+function buildPasswordDialog() {
+  const current = h('input', { type: 'password', 'data-field': 'current', testid: 'password-current', autocomplete: 'current-password' });
+  const fresh = h('input', { type: 'password', 'data-field': 'new', testid: 'password-new', autocomplete: 'new-password' });
+  const save = h('button', { type: 'submit', class: 'primary', testid: 'password-save' }, 'Save');
+  const cancel = h('button', { type: 'button', testid: 'password-cancel' }, 'Cancel');
+  const form = h('form', { class: 'dialog-form', novalidate: true, testid: 'password-form' },
+    h('h3', { id: 'password-title' }, 'Change your password'),
+    labelled('Current password', current),
+    labelled('New password', fresh, 'at least 10 characters; your other sessions will be signed out'),
+    h('p', { class: 'form-error', role: 'alert', hidden: true }),
+    h('div', { class: 'dialog-actions' }, cancel, save));
+  const dialog = h('dialog', { class: 'dialog', 'aria-labelledby': 'password-title', testid: 'password-dialog' }, form);
+  document.body.append(dialog);
+
+  cancel.addEventListener('click', () => closePasswordDialog());
+  dialog.addEventListener('close', () => form.reset());
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    clearFormErrors(form);
+    const missing = [];
+    if (!current.value) missing.push({ field: 'current', message: 'Enter your current password.' });
+    if (!fresh.value) missing.push({ field: 'new', message: 'Enter a new password.' });
+    if (missing.length) return showFormErrors(form, missing);
+    save.disabled = true;
+    try {
+      await api('POST', '/api/v1/auth/password', { current: current.value, new: fresh.value });
+      closePasswordDialog();
+      toast('Password changed; your other sessions were signed out.');
+    } catch (e) {
+      showFormErrors(form, e);
+    } finally {
+      save.disabled = false;
+    }
+    return undefined;
+  });
+  return { dialog, form };
+}
 
 // ---- formatting ----------------------------------------------------------------------------
 

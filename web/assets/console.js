@@ -1,5 +1,8 @@
 // Agent console: offers, my conversations, the chat, and the side panel for the open one.
-import { api, apiBlob, bootAuth, getSession, contactName, fmtDuration, fmtTime, h, LiveSocket, loadDirectory, newId, showConnection, toast } from '/assets/api.js';
+import {
+  api, apiBlob, bootAuth, closePasswordDialog, getSession, contactName, fmtDuration, fmtTime, h, LiveSocket,
+  loadDirectory, newId, openPasswordDialog, showConnection, toast,
+} from '/assets/api.js';
 import { cannedPicker, contactHistory, queuePanel, searchPanel } from '/assets/tools.js';
 
 const $ = (id) => document.getElementById(id);
@@ -58,6 +61,8 @@ $('presence').addEventListener('click', () => {
   const next = presence === 'online' ? 'away' : 'online';
   if (sendOrWarn({ type: 'presence', status: next })) setPresence(next);
 });
+// Changing one's password ends the other sessions; this one stays (its socket reconnects).
+$('password-open').addEventListener('click', openPasswordDialog);
 
 async function start(session) {
   me = session;
@@ -78,6 +83,7 @@ async function start(session) {
 }
 
 function stop() {
+  closePasswordDialog();
   if (sock) sock.stop();
   sock = null;
   me = null;

@@ -55,6 +55,29 @@ pub struct ErrorDetail {
     pub code: &'static str,
     /// What went wrong and what to do about it.
     pub message: String,
+    /// The request field a refusal is about, as a path (`email`, `weekly.mon[0][1]`,
+    /// `admin.email`), so that a form can show it beside its input. Only on 409 and 422, and
+    /// only when one field is to blame.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+/// The field a refusal names. Messages about one field start with its path in backticks
+/// (`` `weekly.mon[0][1]` must be ... ``); serde's own say ``missing field `x` `` or
+/// ``unknown field `x` ``.
+fn field_of(message: &str) -> Option<String> {
+    let quoted = |rest: &str| {
+        rest.split_once('`')
+            .map(|(field, _)| field.to_owned())
+            .filter(|field| !field.is_empty() && !field.contains(char::is_whitespace))
+    };
+    if let Some(rest) = message.strip_prefix('`') {
+        return quoted(rest);
+    }
+    ["missing field `", "unknown field `"]
+        .iter()
+        .find_map(|lead| message.find(lead).map(|at| &message[at + lead.len()..]))
+        .and_then(quoted)
 }
 
 impl ApiError {
@@ -94,10 +117,16 @@ impl ResponseError for ApiError {
             let seconds = retry_after.as_millis().div_ceil(1000).max(1);
             response.insert_header(("retry-after", seconds.to_string()));
         }
+        let message = self.to_string();
+        let field = match self {
+            ApiError::Validation(_) | ApiError::Conflict(_) => field_of(&message),
+            _ => None,
+        };
         response.json(ErrorBody {
             error: ErrorDetail {
                 code: self.code().as_str(),
-                message: self.to_string(),
+                message,
+                field,
             },
         })
     }
@@ -168,6 +197,32 @@ impl From<waos_engine::routing::RoutingError> for ApiError {
             RoutingError::Unavailable => {
                 ApiError::Unavailable("the routing engine is not running".into())
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::field_of;
+
+    #[test]
+    fn a_refusal_names_the_field_it_starts_with_or_serde_names() {
+        let cases = [
+            (
+                "`weekly.mon[0][1]` 25:00 is not a time",
+                Some("weekly.mon[0][1]"),
+            ),
+            ("`admin.email` is not an email address", Some("admin.email")),
+            ("missing field `name` at line 1 column 2", Some("name")),
+            ("unknown field `nmae`, expected one of `name`", Some("nmae")),
+            // A value in backticks is not a field.
+            ("invalid value: integer `-1`, expected u32", None),
+            ("retention days must be between 1 and 36500", None),
+            ("`` is empty", None),
+            ("`two words` quoted", None),
+        ];
+        for (message, field) in cases {
+            assert_eq!(field_of(message).as_deref(), field, "{message}");
         }
     }
 }

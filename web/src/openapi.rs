@@ -15,8 +15,8 @@ use crate::routes::{
     paths(
         webhook::handshake, webhook::receive,
         health::healthz, health::readyz, health::metrics,
-        session::login, session::logout, session::ws_ticket,
-        admin::create_workspace, admin::get_workspace, admin::update_workspace,
+        session::login, session::logout, session::ws_ticket, session::change_password,
+        admin::setup_status, admin::setup, admin::create_workspace, admin::get_workspace, admin::update_workspace,
         admin::create_team, admin::list_teams, admin::update_team,
         admin::create_channel, admin::list_channels, admin::update_channel,
         admin::create_agent, admin::list_agents, admin::update_agent,

@@ -3,7 +3,7 @@
 use actix_web::{HttpResponse, web};
 use waos_engine::admin::{
     self, AgentPatch, AgentView, ChannelPatch, ChannelView, NewAgent, NewChannel, NewTeam,
-    NewWorkspace, TeamPatch, TeamView, WorkspacePatch, WorkspaceView,
+    NewWorkspace, Setup, SetupView, TeamPatch, TeamView, WorkspacePatch, WorkspaceView,
 };
 use waos_engine::ids::{AgentId, ChannelId, TeamId, WorkspaceId};
 
@@ -43,6 +43,32 @@ pub async fn create_workspace(
 ) -> Result<HttpResponse, ApiError> {
     let created = admin::create_workspace(&state.db, &caller, input.into_inner()).await?;
     Ok(HttpResponse::Created().json(created))
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct SetupStatus {
+    /// No workspace exists yet: `/admin` asks for the bootstrap admin token.
+    pub needs_setup: bool,
+}
+
+#[utoipa::path(get, path = "/api/v1/setup", tag = "admin",
+    responses((status = 200, body = SetupStatus)))]
+pub async fn setup_status(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let needs_setup = admin::needs_setup(&state.db).await?;
+    Ok(HttpResponse::Ok().json(SetupStatus { needs_setup }))
+}
+
+#[utoipa::path(post, path = "/api/v1/setup", tag = "admin", request_body = Setup,
+    responses((status = 201, body = SetupView, description = "The workspace and its first admin, made together"),
+        (status = 409, body = ErrorBody, description = "`admin.email` is taken")),
+    security(("bearer" = [])))]
+pub async fn setup(
+    state: web::Data<AppState>,
+    Caller(caller): Caller,
+    input: web::Json<Setup>,
+) -> Result<HttpResponse, ApiError> {
+    let made = admin::setup(&state.db, &state.hashing, &caller, input.into_inner()).await?;
+    Ok(HttpResponse::Created().json(made))
 }
 
 #[utoipa::path(get, path = "/api/v1/workspaces/{id}", tag = "admin",

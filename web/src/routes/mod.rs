@@ -30,6 +30,7 @@ pub fn configure(config: &mut web::ServiceConfig) {
         .app_data(web::QueryConfig::default().error_handler(query_error))
         .route("/console", web::get().to(pages::console))
         .route("/dashboard", web::get().to(pages::dashboard))
+        .route("/admin", web::get().to(pages::admin))
         .route("/assets/{name}", web::get().to(pages::asset))
         .route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
@@ -47,6 +48,12 @@ pub fn configure(config: &mut web::ServiceConfig) {
                 .route("/auth/login", web::post().to(session::login))
                 .route("/auth/logout", web::post().to(session::logout))
                 .route("/auth/ws-ticket", web::post().to(session::ws_ticket))
+                .route("/auth/password", web::post().to(session::change_password))
+                .service(
+                    web::resource("/setup")
+                        .route(web::get().to(admin::setup_status))
+                        .route(web::post().to(admin::setup)),
+                )
                 .route("/workspaces", web::post().to(admin::create_workspace))
                 .service(
                     web::resource("/workspaces/{id}")

@@ -1,6 +1,7 @@
-//! The agent console (`/console`) and the supervisor dashboard (`/dashboard`): static pages and
-//! scripts compiled into the binary (no CDN, nothing fetched at run time), served with a strict
-//! Content-Security-Policy. Everything live comes over the websockets.
+//! The agent console (`/console`), the supervisor dashboard (`/dashboard`) and the admin pages
+//! (`/admin`): static pages and scripts compiled into the binary (no CDN, nothing fetched at run
+//! time), served with a strict Content-Security-Policy. Everything live comes over the
+//! websockets; the admin pages speak REST only.
 
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
@@ -36,6 +37,16 @@ const ASSETS: &[(&str, &str, &str)] = &[
         include_str!("../../assets/dashboard.js"),
     ),
     (
+        "admin.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../assets/admin.js"),
+    ),
+    (
+        "admin-forms.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../assets/admin-forms.js"),
+    ),
+    (
         "style.css",
         "text/css; charset=utf-8",
         include_str!("../../assets/style.css"),
@@ -58,6 +69,10 @@ pub async fn console() -> HttpResponse {
 
 pub async fn dashboard() -> HttpResponse {
     page(include_str!("../../assets/dashboard.html"))
+}
+
+pub async fn admin() -> HttpResponse {
+    page(include_str!("../../assets/admin.html"))
 }
 
 pub async fn asset(name: web::Path<String>) -> Result<HttpResponse, ApiError> {

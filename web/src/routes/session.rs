@@ -152,6 +152,72 @@ pub async fn logout(
     Ok(HttpResponse::NoContent().finish())
 }
 
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChange {
+    /// The password now.
+    #[schema(value_type = String, format = Password)]
+    pub current: SecretString,
+    /// The new one (at least 10 characters).
+    #[schema(value_type = String, format = Password)]
+    pub new: SecretString,
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/password", tag = "auth", request_body = PasswordChange,
+    responses((status = 204, description = "Changed; every other session of the agent has ended"),
+        (status = 422, body = ErrorBody, description = "`current` is wrong, or `new` too short"),
+        (status = 429, body = ErrorBody, description = "Too many wrong `current` passwords; `Retry-After` says when to try again")),
+    security(("bearer" = [])))]
+pub async fn change_password(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    client: Client,
+    Caller(caller): Caller,
+    input: web::Json<PasswordChange>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Action::ChangeOwnPassword)?;
+    let (Principal::Agent(agent), Some(token)) = (&caller, bearer(&request)) else {
+        return Err(ApiError::Internal("a person who is not an agent".into()));
+    };
+    // A stolen session must not become a way to guess the password: wrong guesses count like
+    // failed sign-ins, per account and per address.
+    let account = agent.agent_id.to_string();
+    let mut keys = vec![ThrottleKey::Account(&account)];
+    keys.extend(client.address.map(ThrottleKey::Address));
+    let turn = state.login_throttle.turn(&keys).await;
+    if let Some(wait) = state.login_throttle.locked_for(&turn).await {
+        return Err(throttled(wait));
+    }
+    let PasswordChange { current, new } = input.into_inner();
+    let account = Some((agent.agent_id, agent.workspace_id));
+    if !auth::change_password(&state.db, &state.hashing, agent, &token, &current, &new).await? {
+        security_event(
+            &state,
+            AuditKind::LoginFailed,
+            account,
+            &client,
+            "password change refused: the current password is wrong",
+        )
+        .await;
+        return Err(match state.login_throttle.failed(&turn).await {
+            Some(wait) => throttled(wait),
+            None => ApiError::Validation("`current` is not the password of this account".into()),
+        });
+    }
+    security_event(
+        &state,
+        AuditKind::PasswordChanged,
+        account,
+        &client,
+        "changed its own password; its other sessions ended",
+    )
+    .await;
+    // The other sessions' sockets close with them; this page's socket reconnects on its
+    // still-valid session. Its conversations stay: the agent is still there.
+    state.sockets.close(Holder::Agent(agent.agent_id));
+    Ok(HttpResponse::NoContent().finish())
+}
+
 #[utoipa::path(post, path = "/api/v1/auth/ws-ticket", tag = "auth",
     responses((status = 200, body = Ticket), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn ws_ticket(

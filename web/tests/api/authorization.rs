@@ -44,6 +44,17 @@ const MATRIX: &[(&str, [u16; 8])] = &[
         "POST /api/v1/auth/logout",
         [401, 204, 204, 204, 204, 204, 204, 204],
     ),
+    // People change their own password; tokens have none.
+    (
+        "POST /api/v1/auth/password",
+        [401, 204, 204, 204, 403, 403, 403, 204],
+    ),
+    // First run: whether to set up is no secret; setting up is the bootstrap token's.
+    ("GET /api/v1/setup", [200; 8]),
+    (
+        "POST /api/v1/setup",
+        [401, 403, 403, 403, 403, 403, 201, 403],
+    ),
     // Administration.
     (
         "POST /api/v1/workspaces",
@@ -523,6 +534,10 @@ fn body(world: &World, operation: &str, actor: usize) -> Option<Value> {
     Some(match operation {
         "POST /api/v1/auth/login" => json!({"email": "agent@acme.example", "password": PASSWORD}),
         "POST /api/v1/workspaces" => json!({"name": format!("New {n}")}),
+        // The same password again: it stays what every other row signs in with.
+        "POST /api/v1/auth/password" => json!({"current": PASSWORD, "new": PASSWORD}),
+        "POST /api/v1/setup" => json!({"workspace": {"name": format!("Set up {n}")},
+            "admin": {"name": "First", "email": format!("first{n}@setup.example"), "password": PASSWORD}}),
         "PATCH /api/v1/workspaces/{id}" => json!({"name": "Acme"}),
         "POST /api/v1/workspaces/{workspace_id}/teams" => json!({"name": format!("Team {n}")}),
         "PATCH /api/v1/workspaces/{workspace_id}/teams/{id}" => json!({"offer_timeout_secs": 30}),

@@ -27,16 +27,16 @@ const PNG_PIXEL: &[u8] = &[
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 /// Longest wait for anything to show in the page.
-const PATIENCE: Duration = Duration::from_secs(30);
+pub(crate) const PATIENCE: Duration = Duration::from_secs(30);
 
 /// A chromedriver of the test's own, on a free port; killed on drop.
-struct Driver {
+pub(crate) struct Driver {
     process: Child,
     url: String,
 }
 
 impl Driver {
-    async fn start() -> Driver {
+    pub(crate) async fn start() -> Driver {
         assert!(
             std::path::Path::new(CHROMEDRIVER).exists() && std::path::Path::new(CHROMIUM).exists(),
             "browser tests need Debian's chromium and chromium-driver (./test.sh installs them)"
@@ -70,7 +70,7 @@ impl Driver {
     }
 
     /// A fresh headless browser with an empty profile.
-    async fn browser(&self, profile: &std::path::Path) -> Client {
+    pub(crate) async fn browser(&self, profile: &std::path::Path) -> Client {
         let mut capabilities = serde_json::Map::new();
         capabilities.insert(
             "goog:chromeOptions".into(),
@@ -96,12 +96,16 @@ impl Drop for Driver {
     }
 }
 
-fn testid(id: &str) -> String {
+pub(crate) fn testid(id: &str) -> String {
     format!("[data-testid='{id}']")
 }
 
 /// Waits until `selector` matches an element whose text contains `text`.
-async fn wait_text(page: &Client, selector: &str, text: &str) -> fantoccini::elements::Element {
+pub(crate) async fn wait_text(
+    page: &Client,
+    selector: &str,
+    text: &str,
+) -> fantoccini::elements::Element {
     let started = Instant::now();
     loop {
         if let Ok(found) = page.find_all(Locator::Css(selector)).await {
@@ -120,7 +124,7 @@ async fn wait_text(page: &Client, selector: &str, text: &str) -> fantoccini::ele
 }
 
 /// Waits until `selector` matches nothing.
-async fn wait_gone(page: &Client, selector: &str) {
+pub(crate) async fn wait_gone(page: &Client, selector: &str) {
     let started = Instant::now();
     while !page
         .find_all(Locator::Css(selector))
@@ -133,7 +137,7 @@ async fn wait_gone(page: &Client, selector: &str) {
     }
 }
 
-async fn wait_find(page: &Client, selector: &str) -> fantoccini::elements::Element {
+pub(crate) async fn wait_find(page: &Client, selector: &str) -> fantoccini::elements::Element {
     let started = Instant::now();
     loop {
         if let Ok(element) = page.find(Locator::Css(selector)).await {
@@ -145,7 +149,7 @@ async fn wait_find(page: &Client, selector: &str) -> fantoccini::elements::Eleme
 }
 
 /// Clicks `selector`, finding it again if the page re-rendered it meanwhile.
-async fn click(page: &Client, selector: &str) {
+pub(crate) async fn click(page: &Client, selector: &str) {
     let started = Instant::now();
     loop {
         if let Ok(element) = page.find(Locator::Css(selector)).await
@@ -191,7 +195,7 @@ async fn choose(page: &Client, selector: &str, value: &str) {
     }
 }
 
-async fn log_in(page: &Client, address: &str, path: &str, email: &str) {
+pub(crate) async fn log_in(page: &Client, address: &str, path: &str, email: &str) {
     page.goto(&format!("{address}{path}")).await.unwrap();
     wait_find(page, &testid("login-email"))
         .await
@@ -212,7 +216,7 @@ async fn log_in(page: &Client, address: &str, path: &str, email: &str) {
 }
 
 /// The screenshot goes where the README shows it from.
-async fn screenshot(page: &Client, name: &str) {
+pub(crate) async fn screenshot(page: &Client, name: &str) {
     let png = page.screenshot().await.unwrap();
     let folder = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/screenshots");
     std::fs::create_dir_all(&folder).unwrap();
@@ -391,25 +395,12 @@ async fn an_agent_works_a_conversation_and_a_supervisor_assigns_one_in_real_chro
     .await;
 
     // The reply goes to Meta, and the delivery tick follows Meta's status webhook.
-    wait_find(&console, &testid("reply-input"))
-        .await
-        .send_keys("It ships today; here is the tracking link.")
-        .await
-        .unwrap();
-    click(&console, &testid("reply-send")).await;
-    eventually(PATIENCE, || async {
-        graph.sends().iter().any(|r| r.body["type"] == "text")
-    })
+    let sent = reply_from_console(
+        &console,
+        &graph,
+        "It ships today; here is the tracking link.",
+    )
     .await;
-    let sent = graph
-        .sends()
-        .into_iter()
-        .find(|r| r.body["type"] == "text")
-        .unwrap();
-    assert_eq!(
-        sent.body["text"]["body"],
-        "It ships today; here is the tracking link."
-    );
     assert_eq!(
         sent.authorization.as_deref(),
         Some("Bearer EAAG-test-token")
@@ -733,7 +724,30 @@ async fn wait_for_wamid(app: &TestApp, conversation: &str) -> String {
     app.scalar("messages", "wamid", &filter).await.unwrap()
 }
 
-fn tempfile_dir() -> PathBuf {
+/// Types `text` into the open conversation's reply box and sends it; answers the request
+/// Meta got for it.
+pub(crate) async fn reply_from_console(
+    console: &Client,
+    graph: &FakeGraph,
+    text: &str,
+) -> waos_web::testing::GraphRequest {
+    wait_find(console, &testid("reply-input"))
+        .await
+        .send_keys(text)
+        .await
+        .unwrap();
+    click(console, &testid("reply-send")).await;
+    let sent = || {
+        graph
+            .sends()
+            .into_iter()
+            .find(|r| r.body["type"] == "text" && r.body["text"]["body"] == text)
+    };
+    eventually(PATIENCE, || async { sent().is_some() }).await;
+    sent().unwrap()
+}
+
+pub(crate) fn tempfile_dir() -> PathBuf {
     let folder =
         std::env::temp_dir().join(format!("waos-browser-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&folder).unwrap();

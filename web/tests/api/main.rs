@@ -19,6 +19,8 @@ macro_rules! on_both_backends {
     )+};
 }
 
+mod admin_browser;
+mod admin_console;
 mod agent_tools;
 mod authorization;
 mod automation;
