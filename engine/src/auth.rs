@@ -165,7 +165,7 @@ pub async fn login(
         return Ok(Err(refused));
     };
     let expires_at = Utc::now() + session_ttl;
-    let token = issue(db, SESSION, &agent, expires_at).await?;
+    let token = issue(db, SESSION, &agent, expires_at, None).await?;
     Ok(Ok(Session {
         token: token.expose_secret().to_owned(),
         agent_id,
@@ -191,6 +191,7 @@ async fn issue(
     kind: &str,
     agent: &agent::Model,
     expires_at: DateTime<Utc>,
+    session_hash: Option<String>,
 ) -> Result<SecretString, EngineError> {
     let token = new_token();
     auth_token::Entity::insert(auth_token::ActiveModel {
@@ -200,6 +201,7 @@ async fn issue(
         workspace_id: Set(agent.workspace_id.clone()),
         expires_at: Set(expires_at),
         created_at: Set(Utc::now()),
+        session_hash: Set(session_hash),
     })
     .exec_without_returning(db)
     .await?;
@@ -266,25 +268,35 @@ pub async fn authenticate(
     }
 }
 
-/// A single-use websocket ticket for the signed-in agent, valid for `ttl`.
+/// A single-use websocket ticket for the signed-in agent, valid for `ttl`; `session` is the
+/// token it was asked with, so that the socket it opens belongs to that session.
 pub async fn issue_ticket(
     db: &DatabaseConnection,
     caller: &AgentPrincipal,
+    session: Option<&str>,
     ttl: Duration,
 ) -> Result<String, EngineError> {
     let agent = agent::Entity::find_by_id(caller.agent_id.to_string())
         .one(db)
         .await?
         .ok_or(EngineError::NotFound("agent"))?;
-    let ticket = issue(db, WS_TICKET, &agent, Utc::now() + ttl).await?;
+    let ticket = issue(
+        db,
+        WS_TICKET,
+        &agent,
+        Utc::now() + ttl,
+        session.map(token_hash),
+    )
+    .await?;
     Ok(ticket.expose_secret().to_owned())
 }
 
-/// Redeems a websocket ticket: valid once, before it expires.
+/// Redeems a websocket ticket: valid once, before it expires. Answers the agent and the hash
+/// of the session the ticket was asked for.
 pub async fn redeem_ticket(
     db: &DatabaseConnection,
     ticket: &str,
-) -> Result<Option<AgentPrincipal>, EngineError> {
+) -> Result<Option<(AgentPrincipal, Option<String>)>, EngineError> {
     let hash = token_hash(ticket);
     let Some(row) = auth_token::Entity::find_by_id(hash.clone()).one(db).await? else {
         return Ok(None);
@@ -297,7 +309,18 @@ pub async fn redeem_ticket(
     if deleted.rows_affected == 0 || row.kind != WS_TICKET || row.expires_at <= Utc::now() {
         return Ok(None);
     }
-    principal_of(db, &row.agent_id).await
+    Ok(principal_of(db, &row.agent_id)
+        .await?
+        .map(|principal| (principal, row.session_hash)))
+}
+
+/// The email an agent signs in with (the key its failed attempts are counted under).
+pub async fn email_of(db: &DatabaseConnection, agent_id: AgentId) -> Result<String, EngineError> {
+    agent::Entity::find_by_id(agent_id.to_string())
+        .one(db)
+        .await?
+        .map(|agent| agent.email)
+        .ok_or(EngineError::NotFound("agent"))
 }
 
 async fn principal_of(

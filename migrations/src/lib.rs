@@ -15,6 +15,7 @@ mod m20261201_000006_create_api_tokens;
 mod m20261201_000007_create_time;
 mod m20261202_000008_create_automation;
 mod m20261202_000009_create_search;
+mod m20261202_000010_ticket_sessions;
 
 /// SQLite alters one column per statement.
 pub(crate) async fn add_columns(
@@ -58,6 +59,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000007_create_time::Migration),
             Box::new(m20261202_000008_create_automation::Migration),
             Box::new(m20261202_000009_create_search::Migration),
+            Box::new(m20261202_000010_ticket_sessions::Migration),
         ]
     }
 }

@@ -207,6 +207,13 @@ export function hiddenWithin(el, root) {
   return false;
 }
 
+/** Whether `value` is what the item being edited holds for the field (null and absent alike). */
+function unchanged(field, value, item) {
+  const held = field.spec.fromItem ? field.spec.fromItem(item) : getPath(item, field.spec.key);
+  const norm = (v) => JSON.stringify(v === undefined ? null : v);
+  return norm(value) === norm(held);
+}
+
 const defaultOf = (spec) => (typeof spec.default === 'function' ? spec.default() : spec.default);
 
 // ---- forms -----------------------------------------------------------------------------------
@@ -313,7 +320,11 @@ export function buildForm({ fields, submit, finish, testid, createText = 'Create
         if (f.spec.lockOnEdit && form.mode === 'edit') continue;
         try {
           const value = f.custom ? f.spec.read(form.mode, form) : readField(f, form.mode, form);
-          if (value !== OMIT) setPath(body, f.spec.key, value);
+          // Editing, only what changed is sent: saving one field never overwrites another
+          // admin's change to the rest, nor re-sends a state (a channel's pause) as if chosen.
+          if (value !== OMIT && !(form.mode === 'edit' && form.item && unchanged(f, value, form.item))) {
+            setPath(body, f.spec.key, value);
+          }
         } catch (e) {
           if (e instanceof FieldProblem) problems.push(e);
           else if (e instanceof FieldProblems) problems.push(...e.list);

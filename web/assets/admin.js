@@ -114,6 +114,11 @@ function crudSection({
   }
 
   async function remove(item) {
+    const what = item.name || item.shortcut || noun;
+    const consequence = deleteText === 'Revoke'
+      ? 'Anything using it is refused from now on, and its open sockets close.'
+      : 'This cannot be undone.';
+    if (!window.confirm(`${deleteText} ${noun} "${what}"? ${consequence}`)) return;
     await api('DELETE', wsPath(`${path}/${enc(item.id)}`));
     toast(`${capital(noun)} ${deleteText === 'Revoke' ? 'revoked' : 'deleted'}.`);
     if (form.item?.id === item.id) fresh();
@@ -938,6 +943,8 @@ function dataRequestsSection() {
       }
     },
     async submit(body) {
+      if (body.kind === 'erasure'
+        && !window.confirm(`Erase ${chosenText.textContent.replace(/^Chosen: /, '')}? Their messages and media are deleted for good.`)) return;
       const created = await api('POST', '/api/v1/data-requests', body);
       toast(`Data request created: ${created.kind}, ${created.status}.`);
       form.reset();
@@ -1120,6 +1127,7 @@ function showSetup(on, focus = false) {
   $('login-form').hidden = on;
   setupForm.hidden = !on;
   if (on) clearFormErrors(setupForm);
+  else $('setup-token').value = '';
   if (focus) (on ? $('setup-token') : $('login-email')).focus();
 }
 
@@ -1149,6 +1157,8 @@ setupForm.addEventListener('submit', async (ev) => {
 
   const button = setupForm.querySelector('button[type=submit]');
   button.disabled = true;
+  // The installation's master key stays in the page no longer than this one request.
+  $('setup-token').value = '';
   try {
     await api('POST', '/api/v1/setup', body, { token });
   } catch (e) {

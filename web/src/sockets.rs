@@ -27,7 +27,9 @@ impl Holder {
     }
 }
 
-type Open = HashMap<Holder, HashMap<u64, Arc<Notify>>>;
+/// A socket's closing signal, and the hash of the session it belongs to (a person's).
+type Entry = (Arc<Notify>, Option<String>);
+type Open = HashMap<Holder, HashMap<u64, Entry>>;
 
 #[derive(Default)]
 pub struct Sockets {
@@ -63,12 +65,17 @@ impl Drop for Registration {
 }
 
 impl Sockets {
-    pub fn register(self: &Arc<Self>, holder: Holder, socket_id: u64) -> Registration {
+    pub fn register(
+        self: &Arc<Self>,
+        holder: Holder,
+        socket_id: u64,
+        session: Option<String>,
+    ) -> Registration {
         let close = Arc::new(Notify::new());
         if let Ok(mut open) = self.open.lock() {
             open.entry(holder)
                 .or_default()
-                .insert(socket_id, close.clone());
+                .insert(socket_id, (close.clone(), session));
         }
         Registration {
             sockets: self.clone(),
@@ -80,17 +87,31 @@ impl Sockets {
 
     /// Closes every socket of `holder`; answers how many there were.
     pub fn close(&self, holder: Holder) -> usize {
+        self.close_where(holder, |_| true)
+    }
+
+    /// Closes the sockets of `holder` that belong to any session but `keep` (a session's hash):
+    /// what a password change does to the agent's other sessions.
+    pub fn close_other_sessions(&self, holder: Holder, keep: &str) -> usize {
+        self.close_where(holder, |session| session != Some(keep))
+    }
+
+    fn close_where(&self, holder: Holder, closes: impl Fn(Option<&str>) -> bool) -> usize {
         let Ok(open) = self.open.lock() else {
             return 0;
         };
         let Some(of_holder) = open.get(&holder) else {
             return 0;
         };
-        for close in of_holder.values() {
-            // A stored permit: a socket between two polls of `closed` still sees it.
-            close.notify_one();
+        let mut closed = 0;
+        for (close, session) in of_holder.values() {
+            if closes(session.as_deref()) {
+                // A stored permit: a socket between two polls of `closed` still sees it.
+                close.notify_one();
+                closed += 1;
+            }
         }
-        of_holder.len()
+        closed
     }
 }
 
@@ -103,9 +124,9 @@ mod tests {
         let sockets = Arc::new(Sockets::default());
         let ann = Holder::Agent(AgentId::new());
         let token = Holder::Token(ApiTokenId::new());
-        let first = sockets.register(ann, 1);
-        let second = sockets.register(ann, 2);
-        let other = sockets.register(token, 3);
+        let first = sockets.register(ann, 1, None);
+        let second = sockets.register(ann, 2, None);
+        let other = sockets.register(token, 3, None);
         assert_eq!(sockets.close(ann), 2);
         first.closed().await;
         second.closed().await;
@@ -114,5 +135,19 @@ mod tests {
         drop((first, second));
         assert_eq!(sockets.close(ann), 0);
         assert_eq!(sockets.close(token), 1);
+    }
+
+    #[tokio::test]
+    async fn a_password_change_closes_the_other_sessions_sockets_only() {
+        let sockets = Arc::new(Sockets::default());
+        let ann = Holder::Agent(AgentId::new());
+        let here = sockets.register(ann, 1, Some("this".into()));
+        let there = sockets.register(ann, 2, Some("that".into()));
+        let dashboard_there = sockets.register(ann, 3, Some("that".into()));
+        assert_eq!(sockets.close_other_sessions(ann, "this"), 2);
+        there.closed().await;
+        dashboard_there.closed().await;
+        let still_open = tokio::time::timeout(std::time::Duration::from_millis(20), here.closed());
+        assert!(still_open.await.is_err(), "this session's socket stays");
     }
 }

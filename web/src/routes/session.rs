@@ -179,17 +179,28 @@ pub async fn change_password(
     let (Principal::Agent(agent), Some(token)) = (&caller, bearer(&request)) else {
         return Err(ApiError::Internal("a person who is not an agent".into()));
     };
-    // A stolen session must not become a way to guess the password: wrong guesses count like
-    // failed sign-ins, per account and per address.
-    let account = agent.agent_id.to_string();
-    let mut keys = vec![ThrottleKey::Account(&account)];
+    // A stolen session must not become a way to guess the password: wrong guesses are failed
+    // sign-ins, in the same buckets (the account's email, the address), so neither door adds
+    // attempts to the other.
+    let email = auth::email_of(&state.db, agent.agent_id).await?;
+    let mut keys = vec![ThrottleKey::Account(&email)];
     keys.extend(client.address.map(ThrottleKey::Address));
     let turn = state.login_throttle.turn(&keys).await;
+    let account = Some((agent.agent_id, agent.workspace_id));
     if let Some(wait) = state.login_throttle.locked_for(&turn).await {
+        if state.security_events.check().is_ok() {
+            security_event(
+                &state,
+                AuditKind::LoginThrottled,
+                account,
+                &client,
+                "password change refused: too many wrong passwords",
+            )
+            .await;
+        }
         return Err(throttled(wait));
     }
     let PasswordChange { current, new } = input.into_inner();
-    let account = Some((agent.agent_id, agent.workspace_id));
     if !auth::change_password(&state.db, &state.hashing, agent, &token, &current, &new).await? {
         security_event(
             &state,
@@ -212,9 +223,12 @@ pub async fn change_password(
         "changed its own password; its other sessions ended",
     )
     .await;
-    // The other sessions' sockets close with them; this page's socket reconnects on its
-    // still-valid session. Its conversations stay: the agent is still there.
-    state.sockets.close(Holder::Agent(agent.agent_id));
+    // The other sessions' sockets close with them; this session's stay open, its presence and
+    // offers untouched, and so do the agent's conversations: the agent is still there.
+    state.sockets.close_other_sessions(
+        Holder::Agent(agent.agent_id),
+        &waos_engine::crypto::token_hash(&token),
+    );
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -222,12 +236,20 @@ pub async fn change_password(
     responses((status = 200, body = Ticket), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn ws_ticket(
     state: web::Data<AppState>,
+    request: HttpRequest,
     Caller(caller): Caller,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Action::OpenAgentSocket)?;
     let Principal::Agent(agent) = caller else {
         return Err(ApiError::Internal("a person who is not an agent".into()));
     };
-    let ticket = auth::issue_ticket(&state.db, &agent, ttl(state.ws_ticket_ttl)).await?;
+    let session = bearer(&request);
+    let ticket = auth::issue_ticket(
+        &state.db,
+        &agent,
+        session.as_deref(),
+        ttl(state.ws_ticket_ttl),
+    )
+    .await?;
     Ok(HttpResponse::Ok().json(Ticket { ticket }))
 }

@@ -41,23 +41,28 @@ fn same_origin(request: &HttpRequest) -> bool {
 }
 
 /// Checks the origin, then the credentials: a bearer token (API clients, integrations) or a
-/// single-use ticket (browsers, which cannot set headers on a websocket).
+/// single-use ticket (browsers, which cannot set headers on a websocket). Answers the caller
+/// and, for a person, the hash of the session the socket belongs to.
 async fn authenticate_socket(
     state: &AppState,
     request: &HttpRequest,
     ticket: Option<&str>,
-) -> Result<Principal, ApiError> {
+) -> Result<(Principal, Option<String>), ApiError> {
     if !same_origin(request) {
         return Err(ApiError::Forbidden("cross-origin websocket refused".into()));
     }
-    let principal = match (bearer(request), ticket) {
-        (Some(token), _) => principal_of_bearer(state, &token).await?,
+    let caller = match (bearer(request), ticket) {
+        (Some(token), _) => principal_of_bearer(state, &token).await?.map(|principal| {
+            let session = matches!(principal, Principal::Agent(_))
+                .then(|| waos_engine::crypto::token_hash(&token));
+            (principal, session)
+        }),
         (None, Some(ticket)) => auth::redeem_ticket(&state.db, ticket)
             .await?
-            .map(Principal::Agent),
+            .map(|(agent, session)| (Principal::Agent(agent), session)),
         (None, None) => None,
     };
-    principal.ok_or_else(|| {
+    caller.ok_or_else(|| {
         ApiError::Unauthorized(
             "send a bearer token or a fresh `?ticket=` from /api/v1/auth/ws-ticket".into(),
         )
@@ -70,7 +75,7 @@ pub async fn agent_socket(
     body: web::Payload,
     query: web::Query<TicketQuery>,
 ) -> Result<HttpResponse, actix_web::Error> {
-    let caller = authenticate_socket(&state, &request, query.ticket.as_deref()).await?;
+    let (caller, session) = authenticate_socket(&state, &request, query.ticket.as_deref()).await?;
     caller
         .require(Action::OpenAgentSocket)
         .map_err(ApiError::from)?;
@@ -78,9 +83,10 @@ pub async fn agent_socket(
         return Err(ApiError::Internal("a person who is not an agent".into()).into());
     };
     let socket_id = NEXT_SOCKET.fetch_add(1, Ordering::Relaxed);
-    let registration = state
-        .sockets
-        .register(Holder::Agent(principal.agent_id), socket_id);
+    let registration =
+        state
+            .sockets
+            .register(Holder::Agent(principal.agent_id), socket_id, session);
     let (outbox, frames) = mpsc::channel::<String>(state.websocket.outbox_capacity.max(1));
     let socket = std::rc::Rc::new(
         state
@@ -216,7 +222,8 @@ pub async fn supervisor_socket(
 ) -> Result<HttpResponse, actix_web::Error> {
     use waos_engine::auth::Role;
 
-    let principal = authenticate_socket(&state, &request, query.ticket.as_deref()).await?;
+    let (principal, session) =
+        authenticate_socket(&state, &request, query.ticket.as_deref()).await?;
     let (Some(holder), Some(workspace)) = (Holder::of(&principal), principal.workspace()) else {
         return Err(ApiError::Forbidden(
             "the queue dashboard is a workspace's; the installation token has none".into(),
@@ -227,7 +234,7 @@ pub async fn supervisor_socket(
         .require(Action::WatchDashboard)
         .map_err(ApiError::from)?;
     let subscriber_id = NEXT_SOCKET.fetch_add(1, Ordering::Relaxed);
-    let registration = state.sockets.register(holder, subscriber_id);
+    let registration = state.sockets.register(holder, subscriber_id, session);
     let (outbox, frames) = mpsc::channel::<String>(state.websocket.outbox_capacity.max(1));
     // A supervisor sees its teams; admins and integrations the whole workspace.
     let teams = match &principal {

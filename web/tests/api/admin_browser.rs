@@ -465,6 +465,22 @@ async fn tokens_retention_canned_replies_channels_and_data_requests_in_real_chro
         "Revoke",
     )
     .await;
+    // It asks first.
+    let started = std::time::Instant::now();
+    let question = loop {
+        if let Ok(text) = page.get_alert_text().await {
+            break text;
+        }
+        assert!(started.elapsed() < PATIENCE, "Revoke asks nothing");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert!(question.contains("CRM sync"), "{question}");
+    assert_eq!(
+        app.get(directory, &secret).await.status(),
+        200,
+        "not before the answer"
+    );
+    page.accept_alert().await.unwrap();
     toast(&page, "API token revoked").await;
     assert_eq!(app.get(directory, &secret).await.status(), 401);
 

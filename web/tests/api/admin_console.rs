@@ -117,6 +117,7 @@ async fn an_agent_changes_its_password_and_its_other_sessions_end(backend: Backe
         .unwrap()
         .to_owned();
     let (mut other_socket, _) = app.connect_agent(&elsewhere).await;
+    let (mut this_socket, _) = app.connect_agent(&here).await;
 
     let change = |current: &str, new: &str| json!({"current": current, "new": new});
     let (status, error) = refusal(
@@ -159,6 +160,13 @@ async fn an_agent_changes_its_password_and_its_other_sessions_end(backend: Backe
             .await
             .is_some(),
         "the other session's socket closes"
+    );
+    assert!(
+        this_socket
+            .expect_closed(Duration::from_millis(500))
+            .await
+            .is_none(),
+        "this session's socket stays open (its presence and offers untouched)"
     );
     let (status, _) = refusal(app.post("/api/v1/auth/login", "", &login).await).await;
     assert_eq!(status, 401, "the old password no longer signs in");
@@ -220,6 +228,22 @@ async fn wrong_current_passwords_are_throttled_like_sign_ins(backend: Backend) {
     )
     .await;
     assert_eq!(status, 429);
+    // The same buckets as sign-in: guessing here spent the account's sign-in attempts too.
+    let (status, _) = refusal(
+        app.post(
+            "/api/v1/auth/login",
+            "",
+            &json!({"email": "sam@acme.example", "password": PASSWORD}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 429);
+    assert!(
+        app.count("audit_events", "kind = 'security.login_throttled'")
+            .await
+            >= 1
+    );
 }
 
 async fn refusals_name_the_field_they_are_about(backend: Backend) {

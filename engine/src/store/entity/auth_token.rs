@@ -12,6 +12,8 @@ pub struct Model {
     pub workspace_id: String,
     pub expires_at: DateTimeUtc,
     pub created_at: DateTimeUtc,
+    /// A websocket ticket's: the hash of the session it was asked for.
+    pub session_hash: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
