@@ -924,6 +924,10 @@ pub async fn update_agent(
         .await?
         .ok_or(EngineError::NotFound("agent"))?;
     let agent_id = found.id.clone();
+    // Demoting or deactivating an active admin must leave the workspace another one.
+    let leaves_admins = found.active
+        && found.role == Role::Admin.as_str()
+        && (patch.active == Some(false) || patch.role.is_some_and(|role| role != Role::Admin));
     let mut row = found.into_active_model();
     if let Some(name) = patch.name {
         row.name = Set(non_empty("name", &name)?);
@@ -955,6 +959,22 @@ pub async fn update_agent(
     };
     row.updated_at = Set(Utc::now());
     let txn = crate::store::begin_write(db).await?;
+    if leaves_admins {
+        use sea_orm::PaginatorTrait;
+        let others = agent::Entity::find()
+            .filter(agent::Column::WorkspaceId.eq(workspace_id.to_string()))
+            .filter(agent::Column::Role.eq(Role::Admin.as_str()))
+            .filter(agent::Column::Active.eq(true))
+            .filter(agent::Column::Id.ne(agent_id.clone()))
+            .count(&txn)
+            .await?;
+        if others == 0 {
+            let field = if deactivated { "active" } else { "role" };
+            return Err(EngineError::Conflict(format!(
+                "`{field}`: this is the workspace's last active admin; make another admin first"
+            )));
+        }
+    }
     let row = row
         .update(&txn)
         .await

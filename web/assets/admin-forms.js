@@ -207,9 +207,8 @@ export function hiddenWithin(el, root) {
   return false;
 }
 
-/** Whether `value` is what the item being edited holds for the field (null and absent alike). */
-function unchanged(field, value, item) {
-  const held = field.spec.fromItem ? field.spec.fromItem(item) : getPath(item, field.spec.key);
+/** Whether a body value is what the item being edited holds (null and absent alike). */
+function same(value, held) {
   const norm = (v) => JSON.stringify(v === undefined ? null : v);
   return norm(value) === norm(held);
 }
@@ -320,11 +319,7 @@ export function buildForm({ fields, submit, finish, testid, createText = 'Create
         if (f.spec.lockOnEdit && form.mode === 'edit') continue;
         try {
           const value = f.custom ? f.spec.read(form.mode, form) : readField(f, form.mode, form);
-          // Editing, only what changed is sent: saving one field never overwrites another
-          // admin's change to the rest, nor re-sends a state (a channel's pause) as if chosen.
-          if (value !== OMIT && !(form.mode === 'edit' && form.item && unchanged(f, value, form.item))) {
-            setPath(body, f.spec.key, value);
-          }
+          if (value !== OMIT) setPath(body, f.spec.key, value);
         } catch (e) {
           if (e instanceof FieldProblem) problems.push(e);
           else if (e instanceof FieldProblems) problems.push(...e.list);
@@ -333,6 +328,12 @@ export function buildForm({ fields, submit, finish, testid, createText = 'Create
       }
       if (problems.length) throw new FieldProblems(problems);
       if (finish) finish(body, form);
+      // Editing, only what changed is sent: saving one field never overwrites another admin's
+      // change to the rest, nor re-sends a state (a channel's pause) as if chosen. Whole
+      // top-level values are compared, so a changed `weekly` or `retention` goes whole.
+      if (form.mode === 'edit' && form.item) {
+        for (const key of Object.keys(body)) if (same(body[key], form.item[key])) delete body[key];
+      }
       return body;
     },
 
@@ -393,8 +394,9 @@ export function listTable({ columns, buttons, empty = 'None yet.', testid }) {
 }
 
 /** A small button; `onclick` may be async (disabled while it runs). */
-export function rowButton(text, onclick, kind = '') {
-  const button = h('button', { type: 'button', class: `small ${kind}`.trim() }, text);
+export function rowButton(text, onclick, kind = '', about = '') {
+  // "Edit" alone says nothing to a screen reader walking the table: name the row too.
+  const button = h('button', { type: 'button', class: `small ${kind}`.trim(), 'aria-label': about ? `${text} ${about}` : null }, text);
   button.addEventListener('click', async () => {
     button.disabled = true;
     try {

@@ -50,6 +50,9 @@ function sectionNode(id, title, ...children) {
 
 // ---- a list beside its form ------------------------------------------------------------------
 
+/** What a row is called, for its buttons' accessible names and for confirmations. */
+const rowName = (item) => item.name || (item.shortcut ? `/${item.shortcut}` : '') || item.display_phone_number || '';
+
 /**
  * The usual section: the items of `path` in a table (Edit, Delete, extra buttons) beside a
  * form that creates (POST) or edits (PATCH) one. One form = one request; after a save the
@@ -59,6 +62,7 @@ function sectionNode(id, title, ...children) {
 function crudSection({
   id, title, noun, path, kind, needs = [], fields, finish, columns, rowButtons, editable = true,
   deletable = false, deleteText = 'Delete', afterCreate = 'reset', onMode, onCreated, onShow, below = [],
+  confirmSave,
   beside = null, emptyText = 'None yet.',
 }) {
   let items = [];
@@ -71,9 +75,9 @@ function crudSection({
     testid: `${id}-list`,
     empty: emptyText,
     buttons: (item) => [
-      editable ? rowButton('Edit', async () => edit(item)) : null,
+      editable ? rowButton('Edit', async () => edit(item), '', rowName(item)) : null,
       ...(rowButtons ? rowButtons(item) : []),
-      deletable ? rowButton(deleteText, () => remove(item), 'danger') : null,
+      deletable ? rowButton(deleteText, () => remove(item), 'danger', rowName(item)) : null,
     ].filter(Boolean),
   });
   const formCard = h('div', { class: 'card form-card' },
@@ -102,6 +106,9 @@ function crudSection({
 
   async function save(body) {
     const editing = form.mode === 'edit';
+    // A change with consequences asks first (the question, or nothing to ask).
+    const question = editing && confirmSave?.(body, form.item);
+    if (question && !window.confirm(question)) return;
     const saved = editing
       ? await api('PATCH', wsPath(`${path}/${enc(form.item.id)}`), body)
       : await api('POST', wsPath(path), body);
@@ -114,7 +121,7 @@ function crudSection({
   }
 
   async function remove(item) {
-    const what = item.name || item.shortcut || noun;
+    const what = rowName(item) || noun;
     const consequence = deleteText === 'Revoke'
       ? 'Anything using it is refused from now on, and its open sockets close.'
       : 'This cannot be undone.';
@@ -196,6 +203,9 @@ const ROLES = [['agent', 'agent'], ['supervisor', 'supervisor'], ['admin', 'admi
 function agentsSection() {
   return crudSection({
     id: 'agents', title: 'Agents', noun: 'agent', path: 'agents', kind: 'agents', needs: ['teams'],
+    confirmSave: (body, agent) => (body.active === false
+      ? `Deactivate ${agent.name}? Their sessions end and their conversations go back to the queue.`
+      : null),
     fields: [
       { key: 'name', label: 'Name', required: true },
       { key: 'email', label: 'Email', type: 'email', required: true, hint: 'unique across the installation' },

@@ -201,6 +201,11 @@ async fn from_an_empty_database_to_a_first_answer_in_the_admin_pages_in_real_chr
     // Any seven days from now hold at least four whole weekdays.
     wait_text(&admin, &testid("schedule"), "09:00-12:00").await;
     wait_text(&admin, &testid("schedule"), "13:00-17:00").await;
+    // Editing one day keeps the others (the form sends the week whole when it changed).
+    fill(&admin, &weekly, "Sat", "10:00-14:00").await;
+    press(&admin, &calendars, "Save").await;
+    toast(&admin, "Calendar saved").await;
+    wait_text(&admin, &testid("schedule"), "10:00-14:00").await;
 
     section(&admin, "SLA policies").await;
     let policies = form("sla-policies-form");
@@ -289,10 +294,11 @@ async fn from_an_empty_database_to_a_first_answer_in_the_admin_pages_in_real_chr
         calendar["weekly"]["tue"],
         json!([["09:00", "12:00"], ["13:00", "17:00"]])
     );
+    assert_eq!(calendar["weekly"]["sat"], json!([["10:00", "14:00"]]));
     assert!(
         calendar["weekly"]
-            .get("sat")
-            .is_none_or(|sat| sat == &json!([]))
+            .get("sun")
+            .is_none_or(|sun| sun == &json!([]))
     );
     assert_eq!(calendar["overrides"][0]["date"], "2026-12-25");
     let policy = app.get_ok(&ws("sla-policies"), token).await;

@@ -300,7 +300,59 @@ async fn refusals_name_the_field_they_are_about(backend: Backend) {
     assert!(error.get("field").is_none(), "{error}");
 }
 
+async fn the_last_active_admin_can_be_neither_demoted_nor_deactivated(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let workspace = app.create_workspace("Acme").await;
+    let (ada, _) = app
+        .create_agent(&workspace, "ada@acme.example", "admin", &[])
+        .await;
+    let agents = format!("/api/v1/workspaces/{workspace}/agents");
+    for (patch, field) in [
+        (json!({"role": "supervisor"}), "role"),
+        (json!({"active": false}), "active"),
+    ] {
+        let (status, error) = refusal(
+            app.patch(&format!("{agents}/{ada}"), ADMIN_TOKEN, &patch)
+                .await,
+        )
+        .await;
+        assert_eq!((status, &error["field"]), (409, &json!(field)), "{error}");
+    }
+    // With a second admin, the first may step down; then the second is the last.
+    let (bo, _) = app
+        .create_agent(&workspace, "bo@acme.example", "admin", &[])
+        .await;
+    let demoted = app
+        .patch(
+            &format!("{agents}/{ada}"),
+            ADMIN_TOKEN,
+            &json!({"role": "agent"}),
+        )
+        .await;
+    assert_eq!(demoted.status(), 200);
+    let (status, _) = refusal(
+        app.patch(
+            &format!("{agents}/{bo}"),
+            ADMIN_TOKEN,
+            &json!({"active": false}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 409);
+    // Other changes to the last admin go through.
+    let renamed = app
+        .patch(
+            &format!("{agents}/{bo}"),
+            ADMIN_TOKEN,
+            &json!({"name": "Bo", "role": "admin"}),
+        )
+        .await;
+    assert_eq!(renamed.status(), 200);
+}
+
 on_both_backends!(
+    the_last_active_admin_can_be_neither_demoted_nor_deactivated,
     first_run_makes_the_workspace_and_its_admin_together,
     an_agent_changes_its_password_and_its_other_sessions_end,
     wrong_current_passwords_are_throttled_like_sign_ins,
