@@ -59,12 +59,24 @@ async fn fill(page: &Client, scope: &str, label: &str, value: &str) {
     field.send_keys(value).await.unwrap();
 }
 
+/// Chooses the option shown as `option`, once the select has it (lists load as a section opens).
 async fn pick(page: &Client, scope: &str, label: &str, option: &str) {
-    labelled(page, scope, label)
-        .await
-        .select_by_label(option)
-        .await
-        .unwrap_or_else(|e| panic!("no option `{option}` for `{label}` in {scope}: {e}"));
+    let started = std::time::Instant::now();
+    loop {
+        if labelled(page, scope, label)
+            .await
+            .select_by_label(option)
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        assert!(
+            started.elapsed() < PATIENCE,
+            "no option `{option}` for `{label}` in {scope}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 async fn tick(page: &Client, scope: &str, label: &str) {
@@ -416,7 +428,7 @@ async fn tokens_retention_canned_replies_channels_and_data_requests_in_real_chro
     let profiles = tempfile_dir();
     let page = driver.browser(&profiles.join("admin")).await;
     page.goto(&format!("{}/admin", app.address)).await.unwrap();
-    wait_find(&page, &testid("login-email"))
+    labelled(&page, "//form[@id='login-form']", "Email")
         .await
         .send_keys("ada@acme.example")
         .await
@@ -570,7 +582,8 @@ async fn tokens_retention_canned_replies_channels_and_data_requests_in_real_chro
 
     // An agent is no admin.
     press(&page, "//header", "Log out").await;
-    let email = wait_find(&page, &testid("login-email")).await;
+    // The form is there all along, hidden; it shows once the sign-out is done.
+    let email = labelled(&page, "//form[@id='login-form']", "Email").await;
     email.clear().await.unwrap();
     email.send_keys("ana@acme.example").await.unwrap();
     wait_find(&page, &testid("login-password"))
