@@ -192,7 +192,7 @@ fn page(
     stopped_because: &str,
     args: &RampArgs,
     server: Option<&ServerSamples>,
-) -> String {
+) -> report::Page {
     let mut summary = vec![
         (
             "knee (highest passing rate)".to_owned(),

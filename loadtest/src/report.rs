@@ -1,6 +1,6 @@
-//! `--report <folder>`: `report.json` (everything measured) and `report.html` (one
-//! self-contained page: a summary and inline SVG line charts, drawn by hand here: no
-//! JavaScript, no external files, no plotting dependency).
+//! `--report <folder>`: `report.json` (everything measured), `report.html` (one self-contained
+//! page: a summary and inline SVG line charts, drawn by hand here: no JavaScript, no external
+//! files, no plotting dependency) and each chart again as an SVG file of its own.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -227,8 +227,34 @@ pub fn svg(chart: &Chart) -> String {
     out
 }
 
+/// A report's page and, apart, each of its charts as an SVG file of its own (so that a
+/// Markdown page such as docs/performance.md can show them inline, by name).
+pub struct Page {
+    pub html: String,
+    /// (file name, SVG), in the page's order: `01-latency-by-second.svg`, ...
+    pub charts: Vec<(String, String)>,
+}
+
+/// A chart's file name: its position and the first six words of its title, lowercase, joined
+/// by dashes; numbers (a server's pid) are left out, so that reruns name their charts alike.
+fn chart_file(index: usize, title: &str) -> String {
+    let words: Vec<String> = title
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|word| !word.is_empty() && !word.bytes().all(|b| b.is_ascii_digit()))
+        .map(str::to_ascii_lowercase)
+        .filter(|word| word != "pid")
+        .take(6)
+        .collect();
+    format!("{:02}-{}.svg", index + 1, words.join("-"))
+}
+
 /// The whole page: a title, the summary as a table of key → value, the charts.
-pub fn html(title: &str, summary: &[(String, String)], charts: &[Chart]) -> String {
+pub fn html(title: &str, summary: &[(String, String)], charts: &[Chart]) -> Page {
+    let drawn: Vec<(String, String)> = charts
+        .iter()
+        .enumerate()
+        .map(|(index, chart)| (chart_file(index, &chart.title), svg(chart)))
+        .collect();
     let mut out = String::new();
     let _ = write!(
         out,
@@ -249,22 +275,28 @@ pub fn html(title: &str, summary: &[(String, String)], charts: &[Chart]) -> Stri
     out.push_str(
         "</table>\n<p>All figures, per interval, are in report.json beside this page.</p>\n",
     );
-    for chart in charts {
-        let _ = writeln!(out, "<figure>{}</figure>", svg(chart));
+    for (_, chart) in &drawn {
+        let _ = writeln!(out, "<figure>{chart}</figure>");
     }
     out.push_str("</body></html>\n");
-    out
+    Page {
+        html: out,
+        charts: drawn,
+    }
 }
 
-/// Writes `report.json` and `report.html` into `folder`.
-pub fn write(folder: &Path, report: &Value, page: &str) -> anyhow::Result<()> {
+/// Writes `report.json`, `report.html` and each chart's `NN-title.svg` into `folder`.
+pub fn write(folder: &Path, report: &Value, page: &Page) -> anyhow::Result<()> {
     std::fs::create_dir_all(folder)
         .with_context(|| format!("creating the report folder {}", folder.display()))?;
     std::fs::write(
         folder.join("report.json"),
         serde_json::to_string_pretty(report)?,
     )?;
-    std::fs::write(folder.join("report.html"), page)?;
+    std::fs::write(folder.join("report.html"), &page.html)?;
+    for (name, chart) in &page.charts {
+        std::fs::write(folder.join(name), chart)?;
+    }
     Ok(())
 }
 
@@ -445,6 +477,18 @@ mod tests {
         };
         assert!(super::svg(&empty).contains("no data"));
         let page = html("t", &[("k".into(), "v".into())], &[empty]);
-        assert!(page.contains("<svg") && !page.contains("<script") && !page.contains("src="));
+        assert!(
+            page.html.contains("<svg")
+                && !page.html.contains("<script")
+                && !page.html.contains("src=")
+        );
+        // Each chart also stands alone, named by its place and title.
+        assert_eq!(page.charts.len(), 1);
+        assert_eq!(page.charts[0].0, "01-latency-p99-co.svg");
+        assert_eq!(
+            chart_file(4, "server (pid 5336) resident memory"),
+            "05-server-resident-memory.svg"
+        );
+        assert!(page.html.contains(&page.charts[0].1));
     }
 }

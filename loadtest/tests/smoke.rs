@@ -62,7 +62,8 @@ impl Drop for Folder {
     }
 }
 
-/// report.json parses and report.html is one page with inline SVG and nothing external.
+/// report.json parses, report.html is one page with inline SVG and nothing external, and each
+/// chart is a file of its own beside it.
 fn read_report(folder: &Path) -> Value {
     let json: Value =
         serde_json::from_str(&std::fs::read_to_string(folder.join("report.json")).unwrap())
@@ -71,6 +72,20 @@ fn read_report(folder: &Path) -> Value {
     assert!(html.starts_with("<!doctype html>"));
     assert!(html.contains("<svg"), "charts are inline SVG");
     assert!(!html.contains("<script") && !html.contains("src="));
+    // Each chart stands alone too, the same drawing as the page's, for Markdown to show inline.
+    let charts: Vec<String> = std::fs::read_dir(folder)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".svg"))
+        .collect();
+    assert!(!charts.is_empty(), "no chart files beside report.html");
+    for name in &charts {
+        let svg = std::fs::read_to_string(folder.join(name)).unwrap();
+        assert!(
+            svg.starts_with("<svg xmlns=") && html.contains(&svg),
+            "{name}"
+        );
+    }
     assert!(json["machine"]["cores"].as_u64().unwrap() >= 1);
     json
 }
