@@ -960,14 +960,23 @@ pub async fn update_agent(
     row.updated_at = Set(Utc::now());
     let txn = crate::store::begin_write(db).await?;
     if leaves_admins {
-        use sea_orm::PaginatorTrait;
-        let others = agent::Entity::find()
+        use sea_orm::{ConnectionTrait, QuerySelect};
+        let mut admins = agent::Entity::find()
             .filter(agent::Column::WorkspaceId.eq(workspace_id.to_string()))
             .filter(agent::Column::Role.eq(Role::Admin.as_str()))
-            .filter(agent::Column::Active.eq(true))
-            .filter(agent::Column::Id.ne(agent_id.clone()))
-            .count(&txn)
-            .await?;
+            .filter(agent::Column::Active.eq(true));
+        // Two admins stepping down at once must not both pass: on Postgres the second waits on
+        // the first's row locks and then reads what it committed (SQLite's `BEGIN IMMEDIATE`
+        // already lets one writer in at a time).
+        if txn.get_database_backend() == sea_orm::DbBackend::Postgres {
+            admins = admins.lock_exclusive();
+        }
+        let others = admins
+            .all(&txn)
+            .await?
+            .iter()
+            .filter(|admin| admin.id != agent_id)
+            .count();
         if others == 0 {
             let field = if deactivated { "active" } else { "role" };
             return Err(EngineError::Conflict(format!(

@@ -340,6 +340,32 @@ async fn the_last_active_admin_can_be_neither_demoted_nor_deactivated(backend: B
     )
     .await;
     assert_eq!(status, 409);
+    // Two admins stepping down at the same moment: one of them stays.
+    let (cy, _) = app
+        .create_agent(&workspace, "cy@acme.example", "admin", &[])
+        .await;
+    let step_down = |id: String| {
+        let app = &app;
+        let url = format!("{agents}/{id}");
+        async move {
+            app.patch(&url, ADMIN_TOKEN, &json!({"role": "supervisor"}))
+                .await
+                .status()
+                .as_u16()
+        }
+    };
+    let (first, second) = tokio::join!(step_down(bo.clone()), step_down(cy.clone()));
+    let mut answers = [first, second];
+    answers.sort_unstable();
+    assert_eq!(answers, [200, 409], "exactly one steps down");
+    assert_eq!(
+        app.count(
+            "agents",
+            &format!("workspace_id = '{workspace}' AND role = 'admin' AND active")
+        )
+        .await,
+        1
+    );
     // Other changes to the last admin go through.
     let renamed = app
         .patch(
