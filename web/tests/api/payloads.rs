@@ -2,7 +2,7 @@
 //! the storage INDEX.md gives it, and replays that change nothing.
 
 use chrono::Utc;
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, TransactionTrait};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set};
 use serde_json::json;
 use waos_engine::store::entity::message;
 use waos_web::testing::{
@@ -318,7 +318,9 @@ async fn pending_statuses_reconcile_when_the_message_arrives(backend: Backend) {
         .scalar("conversations", "channel_id", "1 = 1")
         .await
         .unwrap();
-    let txn = app.db.begin().await.unwrap();
+    // A writing transaction takes SQLite's write lock up front, as the product's own do (a
+    // deferred one fails at once with "database is locked" when the app writes in between).
+    let txn = waos_engine::store::begin_write(&app.db).await.unwrap();
     let stored = outbound_to_olivia(&world.workspace_id, conversation_id, channel_id)
         .insert(&txn)
         .await
