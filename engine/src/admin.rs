@@ -93,17 +93,25 @@ pub async fn create_workspace(
     input: NewWorkspace,
 ) -> Result<WorkspaceView, EngineError> {
     caller.require(Action::CreateWorkspace)?;
-    let row = workspace::ActiveModel {
-        id: Set(WorkspaceId::new().to_string()),
+    let row = workspace_row(WorkspaceId::new(), &input)?
+        .insert(db)
+        .await?;
+    Ok(row.into())
+}
+
+/// A new workspace's row, its name checked.
+fn workspace_row(
+    id: WorkspaceId,
+    input: &NewWorkspace,
+) -> Result<workspace::ActiveModel, EngineError> {
+    Ok(workspace::ActiveModel {
+        id: Set(id.to_string()),
         name: Set(non_empty("name", &input.name)?),
         retention_message_days: Set(None),
         retention_media_days: Set(None),
         retention_audit_days: Set(None),
         created_at: Set(Utc::now()),
-    }
-    .insert(db)
-    .await?;
-    Ok(row.into())
+    })
 }
 
 /// First run: a workspace and its first admin at once (`POST /setup`, the bootstrap token).
@@ -145,41 +153,32 @@ pub async fn setup(
     input: Setup,
 ) -> Result<SetupView, EngineError> {
     caller.require(Action::CreateWorkspace)?;
-    let name = non_empty("name", &input.workspace.name).map_err(|e| within("workspace", e))?;
-    let admin_name = non_empty("name", &input.admin.name).map_err(|e| within("admin", e))?;
-    let address = email(&input.admin.email).map_err(|e| within("admin", e))?;
-    let hash = hash_password(hashing, "password", &input.admin.password)
+    let Setup { workspace, admin } = input;
+    let workspace_id = WorkspaceId::new();
+    let workspace = workspace_row(workspace_id, &workspace).map_err(|e| within("workspace", e))?;
+    let FirstAdmin {
+        name,
+        email,
+        password,
+    } = admin;
+    let first_admin = NewAgent {
+        name,
+        email,
+        password,
+        role: Role::Admin,
+        capacity: None,
+        team_ids: Vec::new(),
+        skills: Vec::new(),
+        active: None,
+    };
+    let admin = agent_row(hashing, workspace_id, first_admin)
         .await
         .map_err(|e| within("admin", e))?;
-    let now = Utc::now();
-    let workspace_id = WorkspaceId::new().to_string();
     let txn = crate::store::begin_write(db).await?;
-    let workspace = workspace::ActiveModel {
-        id: Set(workspace_id.clone()),
-        name: Set(name),
-        retention_message_days: Set(None),
-        retention_media_days: Set(None),
-        retention_audit_days: Set(None),
-        created_at: Set(now),
-    }
-    .insert(&txn)
-    .await?;
-    let admin = agent::ActiveModel {
-        id: Set(AgentId::new().to_string()),
-        workspace_id: Set(workspace_id),
-        name: Set(admin_name),
-        email: Set(address),
-        password_hash: Set(hash),
-        role: Set(Role::Admin.as_str().to_owned()),
-        capacity: Set(DEFAULT_CAPACITY),
-        skills: Set(skills(Vec::new())?),
-        active: Set(true),
-        created_at: Set(now),
-        updated_at: Set(now),
-    }
-    .insert(&txn)
-    .await
-    .map_err(|error| EngineError::from_insert(error, "admin.email", "an agent with this email"))?;
+    let workspace = workspace.insert(&txn).await?;
+    let admin = admin.insert(&txn).await.map_err(|error| {
+        EngineError::from_insert(error, "admin.email", "an agent with this email")
+    })?;
     txn.commit().await?;
     Ok(SetupView {
         workspace: workspace.into(),
@@ -835,8 +834,25 @@ pub async fn create_agent(
     find_workspace(db, caller, workspace_id).await?;
     require_admin(caller, workspace_id)?;
     let team_ids = team_ids_in_workspace(db, workspace_id, &input.team_ids).await?;
+    let row = agent_row(hashing, workspace_id, input).await?;
+    let txn = crate::store::begin_write(db).await?;
+    let row = row
+        .insert(&txn)
+        .await
+        .map_err(|error| EngineError::from_insert(error, "email", "an agent with this email"))?;
+    set_teams(&txn, &row.id, &team_ids).await?;
+    txn.commit().await?;
+    Ok(agent_view(row, team_ids))
+}
+
+/// A new agent's row, every field checked and its password hashed (its teams are set apart).
+async fn agent_row(
+    hashing: &PasswordHashing,
+    workspace_id: WorkspaceId,
+    input: NewAgent,
+) -> Result<agent::ActiveModel, EngineError> {
     let now = Utc::now();
-    let row = agent::ActiveModel {
+    Ok(agent::ActiveModel {
         id: Set(AgentId::new().to_string()),
         workspace_id: Set(workspace_id.to_string()),
         name: Set(non_empty("name", &input.name)?),
@@ -848,15 +864,7 @@ pub async fn create_agent(
         active: Set(input.active.unwrap_or(true)),
         created_at: Set(now),
         updated_at: Set(now),
-    };
-    let txn = crate::store::begin_write(db).await?;
-    let row = row
-        .insert(&txn)
-        .await
-        .map_err(|error| EngineError::from_insert(error, "email", "an agent with this email"))?;
-    set_teams(&txn, &row.id, &team_ids).await?;
-    txn.commit().await?;
-    Ok(agent_view(row, team_ids))
+    })
 }
 
 async fn set_teams(

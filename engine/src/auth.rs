@@ -218,22 +218,37 @@ pub async fn logout(db: &DatabaseConnection, token: &str) -> Result<(), EngineEr
     Ok(())
 }
 
-/// Changes the signed-in agent's own password, if `current` is its password now. Every other
-/// session and ticket of the agent ends in the same transaction; `session_token`'s stays.
+/// A signed-in agent's own account, read once for a password change: its email is the key its
+/// wrong guesses are counted under, before the password is checked.
+pub struct Account {
+    pub email: String,
+    row: agent::Model,
+}
+
+pub async fn account(db: &DatabaseConnection, agent_id: AgentId) -> Result<Account, EngineError> {
+    let row = agent::Entity::find_by_id(agent_id.to_string())
+        .one(db)
+        .await?
+        .ok_or(EngineError::NotFound("agent"))?;
+    Ok(Account {
+        email: row.email.clone(),
+        row,
+    })
+}
+
+/// Changes the agent's own password, if `current` is its password now. Every other session and
+/// ticket of the agent ends in the same transaction; `session_token`'s stays.
 /// `Ok(false)`: `current` is wrong (nothing changed).
 pub async fn change_password(
     db: &DatabaseConnection,
     hashing: &PasswordHashing,
-    caller: &AgentPrincipal,
+    account: Account,
     session_token: &str,
     current: &SecretString,
     new: &SecretString,
 ) -> Result<bool, EngineError> {
     use sea_orm::{ActiveModelTrait, IntoActiveModel};
-    let agent = agent::Entity::find_by_id(caller.agent_id.to_string())
-        .one(db)
-        .await?
-        .ok_or(EngineError::NotFound("agent"))?;
+    let agent = account.row;
     if !hashing.verify(current, &agent.password_hash).await? {
         return Ok(false);
     }
@@ -312,15 +327,6 @@ pub async fn redeem_ticket(
     Ok(principal_of(db, &row.agent_id)
         .await?
         .map(|principal| (principal, row.session_hash)))
-}
-
-/// The email an agent signs in with (the key its failed attempts are counted under).
-pub async fn email_of(db: &DatabaseConnection, agent_id: AgentId) -> Result<String, EngineError> {
-    agent::Entity::find_by_id(agent_id.to_string())
-        .one(db)
-        .await?
-        .map(|agent| agent.email)
-        .ok_or(EngineError::NotFound("agent"))
 }
 
 async fn principal_of(

@@ -1,7 +1,7 @@
 // The admin pages' building blocks: a form made from a list of field specs (each input labelled
 // with its API field's name, carrying `data-field`, its errors shown beside it), the list table
 // beside it, and the text forms of calendar hours. Plain DOM; server data only as textContent.
-import { ApiError, clearFormErrors, h, labelled, showFormErrors, toast } from '/assets/api.js';
+import { ApiError, clearFormErrors, fieldError, h, labelled, showFormErrors, toast } from '/assets/api.js';
 
 /** A value the user typed that cannot be sent: shown at `field`, nothing is sent. */
 export class FieldProblem extends Error {
@@ -97,13 +97,13 @@ export function buildField(spec) {
     // A group of checkboxes: the fieldset is the [data-field] element and holds the error span.
     const list = h('div', { class: 'check-list' });
     const wrap = h('fieldset', { class: 'field checks', 'data-field': spec.field || spec.key },
-      h('legend', {}, spec.label), hint, list, h('span', { class: 'field-error', role: 'alert', hidden: true }));
+      h('legend', {}, spec.label), hint, list, fieldError());
     return { spec, wrap, control: wrap, list, hint };
   }
   const control = buildControl(spec);
   if (spec.type === 'checkbox') {
     const wrap = h('label', { class: 'field check' }, `${spec.label} `, hint, control,
-      h('span', { class: 'field-error', role: 'alert', hidden: true }));
+      fieldError());
     return { spec, wrap, control, hint };
   }
   const wrap = labelled(spec.label, control);

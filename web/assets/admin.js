@@ -2,7 +2,7 @@
 // settings, one section per hash route (#teams .. #api-tokens), each a list beside a form built
 // by admin-forms.js. Workspace admins only; REST only (no socket).
 import {
-  api, ApiError, apiBlob, bootAuth, clearFormErrors, closePasswordDialog, contactName, getSession, h,
+  api, ApiError, apiBlob, bootAuth, clearFormErrors, closePasswordDialog, contactName, fieldError, getSession, h,
   labelled, loadDirectory, openPasswordDialog, shortId, showFormErrors, signIn, toast,
 } from '/assets/api.js';
 import {
@@ -443,7 +443,6 @@ function renumberRow(row, prefix) {
   for (const el of row.querySelectorAll('[data-suffix]')) el.dataset.field = `${prefix}${el.dataset.suffix}`;
 }
 
-const errorSpan = () => h('span', { class: 'field-error', role: 'alert', hidden: true });
 const isLeaf = (c) => c && typeof c === 'object' && !Array.isArray(c) && 'field' in c;
 
 /** The conditions: `Match` all/any over rows of Field, Operator, Value; or JSON when nested. */
@@ -483,7 +482,7 @@ function conditionsEditor() {
     const valueLabel = labelled('Value', value);
     const remove = h('button', { type: 'button', class: 'small danger' }, 'Remove');
     const row = h('fieldset', { class: 'cond-row' }, h('legend', {}),
-      labelled('Field', field), labelled('Operator', op), valueLabel, remove, errorSpan());
+      labelled('Field', field), labelled('Operator', op), valueLabel, remove, fieldError());
     const syncValue = () => {
       valueLabel.hidden = FLAG_OPS.includes(op.value);
       value.placeholder = op.value === 'in' ? 'a, b, c'
@@ -631,7 +630,7 @@ function actionsEditor() {
   const none = h('p', { class: 'sub' }, 'No actions yet: a rule needs at least one.');
   const add = h('button', { type: 'button', class: 'small' }, 'Add action');
   const node = h('fieldset', { class: 'group actions-editor', 'data-field': 'actions' },
-    h('legend', {}, 'Actions'), rows, none, h('div', { class: 'row-tools' }, add), errorSpan());
+    h('legend', {}, 'Actions'), rows, none, h('div', { class: 'row-tools' }, add), fieldError());
 
   function renumber() {
     [...rows.children].forEach((row, i) => {
@@ -645,7 +644,7 @@ function actionsEditor() {
     const type = h('select', { 'data-suffix': '.type' }, ...ACTION_TYPES.map((t) => h('option', { value: t }, t)));
     const params = h('div', { class: 'params-box' });
     const remove = h('button', { type: 'button', class: 'small danger' }, 'Remove');
-    const row = h('fieldset', { class: 'action-row' }, h('legend', {}), labelled('Action', type), params, remove, errorSpan());
+    const row = h('fieldset', { class: 'action-row' }, h('legend', {}), labelled('Action', type), params, remove, fieldError());
     const part = { type, fields: [] };
     const build = (values) => {
       part.fields = (ACTION_PARAMS[type.value] || []).map((spec) => {

@@ -354,10 +354,13 @@ export function showFormErrors(form, problems) {
   else form.querySelector('.form-error:not([hidden])')?.scrollIntoView({ block: 'nearest' });
 }
 
+/** The empty, hidden span beside a field where its refusal is shown. */
+export const fieldError = () => h('span', { class: 'field-error', role: 'alert', hidden: true });
+
 /** An input labelled `name` with its field-error span: `<label>Name <small>hint</small><input><span>`. */
 export function labelled(name, control, hint) {
   return h('label', { class: 'field' }, `${name} `, hint ? h('small', { class: 'hint' }, hint) : null,
-    control, h('span', { class: 'field-error', role: 'alert', hidden: true }));
+    control, fieldError());
 }
 
 // ---- change one's own password --------------------------------------------------------------

@@ -42,23 +42,16 @@ pub async fn login(
     input: web::Json<Login>,
 ) -> Result<HttpResponse, ApiError> {
     let Login { email, password } = input.into_inner();
-    let mut keys = vec![ThrottleKey::Account(&email)];
-    keys.extend(client.address.map(ThrottleKey::Address));
+    let keys = throttle_keys(&email, &client);
     let turn = state.login_throttle.turn(&keys).await;
-    if let Some(wait) = state.login_throttle.locked_for(&turn).await {
-        // A flood of refused attempts must not become a flood of rows: bounded, then counted.
-        if state.security_events.check().is_ok() {
-            security_event(
-                &state,
-                AuditKind::LoginThrottled,
-                None,
-                &client,
-                "sign-in refused: too many failed attempts",
-            )
-            .await;
-        }
-        return Err(throttled(wait));
-    }
+    refuse_while_locked(
+        &state,
+        &turn,
+        None,
+        &client,
+        "sign-in refused: too many failed attempts",
+    )
+    .await?;
     let outcome = auth::login(
         &state.db,
         &state.hashing,
@@ -96,6 +89,32 @@ pub async fn login(
             }
         }
     }
+}
+
+/// The throttle's buckets a password guess counts in: the account's (by email) and the
+/// client address's.
+fn throttle_keys<'a>(email: &'a str, client: &Client) -> Vec<ThrottleKey<'a>> {
+    let mut keys = vec![ThrottleKey::Account(email)];
+    keys.extend(client.address.map(ThrottleKey::Address));
+    keys
+}
+
+/// 429 while any of the turn's buckets is locked, with a security event.
+async fn refuse_while_locked(
+    state: &AppState,
+    turn: &crate::throttle::Turn<'_>,
+    account: Option<(AgentId, WorkspaceId)>,
+    client: &Client,
+    text: &str,
+) -> Result<(), ApiError> {
+    let Some(wait) = state.login_throttle.locked_for(turn).await else {
+        return Ok(());
+    };
+    // A flood of refused attempts must not become a flood of rows: bounded, then counted.
+    if state.security_events.check().is_ok() {
+        security_event(state, AuditKind::LoginThrottled, account, client, text).await;
+    }
+    Err(throttled(wait))
 }
 
 fn throttled(wait: std::time::Duration) -> ApiError {
@@ -182,26 +201,21 @@ pub async fn change_password(
     // A stolen session must not become a way to guess the password: wrong guesses are failed
     // sign-ins, in the same buckets (the account's email, the address), so neither door adds
     // attempts to the other.
-    let email = auth::email_of(&state.db, agent.agent_id).await?;
-    let mut keys = vec![ThrottleKey::Account(&email)];
-    keys.extend(client.address.map(ThrottleKey::Address));
+    let own = auth::account(&state.db, agent.agent_id).await?;
+    let email = own.email.clone();
+    let keys = throttle_keys(&email, &client);
     let turn = state.login_throttle.turn(&keys).await;
     let account = Some((agent.agent_id, agent.workspace_id));
-    if let Some(wait) = state.login_throttle.locked_for(&turn).await {
-        if state.security_events.check().is_ok() {
-            security_event(
-                &state,
-                AuditKind::LoginThrottled,
-                account,
-                &client,
-                "password change refused: too many wrong passwords",
-            )
-            .await;
-        }
-        return Err(throttled(wait));
-    }
+    refuse_while_locked(
+        &state,
+        &turn,
+        account,
+        &client,
+        "password change refused: too many wrong passwords",
+    )
+    .await?;
     let PasswordChange { current, new } = input.into_inner();
-    if !auth::change_password(&state.db, &state.hashing, agent, &token, &current, &new).await? {
+    if !auth::change_password(&state.db, &state.hashing, own, &token, &current, &new).await? {
         security_event(
             &state,
             AuditKind::LoginFailed,

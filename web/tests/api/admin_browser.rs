@@ -13,7 +13,7 @@ use waos_web::testing::{
 };
 
 use crate::browser::{
-    Driver, PATIENCE, click, log_in, reply_from_console, screenshot, tempfile_dir, testid,
+    Driver, PATIENCE, click, log_in, reply_from_console, screenshot, tempfile_dir, testid, until,
     wait_find, wait_text,
 };
 use crate::concurrency::text_body_at;
@@ -38,19 +38,18 @@ async fn labelled(page: &Client, scope: &str, label: &str) -> Element {
         "{scope}//label[starts-with(normalize-space(.), '{label}')]\
          //*[self::input or self::select or self::textarea]"
     );
-    let started = std::time::Instant::now();
-    loop {
-        if let Ok(element) = page.find(Locator::XPath(&xpath)).await
-            && element.is_displayed().await.unwrap_or(false)
-        {
-            return element;
-        }
-        assert!(
-            started.elapsed() < PATIENCE,
-            "no field labelled `{label}` in {scope}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    until(
+        &format!("no field labelled `{label}` in {scope}"),
+        || async {
+            let element = page.find(Locator::XPath(&xpath)).await.ok()?;
+            element
+                .is_displayed()
+                .await
+                .unwrap_or(false)
+                .then_some(element)
+        },
+    )
+    .await
 }
 
 async fn fill(page: &Client, scope: &str, label: &str, value: &str) {
@@ -61,22 +60,14 @@ async fn fill(page: &Client, scope: &str, label: &str, value: &str) {
 
 /// Chooses the option shown as `option`, once the select has it (lists load as a section opens).
 async fn pick(page: &Client, scope: &str, label: &str, option: &str) {
-    let started = std::time::Instant::now();
-    loop {
-        if labelled(page, scope, label)
-            .await
-            .select_by_label(option)
-            .await
-            .is_ok()
-        {
-            return;
-        }
-        assert!(
-            started.elapsed() < PATIENCE,
-            "no option `{option}` for `{label}` in {scope}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    until(
+        &format!("no option `{option}` for `{label}` in {scope}"),
+        || async {
+            let select = labelled(page, scope, label).await;
+            select.select_by_label(option).await.ok()
+        },
+    )
+    .await
 }
 
 async fn tick(page: &Client, scope: &str, label: &str) {
@@ -90,19 +81,15 @@ async fn tick(page: &Client, scope: &str, label: &str) {
 /// a row's `Edit`), once the page shows it.
 async fn press(page: &Client, scope: &str, text: &str) {
     let xpath = format!("{scope}//button[normalize-space(.)='{text}']");
-    let started = std::time::Instant::now();
-    loop {
-        if let Ok(button) = page.find(Locator::XPath(&xpath)).await
-            && button.click().await.is_ok()
-        {
-            return;
-        }
-        assert!(
-            started.elapsed() < PATIENCE,
-            "no button `{text}` in {scope}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    until(&format!("no button `{text}` in {scope}"), || async {
+        page.find(Locator::XPath(&xpath))
+            .await
+            .ok()?
+            .click()
+            .await
+            .ok()
+    })
+    .await
 }
 
 async fn section(page: &Client, link: &str) {
@@ -182,15 +169,12 @@ async fn from_an_empty_database_to_a_first_answer_in_the_admin_pages_in_real_chr
     let error_xpath = format!(
         "{weekly}//label[starts-with(normalize-space(.), 'Tue')]//span[@class='field-error']"
     );
-    let started = std::time::Instant::now();
-    loop {
-        let error = admin.find(Locator::XPath(&error_xpath)).await.unwrap();
-        if error.is_displayed().await.unwrap() && error.text().await.unwrap().contains("25:00") {
-            break;
-        }
-        assert!(started.elapsed() < PATIENCE, "no error beside Tue");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    until("no error beside Tue", || async {
+        let error = admin.find(Locator::XPath(&error_xpath)).await.ok()?;
+        (error.is_displayed().await.ok()? && error.text().await.ok()?.contains("25:00"))
+            .then_some(())
+    })
+    .await;
     assert_eq!(
         tuesday.attr("aria-invalid").await.unwrap().as_deref(),
         Some("true")
@@ -484,14 +468,10 @@ async fn tokens_retention_canned_replies_channels_and_data_requests_in_real_chro
     )
     .await;
     // It asks first.
-    let started = std::time::Instant::now();
-    let question = loop {
-        if let Ok(text) = page.get_alert_text().await {
-            break text;
-        }
-        assert!(started.elapsed() < PATIENCE, "Revoke asks nothing");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
+    let question = until("Revoke asks nothing", || async {
+        page.get_alert_text().await.ok()
+    })
+    .await;
     assert!(question.contains("CRM sync"), "{question}");
     assert_eq!(
         app.get(directory, &secret).await.status(),

@@ -100,99 +100,93 @@ pub(crate) fn testid(id: &str) -> String {
     format!("[data-testid='{id}']")
 }
 
+/// Tries `attempt` every 50 ms until it gives a value, for at most [`PATIENCE`]; `what` says
+/// in the panic what never came.
+pub(crate) async fn until<T, F, Fut>(what: &str, mut attempt: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let started = Instant::now();
+    loop {
+        if let Some(value) = attempt().await {
+            return value;
+        }
+        assert!(started.elapsed() < PATIENCE, "{what} within {PATIENCE:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Waits until `selector` matches an element whose text contains `text`.
 pub(crate) async fn wait_text(
     page: &Client,
     selector: &str,
     text: &str,
 ) -> fantoccini::elements::Element {
-    let started = Instant::now();
-    loop {
-        if let Ok(found) = page.find_all(Locator::Css(selector)).await {
-            for element in found {
-                if element.text().await.is_ok_and(|t| t.contains(text)) {
-                    return element;
-                }
+    until(&format!("no `{selector}` showing `{text}`"), || async {
+        for element in page.find_all(Locator::Css(selector)).await.ok()? {
+            if element.text().await.is_ok_and(|t| t.contains(text)) {
+                return Some(element);
             }
         }
-        assert!(
-            started.elapsed() < PATIENCE,
-            "no `{selector}` showing `{text}` within {PATIENCE:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        None
+    })
+    .await
 }
 
 /// Waits until `selector` matches nothing.
 pub(crate) async fn wait_gone(page: &Client, selector: &str) {
-    let started = Instant::now();
-    while !page
-        .find_all(Locator::Css(selector))
-        .await
-        .unwrap()
-        .is_empty()
-    {
-        assert!(started.elapsed() < PATIENCE, "`{selector}` is still there");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until(&format!("`{selector}` is still there"), || async {
+        page.find_all(Locator::Css(selector))
+            .await
+            .unwrap()
+            .is_empty()
+            .then_some(())
+    })
+    .await
 }
 
 pub(crate) async fn wait_find(page: &Client, selector: &str) -> fantoccini::elements::Element {
-    let started = Instant::now();
-    loop {
-        if let Ok(element) = page.find(Locator::Css(selector)).await {
-            return element;
-        }
-        assert!(started.elapsed() < PATIENCE, "no `{selector}`");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until(&format!("no `{selector}`"), || async {
+        page.find(Locator::Css(selector)).await.ok()
+    })
+    .await
 }
 
 /// Clicks `selector`, finding it again if the page re-rendered it meanwhile.
 pub(crate) async fn click(page: &Client, selector: &str) {
-    let started = Instant::now();
-    loop {
-        if let Ok(element) = page.find(Locator::Css(selector)).await
-            && element.click().await.is_ok()
-        {
-            return;
-        }
-        assert!(started.elapsed() < PATIENCE, "could not click `{selector}`");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until(&format!("could not click `{selector}`"), || async {
+        page.find(Locator::Css(selector))
+            .await
+            .ok()?
+            .click()
+            .await
+            .ok()
+    })
+    .await
 }
 
 /// An attribute of `selector`'s first match, once it has one.
 async fn attribute(page: &Client, selector: &str, name: &str) -> String {
-    let started = Instant::now();
-    loop {
-        if let Ok(element) = page.find(Locator::Css(selector)).await
-            && let Ok(Some(value)) = element.attr(name).await
-        {
-            return value;
-        }
-        assert!(started.elapsed() < PATIENCE, "no `{name}` on `{selector}`");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until(&format!("no `{name}` on `{selector}`"), || async {
+        let element = page.find(Locator::Css(selector)).await.ok()?;
+        element.attr(name).await.ok().flatten()
+    })
+    .await
 }
 
 /// Chooses `value` in the select `selector`, finding it again if it was re-rendered (a stats
 /// delta that changes an agent's load rebuilds the options), until the choice holds.
 async fn choose(page: &Client, selector: &str, value: &str) {
-    let started = Instant::now();
-    loop {
-        if let Ok(element) = page.find(Locator::Css(selector)).await
-            && element.select_by_value(value).await.is_ok()
-            && element.prop("value").await.ok().flatten().as_deref() == Some(value)
-        {
-            return;
-        }
-        assert!(
-            started.elapsed() < PATIENCE,
-            "could not choose `{value}` in `{selector}`"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until(
+        &format!("could not choose `{value}` in `{selector}`"),
+        || async {
+            let element = page.find(Locator::Css(selector)).await.ok()?;
+            element.select_by_value(value).await.ok()?;
+            (element.prop("value").await.ok().flatten().as_deref() == Some(value)).then_some(())
+        },
+    )
+    .await
 }
 
 pub(crate) async fn log_in(page: &Client, address: &str, path: &str, email: &str) {
