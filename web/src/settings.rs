@@ -166,6 +166,7 @@ pub struct RoutingSettings {
     pub time_unit_ms: u64,
     pub window_warning_ms: u64,
     pub sticky: bool,
+    pub policy: waos_engine::routing::policy::PolicyKind,
     pub presence_ttl_ms: u64,
     pub stats_interval_ms: u64,
     pub conversation_idle_ms: u64,

@@ -277,6 +277,7 @@ impl Application {
                 decline_cooldown: millis(settings.routing.decline_cooldown_ms),
                 window_warning: millis(settings.routing.window_warning_ms),
                 sticky: settings.routing.sticky,
+                policy: settings.routing.policy,
                 presence_ttl: millis(settings.routing.presence_ttl_ms.max(30)),
                 stats_interval: millis(settings.routing.stats_interval_ms.max(10)),
                 conversation_idle: millis(settings.routing.conversation_idle_ms.max(10)),

@@ -61,6 +61,8 @@ pub struct RoutingSettings {
     pub window_warning: Duration,
     /// Prefer the customer's last agent when eligible.
     pub sticky: bool,
+    /// How the eligible agents are ranked.
+    pub policy: crate::routing::policy::PolicyKind,
     /// How long a presence entry lives without a heartbeat (heartbeats come at a third of it).
     pub presence_ttl: Duration,
     /// Dashboards get at most one stats frame per this interval.

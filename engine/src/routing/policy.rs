@@ -4,8 +4,16 @@
 //! Rules, in order: an agent is eligible when online, in the conversation's team, holding every
 //! skill the channel requires, under capacity (pending offers count), and not cooling down after
 //! declining this conversation. Sticky routing prefers the customer's last agent when eligible.
-//! Otherwise the least loaded relative to capacity wins; ties go to the longest idle, then to the
-//! lowest id, so that the choice is deterministic.
+//! Otherwise the workspace's [`PolicyKind`] picks among the eligible:
+//!
+//! - `least_loaded` (the default): the least loaded relative to capacity; ties go to the one
+//!   given a conversation longest ago, then to the lowest id.
+//! - `round_robin`: in turn, whatever the load: the one given a conversation longest ago (never
+//!   first); ties by lowest id.
+//! - `longest_idle`: the one whose last change (a conversation given or one finished) is
+//!   oldest; ties by relative load, then lowest id.
+//!
+//! Every rule ends on the agent id, so that the choice is deterministic.
 
 use std::cmp::Ordering;
 use std::collections::HashSet;
@@ -37,6 +45,8 @@ pub struct Candidate {
     pub capacity: u32,
     /// When the agent last received a conversation; `None` = never, the longest idle.
     pub last_assigned: Option<Instant>,
+    /// When one of its conversations last ended (resolved, moved away or requeued).
+    pub last_released: Option<Instant>,
 }
 
 impl Candidate {
@@ -55,6 +65,55 @@ pub struct Request {
     pub excluded: HashSet<AgentId>,
     /// The customer's last agent, preferred when eligible.
     pub sticky: Option<AgentId>,
+    pub policy: PolicyKind,
+}
+
+/// How the eligible agents are ranked (`routing.policy`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicyKind {
+    #[default]
+    LeastLoaded,
+    RoundRobin,
+    LongestIdle,
+}
+
+impl PolicyKind {
+    pub const ALL: [PolicyKind; 3] = [
+        PolicyKind::LeastLoaded,
+        PolicyKind::RoundRobin,
+        PolicyKind::LongestIdle,
+    ];
+
+    /// The setting's and the command line's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PolicyKind::LeastLoaded => "least_loaded",
+            PolicyKind::RoundRobin => "round_robin",
+            PolicyKind::LongestIdle => "longest_idle",
+        }
+    }
+
+    fn rule(self) -> Rule {
+        match self {
+            PolicyKind::LeastLoaded => Rule::LeastLoaded,
+            PolicyKind::RoundRobin => Rule::RoundRobin,
+            PolicyKind::LongestIdle => Rule::LongestIdle,
+        }
+    }
+}
+
+impl std::str::FromStr for PolicyKind {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<PolicyKind, String> {
+        PolicyKind::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == text)
+            .ok_or_else(|| {
+                format!("unknown policy `{text}`: least_loaded, round_robin or longest_idle")
+            })
+    }
 }
 
 /// Why a candidate was not eligible.
@@ -86,6 +145,8 @@ pub struct Considered {
 pub enum Rule {
     Sticky,
     LeastLoaded,
+    RoundRobin,
+    LongestIdle,
     NoEligibleAgent,
 }
 
@@ -120,6 +181,18 @@ impl Decision {
             ),
             (Rule::LeastLoaded, Some(c)) => format!(
                 "least loaded ({}/{}) of {} eligible",
+                c.load,
+                c.capacity,
+                self.eligible_count()
+            ),
+            (Rule::RoundRobin, Some(c)) => format!(
+                "next in turn ({}/{}) of {} eligible",
+                c.load,
+                c.capacity,
+                self.eligible_count()
+            ),
+            (Rule::LongestIdle, Some(c)) => format!(
+                "longest idle ({}/{}) of {} eligible",
                 c.load,
                 c.capacity,
                 self.eligible_count()
@@ -167,18 +240,38 @@ fn ineligibility(candidate: &Candidate, request: &Request) -> Option<Ineligible>
     None
 }
 
-/// Lower load relative to capacity first (compared exactly, without floats), then longest idle.
-fn better(a: &Candidate, b: &Candidate) -> Ordering {
-    let relative = (u64::from(a.load) * u64::from(b.capacity))
-        .cmp(&(u64::from(b.load) * u64::from(a.capacity)));
-    relative
-        .then_with(|| match (a.last_assigned, b.last_assigned) {
-            (None, None) => Ordering::Equal,
-            (None, Some(_)) => Ordering::Less,
-            (Some(_), None) => Ordering::Greater,
-            (Some(x), Some(y)) => x.cmp(&y),
-        })
-        .then_with(|| a.agent_id.cmp(&b.agent_id))
+/// Lower load relative to capacity first (compared exactly, without floats).
+fn relative_load(a: &Candidate, b: &Candidate) -> Ordering {
+    (u64::from(a.load) * u64::from(b.capacity)).cmp(&(u64::from(b.load) * u64::from(a.capacity)))
+}
+
+/// Earlier first; `None` (never) before any instant.
+fn earlier(a: Option<Instant>, b: Option<Instant>) -> Ordering {
+    match (a, b) {
+        (None, None) => Ordering::Equal,
+        (None, Some(_)) => Ordering::Less,
+        (Some(_), None) => Ordering::Greater,
+        (Some(x), Some(y)) => x.cmp(&y),
+    }
+}
+
+/// When the agent last changed: given a conversation or done with one.
+fn last_change(candidate: &Candidate) -> Option<Instant> {
+    candidate.last_assigned.max(candidate.last_released)
+}
+
+/// `Less` when `a` should be chosen before `b` under `policy`.
+fn better(policy: PolicyKind, a: &Candidate, b: &Candidate) -> Ordering {
+    let ranked = match policy {
+        PolicyKind::LeastLoaded => {
+            relative_load(a, b).then_with(|| earlier(a.last_assigned, b.last_assigned))
+        }
+        PolicyKind::RoundRobin => earlier(a.last_assigned, b.last_assigned),
+        PolicyKind::LongestIdle => {
+            earlier(last_change(a), last_change(b)).then_with(|| relative_load(a, b))
+        }
+    };
+    ranked.then_with(|| a.agent_id.cmp(&b.agent_id))
 }
 
 /// Chooses the agent for `request` from `roster`, or none, with the reason.
@@ -212,10 +305,13 @@ pub fn choose_agent(roster: &[Candidate], request: &Request) -> Decision {
             candidates,
         };
     }
-    match eligible.into_iter().min_by(|a, b| better(a, b)) {
+    match eligible
+        .into_iter()
+        .min_by(|a, b| better(request.policy, a, b))
+    {
         Some(best) => Decision {
             agent: Some(best.agent_id),
-            rule: Rule::LeastLoaded,
+            rule: request.policy.rule(),
             candidates,
         },
         None => Decision {
@@ -242,6 +338,7 @@ mod tests {
             load,
             capacity,
             last_assigned: None,
+            last_released: None,
         }
     }
 
@@ -361,5 +458,126 @@ mod tests {
     #[test]
     fn zero_capacity_is_never_eligible() {
         assert_eq!(choose_agent(&[agent(1, 0, 0)], &request()).agent, None);
+    }
+
+    fn under(policy: PolicyKind) -> Request {
+        Request {
+            policy,
+            ..request()
+        }
+    }
+
+    #[test]
+    fn round_robin_takes_turns_whatever_the_load() {
+        let now = Instant::now();
+        let mut busy_but_next = agent(1, 3, 4);
+        busy_but_next.last_assigned = Some(now - Duration::from_secs(90));
+        let mut light = agent(2, 0, 4);
+        light.last_assigned = Some(now);
+        let roster = [busy_but_next.clone(), light.clone()];
+        let decision = choose_agent(&roster, &under(PolicyKind::RoundRobin));
+        assert_eq!((decision.agent, decision.rule), (id(1), Rule::RoundRobin));
+        assert_eq!(decision.explain(), "next in turn (3/4) of 2 eligible");
+        // Least loaded would have taken the light one.
+        assert_eq!(choose_agent(&roster, &request()).agent, id(2));
+        // A full agent is still skipped, its turn or not.
+        let full = Candidate {
+            load: 4,
+            ..busy_but_next
+        };
+        assert_eq!(
+            choose_agent(&[full, light], &under(PolicyKind::RoundRobin)).agent,
+            id(2)
+        );
+    }
+
+    #[test]
+    fn round_robin_cycles_through_every_agent_once_before_repeating() {
+        let start = Instant::now();
+        let mut roster: Vec<Candidate> = (1..=3).map(|n| agent(n, 0, 10)).collect();
+        let mut order = Vec::new();
+        for turn in 0..6u64 {
+            let chosen = choose_agent(&roster, &under(PolicyKind::RoundRobin))
+                .agent
+                .unwrap();
+            order.push(chosen.0.as_u128());
+            let given = roster.iter_mut().find(|c| c.agent_id == chosen).unwrap();
+            given.load += 1;
+            given.last_assigned = Some(start + Duration::from_secs(turn));
+        }
+        assert_eq!(order, vec![1, 2, 3, 1, 2, 3]);
+    }
+
+    #[test]
+    fn longest_idle_counts_a_finished_conversation_as_activity() {
+        let now = Instant::now();
+        // Given its last conversation long ago, but finished one a moment ago.
+        let mut just_finished = agent(1, 0, 4);
+        just_finished.last_assigned = Some(now - Duration::from_secs(600));
+        just_finished.last_released = Some(now);
+        let mut quiet = agent(2, 1, 4);
+        quiet.last_assigned = Some(now - Duration::from_secs(300));
+        let roster = [just_finished, quiet];
+        let decision = choose_agent(&roster, &under(PolicyKind::LongestIdle));
+        assert_eq!((decision.agent, decision.rule), (id(2), Rule::LongestIdle));
+        assert_eq!(decision.explain(), "longest idle (1/4) of 2 eligible");
+        // Round robin only looks at what was given: agent 1's turn.
+        assert_eq!(
+            choose_agent(&roster, &under(PolicyKind::RoundRobin)).agent,
+            id(1)
+        );
+        // Never active beats any activity; equal activity goes to the lighter load.
+        let fresh = agent(3, 2, 4);
+        assert_eq!(
+            choose_agent(
+                &[roster[0].clone(), roster[1].clone(), fresh],
+                &under(PolicyKind::LongestIdle)
+            )
+            .agent,
+            id(3)
+        );
+        assert_eq!(
+            choose_agent(
+                &[agent(4, 2, 4), agent(5, 1, 4)],
+                &under(PolicyKind::LongestIdle)
+            )
+            .agent,
+            id(5)
+        );
+    }
+
+    #[test]
+    fn sticky_and_eligibility_hold_under_every_policy() {
+        for policy in PolicyKind::ALL {
+            let mut offline = agent(1, 0, 4);
+            offline.presence = Presence::Offline;
+            let roster = [offline, agent(2, 3, 4), agent(3, 4, 4), agent(4, 0, 4)];
+            let sticky = Request {
+                sticky: id(2),
+                ..under(policy)
+            };
+            assert_eq!(
+                choose_agent(&roster, &sticky).rule,
+                Rule::Sticky,
+                "{policy:?}"
+            );
+            let chosen = choose_agent(&roster, &under(policy)).agent;
+            assert!(
+                chosen == id(2) || chosen == id(4),
+                "{policy:?} chose {chosen:?}: offline and full agents are never chosen"
+            );
+        }
+    }
+
+    #[test]
+    fn policy_names_round_trip() {
+        for policy in PolicyKind::ALL {
+            assert_eq!(policy.as_str().parse::<PolicyKind>(), Ok(policy));
+            assert_eq!(
+                serde_json::to_value(policy).unwrap(),
+                serde_json::json!(policy.as_str())
+            );
+        }
+        assert!("fastest".parse::<PolicyKind>().is_err());
     }
 }

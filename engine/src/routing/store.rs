@@ -322,6 +322,7 @@ async fn candidate_of(db: &DatabaseConnection, row: agent::Model) -> Result<Cand
         load: u32::try_from(load).unwrap_or(u32::MAX),
         capacity: u32::try_from(row.capacity).unwrap_or(0),
         last_assigned: None,
+        last_released: None,
     })
 }
 

@@ -437,6 +437,7 @@ impl Supervisor {
                     .map(|(agent, _)| *agent)
                     .collect::<HashSet<_>>(),
                 sticky: waiting.sticky.filter(|_| self.context.settings.sticky),
+                policy: self.context.settings.policy,
             };
             let deciding = Instant::now();
             let decision = choose_agent(&roster, &request);
@@ -519,6 +520,7 @@ impl Supervisor {
                 "released a slot {agent_id} did not hold"
             );
             entry.candidate.load = entry.candidate.load.saturating_sub(1);
+            entry.candidate.last_released = Some(Instant::now());
         }
     }
 

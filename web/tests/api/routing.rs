@@ -517,7 +517,62 @@ async fn a_returning_customer_goes_back_to_their_agent(backend: Backend) {
     assert_eq!(other.expect("assigned").await["conversation_id"], newcomer);
 }
 
+/// Under `routing.policy = "round_robin"` agents take turns whatever their load: after the
+/// second agent resolves its conversation (so it holds fewer), the third still goes to the first.
+async fn round_robin_takes_turns_whatever_the_load(backend: Backend) {
+    let app = waos_web::testing::spawn_app_with(backend, |settings, _| {
+        settings.routing.policy = waos_engine::routing::policy::PolicyKind::RoundRobin;
+    })
+    .await;
+    let f = floor(&app, json!({"auto_accept": true})).await;
+    let mut sockets = std::collections::HashMap::new();
+    for email in ["turn-a@routing.example", "turn-b@routing.example"] {
+        let (id, token) = app
+            .create_agent(&f.workspace, email, "agent", &[&f.team])
+            .await;
+        sockets.insert(id, app.connect_agent(&token).await.0);
+    }
+    let holder = |id: String| {
+        let app = &app;
+        async move {
+            eventually(Duration::from_secs(5), || async {
+                conversation(app, &id).await["assigned_agent_id"].is_string()
+            })
+            .await;
+            let agent = conversation(app, &id).await["assigned_agent_id"].clone();
+            (id, agent.as_str().unwrap().to_owned())
+        }
+    };
+    let (_, first) = holder(customer_writes(&app, 21, "wamid.turn-1", "one").await).await;
+    let (second_id, second) = holder(customer_writes(&app, 22, "wamid.turn-2", "two").await).await;
+    assert_ne!(
+        first, second,
+        "the second conversation is the other agent's turn"
+    );
+    let socket = sockets.get_mut(&second).unwrap();
+    socket.expect("assigned").await;
+    socket
+        .send(json!({"type": "resolve", "conversation_id": second_id}))
+        .await;
+    socket.expect("unassigned").await;
+    eventually(Duration::from_secs(5), || async {
+        conversation(&app, &second_id).await["status"] == "resolved"
+    })
+    .await;
+    let (third_id, third) = holder(customer_writes(&app, 23, "wamid.turn-3", "three").await).await;
+    assert_eq!(
+        third, first,
+        "the first agent's turn, although it holds one and the other none"
+    );
+    let audit = audit_after(&app, &third_id, "assigned").await;
+    assert!(
+        audit.iter().any(|t| t.contains("next in turn (1/")),
+        "{audit:?}"
+    );
+}
+
 on_both_backends!(
+    round_robin_takes_turns_whatever_the_load,
     a_returning_customer_goes_back_to_their_agent,
     idle_conversations_stop_and_come_back,
     offer_accept_and_resolve,
