@@ -30,6 +30,9 @@ pub const DEFAULT_CAPACITY: i32 = 4;
 #[serde(deny_unknown_fields)]
 pub struct NewWorkspace {
     pub name: String,
+    /// IANA zone whose days the reports count in; UTC by default.
+    #[serde(default)]
+    pub time_zone: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
@@ -46,6 +49,8 @@ pub struct Retention {
 pub struct WorkspacePatch {
     pub name: Option<String>,
     pub retention: Option<Retention>,
+    /// Changing it recounts the reports' days from the recorded facts.
+    pub time_zone: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
@@ -53,6 +58,7 @@ pub struct WorkspaceView {
     pub id: String,
     pub name: String,
     pub retention: Retention,
+    pub time_zone: String,
     pub created_at: DateTime<Utc>,
 }
 
@@ -66,6 +72,7 @@ impl From<workspace::Model> for WorkspaceView {
                 media_days: row.retention_media_days,
                 audit_days: row.retention_audit_days,
             },
+            time_zone: row.time_zone,
             created_at: row.created_at,
         }
     }
@@ -110,8 +117,24 @@ fn workspace_row(
         retention_message_days: Set(None),
         retention_media_days: Set(None),
         retention_audit_days: Set(None),
+        time_zone: Set(match &input.time_zone {
+            Some(zone) => time_zone(zone)?,
+            None => "UTC".to_owned(),
+        }),
         created_at: Set(Utc::now()),
     })
+}
+
+/// An IANA zone name, checked.
+fn time_zone(text: &str) -> Result<String, EngineError> {
+    text.trim()
+        .parse::<chrono_tz::Tz>()
+        .map(|zone| zone.name().to_owned())
+        .map_err(|_| {
+            EngineError::Validation(format!(
+                "`time_zone` {text:?} is not an IANA time zone name (like \"Europe/London\" or \"Asia/Dubai\")"
+            ))
+        })
 }
 
 /// First run: a workspace and its first admin at once (`POST /setup`, the bootstrap token).
@@ -229,6 +252,7 @@ pub async fn update_workspace(
 ) -> Result<WorkspaceView, EngineError> {
     let found = find_workspace(db, caller, id).await?;
     require_admin(caller, id)?;
+    let old_zone = found.time_zone.clone();
     let mut row = found.into_active_model();
     if let Some(name) = patch.name {
         row.name = Set(non_empty("name", &name)?);
@@ -252,7 +276,20 @@ pub async fn update_workspace(
         row.retention_media_days = Set(retention.media_days);
         row.retention_audit_days = Set(retention.audit_days);
     }
-    Ok(row.update(db).await?.into())
+    let Some(zone) = patch.time_zone else {
+        return Ok(row.update(db).await?.into());
+    };
+    let zone = time_zone(&zone)?;
+    let moved = old_zone != zone;
+    row.time_zone = Set(zone);
+    // The reports' days move with the zone: they are counted again from the facts.
+    let txn = crate::store::begin_write(db).await?;
+    let updated = row.update(&txn).await?;
+    if moved {
+        crate::reports::rollup::forget(&txn, Some(&id.to_string())).await?;
+    }
+    txn.commit().await?;
+    Ok(updated.into())
 }
 
 pub(crate) fn require_admin(

@@ -125,10 +125,12 @@ pub enum Action {
     WatchDashboard,
     /// Change one's own password (`POST /auth/password`).
     ChangeOwnPassword,
+    /// The reports (a supervisor's of its teams, an admin's and tokens' of the workspace).
+    ReadReports,
 }
 
 impl Action {
-    pub const ALL: [Action; 15] = [
+    pub const ALL: [Action; 16] = [
         Action::CreateWorkspace,
         Action::ReadConfiguration,
         Action::Administer,
@@ -144,6 +146,7 @@ impl Action {
         Action::OpenAgentSocket,
         Action::WatchDashboard,
         Action::ChangeOwnPassword,
+        Action::ReadReports,
     ];
 
     /// The table.
@@ -165,6 +168,7 @@ impl Action {
             Action::AssignByHand | Action::LookUpContacts => actor != Agent,
             Action::WatchDashboard => matches!(actor, Supervisor | Admin) || actor.is_token(),
             Action::ReadDirectory => actor != Installation,
+            Action::ReadReports => actor != Agent,
         }
     }
 
@@ -185,6 +189,7 @@ impl Action {
             Action::OpenAgentSocket => "open the agent socket",
             Action::WatchDashboard => "watch the queue dashboard",
             Action::ChangeOwnPassword => "change one's own password",
+            Action::ReadReports => "read reports",
         }
     }
 
@@ -206,6 +211,7 @@ impl Action {
                 "the agent socket is for agents; integrations may watch `/ws/supervisor`"
             }
             Action::WatchDashboard => "the queue dashboard is for supervisors",
+            Action::ReadReports => "reports are for supervisors and admins",
             Action::ChangeOwnPassword => {
                 "only a person has a password; tokens are revoked and made anew instead"
             }

@@ -1260,6 +1260,7 @@ impl TxWriter<'_> {
         let Some(recent) = recent else {
             return Ok(None);
         };
+        let cycle = recent.cycle + 1;
         let mut row = recent.into_active_model();
         row.status = Set(ConversationStatus::Waiting);
         row.assigned_agent_id = Set(None);
@@ -1267,7 +1268,7 @@ impl TxWriter<'_> {
         row.last_inbound_at = Set(Some(inbound.timestamp));
         row.window_expires_at = Set(Some(inbound.timestamp + CUSTOMER_SERVICE_WINDOW));
         row.updated_at = Set(now);
-        crate::time::clocks::start_cycle(&mut row, inbound.timestamp);
+        crate::time::clocks::start_cycle(&mut row, inbound.timestamp, cycle);
         // A new cycle: its timer rules may fire again.
         row.automation_fired = Set("{}".to_owned());
         let reopened = row.update(self.txn).await?;

@@ -24,6 +24,8 @@
 //! - [`search`]: contacts by name or number, a contact's conversations, messages by their
 //!   words (Postgres full text or SQLite FTS5), scoped like conversations.
 //! - [`presence`]: where agents are (in-process or Redis, with TTL heartbeats).
+//! - [`reports`]: facts recorded per conversation cycle, their daily rollups, and the summary
+//!   and daily figures read from them.
 //! - [`audit`]: the append-only audit trail and its batched writer (a bounded queue; each row
 //!   carries its event's own time; flushed at shutdown).
 //!
@@ -55,6 +57,7 @@ pub mod meta;
 pub mod outbound;
 pub mod presence;
 pub mod privacy;
+pub mod reports;
 pub mod routing;
 pub mod search;
 pub mod store;

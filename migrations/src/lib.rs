@@ -16,6 +16,7 @@ mod m20261201_000007_create_time;
 mod m20261202_000008_create_automation;
 mod m20261202_000009_create_search;
 mod m20261202_000010_ticket_sessions;
+mod m20261203_000011_create_reports;
 
 /// SQLite alters one column per statement.
 pub(crate) async fn add_columns(
@@ -60,6 +61,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000008_create_automation::Migration),
             Box::new(m20261202_000009_create_search::Migration),
             Box::new(m20261202_000010_ticket_sessions::Migration),
+            Box::new(m20261203_000011_create_reports::Migration),
         ]
     }
 }

@@ -36,6 +36,21 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         speed: u32,
     },
+    /// The reports' daily rollups.
+    Reports {
+        #[command(subcommand)]
+        command: ReportsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ReportsCommand {
+    /// Count the daily rollups again from the recorded facts (all workspaces, or one), then
+    /// check that they agree with a recount; exits non-zero when they do not.
+    Rebuild {
+        #[arg(long)]
+        workspace: Option<String>,
+    },
 }
 
 #[actix_web::main]
@@ -66,6 +81,34 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!("stopping the workers");
         }
         Command::Demo { speed } => waos_web::demo::run(settings, speed).await?,
+        Command::Reports {
+            command: ReportsCommand::Rebuild { workspace },
+        } => {
+            let db = waos_engine::store::connect(
+                &settings.database.url,
+                2,
+                std::time::Duration::from_millis(settings.database.acquire_timeout_ms),
+                std::time::Duration::from_millis(settings.database.ping_idle_after_ms),
+            )
+            .await?;
+            waos_engine::store::migrate(&db).await?;
+            let counted = waos_engine::reports::rollup::rebuild(&db, workspace.as_deref()).await?;
+            let workspaces = match workspace {
+                Some(id) => vec![id],
+                None => waos_engine::reports::rollup::workspace_ids(&db).await?,
+            };
+            let mut problems = Vec::new();
+            for id in &workspaces {
+                problems.extend(waos_engine::reports::rollup::differences(&db, id).await?);
+            }
+            println!(
+                "{}",
+                serde_json::json!({"facts": counted, "workspaces": workspaces.len(), "differences": problems})
+            );
+            if !problems.is_empty() {
+                anyhow::bail!("the rebuilt rollups differ from a recount of the facts");
+            }
+        }
         Command::Migrate => {
             let db = waos_engine::store::connect(
                 &settings.database.url,

@@ -5,8 +5,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::routes::{
-    admin, annotations, api_tokens, automation, canned, conversations, health, privacy, search,
-    session, time, webhook,
+    admin, annotations, api_tokens, automation, canned, conversations, health, privacy, reports,
+    search, session, time, webhook,
 };
 
 #[derive(OpenApi)]
@@ -32,6 +32,7 @@ use crate::routes::{
         annotations::add_note, annotations::conversation_templates, annotations::sync_templates,
         annotations::media, annotations::upload,
         privacy::contacts, search::contact, search::messages, privacy::create, privacy::list, privacy::get, privacy::export,
+        reports::summary, reports::daily,
     ),
     modifiers(&BearerAuth, &TruthfulErrors),
 )]

@@ -26,6 +26,7 @@ pub struct Settings {
     pub websocket: WebsocketSettings,
     pub outbound: OutboundSettings,
     pub media: MediaSettings,
+    pub reports: ReportsSettings,
     pub metrics: MetricsSettings,
     pub log: LogSettings,
 }
@@ -57,6 +58,13 @@ pub struct MediaSettings {
     pub backoff_base_ms: u64,
     /// Between retention passes (0: off).
     pub retention_interval_ms: u64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportsSettings {
+    /// Between passes that count new report facts into the daily rollups (0: off).
+    pub rollup_interval_ms: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]

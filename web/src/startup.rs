@@ -200,6 +200,11 @@ pub fn spawn_workers(
         },
     )?;
     tokio::spawn(media.run(stopped.clone()));
+    let rollups = waos_workers::reports::Rollups::new(
+        db.clone(),
+        millis(settings.reports.rollup_interval_ms),
+    );
+    tokio::spawn(rollups.run(stopped.clone()));
     let retention = waos_workers::retention::Retention::new(
         db,
         settings.media.dir.clone().into(),

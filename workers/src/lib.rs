@@ -6,11 +6,13 @@
 //! - [`templates`]: fetches each account's message templates from Meta.
 //! - [`media`]: downloads inbound media before Meta's ids expire.
 //! - [`retention`]: removes what each workspace keeps no longer.
+//! - [`reports`]: counts the recorded report facts into the daily rollups.
 //!
 //! Each worker is one testable step (`run_once`) plus a loop that stops on shutdown.
 
 pub mod media;
 pub mod pacing;
+pub mod reports;
 pub mod retention;
 pub mod sender;
 pub mod templates;

@@ -15,6 +15,7 @@ use crate::automation::marks::Marks;
 use crate::automation::rules::RuleSet;
 use crate::ids::{AgentId, ConversationId, TeamId};
 use crate::inbox::{ConversationView, MessageView};
+use crate::reports::{Fact, FactMetric, FactScope};
 use crate::routing::agent::{AgentActor, Assigned, Deliver, Held, OfferEnded, Offered, Unassigned};
 use crate::routing::directory::{ConversationStopped, Directory, RetireRequest, StillRunning};
 use crate::routing::frames::{OfferView, ServerFrame};
@@ -222,6 +223,8 @@ pub struct ConversationActor {
     /// A chain of rules is running; runs asked for meanwhile wait here, in order.
     automating: bool,
     next_runs: VecDeque<automate::PendingRun>,
+    /// Report facts settled since the last state write; they are stored with the next one.
+    facts: Vec<Fact>,
 }
 
 impl ConversationActor {
@@ -252,6 +255,7 @@ impl ConversationActor {
             attaching: false,
             automating: false,
             next_runs: VecDeque::new(),
+            facts: Vec::new(),
             clocks,
             team_id: stored.team_id,
             offer_timeout_secs: stored.offer_timeout_secs,
@@ -369,6 +373,32 @@ impl ConversationActor {
         });
     }
 
+    /// Stores the pending facts without a state write and without holding the mailbox, trying
+    /// until it can (they are keyed, so a retry adds nothing; if this process dies first, the
+    /// recovered actor of the waiting conversation records them again). Runs on the engine's
+    /// thread, like the clocks above.
+    fn store_facts_apart(&mut self) {
+        let facts = std::mem::take(&mut self.facts);
+        if facts.is_empty() {
+            return;
+        }
+        let context = self.context.clone();
+        actix::spawn(async move {
+            let mut attempt = 0;
+            loop {
+                let stored = {
+                    let _permit = context.writes.acquire().await;
+                    crate::reports::record(&context.db, &facts).await
+                };
+                let Err(error) = stored else { break };
+                attempt += 1;
+                let wait = context.settings.store_retry_after(attempt);
+                tracing::warn!(%error, attempt, retry_in_ms = wait.as_millis() as u64, "report facts not stored; trying again");
+                tokio::time::sleep(wait).await;
+            }
+        });
+    }
+
     /// Audits what the clocks report, tells the holder of warnings and breaches, and the
     /// supervisor of the conversation's standing.
     fn report(&mut self, events: Vec<ClockEvent>) {
@@ -399,7 +429,11 @@ impl ConversationActor {
                     format!("{} due at {due_at}: warning", metric.label()),
                 ),
                 ClockEvent::Breached { metric, due_at } => (
-                    AuditKind::SlaBreached,
+                    {
+                        // The cycle's first breach counts (the facts' key keeps one).
+                        self.tally(FactMetric::SlaBreached, holder, *due_at, 1);
+                        AuditKind::SlaBreached
+                    },
                     *metric,
                     *due_at,
                     format!("{} breached: it was due at {due_at}", metric.label()),
@@ -725,6 +759,39 @@ impl ConversationActor {
         }
     }
 
+    /// The current cycle's facts are filed under these (none before a cycle began).
+    fn fact_scope(&self) -> Option<FactScope> {
+        Some(FactScope {
+            conversation_id: self.id(),
+            cycle: self.clocks.cycle,
+            cycle_started_at: self.clocks.cycle_started_at?,
+            workspace_id: self.stored.workspace_id,
+            team_id: self.team_id,
+            channel_id: self.stored.channel_id,
+        })
+    }
+
+    /// A duration of the cycle, from its start to now, stored with the next state write.
+    fn measure(&mut self, metric: FactMetric, agent_id: Option<AgentId>) {
+        if let Some(scope) = self.fact_scope() {
+            let fact = scope.duration(metric, agent_id, Utc::now(), self.time.calendar.as_ref());
+            self.facts.push(fact);
+        }
+    }
+
+    /// A count of the cycle at `at`, stored with the next state write.
+    fn tally(
+        &mut self,
+        metric: FactMetric,
+        agent_id: Option<AgentId>,
+        at: chrono::DateTime<Utc>,
+        value: i64,
+    ) {
+        if let Some(scope) = self.fact_scope() {
+            self.facts.push(scope.count(metric, agent_id, at, value));
+        }
+    }
+
     fn id(&self) -> ConversationId {
         self.stored.id
     }
@@ -786,6 +853,7 @@ impl ConversationActor {
                         conversation.team_id,
                     );
                     let (clocks, marks) = (conversation.clocks.clone(), conversation.marks.clone());
+                    let facts = std::mem::take(&mut conversation.facts);
                     async move {
                         let mut attempt = 0;
                         loop {
@@ -793,6 +861,7 @@ impl ConversationActor {
                                 let _permit = context.writes.acquire().await;
                                 store::save_state(
                                     &context.db, id, status, agent, team, &clocks, &marks,
+                                    &facts,
                                 )
                                 .await
                             };
@@ -876,6 +945,18 @@ impl ConversationActor {
             agent: agent.clone(),
         };
         self.front = false;
+        if self.clocks.assigned_at.is_none() && self.clocks.cycle_started_at.is_some() {
+            let now = Utc::now();
+            self.clocks.assigned_at = Some(now);
+            self.measure(FactMetric::QueueWait, Some(agent_id));
+            let missed = i64::from(self.clocks.missed_offers);
+            self.tally(
+                FactMetric::OffersBeforeAcceptance,
+                Some(agent_id),
+                now,
+                missed,
+            );
+        }
         self.persist(ctx);
         self.touch(ctx);
         let view = self.view();
@@ -919,6 +1000,9 @@ impl ConversationActor {
             return;
         };
         ctx.cancel_future(timer);
+        if self.clocks.assigned_at.is_none() {
+            self.clocks.missed_offers += 1;
+        }
         if cooldown {
             self.excluded.insert(
                 agent_id,
@@ -1031,6 +1115,12 @@ impl ConversationActor {
         let assigned = (self.stored.status == ConversationStatus::Assigned)
             .then_some(self.stored.assigned_agent_id)
             .flatten();
+        // The cycle counts once it is routed (stored once however often the actor starts).
+        if assigned.is_none()
+            && let Some(start) = self.clocks.cycle_started_at
+        {
+            self.tally(FactMetric::Opened, None, start, 1);
+        }
         match assigned {
             Some(agent_id) => self.attach_agent(agent_id, ctx),
             None => {
@@ -1041,8 +1131,11 @@ impl ConversationActor {
                     format!("queued in team {}", self.team_id),
                 );
                 match self.stored.status {
-                    // Stored as waiting already (a new conversation): nothing to write.
-                    ConversationStatus::Waiting => self.request_agent(None),
+                    // Stored as waiting already (a new conversation): only its fact to write.
+                    ConversationStatus::Waiting => {
+                        self.store_facts_apart();
+                        self.request_agent(None);
+                    }
                     _ => self.queue(None, ctx),
                 }
             }
@@ -1233,6 +1326,7 @@ impl Handler<NewMessage> for ConversationActor {
                 "reopened by a customer message that arrived as it was resolved".into(),
             );
             self.clocks = Clocks {
+                cycle: self.clocks.cycle + 1,
                 cycle_started_at: Some(written_at),
                 awaiting_reply_since: Some(written_at),
                 ..Clocks::default()
@@ -1240,6 +1334,7 @@ impl Handler<NewMessage> for ConversationActor {
             self.marks.fired.clear();
             self.cycle_policy = None;
             self.apply_policy();
+            self.tally(FactMetric::Opened, None, written_at, 1);
             self.queue(None, ctx);
         } else {
             let waiting_before = self.clocks.awaiting_reply_since;
@@ -1409,7 +1504,13 @@ impl ConversationActor {
 
     /// A resolve: the clocks settle and stop.
     fn settle(&mut self, ctx: &mut Context<Self>) {
-        let settled = self.clocks.resolved(Utc::now());
+        let now = Utc::now();
+        let by = self.state.agent_id();
+        self.measure(FactMetric::Resolution, by);
+        if self.clocks.policy_id.is_some() && self.clocks.breached.is_empty() {
+            self.tally(FactMetric::SlaMet, by, now, 1);
+        }
+        let settled = self.clocks.resolved(now);
         self.report(settled);
         self.tell_sla_standing();
         if let Some(handle) = self.alarm.take() {
@@ -1598,6 +1699,10 @@ impl Handler<SendReply> for ConversationActor {
                     let view = stored?;
                     // An agent's reply answers the customer: the clocks it settles are
                     // stored with the state.
+                    if conversation.clocks.first_replied_at.is_none() {
+                        let holder = conversation.state.agent_id();
+                        conversation.measure(FactMetric::FirstResponse, holder);
+                    }
                     let settled = conversation.clocks.agent_replied(Utc::now());
                     conversation.report(settled);
                     conversation.persist(ctx);

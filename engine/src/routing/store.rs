@@ -173,8 +173,29 @@ impl StoredConversation {
 }
 
 /// Records a conversation's routing state and its clocks.
+#[allow(clippy::too_many_arguments)]
 pub async fn save_state(
     db: &DatabaseConnection,
+    id: ConversationId,
+    status: ConversationStatus,
+    assigned: Option<AgentId>,
+    team_id: TeamId,
+    clocks: &Clocks,
+    marks: &crate::automation::marks::Marks,
+    facts: &[crate::reports::Fact],
+) -> Result<(), DbErr> {
+    if facts.is_empty() {
+        return write_state(db, id, status, assigned, team_id, clocks, marks).await;
+    }
+    // The facts a change settles are stored with it, or neither is.
+    let txn = crate::store::begin_write(db).await?;
+    write_state(&txn, id, status, assigned, team_id, clocks, marks).await?;
+    crate::reports::record(&txn, facts).await?;
+    txn.commit().await
+}
+
+async fn write_state(
+    db: &impl ConnectionTrait,
     id: ConversationId,
     status: ConversationStatus,
     assigned: Option<AgentId>,

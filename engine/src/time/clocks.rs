@@ -128,6 +128,8 @@ pub enum ClockEvent {
 /// The stored clocks of one conversation.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Clocks {
+    /// 1 for the conversation's first cycle, one more for each reopen.
+    pub cycle: i32,
     pub cycle_started_at: Option<DateTime<Utc>>,
     pub policy_id: Option<String>,
     pub first_response_due_at: Option<DateTime<Utc>>,
@@ -140,6 +142,10 @@ pub struct Clocks {
     pub first_replied_at: Option<DateTime<Utc>>,
     pub last_agent_reply_at: Option<DateTime<Utc>>,
     pub out_of_hours_replied_at: Option<DateTime<Utc>>,
+    /// Offers that ended unanswered before the cycle's first assignment.
+    pub missed_offers: i32,
+    /// The cycle's first assignment.
+    pub assigned_at: Option<DateTime<Utc>>,
 }
 
 /// A conversation's SLA as the API and the console show it.
@@ -159,14 +165,15 @@ pub fn new_cycle(started_at: DateTime<Utc>) -> conversation::ActiveModel {
     let mut row = conversation::ActiveModel {
         ..Default::default()
     };
-    start_cycle(&mut row, started_at);
+    start_cycle(&mut row, started_at, 1);
     row
 }
 
 /// A reopened conversation starts a new cycle: every clock and reply of the last one is reset
 /// (the SLA is applied by the conversation actor when it next starts).
-pub fn start_cycle(row: &mut conversation::ActiveModel, started_at: DateTime<Utc>) {
+pub fn start_cycle(row: &mut conversation::ActiveModel, started_at: DateTime<Utc>, cycle: i32) {
     Clocks {
+        cycle,
         cycle_started_at: Some(started_at),
         awaiting_reply_since: Some(started_at),
         ..Clocks::default()
@@ -192,6 +199,7 @@ fn add(list: &mut Vec<Metric>, metric: Metric) {
 impl Clocks {
     pub fn from_row(row: &conversation::Model) -> Clocks {
         Clocks {
+            cycle: row.cycle,
             cycle_started_at: row.cycle_started_at,
             policy_id: row.sla_policy_id.clone(),
             first_response_due_at: row.first_response_due_at,
@@ -204,10 +212,13 @@ impl Clocks {
             first_replied_at: row.first_replied_at,
             last_agent_reply_at: row.last_agent_reply_at,
             out_of_hours_replied_at: row.out_of_hours_replied_at,
+            missed_offers: row.cycle_missed_offers,
+            assigned_at: row.cycle_assigned_at,
         }
     }
 
     pub fn write(&self, row: &mut conversation::ActiveModel) {
+        row.cycle = Set(self.cycle);
         row.cycle_started_at = Set(self.cycle_started_at);
         row.sla_policy_id = Set(self.policy_id.clone());
         row.first_response_due_at = Set(self.first_response_due_at);
@@ -220,6 +231,8 @@ impl Clocks {
         row.first_replied_at = Set(self.first_replied_at);
         row.last_agent_reply_at = Set(self.last_agent_reply_at);
         row.out_of_hours_replied_at = Set(self.out_of_hours_replied_at);
+        row.cycle_missed_offers = Set(self.missed_offers);
+        row.cycle_assigned_at = Set(self.assigned_at);
     }
 
     /// `None` when no policy applies to this cycle.
@@ -623,7 +636,7 @@ mod tests {
         assert!(clocks.out_of_hours_replied());
         let mut row = conversation::ActiveModel::default();
         clocks.write(&mut row);
-        start_cycle(&mut row, at(100));
+        start_cycle(&mut row, at(100), 2);
         let reopened = Clocks {
             cycle_started_at: Some(at(100)),
             out_of_hours_replied_at: None,

@@ -9,6 +9,7 @@ pub mod conversations;
 pub mod health;
 pub mod pages;
 pub mod privacy;
+pub mod reports;
 pub mod search;
 pub mod session;
 pub mod time;
@@ -146,6 +147,8 @@ pub fn configure(config: &mut web::ServiceConfig) {
                 .route("/contacts", web::get().to(privacy::contacts))
                 .route("/contacts/{id}", web::get().to(search::contact))
                 .route("/search", web::get().to(search::messages))
+                .route("/reports/summary", web::get().to(reports::summary))
+                .route("/reports/daily", web::get().to(reports::daily))
                 .service(
                     web::resource("/data-requests")
                         .route(web::post().to(privacy::create))

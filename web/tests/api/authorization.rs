@@ -263,6 +263,15 @@ const MATRIX: &[(&str, [u16; 8])] = &[
         "GET /api/v1/search",
         [401, 200, 200, 200, 200, 200, 200, 200],
     ),
+    // Reports (of the world's workspace, named): a supervisor's of its teams.
+    (
+        "GET /api/v1/reports/summary",
+        [401, 403, 200, 200, 200, 200, 200, 404],
+    ),
+    (
+        "GET /api/v1/reports/daily",
+        [401, 403, 200, 200, 200, 200, 200, 404],
+    ),
     (
         "POST /api/v1/data-requests",
         [401, 403, 403, 201, 403, 201, 201, 404],
@@ -524,6 +533,9 @@ fn concrete_path(world: &World, operation: &str, actor: usize) -> String {
         }
         "GET /api/v1/contacts" => format!("{filled}?phone=447700900001"),
         "GET /api/v1/search" => format!("{filled}?q=hello"),
+        "GET /api/v1/reports/summary" | "GET /api/v1/reports/daily" => {
+            format!("{filled}?workspace_id={}", world.workspace)
+        }
         _ => filled,
     }
 }

@@ -23,6 +23,8 @@ pub struct Model {
     pub tags: String,
     /// The customer message that opened or reopened the current cycle.
     pub cycle_started_at: Option<DateTimeUtc>,
+    /// 1 for the first cycle, one more for each reopen.
+    pub cycle: i32,
     /// The SLA policy applied to the current cycle.
     pub sla_policy_id: Option<String>,
     pub first_response_due_at: Option<DateTimeUtc>,
@@ -37,6 +39,11 @@ pub struct Model {
     pub first_replied_at: Option<DateTimeUtc>,
     pub last_agent_reply_at: Option<DateTimeUtc>,
     pub out_of_hours_replied_at: Option<DateTimeUtc>,
+    /// Offers of this cycle that ended unanswered (declined, timed out, withdrawn) before
+    /// its first assignment.
+    pub cycle_missed_offers: i32,
+    /// The cycle's first assignment (its queue wait ends there).
+    pub cycle_assigned_at: Option<DateTimeUtc>,
     /// Its `conversation_created` rules have not run yet.
     pub automation_pending: bool,
     /// Timer rules that fired: `{"<automation id>": "<start of the silence>"}`.

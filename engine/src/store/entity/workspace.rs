@@ -11,6 +11,8 @@ pub struct Model {
     pub retention_message_days: Option<i32>,
     pub retention_media_days: Option<i32>,
     pub retention_audit_days: Option<i32>,
+    /// IANA zone whose days the reports count in.
+    pub time_zone: String,
     pub created_at: DateTimeUtc,
 }
 

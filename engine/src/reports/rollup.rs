@@ -1,0 +1,397 @@
+//! Daily rollups: the facts not yet counted are folded into `daily_rollups` and marked counted
+//! in one transaction (a crash in between leaves both as they were: nothing counted twice or
+//! never). One roller at a time: Postgres takes a transaction-scoped advisory lock, SQLite's
+//! `BEGIN IMMEDIATE` serialises writers anyway.
+//!
+//! A fact counts on the day of its `ended_at` in the workspace's time zone, under six scopes:
+//! the workspace, its team, its channel and, when an agent did it, the agent, the agent within
+//! the team and the agent within the channel. [`rebuild`] recounts everything from the facts
+//! (after a change of zone, or to repair); [`differences`] compares the rollups with a
+//! recount in memory.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+};
+
+use super::{FactMetric, Figures, Seconds};
+use crate::store::entity::{conversation_fact, daily_rollup, workspace};
+
+/// Facts folded per transaction.
+pub const BATCH: u64 = 5_000;
+
+/// Any number: the one advisory lock of the rollers.
+const ROLLUP_LOCK: i64 = 0x7761_6f73_726f_6c6c;
+
+/// A rollup row's key: scope, scope id, metric, day.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct Key {
+    pub workspace_id: String,
+    pub day: String,
+    pub scope: &'static str,
+    pub scope_id: String,
+    pub metric: FactMetric,
+}
+
+/// Counted facts of one key.
+#[derive(Clone, Debug)]
+pub(crate) struct Tally {
+    pub count: i64,
+    pub sum: i64,
+    pub business_sum: i64,
+    pub histogram: Seconds,
+    pub business_histogram: Seconds,
+}
+
+impl Tally {
+    pub(crate) fn new() -> Result<Tally, String> {
+        Ok(Tally {
+            count: 0,
+            sum: 0,
+            business_sum: 0,
+            histogram: Seconds::new()?,
+            business_histogram: Seconds::new()?,
+        })
+    }
+
+    fn add_fact(&mut self, fact: &conversation_fact::Model) -> Result<(), String> {
+        self.count += 1;
+        self.sum += fact.value;
+        self.business_sum += fact.business_value;
+        if fact.metric.is_duration() {
+            self.histogram.record_ms(fact.value, 1)?;
+            self.business_histogram.record_ms(fact.business_value, 1)?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn add_row(
+        &mut self,
+        row: &daily_rollup::Model,
+        histograms: bool,
+    ) -> Result<(), String> {
+        self.count += row.count;
+        self.sum += row.sum;
+        self.business_sum += row.business_sum;
+        if histograms {
+            self.histogram.add_encoded(&row.histogram)?;
+            self.business_histogram
+                .add_encoded(&row.business_histogram)?;
+        }
+        Ok(())
+    }
+
+    /// A duration's figures, on the wall clock or in business time.
+    pub(crate) fn figures(&self, business: bool) -> Figures {
+        let (sum, histogram) = if business {
+            (self.business_sum, &self.business_histogram)
+        } else {
+            (self.sum, &self.histogram)
+        };
+        Figures {
+            count: self.count,
+            avg_secs: (self.count > 0).then(|| (sum as f64 / self.count as f64).round() / 1000.0),
+            p50_secs: histogram.quantile(0.5),
+            p90_secs: histogram.quantile(0.9),
+        }
+    }
+
+    fn row(&self, key: &Key) -> daily_rollup::ActiveModel {
+        daily_rollup::ActiveModel {
+            workspace_id: Set(key.workspace_id.clone()),
+            day: Set(key.day.clone()),
+            scope: Set(key.scope.to_owned()),
+            scope_id: Set(key.scope_id.clone()),
+            metric: Set(key.metric),
+            count: Set(self.count),
+            sum: Set(self.sum),
+            business_sum: Set(self.business_sum),
+            histogram: Set(self.histogram.encode()),
+            business_histogram: Set(self.business_histogram.encode()),
+        }
+    }
+}
+
+/// The day (YYYY-MM-DD) of `at` in `zone`.
+pub fn day_in(zone: Tz, at: DateTime<Utc>) -> String {
+    at.with_timezone(&zone).format("%Y-%m-%d").to_string()
+}
+
+/// The scopes a fact counts under, as (scope, scope id).
+fn scopes(fact: &conversation_fact::Model) -> Vec<(&'static str, String)> {
+    let mut scopes = vec![
+        ("workspace", fact.workspace_id.clone()),
+        ("team", fact.team_id.clone()),
+        ("channel", fact.channel_id.clone()),
+    ];
+    if let Some(agent) = &fact.agent_id {
+        scopes.push(("agent", agent.clone()));
+        scopes.push(("team_agent", format!("{}/{agent}", fact.team_id)));
+        scopes.push(("channel_agent", format!("{}/{agent}", fact.channel_id)));
+    }
+    scopes
+}
+
+/// The workspaces' zones (UTC for one unknown or unparsable).
+pub(crate) async fn zones(
+    db: &impl ConnectionTrait,
+    workspace_ids: impl IntoIterator<Item = String>,
+) -> Result<HashMap<String, Tz>, DbErr> {
+    let ids: Vec<String> = workspace_ids.into_iter().collect();
+    let rows: Vec<(String, String)> = workspace::Entity::find()
+        .select_only()
+        .column(workspace::Column::Id)
+        .column(workspace::Column::TimeZone)
+        .filter(workspace::Column::Id.is_in(ids))
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, zone)| (id, zone.parse().unwrap_or(Tz::UTC)))
+        .collect())
+}
+
+/// Counts `facts` per key.
+fn fold(
+    facts: &[conversation_fact::Model],
+    zones: &HashMap<String, Tz>,
+) -> Result<BTreeMap<Key, Tally>, String> {
+    let mut tallies: BTreeMap<Key, Tally> = BTreeMap::new();
+    for fact in facts {
+        let zone = zones.get(&fact.workspace_id).copied().unwrap_or(Tz::UTC);
+        let day = day_in(zone, fact.ended_at);
+        for (scope, scope_id) in scopes(fact) {
+            let key = Key {
+                workspace_id: fact.workspace_id.clone(),
+                day: day.clone(),
+                scope,
+                scope_id,
+                metric: fact.metric,
+            };
+            match tallies.get_mut(&key) {
+                Some(tally) => tally.add_fact(fact)?,
+                None => {
+                    let mut tally = Tally::new()?;
+                    tally.add_fact(fact)?;
+                    tallies.insert(key, tally);
+                }
+            }
+        }
+    }
+    Ok(tallies)
+}
+
+fn scope_name(text: &str) -> Option<&'static str> {
+    [
+        "workspace",
+        "team",
+        "channel",
+        "agent",
+        "team_agent",
+        "channel_agent",
+    ]
+    .into_iter()
+    .find(|scope| *scope == text)
+}
+
+fn key_of(row: &daily_rollup::Model) -> Option<Key> {
+    Some(Key {
+        workspace_id: row.workspace_id.clone(),
+        day: row.day.clone(),
+        scope: scope_name(&row.scope)?,
+        scope_id: row.scope_id.clone(),
+        metric: row.metric,
+    })
+}
+
+fn corrupt(error: String) -> DbErr {
+    DbErr::Custom(format!("reports: {error}"))
+}
+
+async fn lock(txn: &impl ConnectionTrait) -> Result<(), DbErr> {
+    if txn.get_database_backend() == DbBackend::Postgres {
+        txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({ROLLUP_LOCK})"))
+            .await?;
+    }
+    Ok(())
+}
+
+/// Folds up to [`BATCH`] uncounted facts into the rollups; how many it counted.
+pub async fn roll_once(db: &DatabaseConnection) -> Result<usize, DbErr> {
+    let txn = crate::store::begin_write(db).await?;
+    lock(&txn).await?;
+    let facts = conversation_fact::Entity::find()
+        .filter(conversation_fact::Column::Rolled.eq(false))
+        .order_by_asc(conversation_fact::Column::EndedAt)
+        .limit(BATCH)
+        .all(&txn)
+        .await?;
+    if facts.is_empty() {
+        txn.commit().await?;
+        return Ok(0);
+    }
+    let workspaces: BTreeSet<String> = facts.iter().map(|f| f.workspace_id.clone()).collect();
+    let zones = zones(&txn, workspaces.iter().cloned()).await?;
+    let mut tallies = fold(&facts, &zones).map_err(corrupt)?;
+    let days: BTreeSet<String> = tallies.keys().map(|key| key.day.clone()).collect();
+    let stored = daily_rollup::Entity::find()
+        .filter(daily_rollup::Column::WorkspaceId.is_in(workspaces))
+        .filter(daily_rollup::Column::Day.is_in(days))
+        .all(&txn)
+        .await?;
+    for row in &stored {
+        if let Some(tally) = key_of(row).and_then(|key| tallies.get_mut(&key)) {
+            tally.add_row(row, true).map_err(corrupt)?;
+        }
+    }
+    let rows: Vec<daily_rollup::ActiveModel> =
+        tallies.iter().map(|(key, tally)| tally.row(key)).collect();
+    for chunk in rows.chunks(500) {
+        daily_rollup::Entity::insert_many(chunk.to_vec())
+            .on_conflict(
+                OnConflict::columns([
+                    daily_rollup::Column::WorkspaceId,
+                    daily_rollup::Column::Day,
+                    daily_rollup::Column::Scope,
+                    daily_rollup::Column::ScopeId,
+                    daily_rollup::Column::Metric,
+                ])
+                .update_columns([
+                    daily_rollup::Column::Count,
+                    daily_rollup::Column::Sum,
+                    daily_rollup::Column::BusinessSum,
+                    daily_rollup::Column::Histogram,
+                    daily_rollup::Column::BusinessHistogram,
+                ])
+                .to_owned(),
+            )
+            .exec_without_returning(&txn)
+            .await?;
+    }
+    let ids: Vec<String> = facts.iter().map(|fact| fact.id.clone()).collect();
+    for chunk in ids.chunks(500) {
+        conversation_fact::Entity::update_many()
+            .col_expr(
+                conversation_fact::Column::Rolled,
+                sea_orm::sea_query::Expr::value(true),
+            )
+            .filter(conversation_fact::Column::Id.is_in(chunk.to_vec()))
+            .exec(&txn)
+            .await?;
+    }
+    txn.commit().await?;
+    Ok(facts.len())
+}
+
+/// Folds every uncounted fact; how many.
+pub async fn roll_all(db: &DatabaseConnection) -> Result<usize, DbErr> {
+    let mut total = 0;
+    loop {
+        let counted = roll_once(db).await?;
+        total += counted;
+        if counted < BATCH as usize {
+            return Ok(total);
+        }
+    }
+}
+
+/// Recounts the rollups of `workspace_id` (every workspace when `None`) from the facts; how
+/// many facts it counted.
+pub async fn rebuild(db: &DatabaseConnection, workspace_id: Option<&str>) -> Result<usize, DbErr> {
+    let txn = crate::store::begin_write(db).await?;
+    lock(&txn).await?;
+    forget(&txn, workspace_id).await?;
+    txn.commit().await?;
+    roll_all(db).await
+}
+
+/// Drops the rollups of `workspace_id` (all when `None`) and marks its facts uncounted, so
+/// the rollers count them again (a change of zone moves their days).
+pub async fn forget(db: &impl ConnectionTrait, workspace_id: Option<&str>) -> Result<(), DbErr> {
+    let mut rollups = daily_rollup::Entity::delete_many();
+    let mut facts = conversation_fact::Entity::update_many().col_expr(
+        conversation_fact::Column::Rolled,
+        sea_orm::sea_query::Expr::value(false),
+    );
+    if let Some(id) = workspace_id {
+        rollups = rollups.filter(daily_rollup::Column::WorkspaceId.eq(id));
+        facts = facts.filter(conversation_fact::Column::WorkspaceId.eq(id));
+    }
+    rollups.exec(db).await?;
+    facts.exec(db).await?;
+    Ok(())
+}
+
+/// Where the stored rollups of `workspace_id` differ from a recount of all its facts, in words
+/// (empty when they agree). Facts not yet counted are counted first.
+pub async fn differences(
+    db: &DatabaseConnection,
+    workspace_id: &str,
+) -> Result<Vec<String>, DbErr> {
+    roll_all(db).await?;
+    let facts = conversation_fact::Entity::find()
+        .filter(conversation_fact::Column::WorkspaceId.eq(workspace_id))
+        .all(db)
+        .await?;
+    let zones = zones(db, [workspace_id.to_owned()]).await?;
+    let expected = fold(&facts, &zones).map_err(corrupt)?;
+    let stored = daily_rollup::Entity::find()
+        .filter(daily_rollup::Column::WorkspaceId.eq(workspace_id))
+        .all(db)
+        .await?;
+    let mut found: BTreeMap<Key, Tally> = BTreeMap::new();
+    let mut problems = Vec::new();
+    for row in &stored {
+        let Some(key) = key_of(row) else {
+            problems.push(format!("unknown scope {:?}", row.scope));
+            continue;
+        };
+        let mut tally = Tally::new().map_err(corrupt)?;
+        tally.add_row(row, true).map_err(corrupt)?;
+        found.insert(key, tally);
+    }
+    for (key, want) in &expected {
+        match found.remove(key) {
+            None => problems.push(format!("{key:?}: missing")),
+            Some(got) => {
+                let same = (got.count, got.sum, got.business_sum)
+                    == (want.count, want.sum, want.business_sum)
+                    && got.histogram.pairs() == want.histogram.pairs()
+                    && got.business_histogram.pairs() == want.business_histogram.pairs();
+                if !same {
+                    problems.push(format!(
+                        "{key:?}: stored {}/{}/{}, recounted {}/{}/{}",
+                        got.count,
+                        got.sum,
+                        got.business_sum,
+                        want.count,
+                        want.sum,
+                        want.business_sum
+                    ));
+                }
+            }
+        }
+    }
+    problems.extend(
+        found
+            .keys()
+            .map(|key| format!("{key:?}: no fact behind it")),
+    );
+    Ok(problems)
+}
+
+/// Every workspace's id.
+pub async fn workspace_ids(db: &DatabaseConnection) -> Result<Vec<String>, DbErr> {
+    workspace::Entity::find()
+        .select_only()
+        .column(workspace::Column::Id)
+        .into_tuple()
+        .all(db)
+        .await
+}
