@@ -13,6 +13,7 @@
 //!   webhook's scheduled time to the `offer` frame at the agent.
 //! - [`burst`]: N new conversations as fast as possible to K connected agents.
 //! - [`idle`]: N idle agent sockets and M open conversations; the server's memory for each.
+//! - [`reports`]: the reports' read side over a year of a busy workspace (on Postgres).
 //!
 //! [`report`] writes `report.json` and a self-contained `report.html`; [`procstat`] samples
 //! the server's CPU and RSS.
@@ -27,6 +28,7 @@ pub mod ingest;
 pub mod procstat;
 pub mod ramp;
 pub mod report;
+pub mod reports;
 pub mod route;
 pub mod traffic;
 

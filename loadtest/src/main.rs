@@ -52,6 +52,10 @@ enum Command {
     /// MALLOC_MMAP_THRESHOLD_=131072 (see docs/performance.md). Raises this process's open-files
     /// limit; the server needs `ulimit -n` raised before it starts for large N.
     Idle(waos_loadtest::idle::IdleArgs),
+    /// The reports' read side at a busy workspace's size: a year of rollups for a million
+    /// conversations in a database of its own on the local Postgres (dropped after), then the
+    /// summary and the daily figures asked repeatedly; prints p50/p90/max in milliseconds.
+    Reports(waos_loadtest::reports::ReportsArgs),
 }
 
 /// The report without its long per-interval and per-sample arrays (those go to report.json).
@@ -81,6 +85,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Route(args) => waos_loadtest::route::run(args).await?.to_json(),
         Command::Burst(args) => waos_loadtest::burst::run(args).await?.json,
         Command::Idle(args) => waos_loadtest::idle::run(args).await?.json,
+        Command::Reports(args) => waos_loadtest::reports::run(args).await?,
     };
     println!("{}", serde_json::to_string_pretty(&summary(report))?);
     Ok(())

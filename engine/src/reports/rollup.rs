@@ -236,14 +236,36 @@ pub async fn roll_once(db: &DatabaseConnection) -> Result<usize, DbErr> {
         txn.commit().await?;
         return Ok(0);
     }
+    add_to_rollups(&txn, &facts).await?;
+    let ids: Vec<String> = facts.iter().map(|fact| fact.id.clone()).collect();
+    for chunk in ids.chunks(500) {
+        conversation_fact::Entity::update_many()
+            .col_expr(
+                conversation_fact::Column::Rolled,
+                sea_orm::sea_query::Expr::value(true),
+            )
+            .filter(conversation_fact::Column::Id.is_in(chunk.to_vec()))
+            .exec(&txn)
+            .await?;
+    }
+    txn.commit().await?;
+    Ok(facts.len())
+}
+
+/// Adds `facts` to the stored rollups of their days (in the caller's transaction, which must
+/// hold the rollers' lock, as [`roll_once`] does, or be the only writer, as a benchmark's seed).
+pub async fn add_to_rollups(
+    txn: &impl ConnectionTrait,
+    facts: &[conversation_fact::Model],
+) -> Result<(), DbErr> {
     let workspaces: BTreeSet<String> = facts.iter().map(|f| f.workspace_id.clone()).collect();
-    let zones = zones(&txn, workspaces.iter().cloned()).await?;
-    let mut tallies = fold(&facts, &zones).map_err(corrupt)?;
+    let zones = zones(txn, workspaces.iter().cloned()).await?;
+    let mut tallies = fold(facts, &zones).map_err(corrupt)?;
     let days: BTreeSet<String> = tallies.keys().map(|key| key.day.clone()).collect();
     let stored = daily_rollup::Entity::find()
         .filter(daily_rollup::Column::WorkspaceId.is_in(workspaces))
         .filter(daily_rollup::Column::Day.is_in(days))
-        .all(&txn)
+        .all(txn)
         .await?;
     for row in &stored {
         if let Some(tally) = key_of(row).and_then(|key| tallies.get_mut(&key)) {
@@ -271,22 +293,10 @@ pub async fn roll_once(db: &DatabaseConnection) -> Result<usize, DbErr> {
                 ])
                 .to_owned(),
             )
-            .exec_without_returning(&txn)
+            .exec_without_returning(txn)
             .await?;
     }
-    let ids: Vec<String> = facts.iter().map(|fact| fact.id.clone()).collect();
-    for chunk in ids.chunks(500) {
-        conversation_fact::Entity::update_many()
-            .col_expr(
-                conversation_fact::Column::Rolled,
-                sea_orm::sea_query::Expr::value(true),
-            )
-            .filter(conversation_fact::Column::Id.is_in(chunk.to_vec()))
-            .exec(&txn)
-            .await?;
-    }
-    txn.commit().await?;
-    Ok(facts.len())
+    Ok(())
 }
 
 /// Folds every uncounted fact; how many.

@@ -362,14 +362,20 @@ impl ConversationActor {
     /// It runs on the engine's thread, not in the actor's context: a future of the actor is not
     /// polled while the actor waits (`ctx.wait`) for its next state write, and one holding a
     /// write permit meanwhile would starve every conversation of permits.
+    ///
+    /// The pending facts (a new cycle's `opened`) are stored right after, in the same task.
     fn store_applied_clocks(&mut self) {
         let context = self.context.clone();
         let (id, clocks) = (self.id(), self.clocks.clone());
+        let facts = std::mem::take(&mut self.facts);
         actix::spawn(async move {
-            let _permit = context.writes.acquire().await;
-            if let Err(error) = store::save_applied_clocks(&context.db, id, &clocks).await {
-                tracing::warn!(%error, conversation_id = %id, "SLA clocks not stored yet; the next state write carries them");
+            {
+                let _permit = context.writes.acquire().await;
+                if let Err(error) = store::save_applied_clocks(&context.db, id, &clocks).await {
+                    tracing::warn!(%error, conversation_id = %id, "SLA clocks not stored yet; the next state write carries them");
+                }
             }
+            store_facts(&context, &facts).await;
         });
     }
 
@@ -383,20 +389,7 @@ impl ConversationActor {
             return;
         }
         let context = self.context.clone();
-        actix::spawn(async move {
-            let mut attempt = 0;
-            loop {
-                let stored = {
-                    let _permit = context.writes.acquire().await;
-                    crate::reports::record(&context.db, &facts).await
-                };
-                let Err(error) = stored else { break };
-                attempt += 1;
-                let wait = context.settings.store_retry_after(attempt);
-                tracing::warn!(%error, attempt, retry_in_ms = wait.as_millis() as u64, "report facts not stored; trying again");
-                tokio::time::sleep(wait).await;
-            }
-        });
+        actix::spawn(async move { store_facts(&context, &facts).await });
     }
 
     /// Audits what the clocks report, tells the holder of warnings and breaches, and the
@@ -1038,6 +1031,26 @@ impl ConversationActor {
     }
 }
 
+/// Stores report facts apart from a state write, trying until it can (keyed: a retry adds
+/// nothing).
+async fn store_facts(context: &RoutingContext, facts: &[Fact]) {
+    if facts.is_empty() {
+        return;
+    }
+    let mut attempt = 0;
+    loop {
+        let stored = {
+            let _permit = context.writes.acquire().await;
+            crate::reports::record(&context.db, facts).await
+        };
+        let Err(error) = stored else { return };
+        attempt += 1;
+        let wait = context.settings.store_retry_after(attempt);
+        tracing::warn!(%error, attempt, retry_in_ms = wait.as_millis() as u64, "report facts not stored; trying again");
+        tokio::time::sleep(wait).await;
+    }
+}
+
 /// Why a message of WaOS's own was not sent, for the audit.
 fn automated_refusal(error: RoutingError) -> String {
     match error {
@@ -1095,6 +1108,13 @@ impl ConversationActor {
         if matches!(self.state, State::Resolved { .. }) {
             return;
         }
+        // The cycle counts once it is routed (stored once however often the actor starts;
+        // one rebuilt as assigned was routed before).
+        if self.stored.status != ConversationStatus::Assigned
+            && let Some(start) = self.clocks.cycle_started_at
+        {
+            self.tally(FactMetric::Opened, None, start, 1);
+        }
         if self.apply_policy() {
             self.store_applied_clocks();
         }
@@ -1115,12 +1135,6 @@ impl ConversationActor {
         let assigned = (self.stored.status == ConversationStatus::Assigned)
             .then_some(self.stored.assigned_agent_id)
             .flatten();
-        // The cycle counts once it is routed (stored once however often the actor starts).
-        if assigned.is_none()
-            && let Some(start) = self.clocks.cycle_started_at
-        {
-            self.tally(FactMetric::Opened, None, start, 1);
-        }
         match assigned {
             Some(agent_id) => self.attach_agent(agent_id, ctx),
             None => {
