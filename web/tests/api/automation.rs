@@ -290,6 +290,12 @@ async fn an_automations_own_message_triggers_no_rule(backend: Backend) {
         tags(&app, &id).await == json!(["looped"])
     })
     .await;
+    // The audit is written by its batched writer, a moment after the tags.
+    eventually(Duration::from_secs(5), || async {
+        runs_of(&app, &id, &echo).await == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(runs_of(&app, &id, &echo).await, 1);
 }
 
