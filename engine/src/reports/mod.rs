@@ -216,12 +216,7 @@ impl Seconds {
 
     /// `[[value, count], ...]`, as stored.
     pub(crate) fn encode(&self) -> String {
-        let pairs: Vec<(u64, u64)> = self
-            .0
-            .iter_recorded()
-            .map(|bucket| (bucket.value_iterated_to(), bucket.count_at_value()))
-            .collect();
-        serde_json::to_string(&pairs).unwrap_or_else(|_| "[]".to_owned())
+        serde_json::to_string(&self.pairs()).unwrap_or_else(|_| "[]".to_owned())
     }
 
     /// Adds what `encode` wrote.
