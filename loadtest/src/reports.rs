@@ -173,7 +173,7 @@ async fn bench(args: &ReportsArgs, url: &str) -> anyhow::Result<Value> {
     let rows = db
         .query_one_raw(sea_orm::Statement::from_string(
             db.get_database_backend(),
-            "SELECT COUNT(*) AS n FROM daily_rollups",
+            "SELECT COUNT(*) AS n FROM rollups",
         ))
         .await?
         .map(|row| row.try_get::<i64>("", "n"))
@@ -190,10 +190,17 @@ async fn bench(args: &ReportsArgs, url: &str) -> anyhow::Result<Value> {
         team_id: Some(teams[0].clone()),
         ..year.clone()
     };
+    // Not on month boundaries: eleven whole months and the days at either end.
+    let offset = ReportQuery {
+        from: Some((first_day + Duration::days(14)).to_string()),
+        to: Some((last_day - Duration::days(16)).to_string()),
+        ..year.clone()
+    };
     let mut results = serde_json::Map::new();
     let mut check = None;
     for (name, report) in [
         ("summary_year_workspace", &year),
+        ("summary_offset_workspace", &offset),
         ("summary_year_team", &team),
         ("daily_year_workspace", &year),
     ] {

@@ -17,6 +17,7 @@ mod m20261202_000008_create_automation;
 mod m20261202_000009_create_search;
 mod m20261202_000010_ticket_sessions;
 mod m20261203_000011_create_reports;
+mod m20261203_000012_rollup_months;
 
 /// SQLite alters one column per statement.
 pub(crate) async fn add_columns(
@@ -62,6 +63,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000009_create_search::Migration),
             Box::new(m20261202_000010_ticket_sessions::Migration),
             Box::new(m20261203_000011_create_reports::Migration),
+            Box::new(m20261203_000012_rollup_months::Migration),
         ]
     }
 }

@@ -4,8 +4,8 @@
 //!   resolution, ...). The conversation actor records them in the same transaction as the
 //!   state change that settles them, keyed (conversation, cycle number, metric), so a retried write
 //!   adds nothing and a crash loses nothing that was stored.
-//! - [`rollup`]: folds the facts not yet counted into `daily_rollups` (per workspace, team,
-//!   agent, channel, agent within a team or channel; days in the workspace's zone), in one
+//! - [`rollup`]: folds the facts not yet counted into `rollups` (per workspace, team,
+//!   agent, channel, agent within a team or channel; days and months in the workspace's zone), in one
 //!   transaction with marking them counted; rebuilds them from the facts, and compares.
 //! - [`query`]: the summary and the daily figures from the rollups, scoped by role.
 //!
@@ -16,6 +16,7 @@ pub mod rollup;
 
 use chrono::{DateTime, Utc};
 use hdrhistogram::Histogram;
+use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
 use sea_orm::ActiveValue::Set;
 use sea_orm::entity::prelude::*;
 use sea_orm::{ConnectionTrait, DbErr};
@@ -214,21 +215,24 @@ impl Seconds {
             .map_err(|error| error.to_string())
     }
 
-    /// `[[value, count], ...]`, as stored.
-    pub(crate) fn encode(&self) -> String {
-        serde_json::to_string(&self.pairs()).unwrap_or_else(|_| "[]".to_owned())
+    /// The stored form: the histogram's V2 encoding (a few bytes per occupied bucket).
+    pub(crate) fn encode(&self) -> Result<Vec<u8>, String> {
+        let mut bytes = Vec::new();
+        V2Serializer::new()
+            .serialize(&self.0, &mut bytes)
+            .map_err(|error| format!("encoding a histogram: {error}"))?;
+        Ok(bytes)
     }
 
-    /// Adds what `encode` wrote.
-    pub(crate) fn add_encoded(&mut self, text: &str) -> Result<(), String> {
-        let pairs: Vec<(u64, u64)> =
-            serde_json::from_str(text).map_err(|error| format!("a stored histogram: {error}"))?;
-        for (value, count) in pairs {
-            self.0
-                .record_n(value, count)
-                .map_err(|error| error.to_string())?;
+    /// Adds what `encode` wrote (nothing for no bytes).
+    pub(crate) fn add_encoded(&mut self, bytes: &[u8]) -> Result<(), String> {
+        if bytes.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        let stored: Histogram<u64> = Deserializer::new()
+            .deserialize(&mut &bytes[..])
+            .map_err(|error| format!("a stored histogram: {error}"))?;
+        self.0.add(&stored).map_err(|error| error.to_string())
     }
 
     /// The nearest-rank quantile in seconds (the low end of its bucket); `None` when empty.
@@ -278,7 +282,7 @@ mod tests {
         round.record_ms(600_000, 1).unwrap();
         assert_eq!(round.quantile(0.5), Some(600.0), "a bucket's low end");
         let mut copy = Seconds::new().unwrap();
-        copy.add_encoded(&seconds.encode()).unwrap();
+        copy.add_encoded(&seconds.encode().unwrap()).unwrap();
         assert_eq!(copy.pairs(), seconds.pairs());
         let mut two = Seconds::new().unwrap();
         two.record_ms(10_000, 1).unwrap();

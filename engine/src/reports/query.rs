@@ -7,18 +7,19 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, Duration, Months, NaiveDate, Utc};
 use chrono_tz::Tz;
+use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect};
 use serde::{Deserialize, Serialize};
 
-use super::rollup::Tally;
+use super::rollup::{Measure, Span};
 use super::{FactMetric, Figures, SlaFigures};
 use crate::auth::Principal;
 use crate::authz::Action;
 use crate::error::EngineError;
 use crate::ids::{AgentId, ChannelId, TeamId, WorkspaceId};
-use crate::store::entity::{agent, daily_rollup, workspace};
+use crate::store::entity::{agent, rollup, workspace};
 
 /// The longest range a report covers.
 const MAX_DAYS: i64 = 1_100;
@@ -100,9 +101,11 @@ struct Plan {
     /// The totals: one scope, these ids.
     scope: &'static str,
     scope_ids: Vec<String>,
-    /// Per agent: one scope, ids with one of these prefixes (`team/`), or exactly these.
+    /// Per agent: one scope, and its ids with one of these prefixes (`team/`), or exactly
+    /// these (`agent_exact`), or any (none given).
     agent_scope: &'static str,
-    agent_prefixes: Vec<String>,
+    agent_ids: Vec<String>,
+    agent_exact: bool,
 }
 
 fn bad(text: impl Into<String>) -> EngineError {
@@ -227,15 +230,17 @@ async fn plan(
             vec![String::new()],
         ),
     };
-    // One agent: its lines within the chosen teams or channel (or the workspace).
-    let (scope, scope_ids, agent_prefixes) = match agent {
-        None => (scope, scope_ids, agent_prefixes),
+    // One agent: its lines within the chosen teams or channel (or the workspace), by their
+    // exact ids; else every agent line with one of the prefixes (any in the workspace).
+    let (scope, scope_ids, agent_ids, agent_exact) = match agent {
+        None if scope == "workspace" => (scope, scope_ids, Vec::new(), false),
+        None => (scope, scope_ids, agent_prefixes, false),
         Some(agent) => {
             let ids: Vec<String> = agent_prefixes
                 .iter()
                 .map(|prefix| format!("{prefix}{agent}"))
                 .collect();
-            (agent_scope, ids.clone(), ids)
+            (agent_scope, ids.clone(), ids, true)
         }
     };
     Ok(Plan {
@@ -247,7 +252,8 @@ async fn plan(
         scope,
         scope_ids,
         agent_scope,
-        agent_prefixes,
+        agent_ids,
+        agent_exact,
     })
 }
 
@@ -258,30 +264,123 @@ fn days(from: NaiveDate, to: NaiveDate) -> Vec<String> {
         .collect()
 }
 
+fn day_text(day: NaiveDate) -> String {
+    day.format("%Y-%m-%d").to_string()
+}
+
+/// `from..=to` as whole months (YYYY-MM) and the days around them (at most two runs).
+fn months_and_days(from: NaiveDate, to: NaiveDate) -> (Vec<String>, Vec<(NaiveDate, NaiveDate)>) {
+    let mut months = Vec::new();
+    let mut runs: Vec<(NaiveDate, NaiveDate)> = Vec::new();
+    let mut day = from;
+    while day <= to {
+        let first = day.with_day(1).unwrap_or(day);
+        let next_month = first.checked_add_months(Months::new(1)).unwrap_or(to);
+        let last = next_month.pred_opt().unwrap_or(to);
+        if day == first && last <= to {
+            months.push(first.format("%Y-%m").to_string());
+        } else {
+            runs.push((day, last.min(to)));
+        }
+        match last.min(to).succ_opt() {
+            Some(after) => day = after,
+            None => break,
+        }
+    }
+    (months, runs)
+}
+
+/// One side of a stored rollup row, as a report reads it: the period, the scope id, the
+/// metric, the count, the sum and the histogram (wall clock or business time).
+type Line = (String, String, FactMetric, i64, i64, Vec<u8>);
+
 impl Plan {
-    fn range(&self) -> Condition {
-        Condition::all()
-            .add(daily_rollup::Column::WorkspaceId.eq(&self.workspace_id))
-            .add(daily_rollup::Column::Day.gte(self.from.format("%Y-%m-%d").to_string()))
-            .add(daily_rollup::Column::Day.lte(self.to.format("%Y-%m-%d").to_string()))
+    fn workspace(&self) -> Condition {
+        Condition::all().add(rollup::Column::WorkspaceId.eq(&self.workspace_id))
     }
 
-    async fn totals(
+    /// The day rows of `from..=to`.
+    fn every_day(&self) -> Condition {
+        Condition::all()
+            .add(rollup::Column::Span.eq(Span::Day.as_str()))
+            .add(rollup::Column::Period.gte(day_text(self.from)))
+            .add(rollup::Column::Period.lte(day_text(self.to)))
+    }
+
+    /// `from..=to` in as few rows as there are: its whole months' rows, and the day rows
+    /// around them.
+    fn whole_range(&self) -> Condition {
+        let (months, runs) = months_and_days(self.from, self.to);
+        let mut range = Condition::any();
+        if !months.is_empty() {
+            range = range.add(
+                Condition::all()
+                    .add(rollup::Column::Span.eq(Span::Month.as_str()))
+                    .add(rollup::Column::Period.is_in(months)),
+            );
+        }
+        for (first, last) in runs {
+            range = range.add(
+                Condition::all()
+                    .add(rollup::Column::Span.eq(Span::Day.as_str()))
+                    .add(rollup::Column::Period.gte(day_text(first)))
+                    .add(rollup::Column::Period.lte(day_text(last))),
+            );
+        }
+        range
+    }
+
+    /// The plan's scope over `periods`, for `metrics`; histograms only when asked (counts
+    /// have none, and a line that shows only a count does not need one).
+    async fn lines(
         &self,
         db: &DatabaseConnection,
-    ) -> Result<Vec<daily_rollup::Model>, EngineError> {
-        Ok(daily_rollup::Entity::find()
-            .filter(self.range())
-            .filter(daily_rollup::Column::Scope.eq(self.scope))
-            .filter(daily_rollup::Column::ScopeId.is_in(self.scope_ids.clone()))
+        scope: Condition,
+        periods: Condition,
+        metrics: &[FactMetric],
+        histograms: bool,
+    ) -> Result<Vec<Line>, EngineError> {
+        let (sum, histogram) = if self.business {
+            (
+                rollup::Column::BusinessSum,
+                rollup::Column::BusinessHistogram,
+            )
+        } else {
+            (rollup::Column::Sum, rollup::Column::Histogram)
+        };
+        let mut select = rollup::Entity::find()
+            .select_only()
+            .column(rollup::Column::Period)
+            .column(rollup::Column::ScopeId)
+            .column(rollup::Column::Metric)
+            .column(rollup::Column::Count)
+            .column_as(sum, "sum");
+        select = if histograms {
+            select.column_as(histogram, "histogram")
+        } else {
+            select.column_as(Expr::val(Vec::<u8>::new()), "histogram")
+        };
+        Ok(select
+            .filter(self.workspace())
+            .filter(scope)
+            .filter(periods)
+            .filter(rollup::Column::Metric.is_in(metrics.iter().copied()))
+            .into_tuple::<Line>()
             .all(db)
             .await?)
     }
 
+    /// The totals' scope: one scope, these ids.
+    fn totals_scope(&self) -> Condition {
+        Condition::all()
+            .add(rollup::Column::Scope.eq(self.scope))
+            .add(rollup::Column::ScopeId.is_in(self.scope_ids.clone()))
+    }
+
     fn header(&self) -> (String, String, String) {
         (
-            self.from.format("%Y-%m-%d").to_string(),
-            self.to.format("%Y-%m-%d").to_string(),
+            day_text(self.from),
+            day_text(self.to),
             self.zone.name().to_owned(),
         )
     }
@@ -291,40 +390,49 @@ fn internal(error: String) -> EngineError {
     EngineError::Internal(error)
 }
 
-/// Adds rows up per metric.
+/// Every metric a summary or a day shows.
+const ALL_METRICS: [FactMetric; 7] = [
+    FactMetric::Opened,
+    FactMetric::QueueWait,
+    FactMetric::OffersBeforeAcceptance,
+    FactMetric::FirstResponse,
+    FactMetric::Resolution,
+    FactMetric::SlaMet,
+    FactMetric::SlaBreached,
+];
+
+/// Adds lines up per metric.
 fn by_metric<'a>(
-    rows: impl IntoIterator<Item = &'a daily_rollup::Model>,
-) -> Result<HashMap<FactMetric, Tally>, EngineError> {
-    let mut tallies: HashMap<FactMetric, Tally> = HashMap::new();
-    for row in rows {
-        let tally = match tallies.entry(row.metric) {
+    lines: impl IntoIterator<Item = &'a Line>,
+) -> Result<HashMap<FactMetric, Measure>, EngineError> {
+    let mut measures: HashMap<FactMetric, Measure> = HashMap::new();
+    for (_, _, metric, count, sum, histogram) in lines {
+        let measure = match measures.entry(*metric) {
             std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
             std::collections::hash_map::Entry::Vacant(entry) => {
-                entry.insert(Tally::new().map_err(internal)?)
+                entry.insert(Measure::new().map_err(internal)?)
             }
         };
-        tally
-            .add_row(row, row.metric.is_duration())
-            .map_err(internal)?;
+        measure.add(*count, *sum, histogram).map_err(internal)?;
     }
-    Ok(tallies)
+    Ok(measures)
 }
 
-fn count(tallies: &HashMap<FactMetric, Tally>, metric: FactMetric) -> i64 {
-    tallies.get(&metric).map_or(0, |t| t.count)
+fn count(measures: &HashMap<FactMetric, Measure>, metric: FactMetric) -> i64 {
+    measures.get(&metric).map_or(0, |m| m.count)
 }
 
-fn figures(tallies: &HashMap<FactMetric, Tally>, metric: FactMetric, business: bool) -> Figures {
-    tallies
+fn figures(measures: &HashMap<FactMetric, Measure>, metric: FactMetric) -> Figures {
+    measures
         .get(&metric)
-        .map(|t| t.figures(business))
+        .map(Measure::figures)
         .unwrap_or_default()
 }
 
-fn sla(tallies: &HashMap<FactMetric, Tally>) -> SlaFigures {
+fn sla(measures: &HashMap<FactMetric, Measure>) -> SlaFigures {
     SlaFigures {
-        met: count(tallies, FactMetric::SlaMet),
-        breached: count(tallies, FactMetric::SlaBreached),
+        met: count(measures, FactMetric::SlaMet),
+        breached: count(measures, FactMetric::SlaBreached),
     }
 }
 
@@ -334,7 +442,16 @@ pub async fn summary(
     query: &ReportQuery,
 ) -> Result<Summary, EngineError> {
     let plan = plan(db, caller, query).await?;
-    let totals = by_metric(&plan.totals(db).await?)?;
+    let lines = plan
+        .lines(
+            db,
+            plan.totals_scope(),
+            plan.whole_range(),
+            &ALL_METRICS,
+            true,
+        )
+        .await?;
+    let totals = by_metric(&lines)?;
     let per_agent = per_agent(db, &plan).await?;
     let (from, to, time_zone) = plan.header();
     let offers = totals.get(&FactMetric::OffersBeforeAcceptance);
@@ -345,12 +462,12 @@ pub async fn summary(
         business_hours: plan.business,
         conversations: count(&totals, FactMetric::Opened),
         resolved: count(&totals, FactMetric::Resolution),
-        first_response: figures(&totals, FactMetric::FirstResponse, plan.business),
-        resolution: figures(&totals, FactMetric::Resolution, plan.business),
-        queue_wait: figures(&totals, FactMetric::QueueWait, plan.business),
+        first_response: figures(&totals, FactMetric::FirstResponse),
+        resolution: figures(&totals, FactMetric::Resolution),
+        queue_wait: figures(&totals, FactMetric::QueueWait),
         offers_before_acceptance: offers
-            .filter(|t| t.count > 0)
-            .map(|t| (t.sum as f64 / t.count as f64 * 100.0).round() / 100.0),
+            .filter(|m| m.count > 0)
+            .map(|m| (m.sum as f64 / m.count as f64 * 100.0).round() / 100.0),
         sla: sla(&totals),
         per_agent,
     })
@@ -358,29 +475,46 @@ pub async fn summary(
 
 /// The agents' lines: resolved and first response, from the agent rollups of the plan.
 async fn per_agent(db: &DatabaseConnection, plan: &Plan) -> Result<Vec<AgentFigures>, EngineError> {
-    let mut ids = Condition::any();
-    for prefix in &plan.agent_prefixes {
-        ids = ids.add(daily_rollup::Column::ScopeId.starts_with(prefix));
+    let mut scope = Condition::all().add(rollup::Column::Scope.eq(plan.agent_scope));
+    match plan.agent_ids.as_slice() {
+        // The workspace's agent scope: every id is an agent.
+        [] => {}
+        exact if plan.agent_exact => {
+            scope = scope.add(rollup::Column::ScopeId.is_in(exact.to_vec()));
+        }
+        prefixes => {
+            let mut any = Condition::any();
+            for prefix in prefixes {
+                any = any.add(rollup::Column::ScopeId.starts_with(prefix));
+            }
+            scope = scope.add(any);
+        }
     }
-    let rows = daily_rollup::Entity::find()
-        .filter(plan.range())
-        .filter(daily_rollup::Column::Scope.eq(plan.agent_scope))
-        .filter(ids)
-        .filter(
-            daily_rollup::Column::Metric.is_in([FactMetric::Resolution, FactMetric::FirstResponse]),
+    // First responses with their histograms; resolutions are only counted.
+    let mut lines = plan
+        .lines(
+            db,
+            scope.clone(),
+            plan.whole_range(),
+            &[FactMetric::FirstResponse],
+            true,
         )
-        .all(db)
         .await?;
+    lines.extend(
+        plan.lines(
+            db,
+            scope,
+            plan.whole_range(),
+            &[FactMetric::Resolution],
+            false,
+        )
+        .await?,
+    );
     // The agent is what follows the last `/` (the whole id in the workspace's agent scope).
-    let mut grouped: BTreeMap<String, Vec<&daily_rollup::Model>> = BTreeMap::new();
-    for row in &rows {
-        let agent = row
-            .scope_id
-            .rsplit('/')
-            .next()
-            .unwrap_or_default()
-            .to_owned();
-        grouped.entry(agent).or_default().push(row);
+    let mut grouped: BTreeMap<String, Vec<&Line>> = BTreeMap::new();
+    for line in &lines {
+        let agent = line.1.rsplit('/').next().unwrap_or_default().to_owned();
+        grouped.entry(agent).or_default().push(line);
     }
     let names: HashMap<String, String> = agent::Entity::find()
         .select_only()
@@ -392,18 +526,18 @@ async fn per_agent(db: &DatabaseConnection, plan: &Plan) -> Result<Vec<AgentFigu
         .await?
         .into_iter()
         .collect();
-    let mut lines = Vec::with_capacity(grouped.len());
-    for (agent_id, rows) in grouped {
-        let tallies = by_metric(rows)?;
-        lines.push(AgentFigures {
+    let mut agents = Vec::with_capacity(grouped.len());
+    for (agent_id, lines) in grouped {
+        let measures = by_metric(lines)?;
+        agents.push(AgentFigures {
             name: names.get(&agent_id).cloned().unwrap_or_default(),
             agent_id,
-            resolved: count(&tallies, FactMetric::Resolution),
-            first_response: figures(&tallies, FactMetric::FirstResponse, plan.business),
+            resolved: count(&measures, FactMetric::Resolution),
+            first_response: figures(&measures, FactMetric::FirstResponse),
         });
     }
-    lines.sort_by(|a, b| b.resolved.cmp(&a.resolved).then(a.name.cmp(&b.name)));
-    Ok(lines)
+    agents.sort_by(|a, b| b.resolved.cmp(&a.resolved).then(a.name.cmp(&b.name)));
+    Ok(agents)
 }
 
 pub async fn daily(
@@ -412,21 +546,29 @@ pub async fn daily(
     query: &ReportQuery,
 ) -> Result<Daily, EngineError> {
     let plan = plan(db, caller, query).await?;
-    let rows = plan.totals(db).await?;
-    let mut per_day: BTreeMap<&str, Vec<&daily_rollup::Model>> = BTreeMap::new();
-    for row in &rows {
-        per_day.entry(row.day.as_str()).or_default().push(row);
+    let lines = plan
+        .lines(
+            db,
+            plan.totals_scope(),
+            plan.every_day(),
+            &ALL_METRICS,
+            true,
+        )
+        .await?;
+    let mut per_day: BTreeMap<&str, Vec<&Line>> = BTreeMap::new();
+    for line in &lines {
+        per_day.entry(line.0.as_str()).or_default().push(line);
     }
     let mut items = Vec::new();
     for date in days(plan.from, plan.to) {
-        let tallies = by_metric(per_day.remove(date.as_str()).unwrap_or_default())?;
+        let measures = by_metric(per_day.remove(date.as_str()).unwrap_or_default())?;
         items.push(DayFigures {
-            conversations: count(&tallies, FactMetric::Opened),
-            resolved: count(&tallies, FactMetric::Resolution),
-            first_response: figures(&tallies, FactMetric::FirstResponse, plan.business),
-            resolution: figures(&tallies, FactMetric::Resolution, plan.business),
-            queue_wait: figures(&tallies, FactMetric::QueueWait, plan.business),
-            sla: sla(&tallies),
+            conversations: count(&measures, FactMetric::Opened),
+            resolved: count(&measures, FactMetric::Resolution),
+            first_response: figures(&measures, FactMetric::FirstResponse),
+            resolution: figures(&measures, FactMetric::Resolution),
+            queue_wait: figures(&measures, FactMetric::QueueWait),
+            sla: sla(&measures),
             date,
         });
     }
@@ -468,4 +610,41 @@ pub fn daily_rows(daily: &Daily) -> Vec<Vec<String>> {
         rows.push(row);
     }
     rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn day(text: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(text, "%Y-%m-%d").unwrap()
+    }
+
+    #[test]
+    fn a_range_is_whole_months_and_the_days_around_them() {
+        let (months, runs) = months_and_days(day("2025-01-01"), day("2025-12-31"));
+        assert_eq!(months.len(), 12);
+        assert_eq!(months[1], "2025-02");
+        assert!(runs.is_empty());
+        let (months, runs) = months_and_days(day("2025-01-15"), day("2025-03-02"));
+        assert_eq!(months, ["2025-02"]);
+        assert_eq!(
+            runs,
+            [
+                (day("2025-01-15"), day("2025-01-31")),
+                (day("2025-03-01"), day("2025-03-02"))
+            ]
+        );
+        let (months, runs) = months_and_days(day("2024-02-01"), day("2024-02-28"));
+        assert!(
+            months.is_empty(),
+            "29 February is outside: not the whole month"
+        );
+        assert_eq!(runs, [(day("2024-02-01"), day("2024-02-28"))]);
+        let (months, runs) = months_and_days(day("2024-02-01"), day("2024-02-29"));
+        assert_eq!((months, runs), (vec!["2024-02".to_owned()], vec![]));
+        let (months, runs) = months_and_days(day("2025-06-10"), day("2025-06-10"));
+        assert!(months.is_empty());
+        assert_eq!(runs, [(day("2025-06-10"), day("2025-06-10"))]);
+    }
 }

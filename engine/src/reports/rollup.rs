@@ -1,9 +1,11 @@
-//! Daily rollups: the facts not yet counted are folded into `daily_rollups` and marked counted
-//! in one transaction (a crash in between leaves both as they were: nothing counted twice or
-//! never). One roller at a time: Postgres takes a transaction-scoped advisory lock, SQLite's
+//! Rollups: the facts not yet counted are folded into `rollups` and marked counted in one
+//! transaction (a crash in between leaves both as they were: nothing counted twice or never).
+//! One roller at a time: Postgres takes a transaction-scoped advisory lock, SQLite's
 //! `BEGIN IMMEDIATE` serialises writers anyway.
 //!
-//! A fact counts on the day of its `ended_at` in the workspace's time zone, under six scopes:
+//! A fact counts on the day and in the month of its `ended_at` in the workspace's time zone
+//! (a month row is the sum of its days, so a year's report reads twelve rows per line, not
+//! 365), under six scopes:
 //! the workspace, its team, its channel and, when an agent did it, the agent, the agent within
 //! the team and the agent within the channel. [`rebuild`] recounts everything from the facts
 //! (after a change of zone, or to repair); [`differences`] compares the rollups with a
@@ -20,7 +22,7 @@ use sea_orm::{
 };
 
 use super::{FactMetric, Figures, Seconds};
-use crate::store::entity::{conversation_fact, daily_rollup, workspace};
+use crate::store::entity::{conversation_fact, rollup, workspace};
 
 /// Facts folded per transaction.
 pub const BATCH: u64 = 5_000;
@@ -28,11 +30,35 @@ pub const BATCH: u64 = 5_000;
 /// Any number: the one advisory lock of the rollers.
 const ROLLUP_LOCK: i64 = 0x7761_6f73_726f_6c6c;
 
-/// A rollup row's key: scope, scope id, metric, day.
+/// What a rollup row covers: a day or a month of the workspace's zone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum Span {
+    Day,
+    Month,
+}
+
+impl Span {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Span::Day => "day",
+            Span::Month => "month",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Span> {
+        [Span::Day, Span::Month]
+            .into_iter()
+            .find(|span| span.as_str() == text)
+    }
+}
+
+/// A rollup row's key: span, period, scope, scope id, metric.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) struct Key {
     pub workspace_id: String,
-    pub day: String,
+    pub span: Span,
+    /// YYYY-MM-DD for a day, YYYY-MM for a month.
+    pub period: String,
     pub scope: &'static str,
     pub scope_id: String,
     pub metric: FactMetric,
@@ -70,49 +96,73 @@ impl Tally {
         Ok(())
     }
 
-    pub(crate) fn add_row(
-        &mut self,
-        row: &daily_rollup::Model,
-        histograms: bool,
-    ) -> Result<(), String> {
+    fn add_row(&mut self, row: &rollup::Model) -> Result<(), String> {
         self.count += row.count;
         self.sum += row.sum;
         self.business_sum += row.business_sum;
-        if histograms {
-            self.histogram.add_encoded(&row.histogram)?;
-            self.business_histogram
-                .add_encoded(&row.business_histogram)?;
-        }
+        self.histogram.add_encoded(&row.histogram)?;
+        self.business_histogram
+            .add_encoded(&row.business_histogram)?;
         Ok(())
     }
 
-    /// A duration's figures, on the wall clock or in business time.
-    pub(crate) fn figures(&self, business: bool) -> Figures {
-        let (sum, histogram) = if business {
-            (self.business_sum, &self.business_histogram)
-        } else {
-            (self.sum, &self.histogram)
+    fn row(&self, key: &Key) -> Result<rollup::ActiveModel, String> {
+        // A count's histogram stays empty: no bytes.
+        let encode = |histogram: &Seconds| {
+            if key.metric.is_duration() {
+                histogram.encode()
+            } else {
+                Ok(Vec::new())
+            }
         };
-        Figures {
-            count: self.count,
-            avg_secs: (self.count > 0).then(|| (sum as f64 / self.count as f64).round() / 1000.0),
-            p50_secs: histogram.quantile(0.5),
-            p90_secs: histogram.quantile(0.9),
-        }
-    }
-
-    fn row(&self, key: &Key) -> daily_rollup::ActiveModel {
-        daily_rollup::ActiveModel {
+        Ok(rollup::ActiveModel {
             workspace_id: Set(key.workspace_id.clone()),
-            day: Set(key.day.clone()),
+            span: Set(key.span.as_str().to_owned()),
+            period: Set(key.period.clone()),
             scope: Set(key.scope.to_owned()),
             scope_id: Set(key.scope_id.clone()),
             metric: Set(key.metric),
             count: Set(self.count),
             sum: Set(self.sum),
             business_sum: Set(self.business_sum),
-            histogram: Set(self.histogram.encode()),
-            business_histogram: Set(self.business_histogram.encode()),
+            histogram: Set(encode(&self.histogram)?),
+            business_histogram: Set(encode(&self.business_histogram)?),
+        })
+    }
+}
+
+/// One side (wall clock or business time) of a metric's rows, added up for a report.
+#[derive(Clone, Debug)]
+pub(crate) struct Measure {
+    pub count: i64,
+    pub sum: i64,
+    histogram: Seconds,
+}
+
+impl Measure {
+    pub(crate) fn new() -> Result<Measure, String> {
+        Ok(Measure {
+            count: 0,
+            sum: 0,
+            histogram: Seconds::new()?,
+        })
+    }
+
+    /// Adds one stored row's count, sum and (encoded) histogram.
+    pub(crate) fn add(&mut self, count: i64, sum: i64, histogram: &[u8]) -> Result<(), String> {
+        self.count += count;
+        self.sum += sum;
+        self.histogram.add_encoded(histogram)
+    }
+
+    /// A duration's figures.
+    pub(crate) fn figures(&self) -> Figures {
+        Figures {
+            count: self.count,
+            avg_secs: (self.count > 0)
+                .then(|| (self.sum as f64 / self.count as f64).round() / 1000.0),
+            p50_secs: self.histogram.quantile(0.5),
+            p90_secs: self.histogram.quantile(0.9),
         }
     }
 }
@@ -120,6 +170,11 @@ impl Tally {
 /// The day (YYYY-MM-DD) of `at` in `zone`.
 pub fn day_in(zone: Tz, at: DateTime<Utc>) -> String {
     at.with_timezone(&zone).format("%Y-%m-%d").to_string()
+}
+
+/// The month (YYYY-MM) of a day (YYYY-MM-DD).
+fn month_of(day: &str) -> String {
+    day.get(..7).unwrap_or(day).to_owned()
 }
 
 /// The scopes a fact counts under, as (scope, scope id).
@@ -166,20 +221,24 @@ fn fold(
     for fact in facts {
         let zone = zones.get(&fact.workspace_id).copied().unwrap_or(Tz::UTC);
         let day = day_in(zone, fact.ended_at);
+        let periods = [(Span::Month, month_of(&day)), (Span::Day, day)];
         for (scope, scope_id) in scopes(fact) {
-            let key = Key {
-                workspace_id: fact.workspace_id.clone(),
-                day: day.clone(),
-                scope,
-                scope_id,
-                metric: fact.metric,
-            };
-            match tallies.get_mut(&key) {
-                Some(tally) => tally.add_fact(fact)?,
-                None => {
-                    let mut tally = Tally::new()?;
-                    tally.add_fact(fact)?;
-                    tallies.insert(key, tally);
+            for (span, period) in &periods {
+                let key = Key {
+                    workspace_id: fact.workspace_id.clone(),
+                    span: *span,
+                    period: period.clone(),
+                    scope,
+                    scope_id: scope_id.clone(),
+                    metric: fact.metric,
+                };
+                match tallies.get_mut(&key) {
+                    Some(tally) => tally.add_fact(fact)?,
+                    None => {
+                        let mut tally = Tally::new()?;
+                        tally.add_fact(fact)?;
+                        tallies.insert(key, tally);
+                    }
                 }
             }
         }
@@ -200,10 +259,11 @@ fn scope_name(text: &str) -> Option<&'static str> {
     .find(|scope| *scope == text)
 }
 
-fn key_of(row: &daily_rollup::Model) -> Option<Key> {
+fn key_of(row: &rollup::Model) -> Option<Key> {
     Some(Key {
         workspace_id: row.workspace_id.clone(),
-        day: row.day.clone(),
+        span: Span::parse(&row.span)?,
+        period: row.period.clone(),
         scope: scope_name(&row.scope)?,
         scope_id: row.scope_id.clone(),
         metric: row.metric,
@@ -261,35 +321,40 @@ pub async fn add_to_rollups(
     let workspaces: BTreeSet<String> = facts.iter().map(|f| f.workspace_id.clone()).collect();
     let zones = zones(txn, workspaces.iter().cloned()).await?;
     let mut tallies = fold(facts, &zones).map_err(corrupt)?;
-    let days: BTreeSet<String> = tallies.keys().map(|key| key.day.clone()).collect();
-    let stored = daily_rollup::Entity::find()
-        .filter(daily_rollup::Column::WorkspaceId.is_in(workspaces))
-        .filter(daily_rollup::Column::Day.is_in(days))
+    // Day and month texts differ in length, so one list of periods finds both spans' rows.
+    let periods: BTreeSet<String> = tallies.keys().map(|key| key.period.clone()).collect();
+    let stored = rollup::Entity::find()
+        .filter(rollup::Column::WorkspaceId.is_in(workspaces))
+        .filter(rollup::Column::Period.is_in(periods))
         .all(txn)
         .await?;
     for row in &stored {
         if let Some(tally) = key_of(row).and_then(|key| tallies.get_mut(&key)) {
-            tally.add_row(row, true).map_err(corrupt)?;
+            tally.add_row(row).map_err(corrupt)?;
         }
     }
-    let rows: Vec<daily_rollup::ActiveModel> =
-        tallies.iter().map(|(key, tally)| tally.row(key)).collect();
+    let rows = tallies
+        .iter()
+        .map(|(key, tally)| tally.row(key))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(corrupt)?;
     for chunk in rows.chunks(500) {
-        daily_rollup::Entity::insert_many(chunk.to_vec())
+        rollup::Entity::insert_many(chunk.to_vec())
             .on_conflict(
                 OnConflict::columns([
-                    daily_rollup::Column::WorkspaceId,
-                    daily_rollup::Column::Day,
-                    daily_rollup::Column::Scope,
-                    daily_rollup::Column::ScopeId,
-                    daily_rollup::Column::Metric,
+                    rollup::Column::WorkspaceId,
+                    rollup::Column::Span,
+                    rollup::Column::Scope,
+                    rollup::Column::ScopeId,
+                    rollup::Column::Period,
+                    rollup::Column::Metric,
                 ])
                 .update_columns([
-                    daily_rollup::Column::Count,
-                    daily_rollup::Column::Sum,
-                    daily_rollup::Column::BusinessSum,
-                    daily_rollup::Column::Histogram,
-                    daily_rollup::Column::BusinessHistogram,
+                    rollup::Column::Count,
+                    rollup::Column::Sum,
+                    rollup::Column::BusinessSum,
+                    rollup::Column::Histogram,
+                    rollup::Column::BusinessHistogram,
                 ])
                 .to_owned(),
             )
@@ -324,13 +389,13 @@ pub async fn rebuild(db: &DatabaseConnection, workspace_id: Option<&str>) -> Res
 /// Drops the rollups of `workspace_id` (all when `None`) and marks its facts uncounted, so
 /// the rollers count them again (a change of zone moves their days).
 pub async fn forget(db: &impl ConnectionTrait, workspace_id: Option<&str>) -> Result<(), DbErr> {
-    let mut rollups = daily_rollup::Entity::delete_many();
+    let mut rollups = rollup::Entity::delete_many();
     let mut facts = conversation_fact::Entity::update_many().col_expr(
         conversation_fact::Column::Rolled,
         sea_orm::sea_query::Expr::value(false),
     );
     if let Some(id) = workspace_id {
-        rollups = rollups.filter(daily_rollup::Column::WorkspaceId.eq(id));
+        rollups = rollups.filter(rollup::Column::WorkspaceId.eq(id));
         facts = facts.filter(conversation_fact::Column::WorkspaceId.eq(id));
     }
     rollups.exec(db).await?;
@@ -351,8 +416,8 @@ pub async fn differences(
         .await?;
     let zones = zones(db, [workspace_id.to_owned()]).await?;
     let expected = fold(&facts, &zones).map_err(corrupt)?;
-    let stored = daily_rollup::Entity::find()
-        .filter(daily_rollup::Column::WorkspaceId.eq(workspace_id))
+    let stored = rollup::Entity::find()
+        .filter(rollup::Column::WorkspaceId.eq(workspace_id))
         .all(db)
         .await?;
     let mut found: BTreeMap<Key, Tally> = BTreeMap::new();
@@ -363,7 +428,7 @@ pub async fn differences(
             continue;
         };
         let mut tally = Tally::new().map_err(corrupt)?;
-        tally.add_row(row, true).map_err(corrupt)?;
+        tally.add_row(row).map_err(corrupt)?;
         found.insert(key, tally);
     }
     for (key, want) in &expected {

@@ -1108,15 +1108,17 @@ impl ConversationActor {
         if matches!(self.state, State::Resolved { .. }) {
             return;
         }
-        // The cycle counts once it is routed (stored once however often the actor starts;
-        // one rebuilt as assigned was routed before).
-        if self.stored.status != ConversationStatus::Assigned
-            && let Some(start) = self.clocks.cycle_started_at
-        {
+        // The cycle counts once it is routed, recorded whenever the actor starts (the key keeps
+        // one). Even one rebuilt as assigned: a process killed between the assignment's write
+        // and this fact's (written apart) would otherwise lose it for good.
+        if let Some(start) = self.clocks.cycle_started_at {
             self.tally(FactMetric::Opened, None, start, 1);
         }
         if self.apply_policy() {
             self.store_applied_clocks();
+        }
+        if self.stored.status == ConversationStatus::Assigned {
+            self.store_facts_apart();
         }
         self.resume_routing(ctx);
         self.reply_out_of_hours(ctx);

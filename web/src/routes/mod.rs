@@ -31,6 +31,7 @@ pub fn configure(config: &mut web::ServiceConfig) {
         .app_data(web::QueryConfig::default().error_handler(query_error))
         .route("/console", web::get().to(pages::console))
         .route("/dashboard", web::get().to(pages::dashboard))
+        .route("/reports", web::get().to(pages::reports))
         .route("/admin", web::get().to(pages::admin))
         .route("/assets/{name}", web::get().to(pages::asset))
         .route("/healthz", web::get().to(health::healthz))

@@ -1,7 +1,7 @@
-//! The agent console (`/console`), the supervisor dashboard (`/dashboard`) and the admin pages
-//! (`/admin`): static pages and scripts compiled into the binary (no CDN, nothing fetched at run
-//! time), served with a strict Content-Security-Policy. Everything live comes over the
-//! websockets; the admin pages speak REST only.
+//! The agent console (`/console`), the supervisor dashboard (`/dashboard`), the reports
+//! (`/reports`) and the admin pages (`/admin`): static pages and scripts compiled into the
+//! binary (no CDN, nothing fetched at run time), served with a strict Content-Security-Policy.
+//! Everything live comes over the websockets; the reports and admin pages speak REST only.
 
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
@@ -37,6 +37,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
         include_str!("../../assets/dashboard.js"),
     ),
     (
+        "reports.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../assets/reports.js"),
+    ),
+    (
         "admin.js",
         "text/javascript; charset=utf-8",
         include_str!("../../assets/admin.js"),
@@ -69,6 +74,10 @@ pub async fn console() -> HttpResponse {
 
 pub async fn dashboard() -> HttpResponse {
     page(include_str!("../../assets/dashboard.html"))
+}
+
+pub async fn reports() -> HttpResponse {
+    page(include_str!("../../assets/reports.html"))
 }
 
 pub async fn admin() -> HttpResponse {

@@ -322,6 +322,53 @@ async fn api(address: &str, path: &str, token: &str, body: serde_json::Value) ->
     response.json().await.unwrap()
 }
 
+/// A workspace named `name` with one team (`team`: its body) and a channel routed to it, made
+/// through the API; (workspace id, team id).
+async fn workspace_with_team(
+    address: &str,
+    name: &str,
+    team: serde_json::Value,
+) -> (String, String) {
+    use waos_web::testing::{ADMIN_TOKEN, PHONE_NUMBER_ID_1};
+    let id = |value: serde_json::Value| value["id"].as_str().unwrap().to_owned();
+    let workspace = id(api(
+        address,
+        "/api/v1/workspaces",
+        ADMIN_TOKEN,
+        serde_json::json!({"name": name}),
+    )
+    .await);
+    let base = format!("/api/v1/workspaces/{workspace}");
+    let team = id(api(address, &format!("{base}/teams"), ADMIN_TOKEN, team).await);
+    api(address, &format!("{base}/channels"), ADMIN_TOKEN,
+        serde_json::json!({"phone_number_id": PHONE_NUMBER_ID_1, "display_phone_number": "+1 555 0100", "access_token": "t", "team_id": team})).await;
+    (workspace, team)
+}
+
+/// An agent `name` of `team` with `capacity`, signed in; its session token.
+async fn agent_signed_in(
+    address: &str,
+    workspace: &str,
+    team: &str,
+    name: &str,
+    capacity: u32,
+) -> String {
+    use waos_web::testing::{ADMIN_TOKEN, PASSWORD};
+    let email = format!("{name}@binary.example");
+    api(address, &format!("/api/v1/workspaces/{workspace}/agents"), ADMIN_TOKEN,
+        serde_json::json!({"name": name, "email": email, "password": PASSWORD, "role": "agent", "capacity": capacity, "team_ids": [team]})).await;
+    api(
+        address,
+        "/api/v1/auth/login",
+        "",
+        serde_json::json!({"email": email, "password": PASSWORD}),
+    )
+    .await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 async fn customer_writes(address: &str, customer: usize) {
     let body =
         crate::concurrency::text_body(&format!("wamid.restart-{customer}"), customer, "hello");
@@ -338,47 +385,22 @@ async fn customer_writes(address: &str, customer: usize) {
 #[actix_web::test]
 async fn after_kill_9_every_open_conversation_is_routed_again() {
     use serde_json::json;
-    use waos_web::testing::{ADMIN_TOKEN, Backend, PASSWORD, TestDatabase, connect_agent_at};
+    use waos_web::testing::{Backend, TestDatabase, connect_agent_at};
 
     let database = TestDatabase::create(Backend::Postgres).await;
     let folder = scratch();
     let first = serve(&database.url, &folder);
     until_healthy(&first.address).await;
     let address = first.address.clone();
-    let workspace = api(
+    let (workspace, team) = workspace_with_team(
         &address,
-        "/api/v1/workspaces",
-        ADMIN_TOKEN,
-        json!({"name": "Restart"}),
-    )
-    .await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let team = api(
-        &address,
-        &format!("/api/v1/workspaces/{workspace}/teams"),
-        ADMIN_TOKEN,
+        "Restart",
         json!({"name": "Support", "offer_timeout_secs": 60}),
     )
-    .await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    api(&address, &format!("/api/v1/workspaces/{workspace}/channels"), ADMIN_TOKEN,
-        json!({"phone_number_id": "115566778899001", "display_phone_number": "x", "access_token": "t", "team_id": team})).await;
+    .await;
     let mut tokens = Vec::new();
     for name in ["ann", "bob"] {
-        api(&address, &format!("/api/v1/workspaces/{workspace}/agents"), ADMIN_TOKEN,
-            json!({"name": name, "email": format!("{name}@restart.example"), "password": PASSWORD, "role": "agent", "capacity": 2, "team_ids": [team]})).await;
-        let session = api(
-            &address,
-            "/api/v1/auth/login",
-            "",
-            json!({"email": format!("{name}@restart.example"), "password": PASSWORD}),
-        )
-        .await;
-        tokens.push(session["token"].as_str().unwrap().to_owned());
+        tokens.push(agent_signed_in(&address, &workspace, &team, name, 2).await);
     }
 
     // Ann takes two conversations; a third is offered to her when the process dies; a fourth waits.
@@ -474,10 +496,7 @@ async fn after_kill_9_every_open_conversation_is_routed_again() {
 #[actix_web::test]
 async fn sigterm_during_load_loses_nothing_and_closes_sockets() {
     use serde_json::json;
-    use waos_web::testing::{
-        ADMIN_TOKEN, Backend, PASSWORD, PHONE_NUMBER_ID_1, TestDatabase, connect_agent_at,
-        connect_database, sign,
-    };
+    use waos_web::testing::{Backend, TestDatabase, connect_agent_at, connect_database, sign};
 
     let database = TestDatabase::create(Backend::Postgres).await;
     let folder = scratch();
@@ -485,41 +504,13 @@ async fn sigterm_during_load_loses_nothing_and_closes_sockets() {
     until_healthy(&address).await;
     let client = waos_web::testing::http_client();
 
-    let workspace = api(
+    let (workspace, team) = workspace_with_team(
         &address,
-        "/api/v1/workspaces",
-        ADMIN_TOKEN,
-        json!({"name": "Shutdown"}),
-    )
-    .await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let base = format!("/api/v1/workspaces/{workspace}");
-    let team = api(
-        &address,
-        &format!("{base}/teams"),
-        ADMIN_TOKEN,
+        "Shutdown",
         json!({"name": "Support", "auto_accept": true}),
     )
-    .await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    api(&address, &format!("{base}/channels"), ADMIN_TOKEN,
-        json!({"phone_number_id": PHONE_NUMBER_ID_1, "display_phone_number": "+1 555 0100", "access_token": "t", "team_id": team})).await;
-    api(&address, &format!("{base}/agents"), ADMIN_TOKEN,
-        json!({"name": "Night", "email": "night@shutdown.example", "password": PASSWORD, "role": "agent", "capacity": 1000, "team_ids": [team]})).await;
-    let token = api(
-        &address,
-        "/api/v1/auth/login",
-        "",
-        json!({"email": "night@shutdown.example", "password": PASSWORD}),
-    )
-    .await["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    .await;
+    let token = agent_signed_in(&address, &workspace, &team, "night", 1000).await;
     let (mut socket, _) = connect_agent_at(&address, &token).await;
 
     // Customers keep writing, eight webhooks at a time, until the server stops answering.
@@ -966,4 +957,143 @@ async fn an_sla_deadline_passed_during_kill_9_breaches_right_after_restart() {
         reported_within < Duration::from_secs(5),
         "reported {reported_within:?} after the restart"
     );
+}
+
+/// A webhook of customer `customer`; whether it was acknowledged (false once the server died).
+async fn customer_writes_if_up(address: &str, customer: usize) -> bool {
+    let body = crate::concurrency::text_body_at(
+        &format!("wamid.facts-{customer}"),
+        customer,
+        "hello",
+        chrono::Utc::now().timestamp(),
+    );
+    waos_web::testing::http_client()
+        .post(format!("{address}/webhooks/whatsapp"))
+        .header("x-hub-signature-256", waos_web::testing::sign(&body))
+        .body(body)
+        .send()
+        .await
+        .is_ok_and(|response| response.status() == 200)
+}
+
+/// `kill -9` while conversations arrive, are offered and accepted, and the rollers fold their
+/// facts every few milliseconds: after the restart the rollups equal a recount of the facts
+/// (nothing counted twice or never), and every conversation's cycle is counted once.
+#[actix_web::test]
+async fn after_kill_9_under_load_the_rollups_equal_a_recount_of_the_facts() {
+    use serde_json::json;
+    use waos_engine::reports::rollup;
+    use waos_web::testing::{Backend, TestDatabase, connect_agent_at};
+
+    let database = TestDatabase::create(Backend::Postgres).await;
+    let folder = scratch();
+    let settings = [
+        ("RUST_LOG", "info"),
+        ("WAOS__REPORTS__ROLLUP_INTERVAL_MS", "5"),
+    ];
+    let first = serve_with(&database.url, &folder, &settings, Stdio::null(), "http");
+    until_healthy(&first.address).await;
+    let address = first.address.clone();
+    let (workspace, team) =
+        workspace_with_team(&address, "Facts", json!({"name": "Support"})).await;
+    let token = agent_signed_in(&address, &workspace, &team, "ann", 1000).await;
+    // Ann accepts every offer (queue waits and offers-before-acceptance facts).
+    let (mut ann, _) = connect_agent_at(&address, &token).await;
+    let accepting = actix_web::rt::spawn(async move {
+        while let Some(frame) = ann.next_frame(Duration::from_secs(5)).await {
+            if frame["type"] == "offer" {
+                ann.send(json!({"type": "accept", "conversation_id": frame["conversation_id"]}))
+                    .await;
+            }
+        }
+    });
+    let db = waos_web::testing::connect_database(&database.url, 2).await;
+    let facts = |rolled: bool| {
+        let db = db.clone();
+        async move {
+            use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+            waos_engine::store::entity::conversation_fact::Entity::find()
+                .filter(waos_engine::store::entity::conversation_fact::Column::Rolled.eq(rolled))
+                .count(&db)
+                .await
+                .unwrap()
+        }
+    };
+    // Customers write, ten at a time, until the process dies.
+    let sending = {
+        let address = address.clone();
+        actix_web::rt::spawn(async move {
+            let mut acknowledged = 0;
+            for batch in 0..100 {
+                let sends = (0..10).map(|i| customer_writes_if_up(&address, batch * 10 + i + 1));
+                let answered = futures_util::future::join_all(sends).await;
+                acknowledged += answered.iter().filter(|ok| **ok).count();
+                if answered.iter().any(|ok| !ok) {
+                    break;
+                }
+            }
+            acknowledged
+        })
+    };
+    // Die while facts are being written and folded.
+    waos_web::testing::eventually(Duration::from_secs(20), || async {
+        facts(true).await >= 150
+    })
+    .await;
+    let mut first = first;
+    first.child.kill().unwrap(); // SIGKILL: a fold may be half done.
+    first.child.wait().unwrap();
+    let acknowledged = sending.await.unwrap();
+    accepting.abort();
+    assert!(acknowledged > 0);
+
+    let second = serve_with(&database.url, &folder, &settings, Stdio::null(), "http");
+    until_healthy(&second.address).await;
+    // The new process's rollers fold what was left.
+    waos_web::testing::eventually(Duration::from_secs(20), || async {
+        facts(false).await == 0
+    })
+    .await;
+    let mut second = second;
+    second.child.kill().unwrap();
+    second.child.wait().unwrap();
+    let differences = rollup::differences(&db, &workspace).await.unwrap();
+    assert!(differences.is_empty(), "{differences:?}");
+    // Each acknowledged customer's conversation opened one cycle, counted once in the
+    // workspace's rollups (the day rows and the month rows alike).
+    let conversations = {
+        use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+        use waos_engine::store::entity::conversation;
+        conversation::Entity::find()
+            .filter(conversation::Column::WorkspaceId.eq(workspace.clone()))
+            .count(&db)
+            .await
+            .unwrap() as usize
+    };
+    assert!(
+        conversations >= acknowledged,
+        "{conversations} < {acknowledged}"
+    );
+    let opened = |span: &'static str| {
+        let db = db.clone();
+        let workspace = workspace.clone();
+        async move {
+            use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+            use waos_engine::store::entity::rollup;
+            rollup::Entity::find()
+                .filter(rollup::Column::WorkspaceId.eq(workspace))
+                .filter(rollup::Column::Span.eq(span))
+                .filter(rollup::Column::Scope.eq("workspace"))
+                .filter(rollup::Column::Metric.eq(waos_engine::reports::FactMetric::Opened))
+                .all(&db)
+                .await
+                .unwrap()
+                .iter()
+                .map(|row| row.count)
+                .sum::<i64>()
+        }
+    };
+    assert_eq!(opened("day").await, conversations as i64);
+    assert_eq!(opened("month").await, conversations as i64);
+    std::fs::remove_dir_all(folder).unwrap();
 }

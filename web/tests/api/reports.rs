@@ -13,7 +13,11 @@ use waos_engine::reports::{FactMetric, FactScope};
 use waos_engine::time::calendar::{Calendar, CalendarSpec};
 use waos_web::testing::{ADMIN_TOKEN, Backend, TestApp, eventually, spawn_app};
 
+use crate::browser::{
+    Driver, click, log_in, screenshot, tempfile_dir, testid, until, wait_find, wait_text,
+};
 use crate::routing::{customer_writes_now, floor};
+use fantoccini::Locator;
 
 fn at(text: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(text)
@@ -248,6 +252,16 @@ fn figures(value: &Value) -> (i64, f64, f64, f64) {
     )
 }
 
+/// A report without its `from` and `to`.
+fn without_range(report: &Value) -> Value {
+    let mut report = report.clone();
+    if let Some(fields) = report.as_object_mut() {
+        fields.remove("from");
+        fields.remove("to");
+    }
+    report
+}
+
 /// Within 1% (the histograms' two significant figures above 255 s).
 fn near(got: f64, want: f64) -> bool {
     (got - want).abs() <= want * 0.01
@@ -307,6 +321,34 @@ async fn a_known_history_gives_hand_computed_figures(backend: Backend) {
     assert!(near(p90, 1_200.0), "{p90}");
     let (_, avg, _, _) = figures(&business["resolution"]);
     assert_eq!(avg, (600.0 + 1_200.0 + 2_400.0 + 100.0) / 4.0);
+
+    // A range with a whole month (November, read from its month rows) and days on either side
+    // (read from day rows) gives the same figures, in every scope.
+    for extra in [
+        String::new(),
+        "&business_hours=true".to_owned(),
+        format!("&team_id={}", h.support),
+        format!("&agent_id={}", h.a),
+        format!("&team_id={}&agent_id={}", h.support, h.b),
+    ] {
+        let narrow = app
+            .get_ok(
+                &format!("/api/v1/reports/summary{}", query(&extra)),
+                ADMIN_TOKEN,
+            )
+            .await;
+        let wide = app
+            .get_ok(
+                &format!(
+                    "/api/v1/reports/summary?workspace_id={}&from=2026-10-15&to=2026-12-10{extra}",
+                    h.workspace
+                ),
+                ADMIN_TOKEN,
+            )
+            .await;
+        assert_eq!(without_range(&wide), without_range(&narrow), "{extra}");
+    }
+    assert_eq!(without_range(&summary)["conversations"], 5);
 
     // One team, one agent, one agent within a team.
     let support = app
@@ -598,6 +640,142 @@ async fn the_conversation_records_its_cycles(backend: Backend) {
     );
     let differences = rollup::differences(&app.db, &f.workspace).await.unwrap();
     assert!(differences.is_empty(), "{differences:?}");
+}
+
+/// The `/reports` page in a real Chromium, reached from the dashboard's link: the known
+/// history's figures in the cards, the per-agent table and the charts; a team and business
+/// hours chosen in the form; the choice kept in the page's address.
+#[actix_web::test]
+async fn the_reports_page_shows_the_figures_in_real_chromium() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let h = history(&app).await;
+    app.create_agent(
+        &h.workspace,
+        "lead@reports.example",
+        "supervisor",
+        &[&h.support, &h.sales],
+    )
+    .await;
+    let driver = Driver::start().await;
+    let profiles = tempfile_dir();
+    let page = driver.browser(&profiles.join("lead")).await;
+    log_in(&page, &app.address, "/dashboard", "lead@reports.example").await;
+    click(&page, &testid("reports-link")).await;
+    wait_find(&page, &testid("stat-conversations")).await;
+
+    // The history's two days, as a person types them (the date fields take ISO dates).
+    page.execute(
+        "document.getElementById('report-from').value = '2026-11-02';
+         document.getElementById('report-to').value = '2026-11-03';",
+        vec![],
+    )
+    .await
+    .unwrap();
+    click(&page, "#report-form button[type=submit]").await;
+    wait_text(&page, &testid("report-zone"), "2026-11-02 to 2026-11-03").await;
+    wait_text(&page, &testid("report-zone"), "Asia/Dubai").await;
+    let value = |name: &str| testid(&format!("stat-{name}-value"));
+    wait_text(&page, &value("conversations"), "5").await;
+    wait_text(&page, &value("resolved"), "4").await;
+    wait_text(&page, &value("first-response"), "3m 00s").await;
+    wait_text(&page, &testid("stat-queue-wait"), "p90 2m 00s").await;
+    wait_text(&page, &testid("stat-sla"), "50% met").await;
+    let rows = page
+        .find_all(Locator::Css(&testid("agent-row")))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 3);
+    let first = rows[0]
+        .text()
+        .await
+        .unwrap()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        first.starts_with("a@reports.example 2 2"),
+        "most resolved first: {first}"
+    );
+    // One bar a day, as tall as its count (as drawn: the page's styles apply to it too);
+    // one dot a day with a first response.
+    let bars: Vec<(String, String, f64)> = page
+        .execute(
+            "return [...document.querySelectorAll('[data-testid=chart-volume] rect.day-bar')]
+               .map(b => [b.dataset.day, b.dataset.value, b.getBoundingClientRect().height]);",
+            vec![],
+        )
+        .await
+        .map(|v| serde_json::from_value(v).unwrap())
+        .unwrap();
+    let days: Vec<(&str, &str)> = bars
+        .iter()
+        .map(|(day, value, _)| (day.as_str(), value.as_str()))
+        .collect();
+    assert_eq!(days, [("2026-11-02", "5"), ("2026-11-03", "0")]);
+    assert!(
+        bars[0].2 > 100.0,
+        "the day of 5 is drawn {}px tall",
+        bars[0].2
+    );
+    assert_eq!(bars[1].2, 0.0, "the day of none has no bar");
+    let dots = page
+        .find_all(Locator::Css(&format!(
+            "{} circle.dot",
+            testid("chart-first-response")
+        )))
+        .await
+        .unwrap();
+    assert_eq!(dots.len(), 4, "p50 and p90 on both days");
+    screenshot(&page, "reports.png").await;
+
+    // One team: Sales had one conversation, answered by C.
+    page.find(Locator::XPath(
+        "//select[@id='report-team']/option[normalize-space(.)='Sales']",
+    ))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+    click(&page, "#report-form button[type=submit]").await;
+    wait_text(&page, &value("conversations"), "1").await;
+    until("one agent line", || async {
+        let rows = page
+            .find_all(Locator::Css(&testid("agent-row")))
+            .await
+            .ok()?;
+        (rows.len() == 1 && rows[0].text().await.ok()?.starts_with("c@reports.example"))
+            .then_some(())
+    })
+    .await;
+    let address = page.current_url().await.unwrap();
+    assert!(
+        address
+            .query()
+            .unwrap()
+            .contains(&format!("team_id={}", h.sales)),
+        "{address}"
+    );
+
+    // Every team in business hours: the night before Tuesday's answer is not counted.
+    page.find(Locator::XPath(
+        "//select[@id='report-team']/option[normalize-space(.)='All my teams']",
+    ))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+    click(&page, "#report-business").await;
+    click(&page, "#report-form button[type=submit]").await;
+    wait_text(&page, &testid("stat-first-response"), "avg 7m 11s").await;
+    wait_text(&page, &testid("report-zone"), "business hours").await;
+
+    // The address keeps the choice: opened again, the page shows the same report.
+    let kept = page.current_url().await.unwrap();
+    page.goto(kept.as_str()).await.unwrap();
+    wait_text(&page, &testid("stat-first-response"), "avg 7m 11s").await;
+    wait_text(&page, &value("conversations"), "5").await;
 }
 
 on_both_backends!(

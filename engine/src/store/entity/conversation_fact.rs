@@ -1,5 +1,5 @@
 //! The `conversation_facts` table: what a conversation cycle measured, one row per cycle and
-//! metric (unique, so a retried write adds nothing), rolled into `daily_rollups`.
+//! metric (unique, so a retried write adds nothing), rolled into `rollups`.
 
 use sea_orm::entity::prelude::*;
 
