@@ -100,6 +100,9 @@ function renderTeams() {
   h('div', { class: 'stats' },
     stat('team-waiting', 'waiting', t.waiting),
     stat('team-longest-wait', 'longest wait', fmtDuration(longestWait(t)), 'wait'),
+    // Null while too few conversations ended lately to say.
+    stat('team-expected-wait', t.expected_wait_ms ? `expected wait (p90 ${fmtDuration(t.expected_wait_ms.p90)})` : 'expected wait',
+      t.expected_wait_ms ? fmtDuration(t.expected_wait_ms.p50) : '—', 'wait'),
     stat('team-online', 'online', t.agents_online),
     stat('team-available', 'available', t.agents_available),
     stat('team-active', 'active', t.active),
@@ -173,12 +176,13 @@ function renderWaiting() {
       button.addEventListener('click', () => assign(w.conversation_id, select.value, button));
       row = h('tr', { testid: 'waiting-row', 'data-conversation-id': w.conversation_id },
         h('td', {}, h('button', { class: 'link mono', title: 'Show the audit trail', onclick: () => loadAudit(w.conversation_id) }, shortId(w.conversation_id))),
-        h('td', {}, teamName(w.team_id)),
+        h('td', {}, teamName(w.team_id), ' ', h('span', { class: 'sub', testid: 'waiting-position' })),
         h('td', { class: 'mono', 'data-since': w.since }, fmtClock(Date.now() - Date.parse(w.since))),
         h('td', { class: 'inline-form' }, select, button));
       rows.set(w.conversation_id, row);
     }
     fillSelect(row.querySelector('select'), w.team_id);
+    row.querySelector('[data-testid=waiting-position]').textContent = w.position ? `#${w.position}` : '';
     // A breach arrives as the same entry again: the mark follows it.
     row.classList.toggle('sla-breached', Boolean(w.sla_breached));
     const mark = row.querySelector('[data-sla-mark]');

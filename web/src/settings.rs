@@ -177,6 +177,8 @@ pub struct RoutingSettings {
     pub policy: waos_engine::routing::policy::PolicyKind,
     pub presence_ttl_ms: u64,
     pub stats_interval_ms: u64,
+    pub expected_wait_window_ms: u64,
+    pub expected_wait_min_samples: usize,
     pub conversation_idle_ms: u64,
     pub mark_read_on_open: bool,
     pub store_retry_ms: u64,

@@ -285,6 +285,8 @@ impl Application {
                 policy: settings.routing.policy,
                 presence_ttl: millis(settings.routing.presence_ttl_ms.max(30)),
                 stats_interval: millis(settings.routing.stats_interval_ms.max(10)),
+                expected_wait_window: millis(settings.routing.expected_wait_window_ms),
+                expected_wait_min_samples: settings.routing.expected_wait_min_samples,
                 conversation_idle: millis(settings.routing.conversation_idle_ms.max(10)),
                 mark_read_on_open: settings.routing.mark_read_on_open,
                 store_retry: millis(settings.routing.store_retry_ms.max(1)),

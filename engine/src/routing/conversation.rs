@@ -48,6 +48,8 @@ pub struct Offer {
     pub manual: bool,
     /// The agent took it from the queue itself.
     pub picked: bool,
+    /// Its place in its team's queue when offered (1: the first).
+    pub position: usize,
 }
 
 /// A new customer message was stored for this conversation.
@@ -902,10 +904,11 @@ impl ConversationActor {
         });
     }
 
-    fn offer_view(&self, expires_at: chrono::DateTime<Utc>) -> OfferView {
+    fn offer_view(&self, expires_at: chrono::DateTime<Utc>, position: usize) -> OfferView {
         OfferView {
             conversation_id: self.id().to_string(),
             expires_at,
+            position,
             contact: self.stored.contact.clone(),
             last_message: self.last_message.clone(),
         }
@@ -1233,7 +1236,7 @@ impl Handler<Offer> for ConversationActor {
             format!("offered to {}: {explanation}", offer.agent_name),
         );
         offer.agent.do_send(Offered {
-            offer: self.offer_view(expires_at),
+            offer: self.offer_view(expires_at, offer.position),
         });
         self.state = State::Offered {
             agent_id,

@@ -12,6 +12,8 @@ use crate::routing::policy::Presence;
 pub struct OfferView {
     pub conversation_id: String,
     pub expires_at: DateTime<Utc>,
+    /// Its place in its team's queue when it was offered (1: the first).
+    pub position: usize,
     pub contact: Option<ContactView>,
     pub last_message: Option<MessageView>,
 }

@@ -34,6 +34,7 @@ mod reply;
 pub mod stats;
 pub mod store;
 mod supervisor;
+pub mod wait;
 
 pub use agent::Outbox;
 pub use engine::{AgentSocket, Engine, StatsSubscription};
@@ -67,6 +68,10 @@ pub struct RoutingSettings {
     pub presence_ttl: Duration,
     /// Dashboards get at most one stats frame per this interval.
     pub stats_interval: Duration,
+    /// The expected wait counts the conversations that ended within this (see [`wait`]).
+    pub expected_wait_window: Duration,
+    /// And says nothing until this many ended within it.
+    pub expected_wait_min_samples: usize,
     /// An assigned conversation with no activity for this long stops its actor; the next event
     /// rebuilds it from the database.
     pub conversation_idle: Duration,

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::routing::policy::Presence;
+use crate::routing::wait::WaitEstimate;
 
 /// One team's queue and staffing, as the dashboard shows it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -20,6 +21,9 @@ pub struct TeamStats {
     pub sla_breached: usize,
     /// Open conversations warned of a deadline and not yet breached.
     pub sla_at_risk: usize,
+    /// What a conversation arriving now can expect to wait for an offer, in milliseconds;
+    /// `null` while too few conversations ended lately to say, or nobody is online.
+    pub expected_wait_ms: Option<WaitEstimate>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -36,6 +40,8 @@ pub struct WaitingStats {
     pub conversation_id: String,
     pub team_id: String,
     pub since: DateTime<Utc>,
+    /// Its place in its team's queue (1: the next offered).
+    pub position: usize,
     /// Its SLA is breached.
     pub sla_breached: bool,
 }
@@ -70,6 +76,7 @@ impl Stats {
                 a.active,
                 a.sla_breached,
                 a.sla_at_risk,
+                a.expected_wait_ms,
             ) == (
                 b.waiting,
                 b.agents_online,
@@ -77,6 +84,7 @@ impl Stats {
                 b.active,
                 b.sla_breached,
                 b.sla_at_risk,
+                b.expected_wait_ms,
             )
         };
         let teams: Vec<TeamStats> = self
@@ -149,6 +157,7 @@ mod tests {
             active: 0,
             sla_breached: 0,
             sla_at_risk: 0,
+            expected_wait_ms: None,
         }
     }
 
@@ -157,6 +166,7 @@ mod tests {
             conversation_id: id.into(),
             team_id: "t".into(),
             since: Utc::now(),
+            position: 1,
             sla_breached: false,
         }
     }
@@ -185,5 +195,12 @@ mod tests {
         assert_eq!(delta.waiting_removed, vec!["a".to_owned()]);
         assert_eq!(delta.waiting_added.len(), 1);
         assert_eq!(delta.waiting_added[0].conversation_id, "b");
+        // A new expected wait is a change of the team.
+        let mut sooner = moved.clone();
+        sooner.teams[0].expected_wait_ms = Some(WaitEstimate {
+            p50: 1000,
+            p90: 3000,
+        });
+        assert_eq!(sooner.delta_since(&moved).unwrap().teams.len(), 1);
     }
 }

@@ -17,6 +17,7 @@ use crate::routing::conversation::Offer;
 use crate::routing::directory::{Directory, Tell};
 use crate::routing::policy::{Candidate, Presence, Request, choose_agent};
 use crate::routing::stats::{AgentStats, Stats, StatsFrame, TeamStats, WaitingStats};
+use crate::routing::wait::{self, Holds, WaitEstimate};
 use crate::routing::{RoutingContext, RoutingError, store};
 
 /// A conversation waiting for an agent.
@@ -132,15 +133,14 @@ pub struct MoveSlot {
     pub to: AgentId,
 }
 
-/// How much each offer moves a team's recent wait (an exponential moving average).
-const WAIT_SMOOTHING: f64 = 0.2;
-
-/// How long a conversation of `team_id` can expect to wait for an offer now: nothing when one
-/// of the team's agents has room, else the team's recent wait (`None`: nothing to go on yet).
+/// How long a conversation of `team_id` can expect to wait for an offer now (the median, see
+/// [`wait`]): at its place in the queue when it waits there, else behind everyone waiting;
+/// `None` while there is nothing to go on.
 #[derive(Message)]
 #[rtype(result = "Option<std::time::Duration>")]
 pub struct ExpectedWait {
     pub team_id: TeamId,
+    pub conversation_id: ConversationId,
 }
 
 /// A supervisor's manual assignment of a waiting conversation, or (`picked`) an agent taking
@@ -207,9 +207,12 @@ pub struct Supervisor {
     sla: HashMap<ConversationId, (TeamId, bool, bool)>,
     /// A wake-up is armed for the queue's next `not_before`.
     opening_armed: Option<DateTime<Utc>>,
-    /// Recent time from waiting to an offer, per team, in seconds (a moving average), for
-    /// the `{{expected_wait}}` a greeting tells the customer.
-    recent_wait: HashMap<TeamId, f64>,
+    /// When each active conversation's slot was taken (an offer, a manual assignment), so
+    /// that its end tells how long the team's slots are held.
+    held_since: HashMap<ConversationId, Instant>,
+    /// How long each team's slots were held by the conversations that ended lately: the
+    /// expected wait's service rate.
+    holds: HashMap<TeamId, Holds>,
 }
 
 struct Subscriber {
@@ -235,7 +238,70 @@ impl Supervisor {
             dirty: false,
             sla: HashMap::new(),
             opening_armed: None,
-            recent_wait: HashMap::new(),
+            held_since: HashMap::new(),
+            holds: HashMap::new(),
+        }
+    }
+
+    /// The free and the total slots of `team_id`'s online agents.
+    fn team_slots(&self, team_id: TeamId) -> (u32, u32) {
+        self.roster
+            .values()
+            .map(|e| &e.candidate)
+            .filter(|c| c.presence == Presence::Online && c.teams.contains(&team_id))
+            .fold((0, 0), |(free, all), c| {
+                (free + c.capacity.saturating_sub(c.load), all + c.capacity)
+            })
+    }
+
+    /// What the conversation at `position` of `team_id`'s queue can expect to wait.
+    fn expected_wait(&self, team_id: TeamId, position: usize) -> Option<WaitEstimate> {
+        let settings = &self.context.settings;
+        let hold = self.holds.get(&team_id).and_then(|holds| {
+            holds.mean(
+                Instant::now(),
+                settings.expected_wait_window,
+                settings.expected_wait_min_samples,
+            )
+        });
+        let (free, online) = self.team_slots(team_id);
+        wait::estimate(position, free, online, hold)
+    }
+
+    /// Each waiting conversation's place in its team's queue, in the order offers go.
+    fn positions(&self) -> HashMap<ConversationId, usize> {
+        let wall = Utc::now();
+        let warning = chrono::Duration::from_std(self.context.settings.window_warning)
+            .unwrap_or(chrono::Duration::hours(2));
+        let mut keys: Vec<(TeamId, QueueKey)> = self
+            .queue
+            .iter()
+            .map(|w| (w.team_id, queue_order(w, wall, warning)))
+            .collect();
+        keys.sort();
+        let mut places = HashMap::with_capacity(keys.len());
+        let mut team = None;
+        let mut place = 0;
+        for (team_id, key) in keys {
+            if team != Some(team_id) {
+                team = Some(team_id);
+                place = 0;
+            }
+            place += 1;
+            places.insert(key.4, place);
+        }
+        places
+    }
+
+    /// A slot given back: how long it was held counts toward the team's service rate.
+    fn slot_ended(&mut self, conversation_id: ConversationId) {
+        let team = self.active.remove(&conversation_id);
+        if let (Some(team), Some(since)) = (team, self.held_since.remove(&conversation_id)) {
+            let now = Instant::now();
+            self.holds
+                .entry(team)
+                .or_default()
+                .record(now, now.saturating_duration_since(since));
         }
     }
 
@@ -243,6 +309,7 @@ impl Supervisor {
     fn stats(&self, teams: Option<&[TeamId]>) -> Stats {
         let visible = |team: &TeamId| teams.is_none_or(|teams| teams.contains(team));
         let now = Utc::now();
+        let positions = self.positions();
         let mut team_ids: Vec<TeamId> = self
             .roster
             .values()
@@ -294,6 +361,7 @@ impl Supervisor {
                             *team == team_id && *at_risk && !*breached
                         })
                         .count(),
+                    expected_wait_ms: self.expected_wait(team_id, waiting.len() + 1),
                 }
             })
             .collect();
@@ -318,6 +386,7 @@ impl Supervisor {
                 conversation_id: w.conversation_id.to_string(),
                 team_id: w.team_id.to_string(),
                 since: w.since,
+                position: positions.get(&w.conversation_id).copied().unwrap_or(1),
                 sla_breached: self
                     .sla
                     .get(&w.conversation_id)
@@ -451,6 +520,11 @@ impl Supervisor {
                 index += 1;
                 continue;
             };
+            // Those before it in the sorted queue that could not be offered are still ahead.
+            let position = 1 + self.queue[..index]
+                .iter()
+                .filter(|w| w.team_id == waiting.team_id)
+                .count();
             let waiting = self.queue.remove(index);
             if let Some(candidate) = roster.iter_mut().find(|c| c.agent_id == agent_id) {
                 candidate.load += 1;
@@ -473,11 +547,7 @@ impl Supervisor {
                 continue;
             };
             self.active.insert(waiting.conversation_id, waiting.team_id);
-            let waited = (wall - waiting.since).num_milliseconds().max(0) as f64 / 1000.0;
-            self.recent_wait
-                .entry(waiting.team_id)
-                .and_modify(|average| *average += (waited - *average) * WAIT_SMOOTHING)
-                .or_insert(waited);
+            self.held_since.insert(waiting.conversation_id, now);
             self.directory.do_send(Tell {
                 conversation_id: waiting.conversation_id,
                 message: Offer {
@@ -487,6 +557,7 @@ impl Supervisor {
                     decision: Some(decision),
                     manual: false,
                     picked: false,
+                    position,
                 },
             });
         }
@@ -578,7 +649,9 @@ impl Handler<RequestAgent> for Supervisor {
             self.release(agent_id);
         }
         let id = message.waiting.conversation_id;
+        // Back in the queue (declined, timed out, transferred to a team): not an end.
         self.active.remove(&id);
+        self.held_since.remove(&id);
         self.queue.retain(|w| w.conversation_id != id);
         self.queue.push(message.waiting);
         self.check_invariants();
@@ -591,7 +664,7 @@ impl Handler<Release> for Supervisor {
 
     fn handle(&mut self, message: Release, ctx: &mut Context<Self>) {
         self.release(message.agent_id);
-        self.active.remove(&message.conversation_id);
+        self.slot_ended(message.conversation_id);
         self.assign_next(ctx);
     }
 }
@@ -682,8 +755,15 @@ impl Handler<ManualAssign> for Supervisor {
         entry.candidate.load += 1;
         entry.candidate.last_assigned = Some(Instant::now());
         let agent_name = entry.candidate.name.clone();
+        let place = self
+            .positions()
+            .get(&message.conversation_id)
+            .copied()
+            .unwrap_or(1);
         let waiting = self.queue.remove(position);
         self.active.insert(waiting.conversation_id, waiting.team_id);
+        self.held_since
+            .insert(waiting.conversation_id, Instant::now());
         self.dirty = true;
         let agent = self
             .agent_actor(message.agent_id, ctx)
@@ -697,6 +777,7 @@ impl Handler<ManualAssign> for Supervisor {
                 decision: None,
                 manual: true,
                 picked: message.picked,
+                position: place,
             },
         });
         Ok(())
@@ -707,16 +788,18 @@ impl Handler<ExpectedWait> for Supervisor {
     type Result = Option<std::time::Duration>;
 
     fn handle(&mut self, message: ExpectedWait, _: &mut Context<Self>) -> Self::Result {
-        let free = self
-            .roster
-            .values()
-            .any(|e| e.candidate.has_room() && e.candidate.teams.contains(&message.team_id));
-        if free {
-            return Some(std::time::Duration::ZERO);
-        }
-        self.recent_wait
-            .get(&message.team_id)
-            .map(|secs| std::time::Duration::from_secs_f64(secs.max(0.0)))
+        let position = match self.positions().get(&message.conversation_id) {
+            Some(place) => *place,
+            None => {
+                1 + self
+                    .queue
+                    .iter()
+                    .filter(|w| w.team_id == message.team_id)
+                    .count()
+            }
+        };
+        self.expected_wait(message.team_id, position)
+            .map(|estimate| estimate.median())
     }
 }
 

@@ -588,13 +588,16 @@ impl ConversationActor {
 
     fn send_text(&mut self, text: String, ctx: &mut Context, done: Done) {
         let supervisor = self.supervisor.clone();
-        let team_id = self.team_id;
+        let (team_id, conversation_id) = (self.team_id, self.id());
         let needs_wait = text.contains("expected_wait");
         ctx.wait(
             async move {
                 match needs_wait {
                     true => supervisor
-                        .send(ExpectedWait { team_id })
+                        .send(ExpectedWait {
+                            team_id,
+                            conversation_id,
+                        })
                         .await
                         .ok()
                         .flatten(),
