@@ -14,6 +14,7 @@
 //! - [`burst`]: N new conversations as fast as possible to K connected agents.
 //! - [`idle`]: N idle agent sockets and M open conversations; the server's memory for each.
 //! - [`reports`]: the reports' read side over a year of a busy workspace (on Postgres).
+//! - [`waits`]: the expected wait the supervisor tells against the waits observed.
 //!
 //! [`report`] writes `report.json` and a self-contained `report.html`; [`procstat`] samples
 //! the server's CPU and RSS.
@@ -31,6 +32,7 @@ pub mod report;
 pub mod reports;
 pub mod route;
 pub mod traffic;
+pub mod waits;
 
 /// Raises this process's open-files soft limit to its hard limit (socket-heavy scenarios);
 /// returns the limit now in force. The *server's* limit is its own: `ulimit -n` before

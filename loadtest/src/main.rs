@@ -56,6 +56,10 @@ enum Command {
     /// conversations in a database of its own on the local Postgres (dropped after), then the
     /// summary and the daily figures asked repeatedly; prints p50/p90/max in milliseconds.
     Reports(waos_loadtest::reports::ReportsArgs),
+    /// The expected wait's accuracy: Poisson arrivals at --load of what the agents can serve,
+    /// exponential holds, agents joining and going away; the team's `expected_wait_ms` read
+    /// before each arrival against the wait observed (webhook to the agent's first frame).
+    Waits(waos_loadtest::waits::WaitsArgs),
 }
 
 /// The report without its long per-interval and per-sample arrays (those go to report.json).
@@ -86,6 +90,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Burst(args) => waos_loadtest::burst::run(args).await?.json,
         Command::Idle(args) => waos_loadtest::idle::run(args).await?.json,
         Command::Reports(args) => waos_loadtest::reports::run(args).await?,
+        Command::Waits(args) => waos_loadtest::waits::run(args).await?,
     };
     println!("{}", serde_json::to_string_pretty(&summary(report))?);
     Ok(())

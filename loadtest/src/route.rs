@@ -87,6 +87,22 @@ pub async fn create_agent(
     capacity: u64,
     email: &str,
 ) -> anyhow::Result<String> {
+    create_account(
+        client, target, workspace, team_ids, capacity, email, "agent",
+    )
+    .await
+}
+
+/// [`create_agent`] with another role (`supervisor`, `admin`).
+pub async fn create_account(
+    client: &reqwest::Client,
+    target: &Target,
+    workspace: &str,
+    team_ids: &[&str],
+    capacity: u64,
+    email: &str,
+    role: &str,
+) -> anyhow::Result<String> {
     let password = "loadtest-password-1";
     client
         .post(format!(
@@ -95,7 +111,7 @@ pub async fn create_agent(
         ))
         .bearer_auth(&target.admin_token)
         .json(
-            &json!({"name": email, "email": email, "password": password, "role": "agent",
+            &json!({"name": email, "email": email, "password": password, "role": role,
                       "capacity": capacity, "team_ids": team_ids}),
         )
         .send()
@@ -132,6 +148,18 @@ pub async fn open_socket(url: &str, token: &str) -> anyhow::Result<(Socket, Valu
     })
     .await
     .context("no connection and first frame within 10 s")?
+}
+
+/// A new customer's first message (`help`) to the run's first number, as Meta posts it.
+pub(crate) fn first_message(run: &str, phone: &str, wamid: &str) -> Vec<u8> {
+    json!({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field": "messages", "value": {
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": "15550100123", "phone_number_id": phone_number_id(run, 0)},
+        "contacts": [{"profile": {"name": "load"}, "wa_id": phone}],
+        "messages": [{"from": phone, "id": wamid, "timestamp": "1781600000", "type": "text", "text": {"body": "help"}}]
+    }}]}]})
+    .to_string()
+    .into_bytes()
 }
 
 type Scheduled = Arc<Mutex<HashMap<String, Instant>>>;
@@ -284,14 +312,7 @@ pub(crate) async fn route_core(
         bar.inc(1);
         let wamid = format!("wamid.route.{run_id}.{sequence}");
         let phone = format!("44780{sequence:07}");
-        let body = json!({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field": "messages", "value": {
-            "messaging_product": "whatsapp",
-            "metadata": {"display_phone_number": "15550100123", "phone_number_id": phone_number_id(&run_id, 0)},
-            "contacts": [{"profile": {"name": "load"}, "wa_id": phone}],
-            "messages": [{"from": phone, "id": wamid, "timestamp": "1781600000", "type": "text", "text": {"body": "help"}}]
-        }}]}]})
-        .to_string()
-        .into_bytes();
+        let body = first_message(&run_id, &phone, &wamid);
         record.scheduled.lock().await.insert(wamid, at);
         let request = client
             .post(&endpoint)

@@ -531,11 +531,13 @@ async fn a_rule_that_resolves_runs_the_resolved_rules_after_its_own(backend: Bac
     )
     .await;
     let id = writes(&app, 1, "wamid.spam-1", "win a prize now!!!").await;
+    // The tags and the resolve are separate writes: the tags may be stored first (seen once on
+    // SQLite in ./test.sh), so both are awaited.
     eventually(Duration::from_secs(5), || async {
         tags(&app, &id).await == json!(["spam", "surveyed"])
+            && conversation(&app, &id).await["status"] == "resolved"
     })
     .await;
-    assert_eq!(conversation(&app, &id).await["status"], "resolved");
     // Nobody is offered it when an agent comes online.
     let (_, token) = app
         .create_agent(&f.workspace, "ray@spam.example", "agent", &[&f.team])
