@@ -491,24 +491,19 @@ async fn per_agent(db: &DatabaseConnection, plan: &Plan) -> Result<Vec<AgentFigu
         }
     }
     // First responses with their histograms; resolutions are only counted.
+    let range = plan.whole_range();
     let mut lines = plan
         .lines(
             db,
             scope.clone(),
-            plan.whole_range(),
+            range.clone(),
             &[FactMetric::FirstResponse],
             true,
         )
         .await?;
     lines.extend(
-        plan.lines(
-            db,
-            scope,
-            plan.whole_range(),
-            &[FactMetric::Resolution],
-            false,
-        )
-        .await?,
+        plan.lines(db, scope, range, &[FactMetric::Resolution], false)
+            .await?,
     );
     // The agent is what follows the last `/` (the whole id in the workspace's agent scope).
     let mut grouped: BTreeMap<String, Vec<&Line>> = BTreeMap::new();

@@ -64,53 +64,38 @@ pub(crate) struct Key {
     pub metric: FactMetric,
 }
 
-/// Counted facts of one key.
+/// Counted facts of one key: the wall clock and the business-time sides (the same count).
 #[derive(Clone, Debug)]
 pub(crate) struct Tally {
-    pub count: i64,
-    pub sum: i64,
-    pub business_sum: i64,
-    pub histogram: Seconds,
-    pub business_histogram: Seconds,
+    pub wall: Measure,
+    pub business: Measure,
 }
 
 impl Tally {
     pub(crate) fn new() -> Result<Tally, String> {
         Ok(Tally {
-            count: 0,
-            sum: 0,
-            business_sum: 0,
-            histogram: Seconds::new()?,
-            business_histogram: Seconds::new()?,
+            wall: Measure::new()?,
+            business: Measure::new()?,
         })
     }
 
     fn add_fact(&mut self, fact: &conversation_fact::Model) -> Result<(), String> {
-        self.count += 1;
-        self.sum += fact.value;
-        self.business_sum += fact.business_value;
-        if fact.metric.is_duration() {
-            self.histogram.record_ms(fact.value, 1)?;
-            self.business_histogram.record_ms(fact.business_value, 1)?;
-        }
-        Ok(())
+        let duration = fact.metric.is_duration();
+        self.wall.record(fact.value, duration)?;
+        self.business.record(fact.business_value, duration)
     }
 
     fn add_row(&mut self, row: &rollup::Model) -> Result<(), String> {
-        self.count += row.count;
-        self.sum += row.sum;
-        self.business_sum += row.business_sum;
-        self.histogram.add_encoded(&row.histogram)?;
-        self.business_histogram
-            .add_encoded(&row.business_histogram)?;
-        Ok(())
+        self.wall.add(row.count, row.sum, &row.histogram)?;
+        self.business
+            .add(row.count, row.business_sum, &row.business_histogram)
     }
 
     fn row(&self, key: &Key) -> Result<rollup::ActiveModel, String> {
         // A count's histogram stays empty: no bytes.
-        let encode = |histogram: &Seconds| {
+        let encode = |measure: &Measure| {
             if key.metric.is_duration() {
-                histogram.encode()
+                measure.histogram.encode()
             } else {
                 Ok(Vec::new())
             }
@@ -122,16 +107,21 @@ impl Tally {
             scope: Set(key.scope.to_owned()),
             scope_id: Set(key.scope_id.clone()),
             metric: Set(key.metric),
-            count: Set(self.count),
-            sum: Set(self.sum),
-            business_sum: Set(self.business_sum),
-            histogram: Set(encode(&self.histogram)?),
-            business_histogram: Set(encode(&self.business_histogram)?),
+            count: Set(self.wall.count),
+            sum: Set(self.wall.sum),
+            business_sum: Set(self.business.sum),
+            histogram: Set(encode(&self.wall)?),
+            business_histogram: Set(encode(&self.business)?),
         })
+    }
+
+    /// Count, sum and business sum, as a row stores them.
+    fn totals(&self) -> (i64, i64, i64) {
+        (self.wall.count, self.wall.sum, self.business.sum)
     }
 }
 
-/// One side (wall clock or business time) of a metric's rows, added up for a report.
+/// One side (wall clock or business time) of a metric's facts or rows, added up.
 #[derive(Clone, Debug)]
 pub(crate) struct Measure {
     pub count: i64,
@@ -146,6 +136,16 @@ impl Measure {
             sum: 0,
             histogram: Seconds::new()?,
         })
+    }
+
+    /// Counts one fact's value (into the histogram too when it is a duration).
+    fn record(&mut self, value: i64, duration: bool) -> Result<(), String> {
+        self.count += 1;
+        self.sum += value;
+        if duration {
+            self.histogram.record_ms(value, 1)?;
+        }
+        Ok(())
     }
 
     /// Adds one stored row's count, sum and (encoded) histogram.
@@ -435,19 +435,14 @@ pub async fn differences(
         match found.remove(key) {
             None => problems.push(format!("{key:?}: missing")),
             Some(got) => {
-                let same = (got.count, got.sum, got.business_sum)
-                    == (want.count, want.sum, want.business_sum)
-                    && got.histogram.pairs() == want.histogram.pairs()
-                    && got.business_histogram.pairs() == want.business_histogram.pairs();
+                let same = got.totals() == want.totals()
+                    && got.wall.histogram.pairs() == want.wall.histogram.pairs()
+                    && got.business.histogram.pairs() == want.business.histogram.pairs();
                 if !same {
                     problems.push(format!(
-                        "{key:?}: stored {}/{}/{}, recounted {}/{}/{}",
-                        got.count,
-                        got.sum,
-                        got.business_sum,
-                        want.count,
-                        want.sum,
-                        want.business_sum
+                        "{key:?}: stored {:?}, recounted {:?} (count, sum, business sum)",
+                        got.totals(),
+                        want.totals()
                     ));
                 }
             }

@@ -268,11 +268,16 @@ impl Supervisor {
         wait::estimate(position, free, online, hold)
     }
 
+    /// How near its window's end a conversation rises in priority (see [`queue_order`]).
+    fn window_warning(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.context.settings.window_warning)
+            .unwrap_or(chrono::Duration::hours(2))
+    }
+
     /// Each waiting conversation's place in its team's queue, in the order offers go.
     fn positions(&self) -> HashMap<ConversationId, usize> {
         let wall = Utc::now();
-        let warning = chrono::Duration::from_std(self.context.settings.window_warning)
-            .unwrap_or(chrono::Duration::hours(2));
+        let warning = self.window_warning();
         let mut keys: Vec<(TeamId, QueueKey)> = self
             .queue
             .iter()
@@ -293,6 +298,24 @@ impl Supervisor {
         places
     }
 
+    /// One conversation's place in its team's queue (as in [`Self::positions`], without
+    /// sorting the queue); behind all of `team_id`'s when it is not waiting.
+    fn place_of(&self, team_id: TeamId, conversation_id: ConversationId) -> usize {
+        let wall = Utc::now();
+        let warning = self.window_warning();
+        let team: Vec<&Waiting> = self.queue.iter().filter(|w| w.team_id == team_id).collect();
+        match team.iter().find(|w| w.conversation_id == conversation_id) {
+            Some(own) => {
+                let key = queue_order(own, wall, warning);
+                1 + team
+                    .iter()
+                    .filter(|w| queue_order(w, wall, warning) < key)
+                    .count()
+            }
+            None => team.len() + 1,
+        }
+    }
+
     /// A slot given back: how long it was held counts toward the team's service rate.
     fn slot_ended(&mut self, conversation_id: ConversationId) {
         let team = self.active.remove(&conversation_id);
@@ -306,10 +329,10 @@ impl Supervisor {
     }
 
     /// The workspace's stats as one subscriber may see them.
-    fn stats(&self, teams: Option<&[TeamId]>) -> Stats {
+    /// `positions`: [`Self::positions`], computed once for every subscriber of a push.
+    fn stats(&self, teams: Option<&[TeamId]>, positions: &HashMap<ConversationId, usize>) -> Stats {
         let visible = |team: &TeamId| teams.is_none_or(|teams| teams.contains(team));
         let now = Utc::now();
-        let positions = self.positions();
         let mut team_ids: Vec<TeamId> = self
             .roster
             .values()
@@ -409,12 +432,13 @@ impl Supervisor {
         }
         self.dirty = false;
         let mut gone = Vec::new();
+        let positions = self.positions();
         let ids: Vec<u64> = self.subscribers.keys().copied().collect();
         for id in ids {
             let Some(subscriber) = self.subscribers.get(&id) else {
                 continue;
             };
-            let now = self.stats(subscriber.teams.as_deref());
+            let now = self.stats(subscriber.teams.as_deref(), &positions);
             let frame = match &subscriber.last {
                 None => StatsFrame::Stats(now.clone()),
                 Some(before) => match now.delta_since(before) {
@@ -473,8 +497,7 @@ impl Supervisor {
         }
         let now = Instant::now();
         let wall = Utc::now();
-        let warning = chrono::Duration::from_std(self.context.settings.window_warning)
-            .unwrap_or(chrono::Duration::hours(2));
+        let warning = self.window_warning();
         self.queue
             .sort_by_cached_key(|w| queue_order(w, wall, warning));
         let mut roster: Vec<Candidate> =
@@ -755,11 +778,7 @@ impl Handler<ManualAssign> for Supervisor {
         entry.candidate.load += 1;
         entry.candidate.last_assigned = Some(Instant::now());
         let agent_name = entry.candidate.name.clone();
-        let place = self
-            .positions()
-            .get(&message.conversation_id)
-            .copied()
-            .unwrap_or(1);
+        let place = self.place_of(self.queue[position].team_id, message.conversation_id);
         let waiting = self.queue.remove(position);
         self.active.insert(waiting.conversation_id, waiting.team_id);
         self.held_since
@@ -788,16 +807,7 @@ impl Handler<ExpectedWait> for Supervisor {
     type Result = Option<std::time::Duration>;
 
     fn handle(&mut self, message: ExpectedWait, _: &mut Context<Self>) -> Self::Result {
-        let position = match self.positions().get(&message.conversation_id) {
-            Some(place) => *place,
-            None => {
-                1 + self
-                    .queue
-                    .iter()
-                    .filter(|w| w.team_id == message.team_id)
-                    .count()
-            }
-        };
+        let position = self.place_of(message.team_id, message.conversation_id);
         self.expected_wait(message.team_id, position)
             .map(|estimate| estimate.median())
     }
@@ -958,7 +968,7 @@ impl Handler<Subscribe> for Supervisor {
     type Result = ();
 
     fn handle(&mut self, message: Subscribe, _: &mut Context<Self>) {
-        let snapshot = self.stats(message.teams.as_deref());
+        let snapshot = self.stats(message.teams.as_deref(), &self.positions());
         let text = serde_json::to_string(&StatsFrame::Stats(snapshot.clone())).unwrap_or_default();
         if message.outbox.try_send(text).is_ok() {
             self.subscribers.insert(
