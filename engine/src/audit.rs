@@ -24,6 +24,8 @@ pub enum AuditKind {
     Requeued,
     Transferred,
     Reopened,
+    /// An agent's presence or capacity changed (what `waos replay` replays).
+    Presence,
     /// Time: an SLA policy applied to a cycle, a deadline warned of, breached or met.
     SlaApplied,
     SlaWarned,
@@ -68,6 +70,7 @@ impl AuditKind {
             AuditKind::Requeued => Borrowed("requeued"),
             AuditKind::Transferred => Borrowed("transferred"),
             AuditKind::Reopened => Borrowed("reopened"),
+            AuditKind::Presence => Borrowed("presence"),
             AuditKind::SlaApplied => Borrowed("sla_applied"),
             AuditKind::SlaWarned => Borrowed("sla_warned"),
             AuditKind::SlaBreached => Borrowed("sla_breached"),

@@ -25,7 +25,9 @@
 //!   words (Postgres full text or SQLite FTS5), scoped like conversations.
 //! - [`presence`]: where agents are (in-process or Redis, with TTL heartbeats).
 //! - [`reports`]: facts recorded per conversation cycle, their daily rollups, and the summary
-//!   and daily figures read from them.
+//!   and daily figures read from them; [`replay`]: a recorded range run again through the
+//!   routing core on a simulated clock, under another policy or staffing (`waos replay`).
+//! - [`html`]: escaping for the pages the engine writes itself.
 //! - [`audit`]: the append-only audit trail and its batched writer (a bounded queue; each row
 //!   carries its event's own time; flushed at shutdown).
 //!
@@ -49,6 +51,7 @@ pub mod cache;
 pub mod canned;
 pub mod crypto;
 pub mod error;
+pub mod html;
 pub mod ids;
 pub mod inbox;
 pub mod ingest;
@@ -57,6 +60,7 @@ pub mod meta;
 pub mod outbound;
 pub mod presence;
 pub mod privacy;
+pub mod replay;
 pub mod reports;
 pub mod routing;
 pub mod search;

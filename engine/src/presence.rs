@@ -102,11 +102,7 @@ impl PresenceStore for RedisPresence {
     ) -> BoxFuture<'static, Result<(), PresenceError>> {
         let mut connection = self.connection.clone();
         let key = self.key(agent);
-        let value = match presence {
-            Presence::Online => "online",
-            Presence::Away => "away",
-            Presence::Offline => "offline",
-        };
+        let value = presence.as_str();
         let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         Box::pin(async move {
             connection

@@ -18,6 +18,7 @@ use crate::audit::{self, AuditKind, AuditRecord};
 use crate::auth::Principal;
 use crate::authz::Action;
 use crate::error::EngineError;
+use crate::html::escape;
 use crate::ids::WorkspaceId;
 use crate::inbox::{ConversationView, MessageView, Page, PageRequest, conversation_view};
 use crate::store::entity::message::MessageDirection;
@@ -545,14 +546,6 @@ pub async fn export(
         conversations,
         generated_at: Utc::now(),
     })
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
 }
 
 /// The export as a page a person can read (every value escaped).

@@ -208,6 +208,7 @@ pub async fn run(args: WaitsArgs) -> anyhow::Result<Value> {
     let endpoint = format!("{}/webhooks/whatsapp", target.url);
     let mut sent: Vec<Sent> = Vec::with_capacity(offsets.len());
     let (mut joined, mut left) = (false, false);
+    let started_at = chrono::Utc::now();
     let start = Instant::now();
     for (sequence, offset) in offsets.iter().enumerate() {
         tokio::time::sleep_until((start + *offset).into()).await;
@@ -269,6 +270,10 @@ pub async fn run(args: WaitsArgs) -> anyhow::Result<Value> {
     let median_p90 = quantile(&mut predicted_p90, 0.5);
     let ratio = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| a / b.max(1e-9));
     Ok(json!({
+        // The range to give `waos replay` for this run.
+        "workspace_id": workspace,
+        "from": started_at.to_rfc3339(),
+        "to": (started_at + chrono::Duration::from_std(duration).unwrap_or_default()).to_rfc3339(),
         "arrivals": sent.len(),
         "reached_an_agent": seen.len(),
         "compared": predicted_p50.len(),

@@ -36,6 +36,11 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         speed: u32,
     },
+    /// Replay a recorded range through the routing engine on a simulated clock, under the
+    /// configured policy or another one, with more or fewer agents or slots: prints the
+    /// recorded and the replayed queue waits, first offers and agent loads (p50/p90) as JSON.
+    /// Reads the database and writes nothing to it.
+    Replay(ReplayArgs),
     /// The reports' daily rollups.
     Reports {
         #[command(subcommand)]
@@ -51,6 +56,71 @@ enum ReportsCommand {
         #[arg(long)]
         workspace: Option<String>,
     },
+}
+
+#[derive(clap::Args)]
+struct ReplayArgs {
+    #[arg(long)]
+    workspace: String,
+    /// The range's start (RFC 3339): cycles begun from here...
+    #[arg(long)]
+    from: chrono::DateTime<chrono::FixedOffset>,
+    /// ...until here (their ends may come later).
+    #[arg(long)]
+    to: chrono::DateTime<chrono::FixedOffset>,
+    /// least_loaded, round_robin or longest_idle; `routing.policy` when left out.
+    #[arg(long)]
+    policy: Option<waos_engine::routing::policy::PolicyKind>,
+    /// Prefer the customer's last agent; `routing.sticky` when left out.
+    #[arg(long)]
+    sticky: Option<bool>,
+    /// Added to every agent's capacity.
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    capacity_delta: i32,
+    /// Agents added (online throughout, in every team) or, below 0, taken away.
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    agents_delta: i32,
+    /// Also write replay.html (the figures and plots) and replay.json into this folder.
+    #[arg(long)]
+    report: Option<std::path::PathBuf>,
+}
+
+async fn replay(settings: &Settings, args: ReplayArgs) -> anyhow::Result<()> {
+    use waos_engine::replay;
+    let workspace_id = waos_engine::ids::WorkspaceId::parse(&args.workspace)
+        .ok_or_else(|| anyhow::anyhow!("`--workspace` is not a workspace id"))?;
+    let db = waos_engine::store::connect(
+        &settings.database.url,
+        2,
+        std::time::Duration::from_millis(settings.database.acquire_timeout_ms),
+        std::time::Duration::from_millis(settings.database.ping_idle_after_ms),
+    )
+    .await?;
+    let routing = &settings.routing;
+    let options = replay::Options {
+        workspace_id,
+        from: args.from.to_utc(),
+        to: args.to.to_utc(),
+        setup: replay::simulate::Setup {
+            policy: args.policy.unwrap_or(routing.policy),
+            sticky: args.sticky.unwrap_or(routing.sticky),
+            capacity_delta: args.capacity_delta,
+            agents_delta: args.agents_delta,
+            decline_cooldown: std::time::Duration::from_millis(routing.decline_cooldown_ms),
+            window_warning: chrono::Duration::milliseconds(
+                i64::try_from(routing.window_warning_ms).unwrap_or(i64::MAX),
+            ),
+        },
+    };
+    let outcome = replay::replay(&db, &options).await?;
+    let json = serde_json::to_string_pretty(&outcome)?;
+    if let Some(folder) = args.report {
+        std::fs::create_dir_all(&folder)?;
+        std::fs::write(folder.join("replay.json"), &json)?;
+        std::fs::write(folder.join("replay.html"), replay::page::render(&outcome))?;
+    }
+    println!("{json}");
+    Ok(())
 }
 
 #[actix_web::main]
@@ -81,6 +151,7 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!("stopping the workers");
         }
         Command::Demo { speed } => waos_web::demo::run(settings, speed).await?,
+        Command::Replay(args) => replay(&settings, args).await?,
         Command::Reports {
             command: ReportsCommand::Rebuild { workspace },
         } => {

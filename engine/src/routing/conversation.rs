@@ -18,13 +18,13 @@ use crate::inbox::{ConversationView, MessageView};
 use crate::reports::{Fact, FactMetric, FactScope};
 use crate::routing::agent::{AgentActor, Assigned, Deliver, Held, OfferEnded, Offered, Unassigned};
 use crate::routing::directory::{ConversationStopped, Directory, RetireRequest, StillRunning};
+use crate::routing::dispatch::Waiting;
 use crate::routing::frames::{OfferView, ServerFrame};
 use crate::routing::policy::Decision;
 use crate::routing::reply::{self, Reply};
 use crate::routing::store::{self, StoredConversation};
 use crate::routing::supervisor::{
     GetAgent, MoveSlot, Release, RequestAgent, Restored, Supervisor, Unqueue, UpdateWaiting,
-    Waiting,
 };
 use crate::routing::{RoutingContext, RoutingError};
 use crate::store::entity::conversation::ConversationStatus;
@@ -890,6 +890,16 @@ impl ConversationActor {
         }
     }
 
+    /// What a queued (or reopened) event records of the request, for `waos replay`.
+    fn queued_reason(&self) -> serde_json::Value {
+        json!({
+            "team_id": self.team_id,
+            "priority": self.stored.priority,
+            "required_skills": self.stored.required_skills,
+            "sticky": self.stored.sticky,
+        })
+    }
+
     /// Back to waiting and into the queue, freeing `release`'s slot.
     fn queue(&mut self, release: Option<AgentId>, ctx: &mut Context<Self>) {
         self.state = State::Waiting;
@@ -1146,7 +1156,7 @@ impl ConversationActor {
                 self.audit(
                     AuditKind::Queued,
                     None,
-                    None,
+                    Some(self.queued_reason()),
                     format!("queued in team {}", self.team_id),
                 );
                 match self.stored.status {
@@ -1341,7 +1351,7 @@ impl Handler<NewMessage> for ConversationActor {
             self.audit(
                 AuditKind::Reopened,
                 None,
-                None,
+                Some(self.queued_reason()),
                 "reopened by a customer message that arrived as it was resolved".into(),
             );
             self.clocks = Clocks {

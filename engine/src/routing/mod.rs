@@ -27,6 +27,7 @@
 mod agent;
 mod conversation;
 mod directory;
+pub(crate) mod dispatch;
 mod engine;
 pub mod frames;
 pub mod policy;

@@ -32,6 +32,16 @@ pub enum Presence {
     Offline,
 }
 
+impl Presence {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Presence::Online => "online",
+            Presence::Away => "away",
+            Presence::Offline => "offline",
+        }
+    }
+}
+
 /// One agent of the roster, as plain data.
 #[derive(Clone, Debug)]
 pub struct Candidate {

@@ -321,7 +321,10 @@ pub async fn load_candidate(
     }
 }
 
-async fn candidate_of(db: &DatabaseConnection, row: agent::Model) -> Result<Candidate, DbErr> {
+pub(crate) async fn candidate_of(
+    db: &DatabaseConnection,
+    row: agent::Model,
+) -> Result<Candidate, DbErr> {
     let teams = agent_team::Entity::find()
         .filter(agent_team::Column::AgentId.eq(row.id.clone()))
         .all(db)

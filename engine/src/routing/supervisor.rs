@@ -1,9 +1,8 @@
 //! `Supervisor`: one per workspace. Holds every team's waiting queue and the workspace's roster
 //! (presence, load counting pending offers, capacity, skills, teams), so an agent in several
-//! teams is counted once, exactly, without locks. It decides with [`choose_agent`] and tells the
-//! conversation; it never waits on anyone.
+//! teams is counted once, exactly, without locks. It decides with [`dispatch`] (the queue's order
+//! and `choose_agent`) and tells the conversation; it never waits on anyone.
 
-use std::cmp::Reverse;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
@@ -11,61 +10,18 @@ use std::time::Instant;
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
 
+use crate::audit::{AuditKind, AuditRecord};
 use crate::ids::{AgentId, ConversationId, TeamId, WorkspaceId};
 use crate::routing::agent::{AgentActor, SignOut};
 use crate::routing::conversation::Offer;
 use crate::routing::directory::{Directory, Tell};
-use crate::routing::policy::{Candidate, Presence, Request, choose_agent};
+use crate::routing::dispatch::{
+    Clock, Dispatched, QueueKey, Rules, Waiting, dispatch, queue_order,
+};
+use crate::routing::policy::{Candidate, Presence};
 use crate::routing::stats::{AgentStats, Stats, StatsFrame, TeamStats, WaitingStats};
 use crate::routing::wait::{self, Holds, WaitEstimate};
 use crate::routing::{RoutingContext, RoutingError, store};
-
-/// A conversation waiting for an agent.
-#[derive(Clone)]
-pub struct Waiting {
-    pub conversation_id: ConversationId,
-    pub team_id: TeamId,
-    /// Waiting since (kept across declines and requeues, so the oldest goes first).
-    pub since: DateTime<Utc>,
-    pub priority: i32,
-    /// Requeued after its agent left: goes before everything of the same priority.
-    pub front: bool,
-    pub window_expires_at: Option<DateTime<Utc>>,
-    pub required_skills: Vec<String>,
-    /// Agents that declined or let the offer lapse, until when.
-    pub excluded: HashMap<AgentId, Instant>,
-    pub sticky: Option<AgentId>,
-    /// Its first-response deadline: nearer goes first at equal priority.
-    pub first_response_due: Option<DateTime<Utc>>,
-    /// Its team's hours when offers wait for opening (`offer_outside_hours: false`).
-    pub offer_hours: Option<Arc<crate::time::settings::TeamTime>>,
-}
-
-/// The key [`queue_order`] sorts by.
-pub type QueueKey = (
-    Reverse<i32>,
-    bool,
-    (bool, Option<DateTime<Utc>>),
-    DateTime<Utc>,
-    ConversationId,
-);
-
-/// Where a waiting conversation stands in its queue: higher priority first (a conversation
-/// whose 24-hour window is still open but closes within `warning` counts one higher), then
-/// those requeued after their agent left, then the nearer first-response deadline (any
-/// before none), then the oldest.
-pub fn queue_order(waiting: &Waiting, now: DateTime<Utc>, warning: chrono::Duration) -> QueueKey {
-    (
-        Reverse(Supervisor::effective_priority(waiting, now, warning)),
-        !waiting.front,
-        (
-            waiting.first_response_due.is_none(),
-            waiting.first_response_due,
-        ),
-        waiting.since,
-        waiting.conversation_id,
-    )
-}
 
 /// A conversation's SLA standing changed (both false once it is met, resolved or gone).
 #[derive(Message)]
@@ -476,83 +432,37 @@ impl Supervisor {
         Some(actor.clone())
     }
 
-    fn effective_priority(waiting: &Waiting, now: DateTime<Utc>, warning: chrono::Duration) -> i32 {
-        // A window that has already closed is not "closing": it stays closed, and a reply now
-        // needs a template whatever the order, so it must not outrank fresh conversations.
-        let closing = waiting
-            .window_expires_at
-            .is_some_and(|expires| expires > now && expires - now < warning);
-        waiting.priority + i32::from(closing)
-    }
-
     /// Offers waiting conversations, highest priority then oldest first, while anyone has room.
     fn assign_next(&mut self, ctx: &mut Context<Self>) {
         // Every path that changes the queue or the roster comes through here.
         self.dirty = true;
-        let anyone_free = self.roster.values().any(|e| e.candidate.has_room());
-        // Without a free agent nothing can be offered: a long queue is not sorted again for
-        // every arrival (that sort was most of the engine's time with thousands waiting).
-        if self.queue.is_empty() || !anyone_free {
+        if self.queue.is_empty() || !self.roster.values().any(|e| e.candidate.has_room()) {
             return;
         }
         let now = Instant::now();
         let wall = Utc::now();
-        let warning = self.window_warning();
-        self.queue
-            .sort_by_cached_key(|w| queue_order(w, wall, warning));
+        let rules = Rules {
+            policy: self.context.settings.policy,
+            sticky: self.context.settings.sticky,
+            window_warning: self.window_warning(),
+        };
         let mut roster: Vec<Candidate> =
             self.roster.values().map(|e| e.candidate.clone()).collect();
-        let mut next_retry: Option<Instant> = None;
-        let mut next_opening: Option<DateTime<Utc>> = None;
-        let mut index = 0;
-        while index < self.queue.len() {
-            if !roster.iter().any(Candidate::has_room) {
-                break;
-            }
-            let waiting = &self.queue[index];
-            if let Some(hours) = waiting.offer_hours.as_ref().filter(|h| !h.offers_at(wall)) {
-                // Closed: look again when it opens (or in a day, for a calendar that never does).
-                let opening = hours
-                    .next_opening(wall)
-                    .unwrap_or(wall + chrono::Duration::days(1));
-                next_opening = Some(next_opening.map_or(opening, |at| at.min(opening)));
-                index += 1;
-                continue;
-            }
-            let request = Request {
-                team_id: Some(waiting.team_id),
-                required_skills: waiting.required_skills.clone(),
-                excluded: waiting
-                    .excluded
-                    .iter()
-                    .filter(|(_, until)| **until > now)
-                    .map(|(agent, _)| *agent)
-                    .collect::<HashSet<_>>(),
-                sticky: waiting.sticky.filter(|_| self.context.settings.sticky),
-                policy: self.context.settings.policy,
-            };
-            let deciding = Instant::now();
-            let decision = choose_agent(&roster, &request);
-            self.context
-                .decision_seconds
-                .observe(deciding.elapsed().as_secs_f64());
-            let Some(agent_id) = decision.agent else {
-                if let Some(until) = waiting.excluded.values().filter(|u| **u > now).min() {
-                    next_retry = Some(next_retry.map_or(*until, |at| at.min(*until)));
-                }
-                index += 1;
-                continue;
-            };
-            // Those before it in the sorted queue that could not be offered are still ahead.
-            let position = 1 + self.queue[..index]
-                .iter()
-                .filter(|w| w.team_id == waiting.team_id)
-                .count();
-            let waiting = self.queue.remove(index);
-            if let Some(candidate) = roster.iter_mut().find(|c| c.agent_id == agent_id) {
-                candidate.load += 1;
-                candidate.last_assigned = Some(now);
-            }
+        let decision_seconds = &self.context.decision_seconds;
+        let round = dispatch(
+            &mut self.queue,
+            &mut roster,
+            Clock { now, wall },
+            rules,
+            |took| decision_seconds.observe(took.as_secs_f64()),
+        );
+        for Dispatched {
+            waiting,
+            agent_id,
+            decision,
+            position,
+        } in round.offers
+        {
             let Some(entry) = self.roster.get_mut(&agent_id) else {
                 continue;
             };
@@ -584,6 +494,7 @@ impl Supervisor {
                 },
             });
         }
+        let (next_retry, next_opening) = (round.retry_at, round.opening_at);
         if let Some(at) = next_retry {
             ctx.run_later(at.saturating_duration_since(now), |supervisor, ctx| {
                 supervisor.assign_next(ctx)
@@ -605,6 +516,28 @@ impl Supervisor {
                 supervisor.assign_next(ctx)
             });
         }
+    }
+
+    /// Keeps an agent's presence and capacity in the audit history, from which `waos replay`
+    /// knows who could have been offered what, and when.
+    fn record_presence(&self, candidate: &Candidate) {
+        self.context.audit(AuditRecord {
+            workspace_id: Some(self.workspace_id.to_string()),
+            conversation_id: None,
+            agent_id: Some(candidate.agent_id.to_string()),
+            kind: AuditKind::Presence,
+            reason: Some(serde_json::json!({
+                "presence": candidate.presence,
+                "capacity": candidate.capacity,
+            })),
+            text: format!(
+                "{} is {} (capacity {})",
+                candidate.name,
+                candidate.presence.as_str(),
+                candidate.capacity
+            ),
+            at: Some(Utc::now()),
+        });
     }
 
     fn release(&mut self, agent_id: AgentId) {
@@ -696,8 +629,12 @@ impl Handler<AgentPresence> for Supervisor {
     type Result = ();
 
     fn handle(&mut self, message: AgentPresence, ctx: &mut Context<Self>) {
-        if let Some(entry) = self.roster.get_mut(&message.agent_id) {
+        if let Some(entry) = self.roster.get_mut(&message.agent_id)
+            && entry.candidate.presence != message.presence
+        {
             entry.candidate.presence = message.presence;
+            let candidate = entry.candidate.clone();
+            self.record_presence(&candidate);
         }
         self.dirty = true;
         if message.presence == Presence::Online {
@@ -864,10 +801,15 @@ impl Handler<ReloadAgent> for Supervisor {
                     match loaded {
                         Ok(Some(fresh)) => match supervisor.roster.get_mut(&message.agent_id) {
                             Some(entry) => {
+                                let resized = entry.candidate.capacity != fresh.capacity;
                                 entry.candidate.name = fresh.name;
                                 entry.candidate.teams = fresh.teams;
                                 entry.candidate.skills = fresh.skills;
                                 entry.candidate.capacity = fresh.capacity;
+                                if resized {
+                                    let candidate = entry.candidate.clone();
+                                    supervisor.record_presence(&candidate);
+                                }
                             }
                             None => {
                                 supervisor.roster.insert(
@@ -988,116 +930,5 @@ impl Handler<Unsubscribe> for Supervisor {
 
     fn handle(&mut self, message: Unsubscribe, _: &mut Context<Self>) {
         self.subscribers.remove(&message.subscriber_id);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn waiting(since_min: i64, window_left_min: i64, front: bool) -> Waiting {
-        let now = Utc::now();
-        Waiting {
-            conversation_id: ConversationId::new(),
-            team_id: TeamId::new(),
-            since: now - chrono::Duration::minutes(since_min),
-            priority: 0,
-            front,
-            window_expires_at: Some(now + chrono::Duration::minutes(window_left_min)),
-            required_skills: vec![],
-            excluded: HashMap::new(),
-            sticky: None,
-            first_response_due: None,
-            offer_hours: None,
-        }
-    }
-
-    #[test]
-    fn a_nearer_first_response_deadline_goes_first_at_equal_priority() {
-        let now = Utc::now();
-        let warning = chrono::Duration::hours(2);
-        let old_without = waiting(30, 23 * 60, false);
-        let due_later = Waiting {
-            first_response_due: Some(now + chrono::Duration::minutes(20)),
-            ..waiting(10, 23 * 60, false)
-        };
-        let due_sooner = Waiting {
-            first_response_due: Some(now + chrono::Duration::minutes(5)),
-            ..waiting(1, 23 * 60, false)
-        };
-        let closing = waiting(1, 60, false);
-        let mut queue = [
-            old_without.clone(),
-            due_later.clone(),
-            closing.clone(),
-            due_sooner.clone(),
-        ];
-        // Priority first (the closing window), then the deadlines, nearer first, then the
-        // one without any, however old.
-        assert_eq!(
-            in_queue_order(&mut queue, now, warning),
-            vec![
-                closing.conversation_id,
-                due_sooner.conversation_id,
-                due_later.conversation_id,
-                old_without.conversation_id,
-            ]
-        );
-    }
-
-    fn in_queue_order(
-        queue: &mut [Waiting],
-        now: DateTime<Utc>,
-        warning: chrono::Duration,
-    ) -> Vec<ConversationId> {
-        queue.sort_by_key(|w| queue_order(w, now, warning));
-        queue.iter().map(|w| w.conversation_id).collect()
-    }
-
-    #[test]
-    fn oldest_first_closing_windows_and_requeued_conversations_jump_ahead() {
-        let now = Utc::now();
-        let warning = chrono::Duration::hours(2);
-        let old = waiting(30, 23 * 60, false);
-        let young = waiting(1, 23 * 60, false);
-        let closing = waiting(1, 60, false);
-        let requeued = waiting(2, 23 * 60, true);
-        let mut queue = [
-            young.clone(),
-            old.clone(),
-            closing.clone(),
-            requeued.clone(),
-        ];
-        assert_eq!(
-            in_queue_order(&mut queue, now, warning),
-            vec![
-                closing.conversation_id,
-                requeued.conversation_id,
-                old.conversation_id,
-                young.conversation_id
-            ]
-        );
-    }
-
-    #[test]
-    fn an_expired_window_does_not_rise() {
-        let now = Utc::now();
-        let warning = chrono::Duration::hours(2);
-        let expired = waiting(30, -10, false);
-        let fresh = waiting(1, 23 * 60, false);
-        let closing = waiting(1, 30, false);
-        let mut queue = [expired.clone(), fresh.clone(), closing.clone()];
-        // The expired one is older than the fresh one, so it goes before it, but it does not
-        // outrank the one whose window is still open and closing.
-        assert_eq!(
-            in_queue_order(&mut queue, now, warning),
-            vec![
-                closing.conversation_id,
-                expired.conversation_id,
-                fresh.conversation_id
-            ]
-        );
-        assert_eq!(Supervisor::effective_priority(&expired, now, warning), 0);
-        assert_eq!(Supervisor::effective_priority(&closing, now, warning), 1);
     }
 }

@@ -16,7 +16,7 @@ fn help_names_every_subcommand() {
     let output = Command::new(WAOS).arg("--help").output().unwrap();
     assert!(output.status.success());
     let help = String::from_utf8_lossy(&output.stdout);
-    for command in ["serve", "workers", "migrate", "demo"] {
+    for command in ["serve", "workers", "migrate", "demo", "reports", "replay"] {
         assert!(help.contains(command), "{help}");
     }
 }

@@ -37,6 +37,7 @@ mod payloads;
 mod presence;
 mod privacy;
 mod pywa;
+mod replay;
 mod reports;
 mod rest;
 mod routing;
