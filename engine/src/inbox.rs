@@ -132,7 +132,7 @@ pub struct MessageView {
     pub text: Option<String>,
     /// Meta's time for the message.
     pub timestamp: DateTime<Utc>,
-    pub status: String,
+    pub status: crate::meta::DeliveryStatus,
     pub media_id: Option<String>,
     /// The quoted, reacted-to, edited or revoked message.
     pub context_wamid: Option<String>,

@@ -121,55 +121,7 @@ pub struct StatusUpdate {
     pub raw: Value,
 }
 
-/// Where a message stands, in the one order statuses move in: ours from `queued` (in our
-/// outbox) through Meta's `accepted`, `sent`, `delivered`, `read`, `played` (voice); a customer's
-/// is `received`. `failed` is terminal. The console takes this order from the `hello` frame.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DeliveryStatus {
-    Received,
-    Queued,
-    Accepted,
-    Sent,
-    Delivered,
-    Read,
-    Played,
-    Failed,
-}
-
-impl DeliveryStatus {
-    /// Every status, lowest first.
-    pub const ORDER: [DeliveryStatus; 8] = [
-        DeliveryStatus::Received,
-        DeliveryStatus::Queued,
-        DeliveryStatus::Accepted,
-        DeliveryStatus::Sent,
-        DeliveryStatus::Delivered,
-        DeliveryStatus::Read,
-        DeliveryStatus::Played,
-        DeliveryStatus::Failed,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeliveryStatus::Received => "received",
-            DeliveryStatus::Queued => "queued",
-            DeliveryStatus::Accepted => "accepted",
-            DeliveryStatus::Sent => "sent",
-            DeliveryStatus::Delivered => "delivered",
-            DeliveryStatus::Read => "read",
-            DeliveryStatus::Played => "played",
-            DeliveryStatus::Failed => "failed",
-        }
-    }
-
-    /// `None` for a status Meta may add that we do not know.
-    pub fn parse(text: &str) -> Option<Self> {
-        Self::ORDER
-            .into_iter()
-            .find(|status| status.as_str() == text)
-    }
-}
+pub use crate::store::entity::message::DeliveryStatus;
 
 /// A status never moves back to a lower rank. Unknown statuses rank with `received`, the
 /// lowest, and so never overwrite a known one.

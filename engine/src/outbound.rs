@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::ids::{ConversationId, MessageId};
 use crate::inbox::{ContactView, MessageView};
-use crate::store::entity::message::MessageDirection;
+use crate::store::entity::message::{DeliveryStatus, MessageDirection};
 use crate::store::entity::outbox::{OutboxKind, OutboxStatus};
 use crate::store::entity::{message, outbox};
 
@@ -157,7 +157,7 @@ pub async fn queue_reply(
         media_id: Set(None),
         context_wamid: Set(None),
         reaction: Set(None),
-        status: Set("queued".to_owned()),
+        status: Set(DeliveryStatus::Queued),
         error: Set(None),
         raw: Set(body.clone()),
         provider_timestamp: Set(now),
@@ -208,7 +208,7 @@ pub async fn queue_read_receipt(
         message::Entity::find()
             .filter(message::Column::ConversationId.eq(conversation_id.to_string()))
             .filter(message::Column::Direction.eq(MessageDirection::In))
-            .filter(message::Column::Status.eq("received"))
+            .filter(message::Column::Status.eq(DeliveryStatus::Received))
     };
     let Some(latest) = unread()
         .filter(message::Column::Wamid.is_not_null())
@@ -224,11 +224,11 @@ pub async fn queue_read_receipt(
     let now = Utc::now();
     let txn = crate::store::begin_write(db).await?;
     let marked = message::Entity::update_many()
-        .col_expr(message::Column::Status, Expr::value("read"))
+        .col_expr(message::Column::Status, Expr::value(DeliveryStatus::Read))
         .col_expr(message::Column::UpdatedAt, Expr::value(now))
         .filter(message::Column::ConversationId.eq(conversation_id.to_string()))
         .filter(message::Column::Direction.eq(MessageDirection::In))
-        .filter(message::Column::Status.eq("received"))
+        .filter(message::Column::Status.eq(DeliveryStatus::Received))
         .filter(message::Column::Id.lte(latest.id.clone()))
         .exec(&txn)
         .await?;

@@ -23,6 +23,7 @@ use tokio::sync::watch;
 use waos_engine::crypto::Sealer;
 use waos_engine::ids::{ConversationId, MessageId};
 use waos_engine::ingest::{InboundHandoff, StatusEvent};
+use waos_engine::store::entity::message::DeliveryStatus;
 use waos_engine::store::entity::outbox::{OutboxKind, OutboxStatus};
 use waos_engine::store::entity::{channel, message, outbox};
 
@@ -401,7 +402,7 @@ impl Sender {
                 if let Some(stored) = stored {
                     let mut accepted = stored.into_active_model();
                     accepted.wamid = Set(Some(wamid));
-                    accepted.status = Set("accepted".into());
+                    accepted.status = Set(DeliveryStatus::Accepted);
                     accepted.updated_at = Set(now);
                     let accepted = accepted.update(&txn).await?;
                     outcome = status_event(&accepted);
@@ -420,7 +421,7 @@ impl Sender {
                 next.last_error = Set(Some(error.clone()));
                 if let Some(stored) = stored {
                     let mut failed = stored.into_active_model();
-                    failed.status = Set("failed".into());
+                    failed.status = Set(DeliveryStatus::Failed);
                     failed.error = Set(Some(error));
                     failed.updated_at = Set(now);
                     outcome = status_event(&failed.update(&txn).await?);
@@ -455,7 +456,7 @@ fn status_event(row: &message::Model) -> Option<StatusEvent> {
         conversation_id: ConversationId::parse(&row.conversation_id)?,
         message_id: MessageId::parse(&row.id)?,
         wamid: row.wamid.clone().unwrap_or_default(),
-        status: row.status.clone(),
+        status: row.status,
         error: row.error.clone(),
     })
 }

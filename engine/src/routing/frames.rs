@@ -78,7 +78,7 @@ pub enum ServerFrame {
         conversation_id: String,
         message_id: String,
         wamid: String,
-        status: String,
+        status: crate::meta::DeliveryStatus,
         #[serde(skip_serializing_if = "Option::is_none")]
         error: Option<Value>,
     },

@@ -223,7 +223,7 @@ fn outbound_to_olivia(
         media_id: Set(None),
         context_wamid: Set(None),
         reaction: Set(None),
-        status: Set("accepted".to_owned()),
+        status: Set(waos_engine::meta::DeliveryStatus::Accepted),
         error: Set(None),
         raw: Set(json!({})),
         provider_timestamp: Set(now),
