@@ -371,8 +371,8 @@ pub struct TeamPatch {
 
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct TeamView {
-    pub id: String,
-    pub workspace_id: String,
+    pub id: TeamId,
+    pub workspace_id: WorkspaceId,
     pub name: String,
     pub offer_timeout_secs: i32,
     pub auto_accept: bool,
@@ -455,8 +455,8 @@ pub async fn create_team(
     find_workspace(db, caller, workspace_id).await?;
     require_admin(caller, workspace_id)?;
     let row = team::ActiveModel {
-        id: Set(TeamId::new().to_string()),
-        workspace_id: Set(workspace_id.to_string()),
+        id: Set(TeamId::new()),
+        workspace_id: Set(workspace_id),
         name: Set(non_empty("name", &input.name)?),
         offer_timeout_secs: Set(offer_timeout(
             input
@@ -508,8 +508,11 @@ async fn find_team(
     workspace_id: WorkspaceId,
     id: &str,
 ) -> Result<team::Model, EngineError> {
-    team::Entity::find_by_id(id.to_owned())
-        .filter(team::Column::WorkspaceId.eq(workspace_id.to_string()))
+    let Ok(id) = id.parse::<TeamId>() else {
+        return Err(EngineError::NotFound("team"));
+    };
+    team::Entity::find_by_id(id)
+        .filter(team::Column::WorkspaceId.eq(workspace_id))
         .one(db)
         .await?
         .ok_or(EngineError::NotFound("team"))
@@ -597,9 +600,9 @@ pub struct ChannelPatch {
 
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct ChannelView {
-    pub id: String,
-    pub workspace_id: String,
-    pub team_id: String,
+    pub id: ChannelId,
+    pub workspace_id: WorkspaceId,
+    pub team_id: TeamId,
     pub phone_number_id: String,
     pub display_phone_number: String,
     pub waba_id: Option<String>,
@@ -658,8 +661,8 @@ pub async fn create_channel(
     let team = find_team(db, workspace_id, &input.team_id).await?;
     let now = Utc::now();
     let row = channel::ActiveModel {
-        id: Set(ChannelId::new().to_string()),
-        workspace_id: Set(workspace_id.to_string()),
+        id: Set(ChannelId::new()),
+        workspace_id: Set(workspace_id),
         team_id: Set(team.id),
         phone_number_id: Set(digits("phone_number_id", &input.phone_number_id)?),
         display_phone_number: Set(non_empty(
@@ -709,8 +712,8 @@ pub async fn update_channel(
 ) -> Result<ChannelView, EngineError> {
     find_workspace(db, caller, workspace_id).await?;
     require_admin(caller, workspace_id)?;
-    let found = channel::Entity::find_by_id(id.to_string())
-        .filter(channel::Column::WorkspaceId.eq(workspace_id.to_string()))
+    let found = channel::Entity::find_by_id(id)
+        .filter(channel::Column::WorkspaceId.eq(workspace_id))
         .one(db)
         .await?
         .ok_or(EngineError::NotFound("channel"))?;
@@ -781,12 +784,12 @@ pub struct AgentView {
     pub email: String,
     pub role: String,
     pub capacity: i32,
-    pub team_ids: Vec<String>,
+    pub team_ids: Vec<TeamId>,
     pub skills: Vec<String>,
     pub active: bool,
 }
 
-fn agent_view(row: agent::Model, team_ids: Vec<String>) -> AgentView {
+fn agent_view(row: agent::Model, team_ids: Vec<TeamId>) -> AgentView {
     AgentView {
         id: row.id,
         workspace_id: row.workspace_id,
@@ -851,7 +854,7 @@ async fn team_ids_in_workspace(
     db: &DatabaseConnection,
     workspace_id: WorkspaceId,
     ids: &[String],
-) -> Result<Vec<String>, EngineError> {
+) -> Result<Vec<TeamId>, EngineError> {
     let mut found = Vec::with_capacity(ids.len());
     for id in ids {
         found.push(find_team(db, workspace_id, id).await?.id);
@@ -907,7 +910,7 @@ async fn agent_row(
 async fn set_teams(
     txn: &sea_orm::DatabaseTransaction,
     agent_id: &str,
-    team_ids: &[String],
+    team_ids: &[TeamId],
 ) -> Result<(), EngineError> {
     agent_team::Entity::delete_many()
         .filter(agent_team::Column::AgentId.eq(agent_id))
@@ -918,7 +921,7 @@ async fn set_teams(
     }
     agent_team::Entity::insert_many(team_ids.iter().map(|team_id| agent_team::ActiveModel {
         agent_id: Set(agent_id.to_owned()),
-        team_id: Set(team_id.clone()),
+        team_id: Set(*team_id),
     }))
     .exec_without_returning(txn)
     .await?;
@@ -946,7 +949,7 @@ pub async fn list_agents(
             let teams = memberships
                 .iter()
                 .filter(|m| m.agent_id == row.id)
-                .map(|m| m.team_id.clone())
+                .map(|m| m.team_id)
                 .collect();
             agent_view(row, teams)
         })

@@ -13,7 +13,7 @@ use crate::audit::{self, AuditKind, AuditRecord};
 use crate::auth::Principal;
 use crate::authz::Action;
 use crate::error::EngineError;
-use crate::ids::{ConversationId, WorkspaceId};
+use crate::ids::{ConversationId, TeamId, WorkspaceId};
 use crate::inbox::{Page, PageRequest, find_conversation};
 use crate::store::entity::{agent, agent_team, conversation, conversation_note, team};
 
@@ -82,7 +82,7 @@ pub async fn set_tags(
     let stored = serde_json::to_string(&tags).map_err(|e| EngineError::Internal(e.to_string()))?;
     conversation::Entity::update_many()
         .col_expr(conversation::Column::Tags, Expr::value(stored))
-        .filter(conversation::Column::Id.eq(row.id.clone()))
+        .filter(conversation::Column::Id.eq(row.id))
         .exec(db)
         .await?;
     let added: Vec<&String> = tags.iter().filter(|t| !before.contains(t)).collect();
@@ -98,8 +98,8 @@ pub async fn set_tags(
     audit::record(
         db,
         AuditRecord {
-            workspace_id: Some(row.workspace_id),
-            conversation_id: Some(row.id),
+            workspace_id: Some(row.workspace_id.to_string()),
+            conversation_id: Some(row.id.to_string()),
             agent_id: author(caller),
             kind: AuditKind::TagsChanged,
             reason: Some(json!({"added": added, "removed": removed, "tags": tags})),
@@ -146,8 +146,8 @@ pub async fn add_note(
     let row = find_conversation(db, caller, id).await?;
     let note = conversation_note::ActiveModel {
         id: Set(uuid::Uuid::now_v7().to_string()),
-        workspace_id: Set(row.workspace_id.clone()),
-        conversation_id: Set(row.id.clone()),
+        workspace_id: Set(row.workspace_id.to_string()),
+        conversation_id: Set(row.id.to_string()),
         author_id: Set(author(caller)),
         text: Set(text.to_owned()),
         created_at: Set(Utc::now()),
@@ -159,8 +159,8 @@ pub async fn add_note(
     audit::record(
         db,
         AuditRecord {
-            workspace_id: Some(row.workspace_id),
-            conversation_id: Some(row.id),
+            workspace_id: Some(row.workspace_id.to_string()),
+            conversation_id: Some(row.id.to_string()),
             agent_id: author(caller),
             kind: AuditKind::NoteAdded,
             reason: Some(json!({"note_id": note.id})),
@@ -227,7 +227,7 @@ pub async fn list_notes(
 /// A team as the console names it.
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct DirectoryTeam {
-    pub id: String,
+    pub id: TeamId,
     pub name: String,
 }
 
@@ -237,7 +237,7 @@ pub struct DirectoryAgent {
     pub id: String,
     pub name: String,
     pub role: String,
-    pub team_ids: Vec<String>,
+    pub team_ids: Vec<TeamId>,
 }
 
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
@@ -284,7 +284,7 @@ pub async fn directory(
                 team_ids: memberships
                     .iter()
                     .filter(|m| m.agent_id == a.id)
-                    .map(|m| m.team_id.clone())
+                    .map(|m| m.team_id)
                     .collect(),
                 id: a.id,
                 name: a.name,

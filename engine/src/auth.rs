@@ -349,7 +349,7 @@ async fn principal_of(
         .all(db)
         .await?
         .iter()
-        .filter_map(|row| TeamId::parse(&row.team_id))
+        .map(|row| row.team_id)
         .collect();
     Ok(Some(AgentPrincipal {
         agent_id,

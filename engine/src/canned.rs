@@ -15,7 +15,7 @@ use crate::admin::{find_workspace, nullable, require_admin};
 use crate::auth::{Principal, Role};
 use crate::automation::placeholders;
 use crate::error::EngineError;
-use crate::ids::{ConversationId, WorkspaceId};
+use crate::ids::{ConversationId, TeamId, WorkspaceId};
 use crate::store::entity::{agent, canned_reply, team};
 
 /// Placeholders a canned reply may use.
@@ -89,9 +89,12 @@ async fn check_team(
     db: &DatabaseConnection,
     workspace_id: WorkspaceId,
     id: &str,
-) -> Result<String, EngineError> {
-    team::Entity::find_by_id(id.to_owned())
-        .filter(team::Column::WorkspaceId.eq(workspace_id.to_string()))
+) -> Result<TeamId, EngineError> {
+    let Ok(id) = id.parse::<TeamId>() else {
+        return Err(EngineError::NotFound("team"));
+    };
+    team::Entity::find_by_id(id)
+        .filter(team::Column::WorkspaceId.eq(workspace_id))
         .one(db)
         .await?
         .map(|t| t.id)
@@ -117,7 +120,7 @@ pub async fn create(
     let row = canned_reply::ActiveModel {
         id: Set(uuid::Uuid::now_v7().to_string()),
         workspace_id: Set(workspace_id.to_string()),
-        team_id: Set(team_id),
+        team_id: Set(team_id.map(String::from)),
         shortcut: Set(shortcut(&input.shortcut)?),
         text: Set(input.text.trim().to_owned()),
         created_at: Set(now),
@@ -192,7 +195,7 @@ pub async fn update(
     }
     if let Some(team_id) = patch.team_id {
         row.team_id = Set(match team_id {
-            Some(id) => Some(check_team(db, workspace_id, &id).await?),
+            Some(id) => Some(check_team(db, workspace_id, &id).await?.to_string()),
             None => None,
         });
     }
@@ -238,16 +241,16 @@ pub async fn for_conversation(
     let conversation = crate::inbox::get_conversation(db, caller, id).await?;
     let prefix = prefix.map(|p| p.trim().trim_start_matches('/').to_lowercase());
     let rows = canned_reply::Entity::find()
-        .filter(canned_reply::Column::WorkspaceId.eq(conversation.workspace_id.clone()))
+        .filter(canned_reply::Column::WorkspaceId.eq(conversation.workspace_id))
         .filter(
             Condition::any()
                 .add(canned_reply::Column::TeamId.is_null())
-                .add(canned_reply::Column::TeamId.eq(conversation.team_id.clone())),
+                .add(canned_reply::Column::TeamId.eq(conversation.team_id)),
         )
         .order_by_asc(canned_reply::Column::Shortcut)
         .all(db)
         .await?;
-    let team_name = team::Entity::find_by_id(conversation.team_id.clone())
+    let team_name = team::Entity::find_by_id(conversation.team_id)
         .one(db)
         .await?
         .map(|t| t.name);

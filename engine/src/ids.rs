@@ -1,6 +1,8 @@
 //! Newtype ids, so that an agent id can never be passed where a conversation id is expected.
 //!
-//! Every id is a UUID (v7, so ids sort by creation time) stored as text in both databases.
+//! Every id is a UUID (v7, so ids sort by creation time) stored as text in both databases. The
+//! entities' id columns are these types (sea-orm's `DeriveValueType` over the text form), so a
+//! row's ids are checked once, when it is read, and never compared as text.
 
 use std::fmt;
 use std::str::FromStr;
@@ -11,7 +13,11 @@ use uuid::Uuid;
 macro_rules! id_type {
     ($(#[$doc:meta] $name:ident),+ $(,)?) => {$(
         #[$doc]
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
+        #[derive(
+            Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+            utoipa::ToSchema, sea_orm::DeriveValueType,
+        )]
+        #[sea_orm(value_type = "String")]
         #[serde(transparent)]
         #[schema(value_type = String)]
         pub struct $name(pub Uuid);
@@ -37,6 +43,27 @@ macro_rules! id_type {
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 self.0.fmt(f)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = uuid::Error;
+
+            fn from_str(text: &str) -> Result<Self, Self::Err> {
+                Uuid::from_str(text).map(Self)
+            }
+        }
+
+        impl From<&$name> for sea_orm::Value {
+            fn from(id: &$name) -> sea_orm::Value {
+                sea_orm::Value::from(*id)
+            }
+        }
+
+        /// Ids are never numbers: a primary key of this type has no `u64` form.
+        impl sea_orm::TryFromU64 for $name {
+            fn try_from_u64(_: u64) -> Result<Self, sea_orm::DbErr> {
+                Err(sea_orm::DbErr::ConvertFromU64(stringify!($name)))
             }
         }
 

@@ -16,7 +16,7 @@ use crate::audit::AuditView;
 use crate::auth::{Principal, Role};
 use crate::authz::Action;
 use crate::error::EngineError;
-use crate::ids::ConversationId;
+use crate::ids::{AgentId, ChannelId, ContactId, ConversationId, TeamId, WorkspaceId};
 use crate::store::entity::conversation::ConversationStatus;
 use crate::store::entity::message::MessageDirection;
 use crate::store::entity::{audit_event, contact, conversation, message};
@@ -54,7 +54,7 @@ impl PageRequest {
 
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct ContactView {
-    pub id: String,
+    pub id: ContactId,
     pub phone: Option<String>,
     pub user_id: Option<String>,
     pub name: Option<String>,
@@ -75,12 +75,12 @@ impl From<contact::Model> for ContactView {
 
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct ConversationView {
-    pub id: String,
-    pub workspace_id: String,
+    pub id: ConversationId,
+    pub workspace_id: WorkspaceId,
     pub status: ConversationStatus,
-    pub team_id: String,
-    pub channel_id: String,
-    pub assigned_agent_id: Option<String>,
+    pub team_id: TeamId,
+    pub channel_id: ChannelId,
+    pub assigned_agent_id: Option<AgentId>,
     pub contact: Option<ContactView>,
     pub priority: i32,
     pub last_inbound_at: Option<DateTime<Utc>>,
@@ -221,9 +221,9 @@ pub async fn list_conversations(
         .limit(limit + 1)
         .all(db)
         .await?;
-    let next_cursor = next_cursor(&mut rows, limit, |row| row.id.clone());
+    let next_cursor = next_cursor(&mut rows, limit, |row| row.id.to_string());
     let contacts = contact::Entity::find()
-        .filter(contact::Column::Id.is_in(rows.iter().map(|row| row.contact_id.clone())))
+        .filter(contact::Column::Id.is_in(rows.iter().map(|row| row.contact_id)))
         .all(db)
         .await?;
     let items = rows
@@ -271,9 +271,7 @@ pub async fn get_conversation(
     id: ConversationId,
 ) -> Result<ConversationView, EngineError> {
     let row = find_conversation(db, caller, id).await?;
-    let contact = contact::Entity::find_by_id(row.contact_id.clone())
-        .one(db)
-        .await?;
+    let contact = contact::Entity::find_by_id(row.contact_id).one(db).await?;
     let mut view = [conversation_view(row, contact)];
     crate::time::settings::mark_within_hours(db, &mut view, Utc::now()).await?;
     let [view] = view;
@@ -298,7 +296,7 @@ pub async fn list_messages(
         .limit(limit + 1)
         .all(db)
         .await?;
-    let next_cursor = next_cursor(&mut rows, limit, |row| row.id.clone());
+    let next_cursor = next_cursor(&mut rows, limit, |row| row.id.to_string());
     Ok(Page {
         items: rows.into_iter().map(Into::into).collect(),
         next_cursor,

@@ -265,7 +265,7 @@ mod tests {
 
     fn contact(phone: Option<&str>, user_id: Option<&str>) -> ContactView {
         ContactView {
-            id: "c".into(),
+            id: crate::ids::ContactId::new(),
             phone: phone.map(Into::into),
             user_id: user_id.map(Into::into),
             name: None,

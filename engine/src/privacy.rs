@@ -19,7 +19,7 @@ use crate::auth::Principal;
 use crate::authz::Action;
 use crate::error::EngineError;
 use crate::html::escape;
-use crate::ids::WorkspaceId;
+use crate::ids::{ContactId, WorkspaceId};
 use crate::inbox::{ConversationView, MessageView, Page, PageRequest, conversation_view};
 use crate::store::entity::message::MessageDirection;
 use crate::store::entity::outbox::OutboxStatus;
@@ -44,8 +44,8 @@ const DUE_DAYS: i64 = 30;
 /// A contact as an administrator sees it.
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct ContactRecord {
-    pub id: String,
-    pub workspace_id: String,
+    pub id: ContactId,
+    pub workspace_id: WorkspaceId,
     pub phone: Option<String>,
     pub user_id: Option<String>,
     pub name: Option<String>,
@@ -153,13 +153,14 @@ async fn admin_contact(
     caller: &Principal,
     contact_id: &str,
 ) -> Result<contact::Model, EngineError> {
-    let found = contact::Entity::find_by_id(contact_id.to_owned())
+    let Ok(contact_id) = contact_id.parse::<ContactId>() else {
+        return Err(EngineError::NotFound("contact"));
+    };
+    let found = contact::Entity::find_by_id(contact_id)
         .one(db)
         .await?
         .ok_or(EngineError::NotFound("contact"))?;
-    let workspace =
-        WorkspaceId::parse(&found.workspace_id).ok_or(EngineError::NotFound("contact"))?;
-    if !caller.is_member_of(workspace) {
+    if !caller.is_member_of(found.workspace_id) {
         return Err(EngineError::NotFound("contact"));
     }
     caller.require(Action::ManageDataRequests)?;
@@ -234,7 +235,7 @@ pub async fn create_request(
         "restriction" => contact_row.restricted = Set(true),
         "objection" => contact_row.objected = Set(true),
         "erasure" => {
-            media_to_delete = erase(&txn, eraser, &found.id).await?;
+            media_to_delete = erase(&txn, eraser, found.id).await?;
             contact_row.phone = Set(None);
             contact_row.user_id = Set(None);
             contact_row.name = Set(None);
@@ -247,8 +248,8 @@ pub async fn create_request(
     contact_row.update(&txn).await?;
     let row = data_request::ActiveModel {
         id: Set(uuid::Uuid::now_v7().to_string()),
-        workspace_id: Set(found.workspace_id.clone()),
-        contact_id: Set(found.id.clone()),
+        workspace_id: Set(found.workspace_id.to_string()),
+        contact_id: Set(found.id.to_string()),
         kind: Set(input.kind.clone()),
         status: Set("completed".into()),
         // What was changed is named, never its values.
@@ -263,7 +264,7 @@ pub async fn create_request(
     audit::record(
         &txn,
         AuditRecord {
-            workspace_id: Some(found.workspace_id),
+            workspace_id: Some(found.workspace_id.to_string()),
             conversation_id: None,
             agent_id: requester(caller),
             kind: AuditKind::DataRequest(
@@ -290,7 +291,7 @@ pub async fn create_request(
 async fn erase(
     txn: &impl ConnectionTrait,
     eraser: &crate::crypto::WamidEraser,
-    contact_id: &str,
+    contact_id: ContactId,
 ) -> Result<Vec<String>, EngineError> {
     let conversations: Vec<String> = conversation::Entity::find()
         .filter(conversation::Column::ContactId.eq(contact_id))
@@ -504,19 +505,23 @@ pub async fn export(
             "only an access or export request has an export".into(),
         ));
     }
-    let found = contact::Entity::find_by_id(request.contact_id.clone())
+    let contact_id = request
+        .contact_id
+        .parse::<ContactId>()
+        .map_err(|_| EngineError::NotFound("contact"))?;
+    let found = contact::Entity::find_by_id(contact_id)
         .one(db)
         .await?
         .ok_or(EngineError::NotFound("contact"))?;
     let rows = conversation::Entity::find()
-        .filter(conversation::Column::ContactId.eq(found.id.clone()))
+        .filter(conversation::Column::ContactId.eq(found.id))
         .order_by_asc(conversation::Column::Id)
         .all(db)
         .await?;
     let mut conversations = Vec::with_capacity(rows.len());
     for row in rows {
         let messages = message::Entity::find()
-            .filter(message::Column::ConversationId.eq(row.id.clone()))
+            .filter(message::Column::ConversationId.eq(row.id))
             .order_by_asc(message::Column::Id)
             .all(db)
             .await?
@@ -524,7 +529,7 @@ pub async fn export(
             .map(Into::into)
             .collect();
         let notes = conversation_note::Entity::find()
-            .filter(conversation_note::Column::ConversationId.eq(row.id.clone()))
+            .filter(conversation_note::Column::ConversationId.eq(row.id))
             .order_by_asc(conversation_note::Column::Id)
             .all(db)
             .await?
@@ -605,13 +610,10 @@ pub fn export_html(export: &Export) -> String {
 /// marketing template to one who objected.
 pub async fn check_may_contact(
     db: &impl ConnectionTrait,
-    contact_id: &str,
+    contact_id: ContactId,
     marketing: bool,
 ) -> Result<(), EngineError> {
-    let Some(found) = contact::Entity::find_by_id(contact_id.to_owned())
-        .one(db)
-        .await?
-    else {
+    let Some(found) = contact::Entity::find_by_id(contact_id).one(db).await? else {
         return Ok(());
     };
     // The phone number and user id are gone, but a running conversation may still hold them:
@@ -737,8 +739,8 @@ mod tests {
                 created_at: now,
             },
             contact: ContactRecord {
-                id: "c".into(),
-                workspace_id: "w".into(),
+                id: ContactId::new(),
+                workspace_id: WorkspaceId::new(),
                 phone: Some("447700900001".into()),
                 user_id: None,
                 name: Some("<script>alert(1)</script>".into()),

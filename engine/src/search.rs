@@ -118,14 +118,17 @@ pub async fn get_contact(
     id: &str,
 ) -> Result<ContactDetail, EngineError> {
     caller.require(Action::ReadConversations)?;
-    let row = contact::Entity::find_by_id(id.to_owned())
+    let Ok(id) = id.parse::<crate::ids::ContactId>() else {
+        return Err(EngineError::NotFound("contact"));
+    };
+    let row = contact::Entity::find_by_id(id)
         .filter(contact_scope(caller))
         .one(db)
         .await?
         .ok_or(EngineError::NotFound("contact"))?;
     let conversations = conversation::Entity::find()
         .filter(scope(caller))
-        .filter(conversation::Column::ContactId.eq(row.id.clone()))
+        .filter(conversation::Column::ContactId.eq(row.id))
         .order_by_desc(conversation::Column::CreatedAt)
         .limit(MAX_CONTACT_CONVERSATIONS)
         .all(db)

@@ -166,7 +166,10 @@ pub async fn check(
     channel_id: &str,
     request: &TemplateRequest,
 ) -> Result<(String, bool), EngineError> {
-    let waba_id = channel::Entity::find_by_id(channel_id.to_owned())
+    let Ok(channel_id) = channel_id.parse::<crate::ids::ChannelId>() else {
+        return Err(EngineError::NotFound("channel"));
+    };
+    let waba_id = channel::Entity::find_by_id(channel_id)
         .one(db)
         .await?
         .and_then(|c| c.waba_id);
@@ -310,7 +313,7 @@ mod tests {
             "Hi Ana, order #42 ships Ana"
         );
         let contact = ContactView {
-            id: "c".into(),
+            id: crate::ids::ContactId::new(),
             phone: Some("447700900101".into()),
             user_id: None,
             name: None,

@@ -185,7 +185,8 @@ impl MediaDownloader {
             .await
             .map_err(|e| retry("reading the message", &e))?
             .ok_or_else(|| Failure::GiveUp(json!({"message": "the message is gone"})))?;
-        let channel = channel::Entity::find_by_id(message.channel_id.clone())
+        let channel = channel::Entity::find()
+            .filter(channel::Column::Id.eq(message.channel_id.as_str()))
             .one(&self.db)
             .await
             .map_err(|e| retry("reading the channel", &e))?

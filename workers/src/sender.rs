@@ -290,7 +290,8 @@ impl Sender {
     /// Sends one row; answers when to come back if it had to wait (the caller defers the
     /// customer's later rows with it).
     async fn deliver(&self, row: outbox::Model) -> Result<Option<chrono::DateTime<Utc>>, DbErr> {
-        let Some(channel) = channel::Entity::find_by_id(row.channel_id.clone())
+        let Some(channel) = channel::Entity::find()
+            .filter(channel::Column::Id.eq(row.channel_id.as_str()))
             .one(&self.db)
             .await?
         else {

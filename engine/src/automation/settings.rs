@@ -141,13 +141,16 @@ async fn check_actions(
             continue;
         };
         let found = match field {
-            "team_id" => {
-                team::Entity::find_by_id(id.to_owned())
-                    .filter(team::Column::WorkspaceId.eq(workspace.clone()))
-                    .count(db)
-                    .await?
-                    > 0
-            }
+            "team_id" => match id.parse::<crate::ids::TeamId>() {
+                Ok(team_id) => {
+                    team::Entity::find_by_id(team_id)
+                        .filter(team::Column::WorkspaceId.eq(workspace.clone()))
+                        .count(db)
+                        .await?
+                        > 0
+                }
+                Err(_) => false,
+            },
             "agent_id" => {
                 agent::Entity::find_by_id(id.to_owned())
                     .filter(agent::Column::WorkspaceId.eq(workspace.clone()))
@@ -354,16 +357,21 @@ pub async fn test_automation(
     let rule = stored_rule(&found).ok_or_else(|| {
         EngineError::Conflict("the stored automation no longer parses; update it".into())
     })?;
-    let channel = channel::Entity::find_by_id(input.channel_id.clone())
-        .filter(channel::Column::WorkspaceId.eq(workspace_id.to_string()))
-        .one(db)
-        .await?
-        .ok_or_else(|| {
-            EngineError::Validation(format!(
-                "`channel_id` {:?} names nothing in this workspace",
-                input.channel_id
-            ))
-        })?;
+    let channel = match input.channel_id.parse::<crate::ids::ChannelId>() {
+        Ok(channel_id) => {
+            channel::Entity::find_by_id(channel_id)
+                .filter(channel::Column::WorkspaceId.eq(workspace_id))
+                .one(db)
+                .await?
+        }
+        Err(_) => None,
+    };
+    let channel = channel.ok_or_else(|| {
+        EngineError::Validation(format!(
+            "`channel_id` {:?} names nothing in this workspace",
+            input.channel_id
+        ))
+    })?;
     let known = match &input.contact_phone {
         Some(phone) => {
             contact::Entity::find()
@@ -374,22 +382,21 @@ pub async fn test_automation(
         }
         None => None,
     };
-    let within_hours = match crate::ids::TeamId::parse(&channel.team_id) {
-        Some(team_id) => {
-            crate::time::settings::load_team_time(db, team_id, std::time::Duration::from_secs(1))
-                .await?
-                .is_open(Utc::now())
-        }
-        None => true,
-    };
+    let within_hours = crate::time::settings::load_team_time(
+        db,
+        channel.team_id,
+        std::time::Duration::from_secs(1),
+    )
+    .await?
+    .is_open(Utc::now());
     let facts = Facts {
         message: Some(MessageFacts {
             text: input.message.text,
             kind: input.message.kind.unwrap_or_else(|| "text".to_owned()),
             button_payload: input.message.button_payload,
         }),
-        channel_id: channel.id,
-        team_id: channel.team_id,
+        channel_id: channel.id.to_string(),
+        team_id: channel.team_id.to_string(),
         contact_phone: input.contact_phone,
         contact_name: known.as_ref().and_then(|c| c.name.clone()),
         contact_is_new: known.is_none(),

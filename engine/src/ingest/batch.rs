@@ -42,12 +42,15 @@ pub(super) fn chunk_end(sizes: &[usize], start: usize) -> usize {
 /// wamids; a channel and its contacts). Two separate `IN` lists let Postgres match the few
 /// first values on the index and then filter every row under them, a scan that grew with the
 /// history (4-5 ms a look-up at 10,000 messages, seen in the statement log).
-pub(super) fn by_pairs<C: ColumnTrait>(
-    keys: &[(String, String)],
-    first: C,
-    second: C,
-) -> sea_orm::Condition {
-    let mut grouped: HashMap<&str, Vec<&str>> = HashMap::new();
+pub(super) fn by_pairs<C, A, B>(keys: &[(A, B)], first: C, second: C) -> sea_orm::Condition
+where
+    C: ColumnTrait,
+    A: Ord + std::hash::Hash,
+    B: Ord,
+    for<'k> &'k A: Into<sea_orm::Value>,
+    for<'k> &'k B: Into<sea_orm::Value>,
+{
+    let mut grouped: HashMap<&A, Vec<&B>> = HashMap::new();
     for (a, b) in keys {
         grouped.entry(a).or_default().push(b);
     }

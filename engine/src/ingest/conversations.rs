@@ -6,7 +6,7 @@ use sea_orm::{
     QueryFilter,
 };
 
-use crate::ids::{ContactId, ConversationId};
+use crate::ids::{ContactId, ConversationId, WorkspaceId};
 use crate::meta::InboundMessage;
 use crate::store::entity::conversation::ConversationStatus;
 use crate::store::entity::{channel, contact, conversation};
@@ -19,7 +19,7 @@ impl TxWriter<'_> {
     /// carries both, and keeps the profile name current; `true` when the contact is new.
     pub(super) async fn upsert_contact(
         &mut self,
-        workspace_id: &str,
+        workspace_id: WorkspaceId,
         inbound: &InboundMessage,
     ) -> Result<(contact::Model, bool), DbErr> {
         let (contact, created) = self.find_or_create_contact(workspace_id, inbound).await?;
@@ -29,7 +29,7 @@ impl TxWriter<'_> {
 
     pub(super) async fn find_or_create_contact(
         &self,
-        workspace_id: &str,
+        workspace_id: WorkspaceId,
         inbound: &InboundMessage,
     ) -> Result<(contact::Model, bool), DbErr> {
         let sender = &inbound.sender;
@@ -50,8 +50,8 @@ impl TxWriter<'_> {
         let now = Utc::now();
         let Some(existing) = by_user_id.or(by_phone) else {
             let row = contact::ActiveModel {
-                id: Set(ContactId::new().to_string()),
-                workspace_id: Set(workspace_id.to_owned()),
+                id: Set(ContactId::new()),
+                workspace_id: Set(workspace_id),
                 phone: Set(sender.phone.clone()),
                 user_id: Set(sender.user_id.clone()),
                 name: Set(sender.name.clone()),
@@ -104,7 +104,7 @@ impl TxWriter<'_> {
         new_contact: bool,
         inbound: &InboundMessage,
     ) -> Result<(conversation::Model, bool), DbErr> {
-        let pair = (channel.id.clone(), contact.id.clone());
+        let pair = (channel.id, contact.id);
         let (conversation, opened) = self
             .find_or_open_conversation(channel, contact, new_contact, inbound)
             .await?;
@@ -116,8 +116,7 @@ impl TxWriter<'_> {
             .copied()
             .or(conversation.last_inbound_at);
         if latest.is_none_or(|last| inbound.timestamp > last) && !opened {
-            self.windows
-                .insert(conversation.id.clone(), inbound.timestamp);
+            self.windows.insert(conversation.id, inbound.timestamp);
         }
         Ok((conversation, opened))
     }
@@ -130,12 +129,12 @@ impl TxWriter<'_> {
         inbound: &InboundMessage,
     ) -> Result<(conversation::Model, bool), DbErr> {
         let now = Utc::now();
-        let open = match self.open.get(&(channel.id.clone(), contact.id.clone())) {
+        let open = match self.open.get(&(channel.id, contact.id)) {
             Some(cached) => cached.clone(),
             None => {
                 conversation::Entity::find()
-                    .filter(conversation::Column::ChannelId.eq(&channel.id))
-                    .filter(conversation::Column::ContactId.eq(&contact.id))
+                    .filter(conversation::Column::ChannelId.eq(channel.id))
+                    .filter(conversation::Column::ContactId.eq(contact.id))
                     .filter(conversation::Column::Status.ne(ConversationStatus::Resolved))
                     .one(self.txn)
                     .await?
@@ -146,11 +145,11 @@ impl TxWriter<'_> {
                 return Ok((reopened, true));
             }
             let row = conversation::ActiveModel {
-                id: Set(ConversationId::new().to_string()),
-                workspace_id: Set(channel.workspace_id.clone()),
-                channel_id: Set(channel.id.clone()),
-                team_id: Set(channel.team_id.clone()),
-                contact_id: Set(contact.id.clone()),
+                id: Set(ConversationId::new()),
+                workspace_id: Set(channel.workspace_id),
+                channel_id: Set(channel.id),
+                team_id: Set(channel.team_id),
+                contact_id: Set(contact.id),
                 status: Set(ConversationStatus::Waiting),
                 assigned_agent_id: Set(None),
                 priority: Set(0),
@@ -182,8 +181,8 @@ impl TxWriter<'_> {
         use sea_orm::QueryOrder;
         let now = Utc::now();
         let recent = conversation::Entity::find()
-            .filter(conversation::Column::ChannelId.eq(&channel.id))
-            .filter(conversation::Column::ContactId.eq(&contact.id))
+            .filter(conversation::Column::ChannelId.eq(channel.id))
+            .filter(conversation::Column::ContactId.eq(contact.id))
             .filter(conversation::Column::Status.eq(ConversationStatus::Resolved))
             .filter(conversation::Column::ResolvedAt.gte(now - self.reopen_window))
             .order_by_desc(conversation::Column::ResolvedAt)
@@ -207,8 +206,8 @@ impl TxWriter<'_> {
         crate::audit::record(
             self.txn,
             crate::audit::AuditRecord {
-                workspace_id: Some(reopened.workspace_id.clone()),
-                conversation_id: Some(reopened.id.clone()),
+                workspace_id: Some(reopened.workspace_id.to_string()),
+                conversation_id: Some(reopened.id.to_string()),
                 kind: crate::audit::AuditKind::Reopened,
                 text: "reopened by a new customer message within the reopen window".to_owned(),
                 ..Default::default()

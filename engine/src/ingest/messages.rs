@@ -4,7 +4,7 @@ use chrono::Utc;
 use sea_orm::{ActiveValue::Set, ColumnTrait, DbErr, EntityTrait, QueryFilter};
 use serde_json::Value;
 
-use crate::ids::{ChannelId, ConversationId, MessageId, TeamId, WorkspaceId};
+use crate::ids::MessageId;
 use crate::meta::{DeliveryStatus, InboundMessage};
 use crate::store::entity::message::MessageDirection;
 use crate::store::entity::{channel, contact, conversation, message, team};
@@ -44,7 +44,7 @@ impl TxWriter<'_> {
             report.duplicates += 1;
             return Ok(());
         }
-        let (contact, new_contact) = self.upsert_contact(&channel.workspace_id, inbound).await?;
+        let (contact, new_contact) = self.upsert_contact(channel.workspace_id, inbound).await?;
         let (conversation, opened) = self
             .open_conversation(&channel, &contact, new_contact, inbound)
             .await?;
@@ -58,9 +58,9 @@ impl TxWriter<'_> {
             .or_else(|| inbound.context_wamid.clone());
         let row = message::ActiveModel {
             id: Set(message_id.to_string()),
-            workspace_id: Set(channel.workspace_id.clone()),
-            conversation_id: Set(conversation.id.clone()),
-            channel_id: Set(channel.id.clone()),
+            workspace_id: Set(channel.workspace_id.to_string()),
+            conversation_id: Set(conversation.id.to_string()),
+            channel_id: Set(channel.id.to_string()),
             phone_number_id: Set(inbound.phone_number_id.clone()),
             wamid: Set(Some(inbound.wamid.clone())),
             direction: Set(MessageDirection::In),
@@ -80,9 +80,9 @@ impl TxWriter<'_> {
         };
         let stored = message::Model {
             id: message_id.to_string(),
-            workspace_id: channel.workspace_id.clone(),
-            conversation_id: conversation.id.clone(),
-            channel_id: channel.id.clone(),
+            workspace_id: channel.workspace_id.to_string(),
+            conversation_id: conversation.id.to_string(),
+            channel_id: channel.id.to_string(),
             phone_number_id: inbound.phone_number_id.clone(),
             wamid: Some(inbound.wamid.clone()),
             direction: MessageDirection::In,
@@ -133,23 +133,16 @@ impl TxWriter<'_> {
             )),
             false => None,
         };
-        if let (Some(workspace_id), Some(team_id), Some(channel_id), Some(conversation_id)) = (
-            WorkspaceId::parse(&channel.workspace_id),
-            TeamId::parse(&conversation.team_id),
-            ChannelId::parse(&channel.id),
-            ConversationId::parse(&conversation.id),
-        ) {
-            self.events.push(InboundEvent {
-                workspace_id,
-                team_id,
-                channel_id,
-                conversation_id,
-                message_id,
-                opened,
-                message: view,
-                conversation: snapshot,
-            });
-        }
+        self.events.push(InboundEvent {
+            workspace_id: channel.workspace_id,
+            team_id: conversation.team_id,
+            channel_id: channel.id,
+            conversation_id: conversation.id,
+            message_id,
+            opened,
+            message: view,
+            conversation: snapshot,
+        });
         Ok(())
     }
 
@@ -166,11 +159,10 @@ impl TxWriter<'_> {
         let team = match self.teams.get(&conversation.team_id) {
             Some(cached) => cached.clone(),
             None => {
-                let found = team::Entity::find_by_id(conversation.team_id.clone())
+                let found = team::Entity::find_by_id(conversation.team_id)
                     .one(self.txn)
                     .await?;
-                self.teams
-                    .insert(conversation.team_id.clone(), found.clone());
+                self.teams.insert(conversation.team_id, found.clone());
                 found
             }
         };

@@ -9,6 +9,7 @@ use sea_orm::{
 };
 use serde_json::Value;
 
+use crate::ids::{ChannelId, ContactId, ConversationId, TeamId, WorkspaceId};
 use crate::meta::Item;
 use crate::store::entity::conversation::ConversationStatus;
 use crate::store::entity::{
@@ -33,15 +34,15 @@ pub(super) struct TxWriter<'t> {
     /// Channels by phone_number_id.
     pub(super) channels: HashMap<String, Option<channel::Model>>,
     /// The channels' teams by id (their offer settings go with a new conversation).
-    pub(super) teams: HashMap<String, Option<team::Model>>,
+    pub(super) teams: HashMap<TeamId, Option<team::Model>>,
     /// Stored messages by (phone_number_id, wamid): duplicates and status targets.
     pub(super) messages: HashMap<(String, String), Option<message::Model>>,
     /// Contacts by (workspace_id, key).
-    pub(super) contacts: HashMap<(String, ContactKey), Option<contact::Model>>,
+    pub(super) contacts: HashMap<(WorkspaceId, ContactKey), Option<contact::Model>>,
     /// Open conversations by (channel_id, contact_id), for the contacts prefetched.
-    pub(super) open: HashMap<(String, String), Option<conversation::Model>>,
+    pub(super) open: HashMap<(ChannelId, ContactId), Option<conversation::Model>>,
     /// The latest inbound time per conversation, written once per batch.
-    pub(super) windows: HashMap<String, DateTime<Utc>>,
+    pub(super) windows: HashMap<ConversationId, DateTime<Utc>>,
     /// Statuses already stored, by (phone_number_id, wamid, status), for this batch's wamids.
     pub(super) known_statuses: HashSet<(String, String, String)>,
     /// New messages and statuses, inserted together at the end of the batch (one statement
@@ -100,7 +101,7 @@ impl TxWriter<'_> {
                 .cloned();
             self.channels.insert(number.clone(), found);
         }
-        let mut team_ids: Vec<String> = channels.iter().map(|c| c.team_id.clone()).collect();
+        let mut team_ids: Vec<TeamId> = channels.iter().map(|c| c.team_id).collect();
         team_ids.sort();
         team_ids.dedup();
         let teams = team::Entity::find()
@@ -177,19 +178,19 @@ impl TxWriter<'_> {
             }));
         }
 
-        let mut workspaces: HashMap<String, (Vec<String>, Vec<String>)> = HashMap::new();
+        let mut workspaces: HashMap<WorkspaceId, (Vec<String>, Vec<String>)> = HashMap::new();
         for (number, sender) in &senders {
             let Some(Some(channel)) = self.channels.get(number) else {
                 continue;
             };
-            let keys = workspaces.entry(channel.workspace_id.clone()).or_default();
+            let keys = workspaces.entry(channel.workspace_id).or_default();
             keys.0.extend(sender.user_id.clone());
             keys.1.extend(sender.phone.clone());
         }
         let mut contact_ids = Vec::new();
         for (workspace, (user_ids, phones)) in workspaces {
             let found = contact::Entity::find()
-                .filter(contact::Column::WorkspaceId.eq(workspace.clone()))
+                .filter(contact::Column::WorkspaceId.eq(workspace))
                 .filter(
                     sea_orm::Condition::any()
                         .add(contact::Column::UserId.is_in(user_ids.clone()))
@@ -199,28 +200,24 @@ impl TxWriter<'_> {
                 .await?;
             for user_id in user_ids {
                 self.contacts
-                    .insert((workspace.clone(), ContactKey::UserId(user_id)), None);
+                    .insert((workspace, ContactKey::UserId(user_id)), None);
             }
             for phone in phones {
                 self.contacts
-                    .insert((workspace.clone(), ContactKey::Phone(phone)), None);
+                    .insert((workspace, ContactKey::Phone(phone)), None);
             }
             for row in found {
-                contact_ids.push(row.id.clone());
+                contact_ids.push(row.id);
                 self.remember_contact(&row);
             }
         }
         if contact_ids.is_empty() {
             return Ok(());
         }
-        let channel_ids: Vec<String> = channels.iter().map(|c| c.id.clone()).collect();
-        let pairs: Vec<(String, String)> = channel_ids
+        let channel_ids: Vec<ChannelId> = channels.iter().map(|c| c.id).collect();
+        let pairs: Vec<(ChannelId, ContactId)> = channel_ids
             .iter()
-            .flat_map(|channel| {
-                contact_ids
-                    .iter()
-                    .map(|contact| (channel.clone(), contact.clone()))
-            })
+            .flat_map(|channel| contact_ids.iter().map(|contact| (*channel, *contact)))
             .collect();
         let open = conversation::Entity::find()
             .filter(by_pairs(
@@ -233,13 +230,12 @@ impl TxWriter<'_> {
             .await?;
         for channel_id in &channel_ids {
             for contact_id in &contact_ids {
-                self.open
-                    .insert((channel_id.clone(), contact_id.clone()), None);
+                self.open.insert((*channel_id, *contact_id), None);
             }
         }
         for row in open {
             self.open
-                .insert((row.channel_id.clone(), row.contact_id.clone()), Some(row));
+                .insert((row.channel_id, row.contact_id), Some(row));
         }
         Ok(())
     }
@@ -247,16 +243,13 @@ impl TxWriter<'_> {
     pub(super) fn remember_contact(&mut self, row: &contact::Model) {
         if let Some(user_id) = &row.user_id {
             self.contacts.insert(
-                (
-                    row.workspace_id.clone(),
-                    ContactKey::UserId(user_id.clone()),
-                ),
+                (row.workspace_id, ContactKey::UserId(user_id.clone())),
                 Some(row.clone()),
             );
         }
         if let Some(phone) = &row.phone {
             self.contacts.insert(
-                (row.workspace_id.clone(), ContactKey::Phone(phone.clone())),
+                (row.workspace_id, ContactKey::Phone(phone.clone())),
                 Some(row.clone()),
             );
         }
@@ -265,10 +258,10 @@ impl TxWriter<'_> {
     /// The contact with `key`, from the prefetch when it covered the key.
     pub(super) async fn contact_by(
         &self,
-        workspace_id: &str,
+        workspace_id: WorkspaceId,
         key: ContactKey,
     ) -> Result<Option<contact::Model>, DbErr> {
-        if let Some(cached) = self.contacts.get(&(workspace_id.to_owned(), key.clone())) {
+        if let Some(cached) = self.contacts.get(&(workspace_id, key.clone())) {
             return Ok(cached.clone());
         }
         let column = match &key {
@@ -287,18 +280,16 @@ impl TxWriter<'_> {
     pub(super) async fn flush_windows(&mut self) -> Result<(), DbErr> {
         use sea_orm::sea_query::{CaseStatement, Expr};
         let now = Utc::now();
-        let windows: Vec<(String, DateTime<Utc>)> = self.windows.drain().collect();
+        let windows: Vec<(ConversationId, DateTime<Utc>)> = self.windows.drain().collect();
         // Each conversation costs about 200 bytes of statement (its id three times, two times).
         for chunk in windows.chunks(STATEMENT_BYTES / 200) {
             let mut last_inbound = CaseStatement::new();
             let mut expires = CaseStatement::new();
             for (id, at) in chunk {
-                last_inbound = last_inbound.case(
-                    conversation::Column::Id.eq(id.clone()),
-                    Expr::value(Some(*at)),
-                );
+                last_inbound =
+                    last_inbound.case(conversation::Column::Id.eq(*id), Expr::value(Some(*at)));
                 expires = expires.case(
-                    conversation::Column::Id.eq(id.clone()),
+                    conversation::Column::Id.eq(*id),
                     Expr::value(Some(*at + CUSTOMER_SERVICE_WINDOW)),
                 );
             }
@@ -306,7 +297,7 @@ impl TxWriter<'_> {
                 .col_expr(conversation::Column::LastInboundAt, last_inbound.into())
                 .col_expr(conversation::Column::WindowExpiresAt, expires.into())
                 .col_expr(conversation::Column::UpdatedAt, Expr::value(now))
-                .filter(conversation::Column::Id.is_in(chunk.iter().map(|(id, _)| id.clone())))
+                .filter(conversation::Column::Id.is_in(chunk.iter().map(|(id, _)| *id)))
                 .exec(self.txn)
                 .await?;
         }

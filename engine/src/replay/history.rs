@@ -152,13 +152,13 @@ pub async fn load(
     }
     // Conversations with nothing in the range play no part.
     by_conversation.retain(|_, events| events.first().is_some_and(|e| e.created_at < to));
-    let rows: HashMap<String, conversation::Model> = conversation::Entity::find()
+    let rows: HashMap<ConversationId, conversation::Model> = conversation::Entity::find()
         .filter(conversation::Column::WorkspaceId.eq(workspace.clone()))
         .filter(conversation::Column::Id.is_in(by_conversation.keys().cloned()))
         .all(db)
         .await?
         .into_iter()
-        .map(|row| (row.id.clone(), row))
+        .map(|row| (row.id, row))
         .collect();
     let mut ids: Vec<&String> = by_conversation.keys().collect();
     ids.sort();
@@ -170,8 +170,8 @@ pub async fn load(
             continue;
         };
         let fallback = rows
-            .get(id)
-            .and_then(|row| TeamId::parse(&row.team_id).map(|team| (team, row.priority)));
+            .get(&conversation_id)
+            .map(|row| (row.team_id, row.priority));
         cycles.extend(cycles_of(conversation_id, events, fallback, from, to));
     }
     cycles.sort_by_key(|c| (c.arrival(), c.conversation_id));

@@ -202,7 +202,7 @@ impl AgentActor {
 
     fn hello(&self) -> ServerFrame {
         let mut conversations: Vec<ConversationView> = self.held.values().cloned().collect();
-        conversations.sort_by(|a, b| a.id.cmp(&b.id));
+        conversations.sort_by_key(|a| a.id);
         let mut offers: Vec<OfferView> = self.offers.values().cloned().collect();
         offers.sort_by(|a, b| a.conversation_id.cmp(&b.conversation_id));
         ServerFrame::Hello {
@@ -492,9 +492,7 @@ impl Handler<Connect> for AgentActor {
                     // under way) is held too: the hello is the union.
                     if let Ok(held) = held {
                         for view in held {
-                            if let Some(id) = ConversationId::parse(&view.id) {
-                                agent.held.entry(id).or_insert(view);
-                            }
+                            agent.held.entry(view.id).or_insert(view);
                         }
                     }
                     let hello = agent.hello();
@@ -674,9 +672,7 @@ impl Handler<Assigned> for AgentActor {
     type Result = ();
 
     fn handle(&mut self, assigned: Assigned, _: &mut Context<Self>) {
-        let Some(id) = ConversationId::parse(&assigned.view.id) else {
-            return;
-        };
+        let id = assigned.view.id;
         self.offers.remove(&id);
         self.broadcast(&ServerFrame::Assigned {
             conversation_id: id.to_string(),
@@ -697,9 +693,7 @@ impl Handler<Held> for AgentActor {
     type Result = ();
 
     fn handle(&mut self, held: Held, _: &mut Context<Self>) {
-        let Some(id) = ConversationId::parse(&held.view.id) else {
-            return;
-        };
+        let id = held.view.id;
         // A conversation rebuilt after this agent's grace period ran out (its actor had
         // stopped while the agent was away): it goes back to the queue now.
         if self.gone() {
@@ -763,9 +757,7 @@ impl Handler<SignOut> for AgentActor {
                 .map(move |held, agent, _| match held {
                     Ok(held) => {
                         for view in held {
-                            if let Some(id) = ConversationId::parse(&view.id) {
-                                agent.requeue(id, &sign_out.reason);
-                            }
+                            agent.requeue(view.id, &sign_out.reason);
                         }
                     }
                     Err(error) => {

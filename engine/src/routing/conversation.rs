@@ -1592,7 +1592,7 @@ impl Handler<TransferToTeam> for ConversationActor {
         Box::pin(
             async move {
                 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
-                crate::store::entity::team::Entity::find_by_id(team_id.to_string())
+                crate::store::entity::team::Entity::find_by_id(team_id)
                     .filter(crate::store::entity::team::Column::WorkspaceId.eq(workspace))
                     .one(&db)
                     .await

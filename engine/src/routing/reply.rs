@@ -67,7 +67,7 @@ pub(crate) async fn queue(
     };
     let contact = &to.contact;
     if !matches!(reply, Reply::Template(_)) {
-        crate::privacy::check_may_contact(&db, &contact.id, false)
+        crate::privacy::check_may_contact(&db, contact.id, false)
             .await
             .map_err(refusal)?;
     }
@@ -88,7 +88,7 @@ pub(crate) async fn queue(
             let (preview, marketing) = crate::templates::check(&db, &to.channel_id, &request)
                 .await
                 .map_err(refusal)?;
-            crate::privacy::check_may_contact(&db, &contact.id, marketing)
+            crate::privacy::check_may_contact(&db, contact.id, marketing)
                 .await
                 .map_err(refusal)?;
             let body = crate::templates::template_body(contact, &request);

@@ -53,12 +53,12 @@ impl StoredConversation {
         sla: Option<SlaView>,
     ) -> ConversationView {
         ConversationView {
-            id: self.id.to_string(),
-            workspace_id: self.workspace_id.to_string(),
+            id: self.id,
+            workspace_id: self.workspace_id,
             status,
-            team_id: team_id.to_string(),
-            channel_id: self.channel_id.to_string(),
-            assigned_agent_id: assigned.map(|a| a.to_string()),
+            team_id,
+            channel_id: self.channel_id,
+            assigned_agent_id: assigned,
             contact: self.contact.clone(),
             priority: self.priority,
             last_inbound_at: self.raw.last_inbound_at,
@@ -82,25 +82,19 @@ pub async fn load_open_conversation(
     db: &DatabaseConnection,
     id: ConversationId,
 ) -> Result<Option<StoredConversation>, DbErr> {
-    let Some(row) = conversation::Entity::find_by_id(id.to_string())
+    let Some(row) = conversation::Entity::find_by_id(id)
         .filter(conversation::Column::Status.ne(ConversationStatus::Resolved))
         .one(db)
         .await?
     else {
         return Ok(None);
     };
-    let contact = contact::Entity::find_by_id(row.contact_id.clone())
-        .one(db)
-        .await?;
-    let team = team::Entity::find_by_id(row.team_id.clone())
-        .one(db)
-        .await?;
-    let channel = channel::Entity::find_by_id(row.channel_id.clone())
-        .one(db)
-        .await?;
+    let contact = contact::Entity::find_by_id(row.contact_id).one(db).await?;
+    let team = team::Entity::find_by_id(row.team_id).one(db).await?;
+    let channel = channel::Entity::find_by_id(row.channel_id).one(db).await?;
     let sticky = previous_agent(db, &row).await?;
     let last_message = message::Entity::find()
-        .filter(message::Column::ConversationId.eq(row.id.clone()))
+        .filter(message::Column::ConversationId.eq(row.id))
         .order_by_desc(message::Column::Id)
         .one(db)
         .await?;
@@ -121,14 +115,14 @@ pub async fn previous_agent<C: ConnectionTrait>(
     row: &conversation::Model,
 ) -> Result<Option<AgentId>, DbErr> {
     let previous = conversation::Entity::find()
-        .filter(conversation::Column::ChannelId.eq(row.channel_id.clone()))
-        .filter(conversation::Column::ContactId.eq(row.contact_id.clone()))
-        .filter(conversation::Column::Id.ne(row.id.clone()))
+        .filter(conversation::Column::ChannelId.eq(row.channel_id))
+        .filter(conversation::Column::ContactId.eq(row.contact_id))
+        .filter(conversation::Column::Id.ne(row.id))
         .filter(conversation::Column::AssignedAgentId.is_not_null())
         .order_by_desc(conversation::Column::Id)
         .one(db)
         .await?;
-    Ok(previous.and_then(|p| p.assigned_agent_id.as_deref().and_then(AgentId::parse)))
+    Ok(previous.and_then(|p| p.assigned_agent_id))
 }
 
 impl StoredConversation {
@@ -144,16 +138,15 @@ impl StoredConversation {
         last_message: Option<MessageView>,
     ) -> Result<StoredConversation, DbErr> {
         Ok(StoredConversation {
-            id: ConversationId::parse(&row.id).ok_or_else(|| corrupt("conversation"))?,
-            workspace_id: WorkspaceId::parse(&row.workspace_id)
-                .ok_or_else(|| corrupt("workspace"))?,
-            team_id: TeamId::parse(&row.team_id).ok_or_else(|| corrupt("team"))?,
-            channel_id: ChannelId::parse(&row.channel_id).ok_or_else(|| corrupt("channel"))?,
+            id: row.id,
+            workspace_id: row.workspace_id,
+            team_id: row.team_id,
+            channel_id: row.channel_id,
             phone_number_id: channel
                 .map(|c| c.phone_number_id.clone())
                 .unwrap_or_default(),
             status: row.status,
-            assigned_agent_id: row.assigned_agent_id.as_deref().and_then(AgentId::parse),
+            assigned_agent_id: row.assigned_agent_id,
             priority: row.priority,
             contact: contact.map(Into::into),
             window_expires_at: row.window_expires_at,
@@ -207,8 +200,8 @@ async fn write_state(
     let now = Utc::now();
     let mut row = conversation::ActiveModel {
         status: Set(status),
-        assigned_agent_id: Set(assigned.map(|a| a.to_string())),
-        team_id: Set(team_id.to_string()),
+        assigned_agent_id: Set(assigned),
+        team_id: Set(team_id),
         updated_at: Set(now),
         ..Default::default()
     };
@@ -330,7 +323,7 @@ pub(crate) async fn candidate_of(
         .all(db)
         .await?
         .iter()
-        .filter_map(|m| TeamId::parse(&m.team_id))
+        .map(|m| m.team_id)
         .collect();
     let load = conversation::Entity::find()
         .filter(conversation::Column::AssignedAgentId.eq(row.id.clone()))
@@ -359,15 +352,7 @@ pub async fn open_conversations(
         .order_by_asc(conversation::Column::Id)
         .all(db)
         .await?;
-    Ok(rows
-        .iter()
-        .filter_map(|row| {
-            Some((
-                ConversationId::parse(&row.id)?,
-                WorkspaceId::parse(&row.workspace_id)?,
-            ))
-        })
-        .collect())
+    Ok(rows.iter().map(|row| (row.id, row.workspace_id)).collect())
 }
 
 /// Offers do not survive a restart: offered conversations wait again.
@@ -399,7 +384,7 @@ pub async fn held_by(
         .all(db)
         .await?;
     let contacts = contact::Entity::find()
-        .filter(contact::Column::Id.is_in(rows.iter().map(|row| row.contact_id.clone())))
+        .filter(contact::Column::Id.is_in(rows.iter().map(|row| row.contact_id)))
         .all(db)
         .await?;
     Ok(rows

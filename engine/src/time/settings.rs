@@ -511,10 +511,7 @@ pub async fn load_team_time(
     team_id: TeamId,
     unit: std::time::Duration,
 ) -> Result<TeamTime, DbErr> {
-    let Some(team) = team::Entity::find_by_id(team_id.to_string())
-        .one(db)
-        .await?
-    else {
+    let Some(team) = team::Entity::find_by_id(team_id).one(db).await? else {
         return Ok(TeamTime::default());
     };
     let calendar = match &team.calendar_id {
@@ -583,8 +580,8 @@ pub async fn mark_within_hours(
     views: &mut [crate::inbox::ConversationView],
     at: DateTime<Utc>,
 ) -> Result<(), DbErr> {
-    let team_ids: std::collections::BTreeSet<String> =
-        views.iter().map(|view| view.team_id.clone()).collect();
+    let team_ids: std::collections::BTreeSet<TeamId> =
+        views.iter().map(|view| view.team_id).collect();
     if team_ids.is_empty() {
         return Ok(());
     }
@@ -601,7 +598,7 @@ pub async fn mark_within_hours(
         .filter(calendar::Column::Id.is_in(calendar_ids))
         .all(db)
         .await?;
-    let open: HashMap<&str, bool> = teams
+    let open: HashMap<TeamId, bool> = teams
         .iter()
         .map(|team| {
             let open = team
@@ -610,11 +607,11 @@ pub async fn mark_within_hours(
                 .and_then(|id| calendars.iter().find(|c| &c.id == id))
                 .and_then(stored_calendar)
                 .is_none_or(|calendar| calendar.is_open(at));
-            (team.id.as_str(), open)
+            (team.id, open)
         })
         .collect();
     for view in views {
-        view.within_hours = open.get(view.team_id.as_str()).copied().unwrap_or(true);
+        view.within_hours = open.get(&view.team_id).copied().unwrap_or(true);
     }
     Ok(())
 }

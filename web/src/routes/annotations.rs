@@ -143,11 +143,11 @@ pub async fn sync_templates(
         return Err(ApiError::NotFound("channel".into()));
     }
     caller.require(Action::Administer)?;
-    let channel = channel::Entity::find_by_id(channel_id.to_string())
+    let channel = channel::Entity::find_by_id(channel_id)
         .one(&state.db)
         .await
         .map_err(waos_engine::error::EngineError::from)?
-        .filter(|c| c.workspace_id == workspace_id.to_string())
+        .filter(|c| c.workspace_id == workspace_id)
         .ok_or_else(|| ApiError::NotFound("channel".into()))?;
     if channel.waba_id.is_none() {
         return Err(ApiError::Validation(
@@ -271,7 +271,7 @@ pub async fn upload(
         waos_engine::inbox::get_conversation(&state.db, &caller, conversation_id(&path)?).await?;
     caller.require(Action::Reply)?;
     let holds = matches!(&caller, Principal::Agent(agent)
-        if conversation.assigned_agent_id.as_deref() == Some(agent.agent_id.to_string().as_str()));
+        if conversation.assigned_agent_id == Some(agent.agent_id));
     if !holds {
         return Err(ApiError::NotAssigned);
     }
@@ -314,7 +314,7 @@ pub async fn upload(
     if bytes.is_empty() {
         return Err(ApiError::Validation("the file is empty".into()));
     }
-    let channel = channel::Entity::find_by_id(conversation.channel_id.clone())
+    let channel = channel::Entity::find_by_id(conversation.channel_id)
         .one(&state.db)
         .await
         .map_err(waos_engine::error::EngineError::from)?

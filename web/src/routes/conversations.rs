@@ -120,11 +120,9 @@ pub async fn assign_by_hand(
 ) -> Result<(), ApiError> {
     caller.require(Action::AssignByHand)?;
     let conversation = inbox::get_conversation(&state.db, caller, conversation_id).await?;
-    let workspace_id = waos_engine::ids::WorkspaceId::parse(&conversation.workspace_id)
-        .ok_or_else(|| ApiError::Internal("bad workspace id".into()))?;
     state
         .engine
-        .assign(workspace_id, conversation_id, agent_id)
+        .assign(conversation.workspace_id, conversation_id, agent_id)
         .await?;
     Ok(())
 }

@@ -468,9 +468,7 @@ async fn after_kill_9_every_open_conversation_is_routed_again() {
     let page = list().await;
     let mut per_agent = std::collections::HashMap::new();
     for conversation in &page.items {
-        *per_agent
-            .entry(conversation.assigned_agent_id.clone())
-            .or_insert(0) += 1;
+        *per_agent.entry(conversation.assigned_agent_id).or_insert(0) += 1;
     }
     let mut second = second;
     second.child.kill().unwrap();
@@ -923,7 +921,7 @@ async fn an_sla_deadline_passed_during_kill_9_breaches_right_after_restart() {
     first.child.wait().unwrap();
     let conversation = open().await[0].clone();
     let due = conversation.sla.unwrap().first_response_due_at.unwrap();
-    let id = waos_engine::ids::ConversationId::parse(&conversation.id).unwrap();
+    let id = conversation.id;
     let breaches = || async {
         waos_engine::inbox::conversation_audit(&db, &waos_engine::auth::Principal::Installation, id)
             .await

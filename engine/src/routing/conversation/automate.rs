@@ -360,7 +360,7 @@ impl ConversationActor {
         ctx.wait(
             async move {
                 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
-                crate::store::entity::team::Entity::find_by_id(team_id.to_string())
+                crate::store::entity::team::Entity::find_by_id(team_id)
                     .filter(crate::store::entity::team::Column::WorkspaceId.eq(workspace))
                     .one(&db)
                     .await
@@ -387,9 +387,7 @@ impl ConversationActor {
         ctx: &mut Context,
         done: Done,
     ) {
-        let Some(team_id) = TeamId::parse(&team.id) else {
-            return done(self, Err("the team's id is not valid".into()), ctx);
-        };
+        let team_id = team.id;
         let reason = format!("moved to team {} by automation {rule}", team.name);
         let previous = match std::mem::replace(&mut self.state, State::Waiting) {
             State::Assigned {

@@ -2,13 +2,15 @@
 
 use sea_orm::entity::prelude::*;
 
+use crate::ids::TeamId;
+
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "agent_teams")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub agent_id: String,
     #[sea_orm(primary_key, auto_increment = false)]
-    pub team_id: String,
+    pub team_id: TeamId,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

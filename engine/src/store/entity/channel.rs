@@ -2,13 +2,15 @@
 
 use sea_orm::entity::prelude::*;
 
+use crate::ids::{ChannelId, TeamId, WorkspaceId};
+
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "channels")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
-    pub id: String,
-    pub workspace_id: String,
-    pub team_id: String,
+    pub id: ChannelId,
+    pub workspace_id: WorkspaceId,
+    pub team_id: TeamId,
     pub phone_number_id: String,
     pub display_phone_number: String,
     pub waba_id: Option<String>,

@@ -2,12 +2,14 @@
 
 use sea_orm::entity::prelude::*;
 
+use crate::ids::{ContactId, WorkspaceId};
+
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "contacts")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
-    pub id: String,
-    pub workspace_id: String,
+    pub id: ContactId,
+    pub workspace_id: WorkspaceId,
     pub phone: Option<String>,
     pub user_id: Option<String>,
     pub name: Option<String>,

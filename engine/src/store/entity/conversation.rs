@@ -2,17 +2,19 @@
 
 use sea_orm::entity::prelude::*;
 
+use crate::ids::{AgentId, ChannelId, ContactId, ConversationId, TeamId, WorkspaceId};
+
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "conversations")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
-    pub id: String,
-    pub workspace_id: String,
-    pub channel_id: String,
-    pub team_id: String,
-    pub contact_id: String,
+    pub id: ConversationId,
+    pub workspace_id: WorkspaceId,
+    pub channel_id: ChannelId,
+    pub team_id: TeamId,
+    pub contact_id: ContactId,
     pub status: ConversationStatus,
-    pub assigned_agent_id: Option<String>,
+    pub assigned_agent_id: Option<AgentId>,
     pub priority: i32,
     pub last_inbound_at: Option<DateTimeUtc>,
     pub window_expires_at: Option<DateTimeUtc>,

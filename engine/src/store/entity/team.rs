@@ -2,12 +2,14 @@
 
 use sea_orm::entity::prelude::*;
 
+use crate::ids::{TeamId, WorkspaceId};
+
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "teams")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
-    pub id: String,
-    pub workspace_id: String,
+    pub id: TeamId,
+    pub workspace_id: WorkspaceId,
     pub name: String,
     pub offer_timeout_secs: i32,
     pub auto_accept: bool,
