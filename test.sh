@@ -88,7 +88,7 @@ log "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 # Each test process logs at trace level under here, and each test app checks, when it ends,
-# that none of the secrets it made reached the log (web/src/testing.rs, trace_log).
+# that none of the secrets it made reached the log (web/src/testing/log.rs, trace_log).
 rm -rf "${TMPDIR:-/tmp}/waos-test-logs"
 
 if cargo nextest --version >/dev/null 2>&1; then

@@ -69,7 +69,7 @@ async fn pacer_decision_time() {
 }
 
 async fn sender_throughput() {
-    let graph = FakeGraph::start().await;
+    let graph = FakeGraph::start().await.unwrap();
     let url = graph.url.clone();
     let app = spawn_app_with(Backend::Postgres, move |settings, _| {
         settings.meta.graph_url = url;

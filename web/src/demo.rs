@@ -2,15 +2,13 @@
 //! (a fresh SQLite file under `data/demo/`, in-process presence), seeds a workspace, and feeds a
 //! gentle stream of simulated customers through the real, signed webhook path. Three simulated
 //! agents work beside you on real websockets, so queues move; a stand-in for Meta's Graph API
-//! (in this process) takes the replies and posts their delivery statuses back, so ticks move too.
+//! (crate::fake_meta, in this process, the same one the tests use) takes the replies and posts
+//! their delivery statuses back, so ticks move too.
 //! Nothing leaves the machine.
 
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use anyhow::Context;
 use futures_util::{SinkExt, StreamExt};
 use rand::Rng;
@@ -22,6 +20,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use waos_engine::crypto::new_token;
 
+use crate::fake_meta::{FakeGraph, StatusDelivery, post_signed};
 use crate::settings::Settings;
 use crate::startup::Application;
 
@@ -93,13 +92,26 @@ pub async fn run(mut settings: Settings, speed: u32) -> anyhow::Result<()> {
     // Offers last 20 s, a disconnected agent keeps its conversations 30 s.
     settings.routing.disconnect_grace_ms = 30_000;
 
-    let meta = FakeMeta::start().await?;
-    settings.meta.graph_url = meta.graph_url.clone();
+    let meta = FakeGraph::start()
+        .await
+        .context("starting the fake Graph API")?;
+    meta.stop_recording();
+    meta.set_templates(demo_templates());
+    settings.meta.graph_url = meta.url.clone();
     let host = settings.server.host.clone();
     let application = Application::build(settings).await?;
     let base = format!("http://{host}:{}", application.port());
     let server = actix_web::rt::spawn(application.run_until_stopped());
-    meta.deliver_statuses_to(&format!("{base}/webhooks/whatsapp"), &app_secret);
+    meta.deliver_statuses(StatusDelivery {
+        webhook: format!("{base}/webhooks/whatsapp"),
+        app_secret: app_secret.clone(),
+        waba_id: WABA_ID.to_owned(),
+        steps: vec![
+            ("sent", Duration::from_millis(700)),
+            ("delivered", Duration::from_millis(1_500)),
+            ("read", Duration::from_millis(4_000)),
+        ],
+    });
 
     let http = waos_workers::http_client(Duration::from_secs(10))?;
     let world = seed(&http, &base, &admin_token).await?;
@@ -211,23 +223,6 @@ async fn seed(http: &reqwest::Client, base: &str, admin: &str) -> anyhow::Result
     })
 }
 
-async fn post_signed(http: &reqwest::Client, url: &str, secret: &str, body: Value) {
-    let bytes = body.to_string().into_bytes();
-    let Ok(signature) = waos_engine::crypto::webhook_signature(secret.as_bytes(), &bytes) else {
-        return;
-    };
-    let sent = http
-        .post(url)
-        .header("content-type", "application/json")
-        .header("x-hub-signature-256", signature)
-        .body(bytes)
-        .send()
-        .await;
-    if let Err(error) = sent {
-        tracing::warn!(%error, "demo webhook not delivered");
-    }
-}
-
 fn envelope(value: Value) -> Value {
     json!({"object": "whatsapp_business_account", "entry": [{"id": WABA_ID, "changes": [{"field": "messages", "value": value}]}]})
 }
@@ -265,7 +260,7 @@ async fn customers(
                           "timestamp": chrono::Utc::now().timestamp().to_string(),
                           "type": "text", "text": {"body": text}}]
         }));
-        post_signed(&http, &webhook, &secret, body).await;
+        post_signed(&http, &webhook, &secret, &body).await;
         tokio::time::sleep(pace.millis(3_000..8_000)).await;
     }
 }
@@ -370,95 +365,12 @@ enum BotFrame {
     Other,
 }
 
-/// A stand-in for Meta's Graph API: takes sends and uploads, lists two templates, and posts each
-/// reply's statuses (sent, delivered, read) back to the webhook, signed.
-struct FakeMeta {
-    graph_url: String,
-    target: Arc<std::sync::Mutex<Option<(String, String)>>>,
-}
-
-impl FakeMeta {
-    async fn start() -> anyhow::Result<FakeMeta> {
-        let target: Arc<std::sync::Mutex<Option<(String, String)>>> = Arc::default();
-        let counter = Arc::new(AtomicU64::new(0));
-        let http = waos_workers::http_client(Duration::from_secs(10))?;
-        let state = (target.clone(), counter, http);
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-        let port = listener.local_addr()?.port();
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(web::Data::new(state.clone()))
-                .route(
-                    "/{version}/{phone_number_id}/messages",
-                    web::post().to(send),
-                )
-                .route("/{version}/{phone_number_id}/media", web::post().to(upload))
-                .route(
-                    "/{version}/{waba_id}/message_templates",
-                    web::get().to(templates),
-                )
-        })
-        .workers(1)
-        .listen(listener)?
-        .run();
-        actix_web::rt::spawn(server);
-        Ok(FakeMeta {
-            graph_url: format!("http://127.0.0.1:{port}/v25.0"),
-            target,
-        })
-    }
-
-    fn deliver_statuses_to(&self, webhook: &str, secret: &str) {
-        if let Ok(mut target) = self.target.lock() {
-            *target = Some((webhook.to_owned(), secret.to_owned()));
-        }
-    }
-}
-
-type MetaState = (
-    Arc<std::sync::Mutex<Option<(String, String)>>>,
-    Arc<AtomicU64>,
-    reqwest::Client,
-);
-
-async fn send(body: web::Json<Value>, state: web::Data<MetaState>) -> HttpResponse {
-    if body["status"] == "read" {
-        return HttpResponse::Ok().json(json!({"success": true}));
-    }
-    let number = state.1.fetch_add(1, Ordering::Relaxed) + 1;
-    let wamid = format!("wamid.demo-out-{number}");
-    let to = body["to"].clone();
-    let target = state.0.lock().ok().and_then(|t| t.clone());
-    if let Some((webhook, secret)) = target {
-        let http = state.2.clone();
-        let (wamid, to) = (wamid.clone(), to.clone());
-        actix_web::rt::spawn(async move {
-            for (status, after) in [("sent", 700), ("delivered", 1_500), ("read", 4_000)] {
-                tokio::time::sleep(Duration::from_millis(after)).await;
-                let body = envelope(json!({
-                    "messaging_product": "whatsapp",
-                    "metadata": {"display_phone_number": "15550100", "phone_number_id": PHONE_NUMBER_ID},
-                    "statuses": [{"id": wamid, "status": status, "recipient_id": to,
-                                  "timestamp": chrono::Utc::now().timestamp().to_string()}]
-                }));
-                post_signed(&http, &webhook, &secret, body).await;
-            }
-        });
-    }
-    HttpResponse::Ok().json(json!({"messaging_product": "whatsapp",
-        "contacts": [{"input": to, "wa_id": to}], "messages": [{"id": wamid}]}))
-}
-
-async fn upload(_request: HttpRequest, state: web::Data<MetaState>) -> HttpResponse {
-    let number = state.1.fetch_add(1, Ordering::Relaxed) + 1;
-    HttpResponse::Ok().json(json!({"id": format!("demo-media-{number}")}))
-}
-
-async fn templates() -> HttpResponse {
-    HttpResponse::Ok().json(json!({"data": [
-        {"name": "order_update", "language": "en_US", "status": "APPROVED", "category": "UTILITY",
-         "components": [{"type": "BODY", "text": "Hi {{1}}, your order {{2}} is on its way."}]},
-        {"name": "we_miss_you", "language": "en_US", "status": "APPROVED", "category": "MARKETING",
-         "components": [{"type": "BODY", "text": "Hi {{1}}! Reply to this message to pick up where we left off."}]}
-    ]}))
+/// The two approved templates the demo's fake Meta lists.
+fn demo_templates() -> Vec<Value> {
+    vec![
+        json!({"name": "order_update", "language": "en_US", "status": "APPROVED", "category": "UTILITY",
+               "components": [{"type": "BODY", "text": "Hi {{1}}, your order {{2}} is on its way."}]}),
+        json!({"name": "we_miss_you", "language": "en_US", "status": "APPROVED", "category": "MARKETING",
+               "components": [{"type": "BODY", "text": "Hi {{1}}! Reply to this message to pick up where we left off."}]}),
+    ]
 }

@@ -12,9 +12,10 @@
 //! - [`metrics`]: Prometheus counters and histograms.
 //! - [`logging`]: text or JSON logs, and a span with an id per HTTP request.
 //! - [`demo`]: `waos demo`, the engine seeded and fed by simulated customers and agents.
+//! - [`fake_meta`]: a fake of Meta's Graph API, the one the demo runs on and the tests use.
 //! - `routes::pages`: the console and dashboard pages, compiled in from `web/assets/`.
 //! - `testing` (feature): spawned apps on port 0 with their own database, signed webhooks,
-//!   and a TCP proxy that tests cut to simulate a database outage.
+//!   agents' sockets, and a TCP proxy that tests cut to simulate a database outage.
 //!
 //! Concurrency: actix-web runs one app per worker thread; they share [`state::AppState`],
 //! including one ingest writer task, created once before the server starts.
@@ -22,6 +23,7 @@
 pub mod demo;
 pub mod error;
 pub mod extract;
+pub mod fake_meta;
 pub mod logging;
 pub mod metrics;
 pub mod openapi;

@@ -116,7 +116,7 @@ fn named<'a>(list: &'a Value, name: &str) -> &'a Value {
 
 #[actix_web::test]
 async fn from_an_empty_database_to_a_first_answer_in_the_admin_pages_in_real_chromium() {
-    let graph = FakeGraph::start().await;
+    let graph = FakeGraph::start().await.unwrap();
     let graph_url = graph.url.clone();
     // The embedded default, as a new user runs it.
     let app = spawn_app_with(Backend::Sqlite, move |settings, _| {

@@ -270,7 +270,7 @@ async fn fetch_status(page: &Client, method: &str, path: &str, body: Value) -> u
 
 #[actix_web::test]
 async fn an_agent_works_a_conversation_and_a_supervisor_assigns_one_in_real_chromium() {
-    let graph = FakeGraph::start().await;
+    let graph = FakeGraph::start().await.unwrap();
     let graph_url = graph.url.clone();
     let app = spawn_app_with(Backend::Postgres, move |settings, _| {
         settings.meta.graph_url = graph_url;
@@ -753,7 +753,7 @@ pub(crate) fn tempfile_dir() -> PathBuf {
 /// closed; the dashboard counts the team's breaches and marks the breached waiting conversation.
 #[actix_web::test]
 async fn sla_countdowns_breaches_and_automated_replies_show_in_real_chromium() {
-    let graph = FakeGraph::start().await;
+    let graph = FakeGraph::start().await.unwrap();
     let graph_url = graph.url.clone();
     let app = spawn_app_with(Backend::Postgres, move |settings, _| {
         settings.meta.graph_url = graph_url;

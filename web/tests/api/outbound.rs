@@ -5,13 +5,14 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use waos_web::testing::{
-    ADMIN_TOKEN, AgentSocket, Backend, FakeGraph, TestApp, eventually, spawn_app_with,
+    ADMIN_TOKEN, APP_SECRET, AgentSocket, Backend, FakeGraph, StatusDelivery, TestApp, eventually,
+    spawn_app_with,
 };
 
 use crate::concurrency::{text_body, text_body_at};
 
 pub(crate) async fn app_with_graph(backend: Backend) -> (TestApp, FakeGraph) {
-    let graph = FakeGraph::start().await;
+    let graph = FakeGraph::start().await.unwrap();
     let url = graph.url.clone();
     let app = spawn_app_with(backend, move |settings, _| settings.meta.graph_url = url).await;
     (app, graph)
@@ -274,8 +275,47 @@ async fn meta_errors_are_retried_or_given_up_by_code(backend: Backend) {
     );
 }
 
+/// The fake Meta the demo runs on posts a send's statuses back to the webhook, signed, as Meta
+/// does: the agent sees the reply go accepted, sent, delivered, read, and the database keeps each.
+async fn the_fake_meta_posts_each_sends_statuses_back(backend: Backend) {
+    let (app, graph) = app_with_graph(backend).await;
+    graph.deliver_statuses(StatusDelivery::sent_delivered_read(
+        &app.url("/webhooks/whatsapp"),
+        APP_SECRET,
+        Duration::from_millis(150),
+    ));
+    let (mut socket, id, _, _) = holding(&app, 1, "wamid.fake-statuses-in", now()).await;
+    socket.expect("message").await;
+    socket
+        .send(json!({"type": "send", "conversation_id": id, "client_id": "c-1", "text": "On it!"}))
+        .await;
+    let message_id = socket.expect("sent").await["message_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut seen = Vec::new();
+    while seen.last().map(String::as_str) != Some("read") {
+        let frame = socket.expect("status").await;
+        assert_eq!(frame["message_id"], json!(message_id), "{frame}");
+        seen.push(frame["status"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(seen, ["accepted", "sent", "delivered", "read"]);
+    assert_eq!(status_of(&app, &message_id).await.as_deref(), Some("read"));
+    let wamid = app
+        .scalar("messages", "wamid", &format!("id = '{message_id}'"))
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(5), || async {
+        app.count("message_statuses", &format!("wamid = '{wamid}'"))
+            .await
+            == 3
+    })
+    .await;
+}
+
 on_both_backends!(
     a_reply_reaches_meta_and_its_statuses_follow,
     outside_the_window_a_reply_is_refused_before_any_call,
     meta_errors_are_retried_or_given_up_by_code,
+    the_fake_meta_posts_each_sends_statuses_back,
 );

@@ -12,7 +12,7 @@ use waos_web::testing::{
 use crate::concurrency::text_body_at;
 
 async fn app_with_graph(backend: Backend) -> (TestApp, FakeGraph) {
-    let graph = FakeGraph::start().await;
+    let graph = FakeGraph::start().await.unwrap();
     let url = graph.url.clone();
     let app = spawn_app_with(backend, move |settings, _| settings.meta.graph_url = url).await;
     (app, graph)

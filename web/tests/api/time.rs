@@ -580,7 +580,7 @@ async fn out_of_hours_reply_once_and_offers_wait_for_opening(backend: Backend) {
 /// A held conversation whose customer is silent after the agent's reply resolves itself,
 /// with the team's message, which does not reopen it.
 async fn auto_resolve_resolves_a_silent_conversation_without_reopening_it(backend: Backend) {
-    let graph = waos_web::testing::FakeGraph::start().await;
+    let graph = waos_web::testing::FakeGraph::start().await.unwrap();
     let url = graph.url.clone();
     let app = waos_web::testing::spawn_app_with(backend, move |settings, _| {
         settings.meta.graph_url = url;
