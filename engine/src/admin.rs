@@ -55,7 +55,7 @@ pub struct WorkspacePatch {
 
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct WorkspaceView {
-    pub id: String,
+    pub id: WorkspaceId,
     pub name: String,
     pub retention: Retention,
     pub time_zone: String,
@@ -112,7 +112,7 @@ fn workspace_row(
     input: &NewWorkspace,
 ) -> Result<workspace::ActiveModel, EngineError> {
     Ok(workspace::ActiveModel {
-        id: Set(id.to_string()),
+        id: Set(id),
         name: Set(non_empty("name", &input.name)?),
         retention_message_days: Set(None),
         retention_media_days: Set(None),
@@ -230,7 +230,7 @@ pub(crate) async fn find_workspace(
         return Err(EngineError::NotFound("workspace"));
     }
     caller.require(Action::ReadConfiguration)?;
-    workspace::Entity::find_by_id(id.to_string())
+    workspace::Entity::find_by_id(id)
         .one(db)
         .await?
         .ok_or(EngineError::NotFound("workspace"))
@@ -778,8 +778,8 @@ pub struct AgentPatch {
 
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct AgentView {
-    pub id: String,
-    pub workspace_id: String,
+    pub id: AgentId,
+    pub workspace_id: WorkspaceId,
     pub name: String,
     pub email: String,
     pub role: String,
@@ -880,7 +880,7 @@ pub async fn create_agent(
         .insert(&txn)
         .await
         .map_err(|error| EngineError::from_insert(error, "email", "an agent with this email"))?;
-    set_teams(&txn, &row.id, &team_ids).await?;
+    set_teams(&txn, row.id, &team_ids).await?;
     txn.commit().await?;
     Ok(agent_view(row, team_ids))
 }
@@ -893,8 +893,8 @@ async fn agent_row(
 ) -> Result<agent::ActiveModel, EngineError> {
     let now = Utc::now();
     Ok(agent::ActiveModel {
-        id: Set(AgentId::new().to_string()),
-        workspace_id: Set(workspace_id.to_string()),
+        id: Set(AgentId::new()),
+        workspace_id: Set(workspace_id),
         name: Set(non_empty("name", &input.name)?),
         email: Set(email(&input.email)?),
         password_hash: Set(password(hashing, &input.password).await?),
@@ -909,7 +909,7 @@ async fn agent_row(
 
 async fn set_teams(
     txn: &sea_orm::DatabaseTransaction,
-    agent_id: &str,
+    agent_id: AgentId,
     team_ids: &[TeamId],
 ) -> Result<(), EngineError> {
     agent_team::Entity::delete_many()
@@ -920,7 +920,7 @@ async fn set_teams(
         return Ok(());
     }
     agent_team::Entity::insert_many(team_ids.iter().map(|team_id| agent_team::ActiveModel {
-        agent_id: Set(agent_id.to_owned()),
+        agent_id: Set(agent_id),
         team_id: Set(*team_id),
     }))
     .exec_without_returning(txn)
@@ -940,7 +940,7 @@ pub async fn list_agents(
         .all(db)
         .await?;
     let memberships = agent_team::Entity::find()
-        .filter(agent_team::Column::AgentId.is_in(agents.iter().map(|a| a.id.clone())))
+        .filter(agent_team::Column::AgentId.is_in(agents.iter().map(|a| a.id)))
         .all(db)
         .await?;
     Ok(agents
@@ -966,12 +966,12 @@ pub async fn update_agent(
 ) -> Result<AgentView, EngineError> {
     find_workspace(db, caller, workspace_id).await?;
     require_admin(caller, workspace_id)?;
-    let found = agent::Entity::find_by_id(id.to_string())
-        .filter(agent::Column::WorkspaceId.eq(workspace_id.to_string()))
+    let found = agent::Entity::find_by_id(id)
+        .filter(agent::Column::WorkspaceId.eq(workspace_id))
         .one(db)
         .await?
         .ok_or(EngineError::NotFound("agent"))?;
-    let agent_id = found.id.clone();
+    let agent_id = found.id;
     // Demoting or deactivating an active admin must leave the workspace another one.
     let leaves_admins = found.active
         && found.role == Role::Admin.as_str()
@@ -1037,12 +1037,12 @@ pub async fn update_agent(
         .await
         .map_err(|error| EngineError::from_insert(error, "email", "an agent with this email"))?;
     if let Some(team_ids) = &team_ids {
-        set_teams(&txn, &agent_id, team_ids).await?;
+        set_teams(&txn, agent_id, team_ids).await?;
     }
     if deactivated || password_changed {
         // A deactivated agent's sessions end at once, and so do a changed password's.
         crate::store::entity::auth_token::Entity::delete_many()
-            .filter(crate::store::entity::auth_token::Column::AgentId.eq(agent_id.clone()))
+            .filter(crate::store::entity::auth_token::Column::AgentId.eq(agent_id))
             .exec(&txn)
             .await?;
     }

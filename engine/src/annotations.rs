@@ -13,7 +13,7 @@ use crate::audit::{self, AuditKind, AuditRecord};
 use crate::auth::Principal;
 use crate::authz::Action;
 use crate::error::EngineError;
-use crate::ids::{ConversationId, TeamId, WorkspaceId};
+use crate::ids::{AgentId, ConversationId, TeamId, WorkspaceId};
 use crate::inbox::{Page, PageRequest, find_conversation};
 use crate::store::entity::{agent, agent_team, conversation, conversation_note, team};
 
@@ -56,7 +56,7 @@ fn author(caller: &Principal) -> Option<String> {
 }
 
 async fn author_name(db: &DatabaseConnection, caller: &Principal) -> Result<String, EngineError> {
-    let Some(id) = author(caller) else {
+    let Some(id) = caller.agent().map(|agent| agent.agent_id) else {
         return Ok(caller.describe());
     };
     Ok(agent::Entity::find_by_id(id)
@@ -209,7 +209,7 @@ pub async fn list_notes(
             let author_name = note
                 .author_id
                 .as_ref()
-                .and_then(|id| authors.iter().find(|a| &a.id == id))
+                .and_then(|id| authors.iter().find(|a| a.id.to_string() == *id))
                 .map_or_else(|| "the installation admin".to_owned(), |a| a.name.clone());
             NoteView {
                 id: note.id,
@@ -234,7 +234,7 @@ pub struct DirectoryTeam {
 /// A colleague as the console names them (no e-mail: agents need names, not addresses).
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct DirectoryAgent {
-    pub id: String,
+    pub id: AgentId,
     pub name: String,
     pub role: String,
     pub team_ids: Vec<TeamId>,
@@ -266,7 +266,7 @@ pub async fn directory(
         .all(db)
         .await?;
     let memberships = agent_team::Entity::find()
-        .filter(agent_team::Column::AgentId.is_in(agents.iter().map(|a| a.id.clone())))
+        .filter(agent_team::Column::AgentId.is_in(agents.iter().map(|a| a.id)))
         .all(db)
         .await?;
     Ok(Directory {

@@ -179,11 +179,7 @@ pub async fn login(
 const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$8TzIg8d9VfXoTnaPuJIT0IVhL/Jk0pHFRbmp8vk7Ouc";
 
 fn ids_of(agent: &agent::Model) -> Result<(AgentId, WorkspaceId), EngineError> {
-    let agent_id =
-        AgentId::parse(&agent.id).ok_or_else(|| EngineError::Internal("bad agent id".into()))?;
-    let workspace_id = WorkspaceId::parse(&agent.workspace_id)
-        .ok_or_else(|| EngineError::Internal("bad workspace id".into()))?;
-    Ok((agent_id, workspace_id))
+    Ok((agent.id, agent.workspace_id))
 }
 
 async fn issue(
@@ -197,8 +193,8 @@ async fn issue(
     auth_token::Entity::insert(auth_token::ActiveModel {
         token_hash: Set(token_hash(token.expose_secret())),
         kind: Set(kind.to_owned()),
-        agent_id: Set(agent.id.clone()),
-        workspace_id: Set(agent.workspace_id.clone()),
+        agent_id: Set(agent.id.to_string()),
+        workspace_id: Set(agent.workspace_id.to_string()),
         expires_at: Set(expires_at),
         created_at: Set(Utc::now()),
         session_hash: Set(session_hash),
@@ -226,7 +222,7 @@ pub struct Account {
 }
 
 pub async fn account(db: &DatabaseConnection, agent_id: AgentId) -> Result<Account, EngineError> {
-    let row = agent::Entity::find_by_id(agent_id.to_string())
+    let row = agent::Entity::find_by_id(agent_id)
         .one(db)
         .await?
         .ok_or(EngineError::NotFound("agent"))?;
@@ -253,7 +249,7 @@ pub async fn change_password(
         return Ok(false);
     }
     let hash = crate::admin::hash_password(hashing, "new", new).await?;
-    let agent_id = agent.id.clone();
+    let agent_id = agent.id;
     let mut row = agent.into_active_model();
     row.password_hash = Set(hash);
     row.updated_at = Set(Utc::now());
@@ -291,7 +287,7 @@ pub async fn issue_ticket(
     session: Option<&str>,
     ttl: Duration,
 ) -> Result<String, EngineError> {
-    let agent = agent::Entity::find_by_id(caller.agent_id.to_string())
+    let agent = agent::Entity::find_by_id(caller.agent_id)
         .one(db)
         .await?
         .ok_or(EngineError::NotFound("agent"))?;
@@ -333,7 +329,10 @@ async fn principal_of(
     db: &DatabaseConnection,
     agent_id: &str,
 ) -> Result<Option<AgentPrincipal>, EngineError> {
-    let Some(agent) = agent::Entity::find_by_id(agent_id.to_owned())
+    let Ok(agent_id) = agent_id.parse::<AgentId>() else {
+        return Ok(None);
+    };
+    let Some(agent) = agent::Entity::find_by_id(agent_id)
         .one(db)
         .await?
         .filter(|agent| agent.active)
@@ -345,7 +344,7 @@ async fn principal_of(
     };
     let (agent_id, workspace_id) = ids_of(&agent)?;
     let team_ids = agent_team::Entity::find()
-        .filter(agent_team::Column::AgentId.eq(agent.id.clone()))
+        .filter(agent_team::Column::AgentId.eq(agent.id))
         .all(db)
         .await?
         .iter()

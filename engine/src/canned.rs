@@ -255,7 +255,7 @@ pub async fn for_conversation(
         .await?
         .map(|t| t.name);
     let agent_name = match caller.agent() {
-        Some(me) => agent::Entity::find_by_id(me.agent_id.to_string())
+        Some(me) => agent::Entity::find_by_id(me.agent_id)
             .one(db)
             .await?
             .map(|a| a.name),

@@ -16,7 +16,7 @@ use crate::audit::AuditView;
 use crate::auth::{Principal, Role};
 use crate::authz::Action;
 use crate::error::EngineError;
-use crate::ids::{AgentId, ChannelId, ContactId, ConversationId, TeamId, WorkspaceId};
+use crate::ids::{AgentId, ChannelId, ContactId, ConversationId, MessageId, TeamId, WorkspaceId};
 use crate::store::entity::conversation::ConversationStatus;
 use crate::store::entity::message::MessageDirection;
 use crate::store::entity::{audit_event, contact, conversation, message};
@@ -124,7 +124,7 @@ pub fn conversation_view(
 
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct MessageView {
-    pub id: String,
+    pub id: MessageId,
     pub wamid: Option<String>,
     pub direction: MessageDirection,
     /// Meta's message type (`text`, `image`, ...); unknown types are `unsupported`.

@@ -5,7 +5,7 @@ use chrono::Utc;
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, DatabaseConnection, DbErr};
 use serde_json::{Value, json};
 
-use crate::ids::{ConversationId, MessageId};
+use crate::ids::{ChannelId, ConversationId, MessageId, WorkspaceId};
 use crate::inbox::{ContactView, MessageView};
 use crate::store::entity::message::{DeliveryStatus, MessageDirection};
 use crate::store::entity::outbox::{OutboxKind, OutboxStatus};
@@ -126,8 +126,8 @@ pub fn media_body(contact: &ContactView, media: &MediaRequest) -> Option<Value> 
 /// What a reply needs to know about its conversation.
 pub struct ReplyTarget<'a> {
     pub conversation_id: ConversationId,
-    pub workspace_id: &'a str,
-    pub channel_id: &'a str,
+    pub workspace_id: WorkspaceId,
+    pub channel_id: ChannelId,
     pub phone_number_id: &'a str,
     /// Sent by WaOS itself (out-of-hours reply, automation), not an agent's words.
     pub automated: bool,
@@ -142,13 +142,13 @@ pub async fn queue_reply(
     body: Value,
 ) -> Result<MessageView, DbErr> {
     let now = Utc::now();
-    let message_id = MessageId::new().to_string();
+    let message_id = MessageId::new();
     let txn = crate::store::begin_write(db).await?;
     let row = message::ActiveModel {
-        id: Set(message_id.clone()),
-        workspace_id: Set(target.workspace_id.to_owned()),
-        conversation_id: Set(target.conversation_id.to_string()),
-        channel_id: Set(target.channel_id.to_owned()),
+        id: Set(message_id),
+        workspace_id: Set(target.workspace_id),
+        conversation_id: Set(target.conversation_id),
+        channel_id: Set(target.channel_id),
         phone_number_id: Set(target.phone_number_id.to_owned()),
         wamid: Set(None),
         direction: Set(MessageDirection::Out),
@@ -170,8 +170,8 @@ pub async fn queue_reply(
     .await?;
     outbox::ActiveModel {
         id: Set(uuid::Uuid::now_v7().to_string()),
-        message_id: Set(message_id),
-        channel_id: Set(target.channel_id.to_owned()),
+        message_id: Set(message_id.to_string()),
+        channel_id: Set(target.channel_id.to_string()),
         status: Set(OutboxStatus::Pending),
         attempts: Set(0),
         next_attempt_at: Set(now),
@@ -229,7 +229,7 @@ pub async fn queue_read_receipt(
         .filter(message::Column::ConversationId.eq(conversation_id.to_string()))
         .filter(message::Column::Direction.eq(MessageDirection::In))
         .filter(message::Column::Status.eq(DeliveryStatus::Received))
-        .filter(message::Column::Id.lte(latest.id.clone()))
+        .filter(message::Column::Id.lte(latest.id))
         .exec(&txn)
         .await?;
     // Another tab marked them first: nothing more to tell Meta.
@@ -239,8 +239,8 @@ pub async fn queue_read_receipt(
     }
     outbox::ActiveModel {
         id: Set(uuid::Uuid::now_v7().to_string()),
-        message_id: Set(latest.id),
-        channel_id: Set(latest.channel_id),
+        message_id: Set(latest.id.to_string()),
+        channel_id: Set(latest.channel_id.to_string()),
         status: Set(OutboxStatus::Pending),
         attempts: Set(0),
         next_attempt_at: Set(now),

@@ -656,7 +656,7 @@ pub async fn apply_retention(
         let before = |days: i32| now - chrono::Duration::days(i64::from(days));
         if let Some(days) = workspace.retention_media_days {
             let old = media_file::Entity::find()
-                .filter(media_file::Column::WorkspaceId.eq(workspace.id.clone()))
+                .filter(media_file::Column::WorkspaceId.eq(workspace.id))
                 .filter(media_file::Column::CreatedAt.lt(before(days)))
                 .all(db)
                 .await?;
@@ -672,7 +672,7 @@ pub async fn apply_retention(
         }
         if let Some(days) = workspace.retention_message_days {
             let old: Vec<String> = message::Entity::find()
-                .filter(message::Column::WorkspaceId.eq(workspace.id.clone()))
+                .filter(message::Column::WorkspaceId.eq(workspace.id))
                 .filter(message::Column::CreatedAt.lt(before(days)))
                 .select_only()
                 .column(message::Column::Id)
@@ -711,7 +711,7 @@ pub async fn apply_retention(
         }
         if let Some(days) = workspace.retention_audit_days {
             let deleted = audit_event::Entity::delete_many()
-                .filter(audit_event::Column::WorkspaceId.eq(workspace.id.clone()))
+                .filter(audit_event::Column::WorkspaceId.eq(workspace.id))
                 .filter(audit_event::Column::CreatedAt.lt(before(days)))
                 .exec(db)
                 .await?;

@@ -147,8 +147,8 @@ pub async fn get_contact(
 /// A message found by its words.
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct SearchHit {
-    pub conversation_id: String,
-    pub message_id: String,
+    pub conversation_id: crate::ids::ConversationId,
+    pub message_id: crate::ids::MessageId,
     pub text: Option<String>,
     pub timestamp: DateTime<Utc>,
     pub direction: MessageDirection,

@@ -163,12 +163,9 @@ pub fn template_body(contact: &ContactView, request: &TemplateRequest) -> Option
 /// stored) are left to Meta.
 pub async fn check(
     db: &DatabaseConnection,
-    channel_id: &str,
+    channel_id: crate::ids::ChannelId,
     request: &TemplateRequest,
 ) -> Result<(String, bool), EngineError> {
-    let Ok(channel_id) = channel_id.parse::<crate::ids::ChannelId>() else {
-        return Err(EngineError::NotFound("channel"));
-    };
     let waba_id = channel::Entity::find_by_id(channel_id)
         .one(db)
         .await?

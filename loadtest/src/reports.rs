@@ -126,7 +126,7 @@ async fn bench(args: &ReportsArgs, url: &str) -> anyhow::Result<Value> {
                         cycle: 1,
                         cycle_started_at: start,
                         metric,
-                        workspace_id: workspace.id.clone(),
+                        workspace_id: workspace.id.to_string(),
                         team_id: teams[team].clone(),
                         agent_id: agent,
                         channel_id: channel.clone(),
@@ -181,7 +181,7 @@ async fn bench(args: &ReportsArgs, url: &str) -> anyhow::Result<Value> {
         .unwrap_or_default();
     let last_day = first_day + Duration::days(args.days as i64 - 1);
     let year = ReportQuery {
-        workspace_id: Some(workspace.id.clone()),
+        workspace_id: Some(workspace.id.to_string()),
         from: Some(first_day.to_string()),
         to: Some(last_day.to_string()),
         ..ReportQuery::default()

@@ -103,8 +103,8 @@ async fn sender_throughput() {
             &app.db,
             waos_engine::outbound::ReplyTarget {
                 conversation_id: waos_engine::ids::ConversationId::new(),
-                workspace_id: &workspace,
-                channel_id: &channel,
+                workspace_id: workspace.parse().unwrap(),
+                channel_id: channel.parse().unwrap(),
                 phone_number_id: waos_web::testing::PHONE_NUMBER_ID_1,
                 automated: false,
             },

@@ -118,9 +118,9 @@ impl MediaDownloader {
         let now = Utc::now();
         let rows = fresh.into_iter().filter_map(|m| {
             Some(media_file::ActiveModel {
-                message_id: Set(m.id),
-                workspace_id: Set(m.workspace_id),
-                conversation_id: Set(m.conversation_id),
+                message_id: Set(m.id.to_string()),
+                workspace_id: Set(m.workspace_id.to_string()),
+                conversation_id: Set(m.conversation_id.to_string()),
                 media_id: Set(m.media_id?),
                 status: Set("pending".into()),
                 attempts: Set(0),
@@ -180,13 +180,13 @@ impl MediaDownloader {
         let retry = |what: &str, error: &dyn std::fmt::Display| {
             Failure::Retry(json!({"message": format!("{what}: {error}")}))
         };
-        let message = message::Entity::find_by_id(row.message_id.clone())
+        let message = message::Entity::find()
+            .filter(message::Column::Id.eq(row.message_id.as_str()))
             .one(&self.db)
             .await
             .map_err(|e| retry("reading the message", &e))?
             .ok_or_else(|| Failure::GiveUp(json!({"message": "the message is gone"})))?;
-        let channel = channel::Entity::find()
-            .filter(channel::Column::Id.eq(message.channel_id.as_str()))
+        let channel = channel::Entity::find_by_id(message.channel_id)
             .one(&self.db)
             .await
             .map_err(|e| retry("reading the channel", &e))?

@@ -21,7 +21,6 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use waos_engine::crypto::Sealer;
-use waos_engine::ids::{ConversationId, MessageId};
 use waos_engine::ingest::{InboundHandoff, StatusEvent};
 use waos_engine::store::entity::message::DeliveryStatus;
 use waos_engine::store::entity::outbox::{OutboxKind, OutboxStatus};
@@ -390,7 +389,12 @@ impl Sender {
         // A read receipt's row points at the customer's message, whose status is not the
         // receipt's to change.
         let stored = match row_kind {
-            OutboxKind::Reply => message::Entity::find_by_id(message_id).one(&txn).await?,
+            OutboxKind::Reply => {
+                message::Entity::find()
+                    .filter(message::Column::Id.eq(message_id))
+                    .one(&txn)
+                    .await?
+            }
             OutboxKind::Read => None,
         };
         let mut outcome = None;
@@ -454,8 +458,8 @@ impl Sender {
 
 fn status_event(row: &message::Model) -> Option<StatusEvent> {
     Some(StatusEvent {
-        conversation_id: ConversationId::parse(&row.conversation_id)?,
-        message_id: MessageId::parse(&row.id)?,
+        conversation_id: row.conversation_id,
+        message_id: row.id,
         wamid: row.wamid.clone().unwrap_or_default(),
         status: row.status,
         error: row.error.clone(),

@@ -151,13 +151,16 @@ async fn check_actions(
                 }
                 Err(_) => false,
             },
-            "agent_id" => {
-                agent::Entity::find_by_id(id.to_owned())
-                    .filter(agent::Column::WorkspaceId.eq(workspace.clone()))
-                    .count(db)
-                    .await?
-                    > 0
-            }
+            "agent_id" => match id.parse::<crate::ids::AgentId>() {
+                Ok(agent_id) => {
+                    agent::Entity::find_by_id(agent_id)
+                        .filter(agent::Column::WorkspaceId.eq(workspace.clone()))
+                        .count(db)
+                        .await?
+                        > 0
+                }
+                Err(_) => false,
+            },
             _ => crate::time::settings::check_reference(db, workspace_id, field, id)
                 .await
                 .is_ok(),

@@ -57,10 +57,10 @@ impl TxWriter<'_> {
             .or_else(|| inbound.reaction.as_ref().map(|r| r.target_wamid.clone()))
             .or_else(|| inbound.context_wamid.clone());
         let row = message::ActiveModel {
-            id: Set(message_id.to_string()),
-            workspace_id: Set(channel.workspace_id.to_string()),
-            conversation_id: Set(conversation.id.to_string()),
-            channel_id: Set(channel.id.to_string()),
+            id: Set(message_id),
+            workspace_id: Set(channel.workspace_id),
+            conversation_id: Set(conversation.id),
+            channel_id: Set(channel.id),
             phone_number_id: Set(inbound.phone_number_id.clone()),
             wamid: Set(Some(inbound.wamid.clone())),
             direction: Set(MessageDirection::In),
@@ -79,10 +79,10 @@ impl TxWriter<'_> {
             button_payload: Set(inbound.button_payload.clone()),
         };
         let stored = message::Model {
-            id: message_id.to_string(),
-            workspace_id: channel.workspace_id.to_string(),
-            conversation_id: conversation.id.to_string(),
-            channel_id: channel.id.to_string(),
+            id: message_id,
+            workspace_id: channel.workspace_id,
+            conversation_id: conversation.id,
+            channel_id: channel.id,
             phone_number_id: inbound.phone_number_id.clone(),
             wamid: Some(inbound.wamid.clone()),
             direction: MessageDirection::In,
@@ -108,7 +108,7 @@ impl TxWriter<'_> {
             report.conversations_opened += 1;
         }
         self.pending_by_id
-            .insert(message_id.to_string(), self.pending_messages.len());
+            .insert(message_id, self.pending_messages.len());
         self.pending_messages.push(Pending {
             row,
             bytes: ROW_OVERHEAD_BYTES

@@ -7,7 +7,6 @@ use sea_orm::{
 };
 use serde_json::Value;
 
-use crate::ids::{ConversationId, MessageId};
 use crate::meta::{DeliveryStatus, StatusUpdate, status_rank};
 use crate::store::entity::{message, message_status};
 
@@ -74,7 +73,7 @@ impl TxWriter<'_> {
             } else {
                 status.raw.clone()
             }),
-            message_id: Set(target.as_ref().map(|m| m.id.clone())),
+            message_id: Set(target.as_ref().map(|m| m.id.to_string())),
             created_at: Set(Utc::now()),
         };
         self.pending_statuses.push(Pending {
@@ -103,15 +102,10 @@ impl TxWriter<'_> {
                     apply_status(self.txn, target, &status.status, status.errors.clone()).await?
                 }
             };
-            if now.status != before
-                && let (Some(conversation_id), Some(message_id)) = (
-                    ConversationId::parse(&now.conversation_id),
-                    MessageId::parse(&now.id),
-                )
-            {
+            if now.status != before {
                 self.statuses.push(StatusEvent {
-                    conversation_id,
-                    message_id,
+                    conversation_id: now.conversation_id,
+                    message_id: now.id,
                     wamid: status.wamid.clone(),
                     status: now.status,
                     error: now.error.clone(),
@@ -176,7 +170,7 @@ pub async fn reconcile_pending_statuses(
     message_status::Entity::update_many()
         .col_expr(
             message_status::Column::MessageId,
-            sea_orm::sea_query::Expr::value(message.id.clone()),
+            sea_orm::sea_query::Expr::value(message.id),
         )
         .filter(message_status::Column::PhoneNumberId.eq(&message.phone_number_id))
         .filter(message_status::Column::Wamid.eq(&wamid))

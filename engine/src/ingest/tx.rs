@@ -9,7 +9,7 @@ use sea_orm::{
 };
 use serde_json::Value;
 
-use crate::ids::{ChannelId, ContactId, ConversationId, TeamId, WorkspaceId};
+use crate::ids::{ChannelId, ContactId, ConversationId, MessageId, TeamId, WorkspaceId};
 use crate::meta::Item;
 use crate::store::entity::conversation::ConversationStatus;
 use crate::store::entity::{
@@ -50,7 +50,7 @@ pub(super) struct TxWriter<'t> {
     pub(super) pending_messages: Vec<Pending<message::ActiveModel>>,
     /// Index into `pending_messages` by message id: a status or reaction for a message of this
     /// same batch changes the row before it is written.
-    pub(super) pending_by_id: HashMap<String, usize>,
+    pub(super) pending_by_id: HashMap<MessageId, usize>,
     pub(super) pending_statuses: Vec<Pending<message_status::ActiveModel>>,
     /// The submission whose items are being stored (reports are per submission).
     pub(super) submission: usize,

@@ -162,7 +162,7 @@ pub async fn replay(db: &DatabaseConnection, options: &Options) -> Result<Outcom
     if options.to <= options.from {
         return Err(ReplayError::EmptyRange);
     }
-    crate::store::entity::workspace::Entity::find_by_id(options.workspace_id.to_string())
+    crate::store::entity::workspace::Entity::find_by_id(options.workspace_id)
         .one(db)
         .await?
         .ok_or(ReplayError::NoWorkspace(options.workspace_id))?;

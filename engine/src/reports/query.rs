@@ -160,7 +160,7 @@ async fn plan(
         }
     };
     caller.require(Action::ReadReports)?;
-    let found = workspace::Entity::find_by_id(workspace_id.to_string())
+    let found = workspace::Entity::find_by_id(workspace_id)
         .one(db)
         .await?
         .ok_or(EngineError::NotFound("workspace"))?;

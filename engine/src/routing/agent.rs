@@ -439,7 +439,7 @@ impl AgentActor {
                 let frame = match answer {
                     Ok(message) => ServerFrame::Sent {
                         client_id,
-                        message_id: message.id,
+                        message_id: message.id.to_string(),
                     },
                     Err(error) => ServerFrame::Error {
                         code: error.code().as_str().into(),

@@ -553,8 +553,8 @@ impl ConversationActor {
         })?;
         Ok(reply::Destination {
             conversation_id: self.id(),
-            workspace_id: self.stored.workspace_id.to_string(),
-            channel_id: self.stored.channel_id.to_string(),
+            workspace_id: self.stored.workspace_id,
+            channel_id: self.stored.channel_id,
             phone_number_id: self.stored.phone_number_id.clone(),
             contact,
             automated,

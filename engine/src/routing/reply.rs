@@ -6,7 +6,7 @@
 use sea_orm::DatabaseConnection;
 
 use crate::error::EngineError;
-use crate::ids::ConversationId;
+use crate::ids::{ChannelId, ConversationId, WorkspaceId};
 use crate::inbox::{ContactView, MessageView};
 use crate::outbound::{MAX_TEXT_CHARS, MEDIA_KINDS, MediaRequest, ReplyTarget};
 use crate::routing::RoutingError;
@@ -45,8 +45,8 @@ pub(crate) fn check(reply: Reply, window_open: bool) -> Result<Reply, RoutingErr
 /// Where a reply goes.
 pub(crate) struct Destination {
     pub conversation_id: ConversationId,
-    pub workspace_id: String,
-    pub channel_id: String,
+    pub workspace_id: WorkspaceId,
+    pub channel_id: ChannelId,
     /// The business number it is sent from.
     pub phone_number_id: String,
     pub contact: ContactView,
@@ -85,7 +85,7 @@ pub(crate) async fn queue(
             (kind, media.caption.clone(), body)
         }
         Reply::Template(request) => {
-            let (preview, marketing) = crate::templates::check(&db, &to.channel_id, &request)
+            let (preview, marketing) = crate::templates::check(&db, to.channel_id, &request)
                 .await
                 .map_err(refusal)?;
             crate::privacy::check_may_contact(&db, contact.id, marketing)
@@ -100,8 +100,8 @@ pub(crate) async fn queue(
     })?;
     let target = ReplyTarget {
         conversation_id: to.conversation_id,
-        workspace_id: &to.workspace_id,
-        channel_id: &to.channel_id,
+        workspace_id: to.workspace_id,
+        channel_id: to.channel_id,
         phone_number_id: &to.phone_number_id,
         automated: to.automated,
     };

@@ -73,10 +73,6 @@ impl StoredConversation {
     }
 }
 
-fn corrupt(what: &str) -> DbErr {
-    DbErr::Custom(format!("stored {what} is not a valid id"))
-}
-
 /// Loads one open conversation with everything routing needs; `None` when resolved or absent.
 pub async fn load_open_conversation(
     db: &DatabaseConnection,
@@ -304,7 +300,7 @@ pub async fn load_candidate(
     db: &DatabaseConnection,
     id: AgentId,
 ) -> Result<Option<Candidate>, DbErr> {
-    match agent::Entity::find_by_id(id.to_string())
+    match agent::Entity::find_by_id(id)
         .filter(agent::Column::Active.eq(true))
         .one(db)
         .await?
@@ -319,19 +315,19 @@ pub(crate) async fn candidate_of(
     row: agent::Model,
 ) -> Result<Candidate, DbErr> {
     let teams = agent_team::Entity::find()
-        .filter(agent_team::Column::AgentId.eq(row.id.clone()))
+        .filter(agent_team::Column::AgentId.eq(row.id))
         .all(db)
         .await?
         .iter()
         .map(|m| m.team_id)
         .collect();
     let load = conversation::Entity::find()
-        .filter(conversation::Column::AssignedAgentId.eq(row.id.clone()))
+        .filter(conversation::Column::AssignedAgentId.eq(row.id))
         .filter(conversation::Column::Status.eq(ConversationStatus::Assigned))
         .count(db)
         .await?;
     Ok(Candidate {
-        agent_id: AgentId::parse(&row.id).ok_or_else(|| corrupt("agent"))?,
+        agent_id: row.id,
         name: row.name,
         teams,
         skills: serde_json::from_value(row.skills).unwrap_or_default(),

@@ -211,10 +211,10 @@ fn outbound_to_olivia(
 ) -> message::ActiveModel {
     let now = Utc::now();
     message::ActiveModel {
-        id: Set(uuid::Uuid::now_v7().to_string()),
-        workspace_id: Set(workspace_id.to_owned()),
-        conversation_id: Set(conversation_id),
-        channel_id: Set(channel_id),
+        id: Set(waos_engine::ids::MessageId::new()),
+        workspace_id: Set(workspace_id.parse().unwrap()),
+        conversation_id: Set(conversation_id.parse().unwrap()),
+        channel_id: Set(channel_id.parse().unwrap()),
         phone_number_id: Set(PHONE_NUMBER_ID_1.to_owned()),
         wamid: Set(Some(OUT_A.to_owned())),
         direction: Set(waos_engine::store::entity::message::MessageDirection::Out),

@@ -352,8 +352,13 @@ async fn sla_clocks_warn_breach_and_meet_at_their_deadlines(backend: Backend) {
 
     let late = customer_writes_now(&app, 1, "wamid.sla-1", "hello").await;
     assert_eq!(socket.expect("assigned").await["conversation_id"], late);
+    // The applied policy's clocks are written apart from the assignment (routing does not
+    // wait for them), so a read right after the offer may come before them.
+    eventually(Duration::from_secs(5), || async {
+        conversation(&app, &late).await["sla"]["policy_id"] == policy
+    })
+    .await;
     let view = conversation(&app, &late).await;
-    assert_eq!(view["sla"]["policy_id"], policy);
     assert!(view["sla"]["first_response_due_at"].is_string(), "{view}");
     let warning = socket.expect("sla").await;
     assert_eq!(

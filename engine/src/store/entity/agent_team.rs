@@ -2,13 +2,13 @@
 
 use sea_orm::entity::prelude::*;
 
-use crate::ids::TeamId;
+use crate::ids::{AgentId, TeamId};
 
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "agent_teams")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
-    pub agent_id: String,
+    pub agent_id: AgentId,
     #[sea_orm(primary_key, auto_increment = false)]
     pub team_id: TeamId,
 }

@@ -412,8 +412,8 @@ async fn two_senders_share_one_number_budget_postgres() {
             &app.db,
             waos_engine::outbound::ReplyTarget {
                 conversation_id: waos_engine::ids::ConversationId::parse(&conversation).unwrap(),
-                workspace_id: &workspace,
-                channel_id: &channel,
+                workspace_id: workspace.parse().unwrap(),
+                channel_id: channel.parse().unwrap(),
                 phone_number_id: PHONE_NUMBER_ID_1,
                 automated: false,
             },
