@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Runs every test of WaOS against real Postgres and real Redis.
-# Uses them where they answer (127.0.0.1:5432 with trust auth, 127.0.0.1:6379); where they do
-# not, installs them from Debian's packages and starts them; installs Debian's Chromium and
-# chromedriver for the browser tests where missing. Then: format check, clippy, tests.
+# Runs every test of WaOS against real Postgres, real Redis and real NATS.
+# Uses them where they answer (127.0.0.1:5432 with trust auth, 127.0.0.1:6379, NATS with
+# JetStream at 127.0.0.1:4222); where they do not, installs them from Debian's packages and
+# starts them; installs Debian's Chromium and chromedriver for the browser tests where missing.
+# Then: format check, clippy, tests.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -53,6 +54,17 @@ ensure_redis() {
   wait_for 127.0.0.1 6379 Redis
 }
 
+ensure_nats() {
+  # The cluster's leases live in NATS JetStream (engine/src/cluster); its tests use buckets of
+  # their own on this server.
+  answers 127.0.0.1 4222 && return 0
+  log "NATS is not answering on 127.0.0.1:4222: installing and starting it"
+  command -v nats-server >/dev/null 2>&1 || apt_install nats-server
+  mkdir -p /var/lib/nats-server
+  nohup nats-server -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server >/var/log/nats-server.log 2>&1 &
+  wait_for 127.0.0.1 4222 NATS
+}
+
 ensure_browser() {
   # The console's tests drive Debian's Chromium through chromedriver (never a downloaded browser).
   if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then
@@ -79,6 +91,7 @@ ensure_schemathesis() {
 
 ensure_postgres
 ensure_redis
+ensure_nats
 ensure_browser
 ensure_schemathesis
 

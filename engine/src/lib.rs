@@ -28,6 +28,8 @@
 //!   and daily figures read from them; [`replay`]: a recorded range run again through the
 //!   routing core on a simulated clock, under another policy or staffing (`waos replay`).
 //! - [`html`]: escaping for the pages the engine writes itself.
+//! - [`cluster`]: several nodes: workspace leases in NATS JetStream, their revision the
+//!   fencing epoch (the first part of #16; not yet wired into routing).
 //! - [`audit`]: the append-only audit trail and its batched writer (a bounded queue; each row
 //!   carries its event's own time; flushed at shutdown).
 //!
@@ -49,6 +51,7 @@ pub mod authz;
 pub mod automation;
 pub mod cache;
 pub mod canned;
+pub mod cluster;
 pub mod crypto;
 pub mod error;
 pub mod html;
