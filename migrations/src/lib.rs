@@ -18,6 +18,7 @@ mod m20261202_000009_create_search;
 mod m20261202_000010_ticket_sessions;
 mod m20261203_000011_create_reports;
 mod m20261203_000012_rollup_months;
+mod m20261204_000013_owner_epoch;
 
 /// SQLite alters one column per statement.
 pub(crate) async fn add_columns(
@@ -64,6 +65,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000010_ticket_sessions::Migration),
             Box::new(m20261203_000011_create_reports::Migration),
             Box::new(m20261203_000012_rollup_months::Migration),
+            Box::new(m20261204_000013_owner_epoch::Migration),
         ]
     }
 }

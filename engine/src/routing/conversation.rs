@@ -848,19 +848,33 @@ impl ConversationActor {
                         conversation.team_id,
                     );
                     let (clocks, marks) = (conversation.clocks.clone(), conversation.marks.clone());
+                    let epoch = context.owner_epoch(conversation.stored.workspace_id);
                     let facts = std::mem::take(&mut conversation.facts);
                     async move {
+                        let state = store::RoutingState {
+                            status,
+                            assigned: agent,
+                            team_id: team,
+                            clocks: &clocks,
+                            marks: &marks,
+                            epoch,
+                        };
                         let mut attempt = 0;
                         loop {
                             let saved = {
                                 let _permit = context.writes.acquire().await;
-                                store::save_state(
-                                    &context.db, id, status, agent, team, &clocks, &marks,
-                                    &facts,
-                                )
-                                .await
+                                store::save_state(&context.db, id, &state, &facts).await
                             };
-                            let Err(error) = saved else { break };
+                            let error = match saved {
+                                Ok(()) => break false,
+                                // Another node owns the workspace now: retrying cannot help,
+                                // and this actor must route it no longer.
+                                Err(store::SaveError::Fenced(epoch)) => {
+                                    tracing::warn!(conversation_id = %id, epoch, "conversation state fenced off: another node owns its workspace now");
+                                    break true;
+                                }
+                                Err(store::SaveError::Database(error)) => error,
+                            };
                             attempt += 1;
                             let wait = context.settings.store_retry_after(attempt);
                             tracing::warn!(%error, conversation_id = %id, attempt, retry_in_ms = wait.as_millis() as u64, "conversation state not saved; trying again");
@@ -869,7 +883,13 @@ impl ConversationActor {
                     }
                     .into_actor(conversation)
                 })
-                .map(move |(), conversation, ctx| next(conversation, ctx)),
+                .map(move |fenced, conversation, ctx| {
+                    if fenced {
+                        ctx.stop();
+                    } else {
+                        next(conversation, ctx);
+                    }
+                }),
         );
     }
 

@@ -123,6 +123,14 @@ pub struct RoutingContext {
 }
 
 impl RoutingContext {
+    /// The lease epoch this node routes `workspace_id` under, which every state write of its
+    /// conversations carries (shared/DESIGN.md, "Beyond one machine"). One node holds no
+    /// lease and writes no epoch: nothing is fenced. (The cluster's ownership, #16, answers
+    /// here once it routes.)
+    pub fn owner_epoch(&self, _workspace_id: crate::ids::WorkspaceId) -> Option<u64> {
+        None
+    }
+
     pub fn new(
         db: DatabaseConnection,
         audit: AuditWriter,

@@ -161,37 +161,58 @@ impl StoredConversation {
     }
 }
 
-/// Records a conversation's routing state and its clocks.
-#[allow(clippy::too_many_arguments)]
+/// A conversation's routing state, as its actor writes it (all of it, every time).
+pub struct RoutingState<'a> {
+    pub status: ConversationStatus,
+    pub assigned: Option<AgentId>,
+    pub team_id: TeamId,
+    pub clocks: &'a Clocks,
+    pub marks: &'a crate::automation::marks::Marks,
+    /// The lease epoch of the node writing it (several nodes); `None` on one node.
+    pub epoch: Option<u64>,
+}
+
+/// Why a state write did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum SaveError {
+    #[error(transparent)]
+    Database(#[from] DbErr),
+    /// The conversation was written under a newer lease than this write's: another node owns
+    /// its workspace now, and this one must stop routing it.
+    #[error("fenced: the conversation was written under a newer lease than epoch {0}")]
+    Fenced(u64),
+}
+
+/// Records a conversation's routing state and its clocks, with the facts the change settles.
 pub async fn save_state(
     db: &DatabaseConnection,
     id: ConversationId,
-    status: ConversationStatus,
-    assigned: Option<AgentId>,
-    team_id: TeamId,
-    clocks: &Clocks,
-    marks: &crate::automation::marks::Marks,
+    state: &RoutingState<'_>,
     facts: &[crate::reports::Fact],
-) -> Result<(), DbErr> {
+) -> Result<(), SaveError> {
     if facts.is_empty() {
-        return write_state(db, id, status, assigned, team_id, clocks, marks).await;
+        return write_state(db, id, state).await;
     }
     // The facts a change settles are stored with it, or neither is.
     let txn = crate::store::begin_write(db).await?;
-    write_state(&txn, id, status, assigned, team_id, clocks, marks).await?;
+    write_state(&txn, id, state).await?;
     crate::reports::record(&txn, facts).await?;
-    txn.commit().await
+    Ok(txn.commit().await?)
 }
 
 async fn write_state(
     db: &impl ConnectionTrait,
     id: ConversationId,
-    status: ConversationStatus,
-    assigned: Option<AgentId>,
-    team_id: TeamId,
-    clocks: &Clocks,
-    marks: &crate::automation::marks::Marks,
-) -> Result<(), DbErr> {
+    state: &RoutingState<'_>,
+) -> Result<(), SaveError> {
+    let RoutingState {
+        status,
+        assigned,
+        team_id,
+        clocks,
+        marks,
+        epoch,
+    } = *state;
     use sea_orm::ActiveValue::Set;
     let now = Utc::now();
     let mut row = conversation::ActiveModel {
@@ -206,11 +227,21 @@ async fn write_state(
     }
     clocks.write(&mut row);
     marks.write(&mut row);
-    conversation::Entity::update_many()
-        .set(row)
-        .filter(conversation::Column::Id.eq(id.to_string()))
-        .exec(db)
-        .await?;
+    let mut update = conversation::Entity::update_many().filter(conversation::Column::Id.eq(id));
+    if let Some(epoch) = epoch {
+        // Written under the lease's epoch, and only over a state written under this lease or
+        // an older one (Kleppmann's fencing token): a paused node that lost the lease since
+        // changes nothing.
+        let stored = i64::try_from(epoch).unwrap_or(i64::MAX);
+        row.owner_epoch = Set(stored);
+        update = update.filter(conversation::Column::OwnerEpoch.lte(stored));
+    }
+    let written = update.set(row).exec(db).await?;
+    if written.rows_affected == 0
+        && let Some(epoch) = epoch
+    {
+        return Err(SaveError::Fenced(epoch));
+    }
     Ok(())
 }
 

@@ -54,6 +54,11 @@ pub fn postgres_admin_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
+/// The NATS (with JetStream) the cluster's tests use, each on buckets of its own.
+pub fn nats_url() -> String {
+    std::env::var("WAOS_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned())
+}
+
 pub fn redis_url() -> String {
     std::env::var("WAOS_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
 }

@@ -26,6 +26,7 @@ mod authorization;
 mod automation;
 mod binary;
 mod browser;
+mod cluster;
 mod concurrency;
 mod console_api;
 mod dashboard;

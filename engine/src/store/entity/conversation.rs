@@ -52,6 +52,8 @@ pub struct Model {
     pub automation_fired: String,
     /// Its contact was first seen with this conversation.
     pub contact_is_new: bool,
+    /// The lease epoch its routing state was last written under (0: one node, or never).
+    pub owner_epoch: i64,
 }
 
 /// Where a conversation stands in routing; stored as its name (a text column: no migration).
