@@ -98,9 +98,9 @@ pub async fn set_tags(
     audit::record(
         db,
         AuditRecord {
-            workspace_id: Some(row.workspace_id.to_string()),
-            conversation_id: Some(row.id.to_string()),
-            agent_id: author(caller),
+            workspace_id: Some(row.workspace_id),
+            conversation_id: Some(row.id),
+            agent_id: caller.agent().map(|agent| agent.agent_id),
             kind: AuditKind::TagsChanged,
             reason: Some(json!({"added": added, "removed": removed, "tags": tags})),
             text,
@@ -159,9 +159,9 @@ pub async fn add_note(
     audit::record(
         db,
         AuditRecord {
-            workspace_id: Some(row.workspace_id.to_string()),
-            conversation_id: Some(row.id.to_string()),
-            agent_id: author(caller),
+            workspace_id: Some(row.workspace_id),
+            conversation_id: Some(row.id),
+            agent_id: caller.agent().map(|agent| agent.agent_id),
             kind: AuditKind::NoteAdded,
             reason: Some(json!({"note_id": note.id})),
             text: format!("{name} added an internal note"),

@@ -108,8 +108,8 @@ pub async fn create(
     audit::record(
         db,
         AuditRecord {
-            workspace_id: Some(workspace_id.to_string()),
-            agent_id: created_by,
+            workspace_id: Some(workspace_id),
+            agent_id: caller.agent().map(|agent| agent.agent_id),
             kind: AuditKind::ApiTokenCreated,
             reason: Some(serde_json::json!({"token_id": view.id, "role": view.role})),
             text: format!("API token \u{201c}{}\u{201d} created", view.name),
@@ -163,8 +163,8 @@ pub async fn revoke(
     audit::record(
         db,
         AuditRecord {
-            workspace_id: Some(workspace_id.to_string()),
-            agent_id: caller.agent().map(|agent| agent.agent_id.to_string()),
+            workspace_id: Some(workspace_id),
+            agent_id: caller.agent().map(|agent| agent.agent_id),
             kind: AuditKind::ApiTokenRevoked,
             reason: Some(serde_json::json!({"token_id": id})),
             text: format!("API token \u{201c}{name}\u{201d} revoked"),

@@ -6,6 +6,7 @@ use sea_orm::{ActiveModelTrait, ActiveValue::Set, ConnectionTrait, DbErr};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::ids::{AgentId, ConversationId, WorkspaceId};
 use crate::store::entity::audit_event;
 
 /// What an audit event records; stored as its name (`offered`, `security.login_failed`, ...).
@@ -97,9 +98,9 @@ impl AuditKind {
 /// One event to append.
 #[derive(Clone, Debug, Default)]
 pub struct AuditRecord {
-    pub workspace_id: Option<String>,
-    pub conversation_id: Option<String>,
-    pub agent_id: Option<String>,
+    pub workspace_id: Option<WorkspaceId>,
+    pub conversation_id: Option<ConversationId>,
+    pub agent_id: Option<AgentId>,
     pub kind: AuditKind,
     /// Structured reason (rule, candidates, inputs), rendered into `text`.
     pub reason: Option<Value>,
@@ -114,7 +115,7 @@ pub struct AuditRecord {
 pub struct AuditView {
     pub id: i64,
     pub kind: String,
-    pub agent_id: Option<String>,
+    pub agent_id: Option<AgentId>,
     #[schema(value_type = Option<Object>)]
     pub reason: Option<Value>,
     pub text: String,

@@ -170,8 +170,8 @@ pub async fn queue_reply(
     .await?;
     outbox::ActiveModel {
         id: Set(uuid::Uuid::now_v7().to_string()),
-        message_id: Set(message_id.to_string()),
-        channel_id: Set(target.channel_id.to_string()),
+        message_id: Set(message_id),
+        channel_id: Set(target.channel_id),
         status: Set(OutboxStatus::Pending),
         attempts: Set(0),
         next_attempt_at: Set(now),
@@ -239,8 +239,8 @@ pub async fn queue_read_receipt(
     }
     outbox::ActiveModel {
         id: Set(uuid::Uuid::now_v7().to_string()),
-        message_id: Set(latest.id.to_string()),
-        channel_id: Set(latest.channel_id.to_string()),
+        message_id: Set(latest.id),
+        channel_id: Set(latest.channel_id),
         status: Set(OutboxStatus::Pending),
         attempts: Set(0),
         next_attempt_at: Set(now),

@@ -264,9 +264,9 @@ pub async fn create_request(
     audit::record(
         &txn,
         AuditRecord {
-            workspace_id: Some(found.workspace_id.to_string()),
+            workspace_id: Some(found.workspace_id),
             conversation_id: None,
-            agent_id: requester(caller),
+            agent_id: caller.agent().map(|agent| agent.agent_id),
             kind: AuditKind::DataRequest(
                 KINDS
                     .into_iter()

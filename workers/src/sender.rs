@@ -21,6 +21,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use waos_engine::crypto::Sealer;
+use waos_engine::ids::ChannelId;
 use waos_engine::ingest::{InboundHandoff, StatusEvent};
 use waos_engine::store::entity::message::DeliveryStatus;
 use waos_engine::store::entity::outbox::{OutboxKind, OutboxStatus};
@@ -168,10 +169,10 @@ impl Sender {
         // One group per customer (read receipts each alone), in claim order; groups run
         // concurrently, each one's rows one after another so a customer reads them in order.
         let mut groups: Vec<Vec<outbox::Model>> = Vec::new();
-        let mut group_of: HashMap<(String, String), usize> = HashMap::new();
+        let mut group_of: HashMap<(ChannelId, String), usize> = HashMap::new();
         for row in rows {
             let key = (
-                row.channel_id.clone(),
+                row.channel_id,
                 row.recipient.clone().unwrap_or_else(|| row.id.clone()),
             );
             let index = *group_of.entry(key).or_insert_with(|| {
@@ -217,7 +218,7 @@ impl Sender {
             return Ok(false);
         };
         Ok(outbox::Entity::find()
-            .filter(outbox::Column::ChannelId.eq(row.channel_id.clone()))
+            .filter(outbox::Column::ChannelId.eq(row.channel_id))
             .filter(outbox::Column::Recipient.eq(recipient.clone()))
             .filter(outbox::Column::Status.eq(OutboxStatus::Pending))
             .filter(outbox::Column::Id.lt(row.id.clone()))
@@ -289,8 +290,7 @@ impl Sender {
     /// Sends one row; answers when to come back if it had to wait (the caller defers the
     /// customer's later rows with it).
     async fn deliver(&self, row: outbox::Model) -> Result<Option<chrono::DateTime<Utc>>, DbErr> {
-        let Some(channel) = channel::Entity::find()
-            .filter(channel::Column::Id.eq(row.channel_id.as_str()))
+        let Some(channel) = channel::Entity::find_by_id(row.channel_id)
             .one(&self.db)
             .await?
         else {
@@ -378,7 +378,7 @@ impl Sender {
 
     async fn finish(&self, row: outbox::Model, verdict: Verdict) -> Result<(), DbErr> {
         let now = Utc::now();
-        let message_id = row.message_id.clone();
+        let message_id = row.message_id;
         let row_kind = row.kind;
         let attempts = row.attempts + 1;
         let txn = waos_engine::store::begin_write(&self.db).await?;

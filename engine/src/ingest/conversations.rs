@@ -206,8 +206,8 @@ impl TxWriter<'_> {
         crate::audit::record(
             self.txn,
             crate::audit::AuditRecord {
-                workspace_id: Some(reopened.workspace_id.to_string()),
-                conversation_id: Some(reopened.id.to_string()),
+                workspace_id: Some(reopened.workspace_id),
+                conversation_id: Some(reopened.id),
                 kind: crate::audit::AuditKind::Reopened,
                 text: "reopened by a new customer message within the reopen window".to_owned(),
                 ..Default::default()

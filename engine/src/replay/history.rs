@@ -144,9 +144,9 @@ pub async fn load(
         .order_by_asc(audit_event::Column::Id)
         .all(db)
         .await?;
-    let mut by_conversation: HashMap<String, Vec<audit_event::Model>> = HashMap::new();
+    let mut by_conversation: HashMap<ConversationId, Vec<audit_event::Model>> = HashMap::new();
     for event in events {
-        if let Some(id) = event.conversation_id.clone() {
+        if let Some(id) = event.conversation_id {
             by_conversation.entry(id).or_default().push(event);
         }
     }
@@ -160,13 +160,11 @@ pub async fn load(
         .into_iter()
         .map(|row| (row.id, row))
         .collect();
-    let mut ids: Vec<&String> = by_conversation.keys().collect();
+    let mut ids: Vec<ConversationId> = by_conversation.keys().copied().collect();
     ids.sort();
     let mut cycles = Vec::new();
-    for id in ids {
-        let (Some(conversation_id), Some(events)) =
-            (ConversationId::parse(id), by_conversation.get(id))
-        else {
+    for conversation_id in ids {
+        let Some(events) = by_conversation.get(&conversation_id) else {
             continue;
         };
         let fallback = rows
@@ -188,7 +186,7 @@ pub async fn load(
         candidate.presence = Presence::Offline;
         let own: Vec<PresenceChange> = presence
             .iter()
-            .filter(|e| e.agent_id.as_deref() == Some(&candidate.agent_id.to_string()))
+            .filter(|e| e.agent_id == Some(candidate.agent_id))
             .filter_map(presence_change)
             .collect();
         let (before, during): (Vec<_>, Vec<_>) = own.into_iter().partition(|c| c.at < from);
@@ -323,7 +321,7 @@ fn cycles_of(
             continue;
         };
         let at = event.created_at;
-        let agent = event.agent_id.as_deref().and_then(AgentId::parse);
+        let agent = event.agent_id;
         let reason = event.reason.as_ref();
         let starts = matches!(kind, AuditKind::Queued | AuditKind::Reopened);
         if reading.cycle.is_none() {
@@ -472,7 +470,7 @@ mod tests {
             id: seconds,
             workspace_id: None,
             conversation_id: None,
-            agent_id: agent.map(|a| a.to_string()),
+            agent_id: agent,
             kind: kind.name().into_owned(),
             reason,
             text: String::new(),

@@ -809,9 +809,9 @@ impl ConversationActor {
         text: String,
     ) {
         self.context.audit(AuditRecord {
-            workspace_id: Some(self.stored.workspace_id.to_string()),
-            conversation_id: Some(self.id().to_string()),
-            agent_id: agent_id.map(|a| a.to_string()),
+            workspace_id: Some(self.stored.workspace_id),
+            conversation_id: Some(self.id()),
+            agent_id,
             kind,
             reason,
             text,

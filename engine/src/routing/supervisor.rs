@@ -522,9 +522,9 @@ impl Supervisor {
     /// knows who could have been offered what, and when.
     fn record_presence(&self, candidate: &Candidate) {
         self.context.audit(AuditRecord {
-            workspace_id: Some(self.workspace_id.to_string()),
+            workspace_id: Some(self.workspace_id),
             conversation_id: None,
-            agent_id: Some(candidate.agent_id.to_string()),
+            agent_id: Some(candidate.agent_id),
             kind: AuditKind::Presence,
             reason: Some(serde_json::json!({
                 "presence": candidate.presence,

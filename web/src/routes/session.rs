@@ -135,8 +135,8 @@ async fn security_event(
 ) {
     let event = AuditRecord {
         kind,
-        workspace_id: account.map(|(_, workspace)| workspace.to_string()),
-        agent_id: account.map(|(agent, _)| agent.to_string()),
+        workspace_id: account.map(|(_, workspace)| workspace),
+        agent_id: account.map(|(agent, _)| agent),
         reason: Some(client.as_reason()),
         text: text.to_owned(),
         ..AuditRecord::default()

@@ -57,7 +57,12 @@ async fn events(app: &TestApp, kind: &str) -> Vec<(Option<String>, Value)> {
         .await
         .unwrap()
         .into_iter()
-        .map(|row| (row.agent_id, row.reason.unwrap_or(Value::Null)))
+        .map(|row| {
+            (
+                row.agent_id.map(|id| id.to_string()),
+                row.reason.unwrap_or(Value::Null),
+            )
+        })
         .collect()
 }
 
