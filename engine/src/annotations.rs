@@ -51,8 +51,8 @@ pub fn normalise_tags(tags: &[String]) -> Result<Vec<String>, EngineError> {
     Ok(kept)
 }
 
-fn author(caller: &Principal) -> Option<String> {
-    caller.agent().map(|agent| agent.agent_id.to_string())
+fn author(caller: &Principal) -> Option<AgentId> {
+    caller.agent().map(|agent| agent.agent_id)
 }
 
 async fn author_name(db: &DatabaseConnection, caller: &Principal) -> Result<String, EngineError> {
@@ -122,8 +122,8 @@ fn join(tags: &[&String]) -> String {
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct NoteView {
     pub id: String,
-    pub conversation_id: String,
-    pub author_id: Option<String>,
+    pub conversation_id: ConversationId,
+    pub author_id: Option<AgentId>,
     pub author_name: String,
     pub text: String,
     pub created_at: DateTime<Utc>,
@@ -146,8 +146,8 @@ pub async fn add_note(
     let row = find_conversation(db, caller, id).await?;
     let note = conversation_note::ActiveModel {
         id: Set(uuid::Uuid::now_v7().to_string()),
-        workspace_id: Set(row.workspace_id.to_string()),
-        conversation_id: Set(row.id.to_string()),
+        workspace_id: Set(row.workspace_id),
+        conversation_id: Set(row.id),
         author_id: Set(author(caller)),
         text: Set(text.to_owned()),
         created_at: Set(Utc::now()),
@@ -200,7 +200,7 @@ pub async fn list_notes(
         .await?;
     let next_cursor = crate::inbox::next_cursor(&mut notes, limit, |n| n.id.clone());
     let authors = agent::Entity::find()
-        .filter(agent::Column::Id.is_in(notes.iter().filter_map(|n| n.author_id.clone())))
+        .filter(agent::Column::Id.is_in(notes.iter().filter_map(|n| n.author_id)))
         .all(db)
         .await?;
     let items = notes
@@ -209,7 +209,7 @@ pub async fn list_notes(
             let author_name = note
                 .author_id
                 .as_ref()
-                .and_then(|id| authors.iter().find(|a| a.id.to_string() == *id))
+                .and_then(|id| authors.iter().find(|a| a.id == *id))
                 .map_or_else(|| "the installation admin".to_owned(), |a| a.name.clone());
             NoteView {
                 id: note.id,

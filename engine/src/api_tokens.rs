@@ -58,8 +58,7 @@ pub struct CreatedApiToken {
 
 fn view(row: api_token::Model) -> Result<ApiTokenView, EngineError> {
     Ok(ApiTokenView {
-        id: ApiTokenId::parse(&row.id)
-            .ok_or_else(|| EngineError::Internal("bad token id".into()))?,
+        id: row.id,
         role: Role::parse(&row.role)
             .ok_or_else(|| EngineError::Internal("bad token role".into()))?,
         name: row.name,
@@ -92,8 +91,8 @@ pub async fn create(
     let token = format!("{PREFIX}{}", new_token().expose_secret());
     let created_by = caller.agent().map(|agent| agent.agent_id.to_string());
     let row = api_token::ActiveModel {
-        id: Set(ApiTokenId::new().to_string()),
-        workspace_id: Set(workspace_id.to_string()),
+        id: Set(ApiTokenId::new()),
+        workspace_id: Set(workspace_id),
         name: Set(name),
         role: Set(input.role.as_str().to_owned()),
         token_hash: Set(token_hash(&token)),
@@ -148,8 +147,8 @@ pub async fn revoke(
 ) -> Result<(), EngineError> {
     find_workspace(db, caller, workspace_id).await?;
     require_in(caller, workspace_id, Action::ManageApiTokens)?;
-    let found = api_token::Entity::find_by_id(id.to_string())
-        .filter(api_token::Column::WorkspaceId.eq(workspace_id.to_string()))
+    let found = api_token::Entity::find_by_id(id)
+        .filter(api_token::Column::WorkspaceId.eq(workspace_id))
         .one(db)
         .await?
         .ok_or(EngineError::NotFound("API token"))?;
@@ -194,11 +193,8 @@ pub async fn authenticate(
     if row.revoked_at.is_some() || row.expires_at.is_some_and(|at| at <= now) {
         return Ok(None);
     }
-    let (Some(token_id), Some(workspace_id), Some(role)) = (
-        ApiTokenId::parse(&row.id),
-        WorkspaceId::parse(&row.workspace_id),
-        Role::parse(&row.role),
-    ) else {
+    let (token_id, workspace_id) = (row.id, row.workspace_id);
+    let Some(role) = Role::parse(&row.role) else {
         return Ok(None);
     };
     Ok(Some(TokenPrincipal {

@@ -193,8 +193,8 @@ async fn issue(
     auth_token::Entity::insert(auth_token::ActiveModel {
         token_hash: Set(token_hash(token.expose_secret())),
         kind: Set(kind.to_owned()),
-        agent_id: Set(agent.id.to_string()),
-        workspace_id: Set(agent.workspace_id.to_string()),
+        agent_id: Set(agent.id),
+        workspace_id: Set(agent.workspace_id),
         expires_at: Set(expires_at),
         created_at: Set(Utc::now()),
         session_hash: Set(session_hash),
@@ -274,7 +274,7 @@ pub async fn authenticate(
         .await?
         .filter(|row| row.kind == SESSION && row.expires_at > Utc::now());
     match found {
-        Some(row) => principal_of(db, &row.agent_id).await,
+        Some(row) => principal_of(db, row.agent_id).await,
         None => Ok(None),
     }
 }
@@ -320,18 +320,15 @@ pub async fn redeem_ticket(
     if deleted.rows_affected == 0 || row.kind != WS_TICKET || row.expires_at <= Utc::now() {
         return Ok(None);
     }
-    Ok(principal_of(db, &row.agent_id)
+    Ok(principal_of(db, row.agent_id)
         .await?
         .map(|principal| (principal, row.session_hash)))
 }
 
 async fn principal_of(
     db: &DatabaseConnection,
-    agent_id: &str,
+    agent_id: AgentId,
 ) -> Result<Option<AgentPrincipal>, EngineError> {
-    let Ok(agent_id) = agent_id.parse::<AgentId>() else {
-        return Ok(None);
-    };
     let Some(agent) = agent::Entity::find_by_id(agent_id)
         .one(db)
         .await?

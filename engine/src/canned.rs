@@ -47,11 +47,11 @@ pub struct CannedReplyPatch {
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct CannedReplyView {
     pub id: String,
-    pub workspace_id: String,
+    pub workspace_id: WorkspaceId,
     pub shortcut: String,
     /// As written, with its placeholders.
     pub text: String,
-    pub team_id: Option<String>,
+    pub team_id: Option<TeamId>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -119,8 +119,8 @@ pub async fn create(
     let now = Utc::now();
     let row = canned_reply::ActiveModel {
         id: Set(uuid::Uuid::now_v7().to_string()),
-        workspace_id: Set(workspace_id.to_string()),
-        team_id: Set(team_id.map(String::from)),
+        workspace_id: Set(workspace_id),
+        team_id: Set(team_id),
         shortcut: Set(shortcut(&input.shortcut)?),
         text: Set(input.text.trim().to_owned()),
         created_at: Set(now),
@@ -195,7 +195,7 @@ pub async fn update(
     }
     if let Some(team_id) = patch.team_id {
         row.team_id = Set(match team_id {
-            Some(id) => Some(check_team(db, workspace_id, &id).await?.to_string()),
+            Some(id) => Some(check_team(db, workspace_id, &id).await?),
             None => None,
         });
     }

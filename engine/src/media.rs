@@ -17,7 +17,7 @@ pub async fn stored_file(
     message_id: MessageId,
 ) -> Result<media_file::Model, EngineError> {
     let conversation = find_conversation(db, caller, conversation_id).await?;
-    media_file::Entity::find_by_id(message_id.to_string())
+    media_file::Entity::find_by_id(message_id)
         .filter(media_file::Column::ConversationId.eq(conversation.id))
         .filter(media_file::Column::Status.eq("stored"))
         .one(db)

@@ -118,7 +118,7 @@ pub struct NewDataRequest {
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct DataRequestView {
     pub id: String,
-    pub contact_id: String,
+    pub contact_id: ContactId,
     pub kind: String,
     /// `completed`, or `pending` when someone must act.
     pub status: String,
@@ -248,8 +248,8 @@ pub async fn create_request(
     contact_row.update(&txn).await?;
     let row = data_request::ActiveModel {
         id: Set(uuid::Uuid::now_v7().to_string()),
-        workspace_id: Set(found.workspace_id.to_string()),
-        contact_id: Set(found.id.to_string()),
+        workspace_id: Set(found.workspace_id),
+        contact_id: Set(found.id),
         kind: Set(input.kind.clone()),
         status: Set("completed".into()),
         // What was changed is named, never its values.
@@ -428,9 +428,7 @@ async fn visible_request(
         .one(db)
         .await?
         .ok_or(EngineError::NotFound("data request"))?;
-    let workspace =
-        WorkspaceId::parse(&row.workspace_id).ok_or(EngineError::NotFound("data request"))?;
-    if !caller.is_member_of(workspace) {
+    if !caller.is_member_of(row.workspace_id) {
         return Err(EngineError::NotFound("data request"));
     }
     caller.require(Action::ManageDataRequests)?;
@@ -505,11 +503,7 @@ pub async fn export(
             "only an access or export request has an export".into(),
         ));
     }
-    let contact_id = request
-        .contact_id
-        .parse::<ContactId>()
-        .map_err(|_| EngineError::NotFound("contact"))?;
-    let found = contact::Entity::find_by_id(contact_id)
+    let found = contact::Entity::find_by_id(request.contact_id)
         .one(db)
         .await?
         .ok_or(EngineError::NotFound("contact"))?;
@@ -661,9 +655,7 @@ pub async fn apply_retention(
                 .all(db)
                 .await?;
             media_file::Entity::delete_many()
-                .filter(
-                    media_file::Column::MessageId.is_in(old.iter().map(|m| m.message_id.clone())),
-                )
+                .filter(media_file::Column::MessageId.is_in(old.iter().map(|m| m.message_id)))
                 .exec(db)
                 .await?;
             report
@@ -731,7 +723,7 @@ mod tests {
         let export = Export {
             request: DataRequestView {
                 id: "r".into(),
-                contact_id: "c".into(),
+                contact_id: ContactId::new(),
                 kind: "export".into(),
                 status: "completed".into(),
                 due_at: now,

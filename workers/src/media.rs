@@ -118,9 +118,9 @@ impl MediaDownloader {
         let now = Utc::now();
         let rows = fresh.into_iter().filter_map(|m| {
             Some(media_file::ActiveModel {
-                message_id: Set(m.id.to_string()),
-                workspace_id: Set(m.workspace_id.to_string()),
-                conversation_id: Set(m.conversation_id.to_string()),
+                message_id: Set(m.id),
+                workspace_id: Set(m.workspace_id),
+                conversation_id: Set(m.conversation_id),
                 media_id: Set(m.media_id?),
                 status: Set("pending".into()),
                 attempts: Set(0),
@@ -161,7 +161,7 @@ impl MediaDownloader {
         for row in due {
             let taken = media_file::Entity::update_many()
                 .col_expr(media_file::Column::NextAttemptAt, Expr::value(lease))
-                .filter(media_file::Column::MessageId.eq(row.message_id.clone()))
+                .filter(media_file::Column::MessageId.eq(row.message_id))
                 .filter(media_file::Column::Status.eq("pending"))
                 .filter(media_file::Column::NextAttemptAt.eq(row.next_attempt_at))
                 .exec(&self.db)
@@ -180,8 +180,7 @@ impl MediaDownloader {
         let retry = |what: &str, error: &dyn std::fmt::Display| {
             Failure::Retry(json!({"message": format!("{what}: {error}")}))
         };
-        let message = message::Entity::find()
-            .filter(message::Column::Id.eq(row.message_id.as_str()))
+        let message = message::Entity::find_by_id(row.message_id)
             .one(&self.db)
             .await
             .map_err(|e| retry("reading the message", &e))?

@@ -69,7 +69,7 @@ pub struct AutomationPatch {
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct AutomationView {
     pub id: String,
-    pub workspace_id: String,
+    pub workspace_id: crate::ids::WorkspaceId,
     pub name: String,
     pub active: bool,
     pub position: i32,
@@ -236,7 +236,7 @@ pub async fn create_automation(
     let now = Utc::now();
     let row = automation::ActiveModel {
         id: Set(uuid::Uuid::now_v7().to_string()),
-        workspace_id: Set(workspace_id.to_string()),
+        workspace_id: Set(workspace_id),
         name: Set(non_empty("name", &input.name)?),
         active: Set(input.active),
         position: Set(position),

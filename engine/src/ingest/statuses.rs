@@ -73,7 +73,7 @@ impl TxWriter<'_> {
             } else {
                 status.raw.clone()
             }),
-            message_id: Set(target.as_ref().map(|m| m.id.to_string())),
+            message_id: Set(target.as_ref().map(|m| m.id)),
             created_at: Set(Utc::now()),
         };
         self.pending_statuses.push(Pending {

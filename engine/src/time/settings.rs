@@ -57,7 +57,7 @@ pub struct CalendarPatch {
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct CalendarView {
     pub id: String,
-    pub workspace_id: String,
+    pub workspace_id: WorkspaceId,
     pub name: String,
     pub time_zone: String,
     #[schema(value_type = Object)]
@@ -124,7 +124,7 @@ pub async fn create_calendar(
     let now = Utc::now();
     let row = calendar::ActiveModel {
         id: Set(uuid::Uuid::now_v7().to_string()),
-        workspace_id: Set(workspace_id.to_string()),
+        workspace_id: Set(workspace_id),
         name: Set(name),
         time_zone: Set(spec.time_zone),
         weekly: Set(stored_text(&spec.weekly)?),
@@ -261,7 +261,7 @@ pub struct SlaPolicyPatch {
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct SlaPolicyView {
     pub id: String,
-    pub workspace_id: String,
+    pub workspace_id: WorkspaceId,
     pub name: String,
     pub first_response_secs: Option<i32>,
     pub next_response_secs: Option<i32>,
@@ -328,7 +328,7 @@ pub async fn create_sla_policy(
     let now = Utc::now();
     let row = sla_policy::ActiveModel {
         id: Set(uuid::Uuid::now_v7().to_string()),
-        workspace_id: Set(workspace_id.to_string()),
+        workspace_id: Set(workspace_id),
         name: Set(non_empty("name", &input.name)?),
         first_response_secs: Set(seconds("first_response_secs", input.first_response_secs)?),
         next_response_secs: Set(seconds("next_response_secs", input.next_response_secs)?),

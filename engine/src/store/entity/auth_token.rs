@@ -2,14 +2,16 @@
 
 use sea_orm::entity::prelude::*;
 
+use crate::ids::{AgentId, WorkspaceId};
+
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "auth_tokens")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub token_hash: String,
     pub kind: String,
-    pub agent_id: String,
-    pub workspace_id: String,
+    pub agent_id: AgentId,
+    pub workspace_id: WorkspaceId,
     pub expires_at: DateTimeUtc,
     pub created_at: DateTimeUtc,
     /// A websocket ticket's: the hash of the session it was asked for.

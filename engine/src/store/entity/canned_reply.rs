@@ -2,14 +2,16 @@
 
 use sea_orm::entity::prelude::*;
 
+use crate::ids::{TeamId, WorkspaceId};
+
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "canned_replies")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: String,
-    pub workspace_id: String,
+    pub workspace_id: WorkspaceId,
     /// `None`: for every team of the workspace.
-    pub team_id: Option<String>,
+    pub team_id: Option<TeamId>,
     pub shortcut: String,
     pub text: String,
     pub created_at: DateTimeUtc,

@@ -2,14 +2,16 @@
 
 use sea_orm::entity::prelude::*;
 
+use crate::ids::{AgentId, ConversationId, WorkspaceId};
+
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "conversation_notes")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: String,
-    pub workspace_id: String,
-    pub conversation_id: String,
-    pub author_id: Option<String>,
+    pub workspace_id: WorkspaceId,
+    pub conversation_id: ConversationId,
+    pub author_id: Option<AgentId>,
     pub text: String,
     pub created_at: DateTimeUtc,
 }

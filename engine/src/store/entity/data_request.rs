@@ -2,13 +2,15 @@
 
 use sea_orm::entity::prelude::*;
 
+use crate::ids::{ContactId, WorkspaceId};
+
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "data_requests")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: String,
-    pub workspace_id: String,
-    pub contact_id: String,
+    pub workspace_id: WorkspaceId,
+    pub contact_id: ContactId,
     /// `access`, `export`, `correction`, `restriction`, `objection` or `erasure`.
     pub kind: String,
     /// `completed` (carried out at once) or `pending`.

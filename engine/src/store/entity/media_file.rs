@@ -2,13 +2,15 @@
 
 use sea_orm::entity::prelude::*;
 
+use crate::ids::{ConversationId, MessageId, WorkspaceId};
+
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "media_files")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
-    pub message_id: String,
-    pub workspace_id: String,
-    pub conversation_id: String,
+    pub message_id: MessageId,
+    pub workspace_id: WorkspaceId,
+    pub conversation_id: ConversationId,
     pub media_id: String,
     /// `pending`, `stored`, `failed` (given up, with `error`).
     pub status: String,

@@ -2,6 +2,8 @@
 
 use sea_orm::entity::prelude::*;
 
+use crate::ids::MessageId;
+
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "message_statuses")]
 pub struct Model {
@@ -14,7 +16,7 @@ pub struct Model {
     pub recipient_id: Option<String>,
     pub errors: Option<Json>,
     pub raw: Json,
-    pub message_id: Option<String>,
+    pub message_id: Option<MessageId>,
     pub created_at: DateTimeUtc,
 }
 
