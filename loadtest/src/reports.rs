@@ -14,6 +14,7 @@ use rand::{Rng, SeedableRng};
 use sea_orm::{ConnectionTrait, DatabaseConnection};
 use serde_json::{Value, json};
 use waos_engine::auth::Principal;
+use waos_engine::ids::{AgentId, ChannelId, ConversationId, TeamId};
 use waos_engine::reports::query::{self, ReportQuery};
 use waos_engine::reports::{FactMetric, rollup};
 use waos_engine::store::entity::conversation_fact;
@@ -73,8 +74,8 @@ async fn connect(url: &str) -> anyhow::Result<DatabaseConnection> {
     .with_context(|| format!("connecting to {url}"))
 }
 
-fn uuid(rng: &mut StdRng) -> String {
-    uuid::Uuid::from_u128(rng.random()).to_string()
+fn uuid(rng: &mut StdRng) -> uuid::Uuid {
+    uuid::Uuid::from_u128(rng.random())
 }
 
 async fn bench(args: &ReportsArgs, url: &str) -> anyhow::Result<Value> {
@@ -91,12 +92,16 @@ async fn bench(args: &ReportsArgs, url: &str) -> anyhow::Result<Value> {
     )
     .await?;
     let mut rng = StdRng::seed_from_u64(args.seed);
-    let teams: Vec<String> = (0..args.teams).map(|_| uuid(&mut rng)).collect();
-    let agents: Vec<Vec<String>> = teams
+    let teams: Vec<TeamId> = (0..args.teams).map(|_| TeamId(uuid(&mut rng))).collect();
+    let agents: Vec<Vec<AgentId>> = teams
         .iter()
-        .map(|_| (0..args.agents_per_team).map(|_| uuid(&mut rng)).collect())
+        .map(|_| {
+            (0..args.agents_per_team)
+                .map(|_| AgentId(uuid(&mut rng)))
+                .collect()
+        })
         .collect();
-    let channels: Vec<String> = (0..2).map(|_| uuid(&mut rng)).collect();
+    let channels: Vec<ChannelId> = (0..2).map(|_| ChannelId(uuid(&mut rng))).collect();
     let first_day = NaiveDate::from_ymd_opt(2025, 1, 1).context("a date")?;
     let per_day = args.conversations / args.days.max(1);
     let seeding = Instant::now();
@@ -110,26 +115,26 @@ async fn bench(args: &ReportsArgs, url: &str) -> anyhow::Result<Value> {
         let mut facts = Vec::with_capacity(per_day as usize * 7);
         for _ in 0..per_day {
             let team = rng.random_range(0..teams.len());
-            let agent = agents[team][rng.random_range(0..agents[team].len())].clone();
+            let agent = agents[team][rng.random_range(0..agents[team].len())];
             let start = midnight + Duration::seconds(rng.random_range(0..86_400));
-            let conversation = uuid(&mut rng);
-            let channel = channels[rng.random_range(0..channels.len())].clone();
+            let conversation = ConversationId(uuid(&mut rng));
+            let channel = channels[rng.random_range(0..channels.len())];
             let queue = rng.random_range(0..600_000i64);
             let answer = queue + rng.random_range(5_000..3_600_000i64);
             let resolve = answer + rng.random_range(60_000..7_200_000i64);
             let breached = rng.random_bool(0.2);
             let mut fact =
-                |metric: FactMetric, agent: Option<String>, after_ms: i64, value: i64| {
+                |metric: FactMetric, agent: Option<AgentId>, after_ms: i64, value: i64| {
                     facts.push(conversation_fact::Model {
                         id: String::new(),
-                        conversation_id: conversation.clone(),
+                        conversation_id: conversation,
                         cycle: 1,
                         cycle_started_at: start,
                         metric,
-                        workspace_id: workspace.id.to_string(),
-                        team_id: teams[team].clone(),
+                        workspace_id: workspace.id,
+                        team_id: teams[team],
                         agent_id: agent,
-                        channel_id: channel.clone(),
+                        channel_id: channel,
                         ended_at: start + Duration::milliseconds(after_ms),
                         value,
                         business_value: value * 7 / 10,
@@ -137,26 +142,16 @@ async fn bench(args: &ReportsArgs, url: &str) -> anyhow::Result<Value> {
                     });
                 };
             fact(FactMetric::Opened, None, 0, 1);
-            fact(FactMetric::QueueWait, Some(agent.clone()), queue, queue);
+            fact(FactMetric::QueueWait, Some(agent), queue, queue);
             let missed = rng.random_range(0..3);
             fact(
                 FactMetric::OffersBeforeAcceptance,
-                Some(agent.clone()),
+                Some(agent),
                 queue,
                 missed,
             );
-            fact(
-                FactMetric::FirstResponse,
-                Some(agent.clone()),
-                answer,
-                answer,
-            );
-            fact(
-                FactMetric::Resolution,
-                Some(agent.clone()),
-                resolve,
-                resolve,
-            );
+            fact(FactMetric::FirstResponse, Some(agent), answer, answer);
+            fact(FactMetric::Resolution, Some(agent), resolve, resolve);
             let sla = if breached {
                 FactMetric::SlaBreached
             } else {
@@ -187,7 +182,7 @@ async fn bench(args: &ReportsArgs, url: &str) -> anyhow::Result<Value> {
         ..ReportQuery::default()
     };
     let team = ReportQuery {
-        team_id: Some(teams[0].clone()),
+        team_id: Some(teams[0].to_string()),
         ..year.clone()
     };
     // Not on month boundaries: eleven whole months and the days at either end.

@@ -180,12 +180,12 @@ fn month_of(day: &str) -> String {
 /// The scopes a fact counts under, as (scope, scope id).
 fn scopes(fact: &conversation_fact::Model) -> Vec<(&'static str, String)> {
     let mut scopes = vec![
-        ("workspace", fact.workspace_id.clone()),
-        ("team", fact.team_id.clone()),
-        ("channel", fact.channel_id.clone()),
+        ("workspace", fact.workspace_id.to_string()),
+        ("team", fact.team_id.to_string()),
+        ("channel", fact.channel_id.to_string()),
     ];
     if let Some(agent) = &fact.agent_id {
-        scopes.push(("agent", agent.clone()));
+        scopes.push(("agent", agent.to_string()));
         scopes.push(("team_agent", format!("{}/{agent}", fact.team_id)));
         scopes.push(("channel_agent", format!("{}/{agent}", fact.channel_id)));
     }
@@ -219,13 +219,14 @@ fn fold(
 ) -> Result<BTreeMap<Key, Tally>, String> {
     let mut tallies: BTreeMap<Key, Tally> = BTreeMap::new();
     for fact in facts {
-        let zone = zones.get(&fact.workspace_id).copied().unwrap_or(Tz::UTC);
+        let workspace_id = fact.workspace_id.to_string();
+        let zone = zones.get(&workspace_id).copied().unwrap_or(Tz::UTC);
         let day = day_in(zone, fact.ended_at);
         let periods = [(Span::Month, month_of(&day)), (Span::Day, day)];
         for (scope, scope_id) in scopes(fact) {
             for (span, period) in &periods {
                 let key = Key {
-                    workspace_id: fact.workspace_id.clone(),
+                    workspace_id: workspace_id.clone(),
                     span: *span,
                     period: period.clone(),
                     scope,
@@ -318,7 +319,7 @@ pub async fn add_to_rollups(
     txn: &impl ConnectionTrait,
     facts: &[conversation_fact::Model],
 ) -> Result<(), DbErr> {
-    let workspaces: BTreeSet<String> = facts.iter().map(|f| f.workspace_id.clone()).collect();
+    let workspaces: BTreeSet<String> = facts.iter().map(|f| f.workspace_id.to_string()).collect();
     let zones = zones(txn, workspaces.iter().cloned()).await?;
     let mut tallies = fold(facts, &zones).map_err(corrupt)?;
     // Day and month texts differ in length, so one list of periods finds both spans' rows.

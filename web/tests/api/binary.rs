@@ -1047,18 +1047,10 @@ async fn after_kill_9_under_load_the_rollups_equal_a_recount_of_the_facts() {
 
     let second = serve_with(&database.url, &folder, &settings, Stdio::null(), "http");
     until_healthy(&second.address).await;
-    // The new process's rollers fold what was left.
-    waos_web::testing::eventually(Duration::from_secs(20), || async {
-        facts(false).await == 0
-    })
-    .await;
-    let mut second = second;
-    second.child.kill().unwrap();
-    second.child.wait().unwrap();
-    let differences = rollup::differences(&db, &workspace).await.unwrap();
-    assert!(differences.is_empty(), "{differences:?}");
-    // Each acknowledged customer's conversation opened one cycle, counted once in the
-    // workspace's rollups (the day rows and the month rows alike).
+    // The new process recovers every open conversation (each actor's start records its cycle's
+    // `opened`, which a kill between the state write and the fact may have lost), and its
+    // rollers fold what was left: wait for both, not for the first moment nothing is unrolled
+    // (under load the last actors start after that).
     let conversations = {
         use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
         use waos_engine::store::entity::conversation;
@@ -1091,6 +1083,17 @@ async fn after_kill_9_under_load_the_rollups_equal_a_recount_of_the_facts() {
                 .sum::<i64>()
         }
     };
+    waos_web::testing::eventually(Duration::from_secs(20), || async {
+        facts(false).await == 0 && opened("day").await == conversations as i64
+    })
+    .await;
+    let mut second = second;
+    second.child.kill().unwrap();
+    second.child.wait().unwrap();
+    let differences = rollup::differences(&db, &workspace).await.unwrap();
+    assert!(differences.is_empty(), "{differences:?}");
+    // Each acknowledged customer's conversation opened one cycle, counted once in the
+    // workspace's rollups (the day rows and the month rows alike).
     assert_eq!(opened("day").await, conversations as i64);
     assert_eq!(opened("month").await, conversations as i64);
     std::fs::remove_dir_all(folder).unwrap();

@@ -3,6 +3,8 @@
 
 use sea_orm::entity::prelude::*;
 
+use crate::ids::{AgentId, ChannelId, ConversationId, TeamId, WorkspaceId};
+
 use crate::reports::FactMetric;
 
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
@@ -10,14 +12,14 @@ use crate::reports::FactMetric;
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: String,
-    pub conversation_id: String,
+    pub conversation_id: ConversationId,
     pub cycle: i32,
     pub cycle_started_at: DateTimeUtc,
     pub metric: FactMetric,
-    pub workspace_id: String,
-    pub team_id: String,
-    pub agent_id: Option<String>,
-    pub channel_id: String,
+    pub workspace_id: WorkspaceId,
+    pub team_id: TeamId,
+    pub agent_id: Option<AgentId>,
+    pub channel_id: ChannelId,
     pub ended_at: DateTimeUtc,
     pub value: i64,
     pub business_value: i64,
