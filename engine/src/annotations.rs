@@ -56,7 +56,7 @@ fn author(caller: &Principal) -> Option<AgentId> {
 }
 
 async fn author_name(db: &DatabaseConnection, caller: &Principal) -> Result<String, EngineError> {
-    let Some(id) = caller.agent().map(|agent| agent.agent_id) else {
+    let Some(id) = author(caller) else {
         return Ok(caller.describe());
     };
     Ok(agent::Entity::find_by_id(id)
@@ -100,7 +100,7 @@ pub async fn set_tags(
         AuditRecord {
             workspace_id: Some(row.workspace_id),
             conversation_id: Some(row.id),
-            agent_id: caller.agent().map(|agent| agent.agent_id),
+            agent_id: author(caller),
             kind: AuditKind::TagsChanged,
             reason: Some(json!({"added": added, "removed": removed, "tags": tags})),
             text,
@@ -161,7 +161,7 @@ pub async fn add_note(
         AuditRecord {
             workspace_id: Some(row.workspace_id),
             conversation_id: Some(row.id),
-            agent_id: caller.agent().map(|agent| agent.agent_id),
+            agent_id: author(caller),
             kind: AuditKind::NoteAdded,
             reason: Some(json!({"note_id": note.id})),
             text: format!("{name} added an internal note"),

@@ -410,7 +410,7 @@ impl Sender {
                     accepted.status = Set(DeliveryStatus::Accepted);
                     accepted.updated_at = Set(now);
                     let accepted = accepted.update(&txn).await?;
-                    outcome = status_event(&accepted);
+                    outcome = Some(status_event(&accepted));
                     // Statuses that raced ahead of this answer apply now.
                     waos_engine::ingest::reconcile_pending_statuses(&txn, accepted).await?;
                 }
@@ -429,7 +429,7 @@ impl Sender {
                     failed.status = Set(DeliveryStatus::Failed);
                     failed.error = Set(Some(error));
                     failed.updated_at = Set(now);
-                    outcome = status_event(&failed.update(&txn).await?);
+                    outcome = Some(status_event(&failed.update(&txn).await?));
                 }
             }
         }
@@ -456,14 +456,14 @@ impl Sender {
     }
 }
 
-fn status_event(row: &message::Model) -> Option<StatusEvent> {
-    Some(StatusEvent {
+fn status_event(row: &message::Model) -> StatusEvent {
+    StatusEvent {
         conversation_id: row.conversation_id,
         message_id: row.id,
         wamid: row.wamid.clone().unwrap_or_default(),
         status: row.status,
         error: row.error.clone(),
-    })
+    }
 }
 
 #[cfg(test)]

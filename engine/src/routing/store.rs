@@ -253,7 +253,7 @@ pub async fn save_tags(
 ) -> Result<(), DbErr> {
     conversation::Entity::update_many()
         .col_expr(conversation::Column::Tags, Expr::value(tags))
-        .filter(conversation::Column::Id.eq(id.to_string()))
+        .filter(conversation::Column::Id.eq(id))
         .exec(db)
         .await?;
     Ok(())
@@ -267,7 +267,7 @@ pub async fn save_priority(
 ) -> Result<(), DbErr> {
     conversation::Entity::update_many()
         .col_expr(conversation::Column::Priority, Expr::value(priority))
-        .filter(conversation::Column::Id.eq(id.to_string()))
+        .filter(conversation::Column::Id.eq(id))
         .exec(db)
         .await?;
     Ok(())
@@ -285,7 +285,7 @@ pub async fn save_applied_clocks(
     clocks.write(&mut row);
     conversation::Entity::update_many()
         .set(row)
-        .filter(conversation::Column::Id.eq(id.to_string()))
+        .filter(conversation::Column::Id.eq(id))
         .filter(conversation::Column::SlaPolicyId.is_null())
         .exec(db)
         .await?;
@@ -299,7 +299,7 @@ pub async fn recent_messages(
     limit: u64,
 ) -> Result<Vec<MessageView>, DbErr> {
     let mut rows = message::Entity::find()
-        .filter(message::Column::ConversationId.eq(id.to_string()))
+        .filter(message::Column::ConversationId.eq(id))
         .order_by_desc(message::Column::Id)
         .limit(limit)
         .all(db)
@@ -405,7 +405,7 @@ pub async fn held_by(
     agent_id: AgentId,
 ) -> Result<Vec<ConversationView>, DbErr> {
     let rows = conversation::Entity::find()
-        .filter(conversation::Column::AssignedAgentId.eq(agent_id.to_string()))
+        .filter(conversation::Column::AssignedAgentId.eq(agent_id))
         .filter(conversation::Column::Status.eq(ConversationStatus::Assigned))
         .order_by_asc(conversation::Column::Id)
         .all(db)

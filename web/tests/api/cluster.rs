@@ -15,8 +15,32 @@ use waos_web::testing::{Backend, PHONE_NUMBER_ID_1, eventually, nats_url, spawn_
 
 use crate::concurrency::text_body_at;
 
-/// Two nodes' handles on a lease bucket of the test's own (deleted at the end).
-async fn two_nodes() -> (Leases, Leases, String) {
+/// A lease bucket of the test's own, deleted when dropped (also when the test fails).
+struct Bucket(String);
+
+impl Drop for Bucket {
+    fn drop(&mut self) {
+        let name = self.0.clone();
+        // Drop cannot await: delete from a thread with a runtime of its own.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                if let Ok(client) = async_nats::connect(nats_url()).await {
+                    let _ = async_nats::jetstream::new(client)
+                        .delete_key_value(&name)
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// Two nodes' handles on a lease bucket of the test's own.
+async fn two_nodes() -> (Leases, Leases, Bucket) {
     let bucket = format!("waos_test_fence_{}", uuid::Uuid::new_v4().simple());
     let connect = || async { async_nats::connect(nats_url()).await.unwrap() };
     let lease = Duration::from_secs(30);
@@ -26,7 +50,7 @@ async fn two_nodes() -> (Leases, Leases, String) {
     let b = Leases::open(connect().await, &bucket, "node-b", lease)
         .await
         .unwrap();
-    (a, b, bucket)
+    (a, b, Bucket(bucket))
 }
 
 async fn a_write_under_an_older_lease_is_refused(backend: Backend) {
@@ -54,7 +78,7 @@ async fn a_write_under_an_older_lease_is_refused(backend: Backend) {
     let (workspace_id, team_id): (WorkspaceId, TeamId) =
         (workspace.parse().unwrap(), team.parse().unwrap());
 
-    let (node_a, node_b, bucket) = two_nodes().await;
+    let (node_a, node_b, _bucket) = two_nodes().await;
     let (clocks, marks) = (Clocks::default(), Marks::default());
     let state = |status, assigned, epoch| RoutingState {
         status,
@@ -129,10 +153,6 @@ async fn a_write_under_an_older_lease_is_refused(backend: Backend) {
         app.scalar("conversations", "status", "1 = 1").await,
         Some("resolved".to_owned())
     );
-    let client = async_nats::connect(nats_url()).await.unwrap();
-    let _ = async_nats::jetstream::new(client)
-        .delete_key_value(&bucket)
-        .await;
 }
 
 on_both_backends!(a_write_under_an_older_lease_is_refused);
