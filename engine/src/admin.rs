@@ -16,7 +16,7 @@ use crate::auth::{Principal, Role};
 use crate::authz::Action;
 use crate::crypto::{PasswordHashing, Sealer};
 use crate::error::EngineError;
-use crate::ids::{AgentId, ChannelId, TeamId, WorkspaceId};
+use crate::ids::{AgentId, CalendarId, ChannelId, SlaPolicyId, TeamId, WorkspaceId};
 use crate::store::entity::{agent, agent_team, channel, team, workspace};
 
 /// A team's offer timeout when none is given.
@@ -377,10 +377,10 @@ pub struct TeamView {
     pub offer_timeout_secs: i32,
     pub auto_accept: bool,
     pub active: bool,
-    pub calendar_id: Option<String>,
+    pub calendar_id: Option<CalendarId>,
     pub out_of_hours_reply: Option<String>,
     pub offer_outside_hours: bool,
-    pub sla_policy_id: Option<String>,
+    pub sla_policy_id: Option<SlaPolicyId>,
     pub auto_resolve_after_secs: Option<i32>,
     pub auto_resolve_message: Option<String>,
 }
@@ -422,18 +422,28 @@ fn team_message(field: &str, text: Option<String>) -> Result<Option<String>, Eng
     Ok(Some(trimmed.to_owned()))
 }
 
-async fn team_reference(
+/// A team's `calendar_id` as the request names it, checked.
+async fn team_calendar(
     db: &DatabaseConnection,
     workspace_id: WorkspaceId,
-    field: &str,
     id: Option<String>,
-) -> Result<Option<String>, EngineError> {
-    match id {
-        Some(id) => crate::time::settings::check_reference(db, workspace_id, field, &id)
-            .await
-            .map(Some),
-        None => Ok(None),
-    }
+) -> Result<Option<CalendarId>, EngineError> {
+    Ok(match id {
+        Some(id) => Some(crate::time::settings::check_calendar(db, workspace_id, &id).await?),
+        None => None,
+    })
+}
+
+/// A team's `sla_policy_id` as the request names it, checked.
+async fn team_sla_policy(
+    db: &DatabaseConnection,
+    workspace_id: WorkspaceId,
+    id: Option<String>,
+) -> Result<Option<SlaPolicyId>, EngineError> {
+    Ok(match id {
+        Some(id) => Some(crate::time::settings::check_sla_policy(db, workspace_id, &id).await?),
+        None => None,
+    })
 }
 
 fn offer_timeout(secs: i32) -> Result<i32, EngineError> {
@@ -466,15 +476,13 @@ pub async fn create_team(
         auto_accept: Set(input.auto_accept.unwrap_or(false)),
         active: Set(true),
         created_at: Set(Utc::now()),
-        calendar_id: Set(team_reference(db, workspace_id, "calendar_id", input.calendar_id).await?),
+        calendar_id: Set(team_calendar(db, workspace_id, input.calendar_id).await?),
         out_of_hours_reply: Set(team_message(
             "out_of_hours_reply",
             input.out_of_hours_reply,
         )?),
         offer_outside_hours: Set(input.offer_outside_hours.unwrap_or(true)),
-        sla_policy_id: Set(
-            team_reference(db, workspace_id, "sla_policy_id", input.sla_policy_id).await?,
-        ),
+        sla_policy_id: Set(team_sla_policy(db, workspace_id, input.sla_policy_id).await?),
         auto_resolve_after_secs: Set(crate::time::settings::seconds(
             "auto_resolve_after_secs",
             input.auto_resolve_after_secs,
@@ -543,7 +551,7 @@ pub async fn update_team(
         row.active = Set(active);
     }
     if let Some(id) = patch.calendar_id {
-        row.calendar_id = Set(team_reference(db, workspace_id, "calendar_id", id).await?);
+        row.calendar_id = Set(team_calendar(db, workspace_id, id).await?);
     }
     if let Some(text) = patch.out_of_hours_reply {
         row.out_of_hours_reply = Set(team_message("out_of_hours_reply", text)?);
@@ -552,7 +560,7 @@ pub async fn update_team(
         row.offer_outside_hours = Set(offer);
     }
     if let Some(id) = patch.sla_policy_id {
-        row.sla_policy_id = Set(team_reference(db, workspace_id, "sla_policy_id", id).await?);
+        row.sla_policy_id = Set(team_sla_policy(db, workspace_id, id).await?);
     }
     if let Some(secs) = patch.auto_resolve_after_secs {
         row.auto_resolve_after_secs = Set(crate::time::settings::seconds(

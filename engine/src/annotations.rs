@@ -13,7 +13,7 @@ use crate::audit::{self, AuditKind, AuditRecord};
 use crate::auth::Principal;
 use crate::authz::Action;
 use crate::error::EngineError;
-use crate::ids::{AgentId, ConversationId, TeamId, WorkspaceId};
+use crate::ids::{AgentId, ConversationId, NoteId, TeamId, WorkspaceId};
 use crate::inbox::{Page, PageRequest, find_conversation};
 use crate::store::entity::{agent, agent_team, conversation, conversation_note, team};
 
@@ -121,7 +121,7 @@ fn join(tags: &[&String]) -> String {
 /// An internal note as the console shows it.
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct NoteView {
-    pub id: String,
+    pub id: NoteId,
     pub conversation_id: ConversationId,
     pub author_id: Option<AgentId>,
     pub author_name: String,
@@ -145,7 +145,7 @@ pub async fn add_note(
     }
     let row = find_conversation(db, caller, id).await?;
     let note = conversation_note::ActiveModel {
-        id: Set(uuid::Uuid::now_v7().to_string()),
+        id: Set(NoteId::new()),
         workspace_id: Set(row.workspace_id),
         conversation_id: Set(row.id),
         author_id: Set(author(caller)),
@@ -198,7 +198,7 @@ pub async fn list_notes(
         .limit(limit + 1)
         .all(db)
         .await?;
-    let next_cursor = crate::inbox::next_cursor(&mut notes, limit, |n| n.id.clone());
+    let next_cursor = crate::inbox::next_cursor(&mut notes, limit, |n| n.id.to_string());
     let authors = agent::Entity::find()
         .filter(agent::Column::Id.is_in(notes.iter().filter_map(|n| n.author_id)))
         .all(db)

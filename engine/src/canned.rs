@@ -15,7 +15,7 @@ use crate::admin::{find_workspace, nullable, require_admin};
 use crate::auth::{Principal, Role};
 use crate::automation::placeholders;
 use crate::error::EngineError;
-use crate::ids::{ConversationId, TeamId, WorkspaceId};
+use crate::ids::{CannedReplyId, ConversationId, TeamId, WorkspaceId};
 use crate::store::entity::{agent, canned_reply, team};
 
 /// Placeholders a canned reply may use.
@@ -46,7 +46,7 @@ pub struct CannedReplyPatch {
 
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct CannedReplyView {
-    pub id: String,
+    pub id: CannedReplyId,
     pub workspace_id: WorkspaceId,
     pub shortcut: String,
     /// As written, with its placeholders.
@@ -118,7 +118,7 @@ pub async fn create(
     };
     let now = Utc::now();
     let row = canned_reply::ActiveModel {
-        id: Set(uuid::Uuid::now_v7().to_string()),
+        id: Set(CannedReplyId::new()),
         workspace_id: Set(workspace_id),
         team_id: Set(team_id),
         shortcut: Set(shortcut(&input.shortcut)?),
@@ -167,9 +167,9 @@ pub async fn list(
 async fn find(
     db: &DatabaseConnection,
     workspace_id: WorkspaceId,
-    id: &str,
+    id: CannedReplyId,
 ) -> Result<canned_reply::Model, EngineError> {
-    canned_reply::Entity::find_by_id(id.to_owned())
+    canned_reply::Entity::find_by_id(id)
         .filter(canned_reply::Column::WorkspaceId.eq(workspace_id.to_string()))
         .one(db)
         .await?
@@ -180,7 +180,7 @@ pub async fn update(
     db: &DatabaseConnection,
     caller: &Principal,
     workspace_id: WorkspaceId,
-    id: &str,
+    id: CannedReplyId,
     patch: CannedReplyPatch,
 ) -> Result<CannedReplyView, EngineError> {
     find_workspace(db, caller, workspace_id).await?;
@@ -210,7 +210,7 @@ pub async fn delete(
     db: &DatabaseConnection,
     caller: &Principal,
     workspace_id: WorkspaceId,
-    id: &str,
+    id: CannedReplyId,
 ) -> Result<(), EngineError> {
     find_workspace(db, caller, workspace_id).await?;
     require_admin(caller, workspace_id)?;
@@ -224,7 +224,7 @@ pub async fn delete(
 /// A canned reply filled in for one conversation, ready to send.
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct FilledReply {
-    pub id: String,
+    pub id: CannedReplyId,
     pub shortcut: String,
     /// With the conversation's values in place of the placeholders.
     pub text: String,

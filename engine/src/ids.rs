@@ -92,4 +92,18 @@ id_type!(
     MessageId,
     /// An integration's API token (the id, not the secret).
     ApiTokenId,
+    /// A business-hours calendar.
+    CalendarId,
+    /// An SLA policy (response and resolution targets).
+    SlaPolicyId,
+    /// An automation rule.
+    AutomationId,
+    /// An internal note on a conversation.
+    NoteId,
+    /// A data subject's request (access, export, correction, erasure...).
+    DataRequestId,
+    /// A saved reply agents insert with `/shortcut`.
+    CannedReplyId,
+    /// One measured fact of a conversation cycle.
+    FactId,
 );

@@ -19,7 +19,7 @@ use crate::auth::Principal;
 use crate::authz::Action;
 use crate::error::EngineError;
 use crate::html::escape;
-use crate::ids::{ContactId, WorkspaceId};
+use crate::ids::{ContactId, DataRequestId, WorkspaceId};
 use crate::inbox::{ConversationView, MessageView, Page, PageRequest, conversation_view};
 use crate::store::entity::message::MessageDirection;
 use crate::store::entity::outbox::OutboxStatus;
@@ -117,7 +117,7 @@ pub struct NewDataRequest {
 
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct DataRequestView {
-    pub id: String,
+    pub id: DataRequestId,
     pub contact_id: ContactId,
     pub kind: String,
     /// `completed`, or `pending` when someone must act.
@@ -247,7 +247,7 @@ pub async fn create_request(
     contact_row.updated_at = Set(now);
     contact_row.update(&txn).await?;
     let row = data_request::ActiveModel {
-        id: Set(uuid::Uuid::now_v7().to_string()),
+        id: Set(DataRequestId::new()),
         workspace_id: Set(found.workspace_id),
         contact_id: Set(found.id),
         kind: Set(input.kind.clone()),
@@ -422,9 +422,9 @@ async fn erase(
 async fn visible_request(
     db: &DatabaseConnection,
     caller: &Principal,
-    id: &str,
+    id: DataRequestId,
 ) -> Result<data_request::Model, EngineError> {
-    let row = data_request::Entity::find_by_id(id.to_owned())
+    let row = data_request::Entity::find_by_id(id)
         .one(db)
         .await?
         .ok_or(EngineError::NotFound("data request"))?;
@@ -438,7 +438,7 @@ async fn visible_request(
 pub async fn get_request(
     db: &DatabaseConnection,
     caller: &Principal,
-    id: &str,
+    id: DataRequestId,
 ) -> Result<DataRequestView, EngineError> {
     Ok(visible_request(db, caller, id).await?.into())
 }
@@ -463,7 +463,7 @@ pub async fn list_requests(
         .limit(limit + 1)
         .all(db)
         .await?;
-    let next_cursor = crate::inbox::next_cursor(&mut rows, limit, |r| r.id.clone());
+    let next_cursor = crate::inbox::next_cursor(&mut rows, limit, |r| r.id.to_string());
     Ok(Page {
         items: rows.into_iter().map(Into::into).collect(),
         next_cursor,
@@ -495,7 +495,7 @@ pub struct ExportedNote {
 pub async fn export(
     db: &DatabaseConnection,
     caller: &Principal,
-    id: &str,
+    id: DataRequestId,
 ) -> Result<Export, EngineError> {
     let request = visible_request(db, caller, id).await?;
     if request.kind != "access" && request.kind != "export" {
@@ -722,7 +722,7 @@ mod tests {
         let now = Utc::now();
         let export = Export {
             request: DataRequestView {
-                id: "r".into(),
+                id: DataRequestId::new(),
                 contact_id: ContactId::new(),
                 kind: "export".into(),
                 status: "completed".into(),

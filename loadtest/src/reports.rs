@@ -14,7 +14,7 @@ use rand::{Rng, SeedableRng};
 use sea_orm::{ConnectionTrait, DatabaseConnection};
 use serde_json::{Value, json};
 use waos_engine::auth::Principal;
-use waos_engine::ids::{AgentId, ChannelId, ConversationId, TeamId};
+use waos_engine::ids::{AgentId, ChannelId, ConversationId, FactId, TeamId};
 use waos_engine::reports::query::{self, ReportQuery};
 use waos_engine::reports::{FactMetric, rollup};
 use waos_engine::store::entity::conversation_fact;
@@ -126,7 +126,7 @@ async fn bench(args: &ReportsArgs, url: &str) -> anyhow::Result<Value> {
             let mut fact =
                 |metric: FactMetric, agent: Option<AgentId>, after_ms: i64, value: i64| {
                     facts.push(conversation_fact::Model {
-                        id: String::new(),
+                        id: FactId::default(),
                         conversation_id: conversation,
                         cycle: 1,
                         cycle_started_at: start,

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use sea_orm::ActiveValue::Set;
 
+use crate::ids::AutomationId;
 use crate::store::entity::conversation;
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -15,7 +16,7 @@ pub struct Marks {
     pub pending: bool,
     /// Timer rules that fired, by automation id: the start of the silence each fired for (a
     /// rule fires once per silence; the other side's next message starts a new one).
-    pub fired: BTreeMap<String, DateTime<Utc>>,
+    pub fired: BTreeMap<AutomationId, DateTime<Utc>>,
 }
 
 impl Marks {
@@ -34,9 +35,39 @@ impl Marks {
 
     /// Whether `automation_id` already fired for the silence that began at `since`, to the
     /// microsecond (what Postgres keeps of a time read back after a restart).
-    pub fn fired_for(&self, automation_id: &str, since: DateTime<Utc>) -> bool {
+    pub fn fired_for(&self, automation_id: AutomationId, since: DateTime<Utc>) -> bool {
         self.fired
-            .get(automation_id)
+            .get(&automation_id)
             .is_some_and(|fired| fired.timestamp_micros() == since.timestamp_micros())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fired_timers_survive_the_stored_form() {
+        let (rule, since) = (AutomationId::new(), Utc::now());
+        let marks = Marks {
+            pending: true,
+            fired: BTreeMap::from([(rule, since)]),
+        };
+        let mut row = conversation::ActiveModel::default();
+        marks.write(&mut row);
+        let stored = row.automation_fired.clone().unwrap();
+        assert_eq!(
+            stored,
+            format!("{{\"{rule}\":{}}}", serde_json::json!(since))
+        );
+        let back: BTreeMap<AutomationId, DateTime<Utc>> = serde_json::from_str(&stored).unwrap();
+        assert_eq!(back, marks.fired);
+        assert!(
+            Marks {
+                fired: back,
+                ..Marks::default()
+            }
+            .fired_for(rule, since)
+        );
     }
 }

@@ -9,6 +9,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::automation::placeholders;
+use crate::ids::{AgentId, AutomationId, SlaPolicyId, TeamId};
 
 /// Most rules a workspace may hold.
 pub const MAX_RULES: usize = 200;
@@ -198,10 +199,10 @@ pub enum Condition {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Action {
     AssignTeam {
-        team_id: String,
+        team_id: TeamId,
     },
     AssignAgent {
-        agent_id: String,
+        agent_id: AgentId,
     },
     AddTags {
         tags: Vec<String>,
@@ -217,18 +218,37 @@ pub enum Action {
         template: Value,
     },
     ApplySla {
-        sla_policy_id: String,
+        sla_policy_id: SlaPolicyId,
     },
     Resolve,
 }
 
-impl Action {
-    /// The ids of other settings it names, for the workspace check: (field, kind, id).
-    pub fn reference(&self) -> Option<(&'static str, &str)> {
+/// Another setting an action names, which must be of the rule's own workspace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reference {
+    Team(TeamId),
+    Agent(AgentId),
+    SlaPolicy(SlaPolicyId),
+}
+
+impl Reference {
+    /// The action's field that names it.
+    pub fn field(self) -> &'static str {
         match self {
-            Action::AssignTeam { team_id } => Some(("team_id", team_id)),
-            Action::AssignAgent { agent_id } => Some(("agent_id", agent_id)),
-            Action::ApplySla { sla_policy_id } => Some(("sla_policy_id", sla_policy_id)),
+            Reference::Team(_) => "team_id",
+            Reference::Agent(_) => "agent_id",
+            Reference::SlaPolicy(_) => "sla_policy_id",
+        }
+    }
+}
+
+impl Action {
+    /// The other setting it names, for the workspace check.
+    pub fn reference(&self) -> Option<Reference> {
+        match self {
+            Action::AssignTeam { team_id } => Some(Reference::Team(*team_id)),
+            Action::AssignAgent { agent_id } => Some(Reference::Agent(*agent_id)),
+            Action::ApplySla { sla_policy_id } => Some(Reference::SlaPolicy(*sla_policy_id)),
             _ => None,
         }
     }
@@ -237,7 +257,7 @@ impl Action {
 /// One stored rule, parsed.
 #[derive(Clone, Debug)]
 pub struct Rule {
-    pub id: String,
+    pub id: AutomationId,
     pub name: String,
     pub position: i32,
     pub trigger: Trigger,
@@ -276,6 +296,18 @@ fn text_at(at: &str, map: &serde_json::Map<String, Value>, key: &str) -> Result<
         Some(_) => refuse(&format!("{at}.{key}"), "must be a non-empty string"),
         None => refuse(at, format!("`{key}` is required")),
     }
+}
+
+/// The id `key` of `map` (a setting of the workspace's, checked by the caller).
+fn id_at<T: std::str::FromStr>(
+    at: &str,
+    map: &serde_json::Map<String, Value>,
+    key: &str,
+) -> Result<T, RuleError> {
+    text_at(at, map, key)?
+        .trim()
+        .parse()
+        .map_or_else(|_| refuse(&format!("{at}.{key}"), "must be an id"), Ok)
 }
 
 /// Parses a trigger: `{event}` or `{event, after_secs}` for the timers.
@@ -510,13 +542,13 @@ fn parse_action(at: &str, value: &Value) -> Result<Action, RuleError> {
         "assign_team" => {
             keys(&["team_id"])?;
             Action::AssignTeam {
-                team_id: text_at(at, map, "team_id")?,
+                team_id: id_at(at, map, "team_id")?,
             }
         }
         "assign_agent" => {
             keys(&["agent_id"])?;
             Action::AssignAgent {
-                agent_id: text_at(at, map, "agent_id")?,
+                agent_id: id_at(at, map, "agent_id")?,
             }
         }
         "add_tags" => {
@@ -569,7 +601,7 @@ fn parse_action(at: &str, value: &Value) -> Result<Action, RuleError> {
         "apply_sla" => {
             keys(&["sla_policy_id"])?;
             Action::ApplySla {
-                sla_policy_id: text_at(at, map, "sla_policy_id")?,
+                sla_policy_id: id_at(at, map, "sla_policy_id")?,
             }
         }
         "resolve" => {
@@ -767,14 +799,14 @@ pub enum Event {
     ConversationResolved,
     /// One timer rule's silence ran out.
     Timer {
-        automation_id: String,
+        automation_id: AutomationId,
     },
 }
 
 /// A rule whose conditions held: its actions, to run in order.
 #[derive(Clone, Debug)]
 pub struct Fired {
-    pub automation_id: String,
+    pub automation_id: AutomationId,
     pub name: String,
     pub actions: Vec<Action>,
     pub trace: Vec<ConditionTrace>,
@@ -817,7 +849,7 @@ impl RuleSet {
                 Event::ConversationResolved => {
                     rule.trigger.event == EventKind::ConversationResolved
                 }
-                Event::Timer { automation_id } => &rule.id == automation_id,
+                Event::Timer { automation_id } => rule.id == *automation_id,
             };
             if !applies {
                 continue;
@@ -828,7 +860,7 @@ impl RuleSet {
             }
             let (_, trace) = rule.conditions.trace(facts);
             fired.push(Fired {
-                automation_id: rule.id.clone(),
+                automation_id: rule.id,
                 name: rule.name.clone(),
                 actions: rule.actions.clone(),
                 trace,
@@ -889,6 +921,13 @@ pub fn run_reason(fired: &Fired, event: &Event) -> Value {
 mod tests {
     use super::*;
 
+    /// A rule's id from a short name, the same for the same name.
+    fn id(name: &str) -> AutomationId {
+        AutomationId(uuid::Uuid::from_u128(
+            name.bytes().fold(0, |id, b| id << 8 | u128::from(b)),
+        ))
+    }
+
     fn rule(
         id: &str,
         position: i32,
@@ -898,7 +937,7 @@ mod tests {
         stop_after: bool,
     ) -> Rule {
         Rule {
-            id: id.into(),
+            id: self::id(id),
             name: format!("rule {id}"),
             position,
             trigger: parse_trigger(&json!({"event": event})).unwrap(),
@@ -1064,15 +1103,15 @@ mod tests {
         };
         assert_eq!(
             names(set.evaluate(&Event::MessageReceived, &message("hi"))),
-            ["a", "c"]
+            [id("a"), id("c")]
         );
         assert_eq!(
             names(set.evaluate(&Event::MessageReceived, &message("stop"))),
-            ["a", "b"]
+            [id("a"), id("b")]
         );
         assert_eq!(
             names(set.evaluate(&Event::ConversationCreated, &message("hi"))),
-            ["d"]
+            [id("d")]
         );
         assert!(set.listens(EventKind::ConversationCreated));
         assert!(!set.listens(EventKind::ConversationResolved));
@@ -1113,6 +1152,12 @@ mod tests {
         assert_eq!(error.at, "actions[0].type");
         let error = parse_actions(&json!([{"type": "resolve", "now": true}])).unwrap_err();
         assert!(error.why.contains("now"), "{error}");
+        let error =
+            parse_actions(&json!([{"type": "assign_team", "team_id": "refunds"}])).unwrap_err();
+        assert_eq!(
+            (error.at.as_str(), error.why.as_str()),
+            ("actions[0].team_id", "must be an id")
+        );
         assert!(parse_actions(&json!([])).is_err());
     }
 
@@ -1126,7 +1171,7 @@ mod tests {
                 {"field": "message.text", "op": "equals", "value": "2"},
                 {"field": "within_hours", "op": "is_true"},
             ]}),
-            json!([{"type": "assign_team", "team_id": "refunds"}]),
+            json!([{"type": "assign_team", "team_id": TeamId::new()}]),
             false,
         );
         let facts = Facts {

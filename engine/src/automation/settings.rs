@@ -15,10 +15,10 @@ use serde_json::{Value, json};
 use crate::admin::{find_workspace, non_empty, require_admin};
 use crate::auth::Principal;
 use crate::automation::rules::{
-    self, Action, DryRun, Facts, MessageFacts, Rule, RuleError, RuleSet,
+    self, Action, DryRun, Facts, MessageFacts, Reference, Rule, RuleError, RuleSet,
 };
 use crate::error::EngineError;
-use crate::ids::WorkspaceId;
+use crate::ids::{AutomationId, WorkspaceId};
 use crate::store::entity::{agent, automation, channel, contact, team};
 
 impl From<RuleError> for EngineError {
@@ -68,7 +68,7 @@ pub struct AutomationPatch {
 
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct AutomationView {
-    pub id: String,
+    pub id: AutomationId,
     pub workspace_id: crate::ids::WorkspaceId,
     pub name: String,
     pub active: bool,
@@ -111,7 +111,7 @@ impl From<automation::Model> for AutomationView {
 fn stored_rule(row: &automation::Model) -> Option<Rule> {
     let parsed = (|| -> Result<Rule, RuleError> {
         Ok(Rule {
-            id: row.id.clone(),
+            id: row.id,
             name: row.name.clone(),
             position: row.position,
             trigger: rules::parse_trigger(&stored_json(&row.trigger))?,
@@ -135,39 +135,36 @@ async fn check_actions(
     workspace_id: WorkspaceId,
     actions: &[Action],
 ) -> Result<(), EngineError> {
-    let workspace = workspace_id.to_string();
     for (i, action) in actions.iter().enumerate() {
-        let Some((field, id)) = action.reference() else {
+        let Some(reference) = action.reference() else {
             continue;
         };
-        let found = match field {
-            "team_id" => match id.parse::<crate::ids::TeamId>() {
-                Ok(team_id) => {
-                    team::Entity::find_by_id(team_id)
-                        .filter(team::Column::WorkspaceId.eq(workspace.clone()))
-                        .count(db)
-                        .await?
-                        > 0
-                }
-                Err(_) => false,
-            },
-            "agent_id" => match id.parse::<crate::ids::AgentId>() {
-                Ok(agent_id) => {
-                    agent::Entity::find_by_id(agent_id)
-                        .filter(agent::Column::WorkspaceId.eq(workspace.clone()))
-                        .count(db)
-                        .await?
-                        > 0
-                }
-                Err(_) => false,
-            },
-            _ => crate::time::settings::check_reference(db, workspace_id, field, id)
-                .await
-                .is_ok(),
+        let (found, id) = match reference {
+            Reference::Team(id) => (
+                team::Entity::find_by_id(id)
+                    .filter(team::Column::WorkspaceId.eq(workspace_id))
+                    .count(db)
+                    .await?
+                    > 0,
+                id.to_string(),
+            ),
+            Reference::Agent(id) => (
+                agent::Entity::find_by_id(id)
+                    .filter(agent::Column::WorkspaceId.eq(workspace_id))
+                    .count(db)
+                    .await?
+                    > 0,
+                id.to_string(),
+            ),
+            Reference::SlaPolicy(id) => (
+                crate::time::settings::has_sla_policy(db, workspace_id, id).await?,
+                id.to_string(),
+            ),
         };
         if !found {
             return Err(EngineError::Validation(format!(
-                "`actions[{i}].{field}`: {id:?} names nothing in this workspace"
+                "`actions[{i}].{}`: {id:?} names nothing in this workspace",
+                reference.field()
             )));
         }
     }
@@ -235,7 +232,7 @@ pub async fn create_automation(
     });
     let now = Utc::now();
     let row = automation::ActiveModel {
-        id: Set(uuid::Uuid::now_v7().to_string()),
+        id: Set(AutomationId::new()),
         workspace_id: Set(workspace_id),
         name: Set(non_empty("name", &input.name)?),
         active: Set(input.active),
@@ -268,9 +265,9 @@ pub async fn list_automations(
 async fn find_automation(
     db: &DatabaseConnection,
     workspace_id: WorkspaceId,
-    id: &str,
+    id: AutomationId,
 ) -> Result<automation::Model, EngineError> {
-    automation::Entity::find_by_id(id.to_owned())
+    automation::Entity::find_by_id(id)
         .filter(automation::Column::WorkspaceId.eq(workspace_id.to_string()))
         .one(db)
         .await?
@@ -281,7 +278,7 @@ pub async fn update_automation(
     db: &DatabaseConnection,
     caller: &Principal,
     workspace_id: WorkspaceId,
-    id: &str,
+    id: AutomationId,
     patch: AutomationPatch,
 ) -> Result<AutomationView, EngineError> {
     find_workspace(db, caller, workspace_id).await?;
@@ -317,7 +314,7 @@ pub async fn delete_automation(
     db: &DatabaseConnection,
     caller: &Principal,
     workspace_id: WorkspaceId,
-    id: &str,
+    id: AutomationId,
 ) -> Result<(), EngineError> {
     find_workspace(db, caller, workspace_id).await?;
     require_admin(caller, workspace_id)?;
@@ -352,7 +349,7 @@ pub async fn test_automation(
     db: &DatabaseConnection,
     caller: &Principal,
     workspace_id: WorkspaceId,
-    id: &str,
+    id: AutomationId,
     input: DryRunInput,
 ) -> Result<DryRun, EngineError> {
     find_workspace(db, caller, workspace_id).await?;

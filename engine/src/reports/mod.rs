@@ -22,7 +22,7 @@ use sea_orm::entity::prelude::*;
 use sea_orm::{ConnectionTrait, DbErr};
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{AgentId, ChannelId, ConversationId, TeamId, WorkspaceId};
+use crate::ids::{AgentId, ChannelId, ConversationId, FactId, TeamId, WorkspaceId};
 use crate::store::entity::conversation_fact;
 use crate::time::Calendar;
 
@@ -169,7 +169,7 @@ pub async fn record(db: &impl ConnectionTrait, facts: &[Fact]) -> Result<(), DbE
         return Ok(());
     }
     let rows = facts.iter().map(|fact| conversation_fact::ActiveModel {
-        id: Set(uuid::Uuid::new_v4().to_string()),
+        id: Set(FactId::new()),
         conversation_id: Set(fact.conversation_id),
         cycle: Set(fact.cycle),
         cycle_started_at: Set(fact.cycle_started_at),

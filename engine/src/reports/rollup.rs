@@ -22,6 +22,7 @@ use sea_orm::{
 };
 
 use super::{FactMetric, Figures, Seconds};
+use crate::ids::FactId;
 use crate::store::entity::{conversation_fact, rollup, workspace};
 
 /// Facts folded per transaction.
@@ -298,7 +299,7 @@ pub async fn roll_once(db: &DatabaseConnection) -> Result<usize, DbErr> {
         return Ok(0);
     }
     add_to_rollups(&txn, &facts).await?;
-    let ids: Vec<String> = facts.iter().map(|fact| fact.id.clone()).collect();
+    let ids: Vec<FactId> = facts.iter().map(|fact| fact.id).collect();
     for chunk in ids.chunks(500) {
         conversation_fact::Entity::update_many()
             .col_expr(

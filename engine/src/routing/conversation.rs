@@ -287,23 +287,25 @@ impl ConversationActor {
         ctx: &mut Context<Self>,
         next: impl FnOnce(&mut Self, &mut Context<Self>) + 'static,
     ) {
-        let context = self.context.clone();
-        let (team_id, workspace_id) = (self.team_id, self.stored.workspace_id);
-        let cycle_policy = self.clocks.policy_id.clone();
-        ctx.wait(
+        // What to load is read when the load starts, not when it is asked for (a team changed
+        // by a wait that actix polls first must not have its old team's settings put back).
+        ctx.wait(fut::ready(()).then(|(), conversation: &mut Self, _| {
+        let context = conversation.context.clone();
+        let (team_id, workspace_id) = (conversation.team_id, conversation.stored.workspace_id);
+        let cycle_policy = conversation.clocks.policy_id;
             async move {
                 let mut attempt = 0;
                 loop {
                     let loaded = async {
                         let time = context.times.get(&context.db, team_id).await?;
                         let rules = context.automations.get(&context.db, workspace_id).await?;
-                        let policy = match cycle_policy.clone().filter(|id| {
-                            time.policy.as_ref().is_none_or(|team| &team.id != id)
+                        let policy = match cycle_policy.filter(|id| {
+                            time.policy.as_ref().is_none_or(|team| team.id != *id)
                         }) {
                             Some(id) => {
                                 crate::time::settings::load_policy(
                                     &context.db,
-                                    &id,
+                                    id,
                                     context.settings.time_unit,
                                 )
                                 .await?
@@ -323,7 +325,8 @@ impl ConversationActor {
                     }
                 }
             }
-            .into_actor(self)
+            .into_actor(conversation)
+        })
             .map(move |(time, rules, policy), conversation, ctx| {
                 conversation.time = time;
                 conversation.rules = rules;
@@ -339,7 +342,7 @@ impl ConversationActor {
     fn policy(&self) -> Option<&Policy> {
         self.cycle_policy
             .as_ref()
-            .filter(|p| self.clocks.policy_id.as_ref() == Some(&p.id))
+            .filter(|p| self.clocks.policy_id == Some(p.id))
             .or(self.time.policy.as_ref())
     }
 
@@ -618,6 +621,9 @@ impl ConversationActor {
         let Some(text) = self.time.out_of_hours_reply.clone() else {
             return;
         };
+        if matches!(self.state, State::Resolved { .. }) {
+            return;
+        }
         let now = Utc::now();
         if self.clocks.out_of_hours_replied()
             || self.clocks.awaiting_reply_since.is_none()
@@ -646,20 +652,24 @@ impl ConversationActor {
 
     /// The customer has not written for the team's inactivity time after an agent's reply.
     fn auto_resolve(&mut self, ctx: &mut Context<Self>) {
-        let State::Assigned { agent_id, .. } = &self.state else {
+        if !matches!(self.state, State::Assigned { .. }) {
             return;
-        };
-        let agent_id = *agent_id;
+        }
         let after_ms = self.time.auto_resolve_after_ms.unwrap_or_default();
         let finish = move |conversation: &mut Self, _: bool, ctx: &mut Context<Self>| {
-            // Something may have happened while the message was stored.
-            if conversation
+            // Something may have happened while the message was stored (a customer message,
+            // another agent assigned by a rule): the holder is read now, not before.
+            let holder = match &conversation.state {
+                State::Assigned { agent_id, .. } => Some(*agent_id),
+                _ => None,
+            };
+            let due = conversation
                 .auto_resolve_at()
-                .is_none_or(|at| at > Utc::now())
-            {
+                .is_some_and(|at| at <= Utc::now());
+            let Some(agent_id) = holder.filter(|_| due) else {
                 conversation.rearm(ctx);
                 return;
-            }
+            };
             conversation.finish(
                 agent_id,
                 AuditKind::AutoResolved,
@@ -679,20 +689,37 @@ impl ConversationActor {
 
     /// After a rebuild: finds the agent who holds this conversation and tells it, holding the
     /// mailbox meanwhile. A database hiccup retries; only a missing agent requeues.
+    ///
+    /// Until the agent is found the actor's state is the placeholder `Waiting`, so the mailbox
+    /// waits for it, retries included (a message handled meanwhile, or a write, would act on or
+    /// store "waiting, nobody" over the assignment), and what follows a resume ([`after_resume`]) runs
+    /// once it is attached.
+    ///
+    /// [`after_resume`]: ConversationActor::after_resume
     fn attach_agent(&mut self, agent_id: AgentId, ctx: &mut Context<Self>) {
         self.attaching = true;
-        let supervisor = self.supervisor.clone();
+        let (supervisor, retry) = (self.supervisor.clone(), self.context.settings.store_retry);
+        let conversation_id = self.id();
         ctx.wait(
             async move {
-                supervisor
-                    .send(GetAgent { agent_id })
-                    .await
-                    .map_err(|_| RoutingError::Unavailable)
-                    .and_then(|found| found)
+                loop {
+                    let found = supervisor
+                        .send(GetAgent { agent_id })
+                        .await
+                        .map_err(|_| RoutingError::Unavailable)
+                        .and_then(|found| found);
+                    match found {
+                        Ok(found) => break found,
+                        Err(error) => {
+                            tracing::warn!(%error, %conversation_id, "agent not reachable; retrying");
+                            tokio::time::sleep(retry).await;
+                        }
+                    }
+                }
             }
             .into_actor(self)
             .map(move |found, conversation, ctx| match found {
-                Ok(Some((agent, agent_name))) => {
+                Some((agent, agent_name)) => {
                     conversation.supervisor.do_send(Restored {
                         conversation_id: conversation.id(),
                         team_id: conversation.team_id,
@@ -707,9 +734,9 @@ impl ConversationActor {
                     });
                     conversation.touch(ctx);
                     conversation.attaching = false;
-                    conversation.rearm(ctx);
+                    conversation.after_resume(ctx);
                 }
-                Ok(None) => {
+                None => {
                     conversation.audit(
                         AuditKind::Requeued,
                         Some(agent_id),
@@ -718,14 +745,7 @@ impl ConversationActor {
                     );
                     conversation.attaching = false;
                     conversation.queue(None, ctx);
-                    conversation.rearm(ctx);
-                }
-                Err(error) => {
-                    tracing::warn!(%error, conversation_id = %conversation.id(), "agent not reachable; retrying");
-                    let wait = conversation.context.settings.store_retry;
-                    ctx.run_later(wait, move |conversation, ctx| {
-                        conversation.attach_agent(agent_id, ctx)
-                    });
+                    conversation.after_resume(ctx);
                 }
             }),
         );
@@ -1154,6 +1174,15 @@ impl ConversationActor {
             self.store_facts_apart();
         }
         self.resume_routing(ctx);
+        // Rebuilt as assigned: settled once its agent is attached.
+        if !self.attaching {
+            self.after_resume(ctx);
+        }
+    }
+
+    /// Once routing has resumed: the out-of-hours reply, the holder told of its SLA standing,
+    /// the timers.
+    fn after_resume(&mut self, ctx: &mut Context<Self>) {
         self.reply_out_of_hours(ctx);
         if self.clocks.is_breached() || self.clocks.at_risk() {
             self.tell_sla_standing();
@@ -1401,10 +1430,13 @@ impl Handler<NewMessage> for ConversationActor {
                 self.push_sla();
             }
         }
-        self.reply_out_of_hours(ctx);
-        self.rearm(ctx);
+        // The rules first (one may move it to an open team, or resolve it), then whether the
+        // customer is told the team is closed, on the state the rules left.
         if let Some(message) = self.last_message.clone() {
-            self.message_rules(message, ctx);
+            self.message_rules(message, ctx, |conversation, ctx| {
+                conversation.reply_out_of_hours(ctx);
+                conversation.rearm(ctx);
+            });
         }
     }
 }

@@ -16,6 +16,7 @@ use chrono::{DateTime, Duration, Utc};
 use sea_orm::ActiveValue::Set;
 use serde::{Deserialize, Serialize};
 
+use crate::ids::SlaPolicyId;
 use crate::store::entity::conversation;
 use crate::time::Calendar;
 
@@ -69,7 +70,7 @@ impl Metric {
 /// routing settings' unit, so that tests run in milliseconds what production runs in seconds).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Policy {
-    pub id: String,
+    pub id: SlaPolicyId,
     pub name: String,
     pub first_response: Option<i64>,
     pub next_response: Option<i64>,
@@ -108,7 +109,7 @@ impl Policy {
 #[derive(Clone, Debug, PartialEq)]
 pub enum ClockEvent {
     Applied {
-        policy_id: String,
+        policy_id: SlaPolicyId,
         policy_name: String,
     },
     Warned {
@@ -131,7 +132,7 @@ pub struct Clocks {
     /// 1 for the conversation's first cycle, one more for each reopen.
     pub cycle: i32,
     pub cycle_started_at: Option<DateTime<Utc>>,
-    pub policy_id: Option<String>,
+    pub policy_id: Option<SlaPolicyId>,
     pub first_response_due_at: Option<DateTime<Utc>>,
     pub next_response_due_at: Option<DateTime<Utc>>,
     pub resolution_due_at: Option<DateTime<Utc>>,
@@ -151,7 +152,7 @@ pub struct Clocks {
 /// A conversation's SLA as the API and the console show it.
 #[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct SlaView {
-    pub policy_id: String,
+    pub policy_id: SlaPolicyId,
     /// Null once met, or when the policy has no such target.
     pub first_response_due_at: Option<DateTime<Utc>>,
     pub next_response_due_at: Option<DateTime<Utc>>,
@@ -201,7 +202,7 @@ impl Clocks {
         Clocks {
             cycle: row.cycle,
             cycle_started_at: row.cycle_started_at,
-            policy_id: row.sla_policy_id.clone(),
+            policy_id: row.sla_policy_id,
             first_response_due_at: row.first_response_due_at,
             next_response_due_at: row.next_response_due_at,
             resolution_due_at: row.resolution_due_at,
@@ -220,7 +221,7 @@ impl Clocks {
     pub fn write(&self, row: &mut conversation::ActiveModel) {
         row.cycle = Set(self.cycle);
         row.cycle_started_at = Set(self.cycle_started_at);
-        row.sla_policy_id = Set(self.policy_id.clone());
+        row.sla_policy_id = Set(self.policy_id);
         row.first_response_due_at = Set(self.first_response_due_at);
         row.next_response_due_at = Set(self.next_response_due_at);
         row.resolution_due_at = Set(self.resolution_due_at);
@@ -238,7 +239,7 @@ impl Clocks {
     /// `None` when no policy applies to this cycle.
     pub fn view(&self) -> Option<SlaView> {
         Some(SlaView {
-            policy_id: self.policy_id.clone()?,
+            policy_id: self.policy_id?,
             first_response_due_at: self.first_response_due_at,
             next_response_due_at: self.next_response_due_at,
             resolution_due_at: self.resolution_due_at,
@@ -274,7 +275,7 @@ impl Clocks {
         let Some(start) = self.cycle_started_at else {
             return Vec::new();
         };
-        self.policy_id = Some(policy.id.clone());
+        self.policy_id = Some(policy.id);
         if self.first_replied_at.is_none() {
             self.first_response_due_at = policy.deadline(Metric::FirstResponse, start, calendar);
         }
@@ -285,7 +286,7 @@ impl Clocks {
             self.next_response_due_at = policy.deadline(Metric::NextResponse, waiting, calendar);
         }
         vec![ClockEvent::Applied {
-            policy_id: policy.id.clone(),
+            policy_id: policy.id,
             policy_name: policy.name.clone(),
         }]
     }
@@ -306,7 +307,7 @@ impl Clocks {
         }
         self.awaiting_reply_since = Some(at);
         if self.first_replied_at.is_some()
-            && let Some(policy) = policy.filter(|p| self.policy_id.as_deref() == Some(&p.id))
+            && let Some(policy) = policy.filter(|p| self.policy_id == Some(p.id))
         {
             self.next_response_due_at = policy.deadline(Metric::NextResponse, at, calendar);
             self.warned.retain(|m| *m != Metric::NextResponse);
@@ -458,7 +459,7 @@ mod tests {
 
     fn policy() -> Policy {
         Policy {
-            id: "p".into(),
+            id: SlaPolicyId(uuid::Uuid::from_u128(1)),
             name: "Gold".into(),
             first_response: Some(600_000),
             next_response: Some(300_000),
@@ -477,7 +478,7 @@ mod tests {
         assert_eq!(
             clocks.apply(&policy(), &Calendar::always_open()),
             vec![ClockEvent::Applied {
-                policy_id: "p".into(),
+                policy_id: policy().id,
                 policy_name: "Gold".into()
             }]
         );

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::admin::{find_workspace, non_empty, require_admin};
 use crate::auth::Principal;
 use crate::error::EngineError;
-use crate::ids::{TeamId, WorkspaceId};
+use crate::ids::{CalendarId, SlaPolicyId, TeamId, WorkspaceId};
 use crate::store::entity::{calendar, sla_policy, team};
 use crate::time::calendar::{Calendar, CalendarSpec, OverrideSpec, Span};
 use crate::time::clocks::Policy;
@@ -56,7 +56,7 @@ pub struct CalendarPatch {
 
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct CalendarView {
-    pub id: String,
+    pub id: CalendarId,
     pub workspace_id: WorkspaceId,
     pub name: String,
     pub time_zone: String,
@@ -123,7 +123,7 @@ pub async fn create_calendar(
     let spec = calendar.spec();
     let now = Utc::now();
     let row = calendar::ActiveModel {
-        id: Set(uuid::Uuid::now_v7().to_string()),
+        id: Set(CalendarId::new()),
         workspace_id: Set(workspace_id),
         name: Set(name),
         time_zone: Set(spec.time_zone),
@@ -154,9 +154,9 @@ pub async fn list_calendars(
 async fn find_calendar(
     db: &DatabaseConnection,
     workspace_id: WorkspaceId,
-    id: &str,
+    id: CalendarId,
 ) -> Result<Option<calendar::Model>, EngineError> {
-    Ok(calendar::Entity::find_by_id(id.to_owned())
+    Ok(calendar::Entity::find_by_id(id)
         .filter(calendar::Column::WorkspaceId.eq(workspace_id.to_string()))
         .one(db)
         .await?)
@@ -166,7 +166,7 @@ pub async fn update_calendar(
     db: &DatabaseConnection,
     caller: &Principal,
     workspace_id: WorkspaceId,
-    id: &str,
+    id: CalendarId,
     patch: CalendarPatch,
 ) -> Result<CalendarView, EngineError> {
     find_workspace(db, caller, workspace_id).await?;
@@ -199,7 +199,7 @@ pub async fn schedule(
     db: &DatabaseConnection,
     caller: &Principal,
     workspace_id: WorkspaceId,
-    id: &str,
+    id: CalendarId,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> Result<Vec<Span>, EngineError> {
@@ -260,7 +260,7 @@ pub struct SlaPolicyPatch {
 
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct SlaPolicyView {
-    pub id: String,
+    pub id: SlaPolicyId,
     pub workspace_id: WorkspaceId,
     pub name: String,
     pub first_response_secs: Option<i32>,
@@ -327,7 +327,7 @@ pub async fn create_sla_policy(
     require_admin(caller, workspace_id)?;
     let now = Utc::now();
     let row = sla_policy::ActiveModel {
-        id: Set(uuid::Uuid::now_v7().to_string()),
+        id: Set(SlaPolicyId::new()),
         workspace_id: Set(workspace_id),
         name: Set(non_empty("name", &input.name)?),
         first_response_secs: Set(seconds("first_response_secs", input.first_response_secs)?),
@@ -359,9 +359,9 @@ pub async fn list_sla_policies(
 async fn find_sla_policy(
     db: &DatabaseConnection,
     workspace_id: WorkspaceId,
-    id: &str,
+    id: SlaPolicyId,
 ) -> Result<Option<sla_policy::Model>, EngineError> {
-    Ok(sla_policy::Entity::find_by_id(id.to_owned())
+    Ok(sla_policy::Entity::find_by_id(id)
         .filter(sla_policy::Column::WorkspaceId.eq(workspace_id.to_string()))
         .one(db)
         .await?)
@@ -371,7 +371,7 @@ pub async fn update_sla_policy(
     db: &DatabaseConnection,
     caller: &Principal,
     workspace_id: WorkspaceId,
-    id: &str,
+    id: SlaPolicyId,
     patch: SlaPolicyPatch,
 ) -> Result<SlaPolicyView, EngineError> {
     find_workspace(db, caller, workspace_id).await?;
@@ -403,20 +403,47 @@ pub async fn update_sla_policy(
     Ok(row.update(db).await?.into())
 }
 
-/// Checks that a team's `calendar_id` or `sla_policy_id` names one of its workspace's.
-pub(crate) async fn check_reference(
+fn names_nothing(field: &str, id: &str) -> EngineError {
+    EngineError::Validation(format!("`{field}` {id:?} names nothing in this workspace"))
+}
+
+/// A `calendar_id` as a request gives it, checked to name one of the workspace's calendars.
+pub(crate) async fn check_calendar(
     db: &DatabaseConnection,
     workspace_id: WorkspaceId,
-    field: &str,
     id: &str,
-) -> Result<String, EngineError> {
-    let found = match field {
-        "calendar_id" => find_calendar(db, workspace_id, id).await?.map(|c| c.id),
-        _ => find_sla_policy(db, workspace_id, id).await?.map(|p| p.id),
+) -> Result<CalendarId, EngineError> {
+    let found = match CalendarId::parse(id.trim()) {
+        Some(parsed) => find_calendar(db, workspace_id, parsed).await?,
+        None => None,
     };
-    found.ok_or_else(|| {
-        EngineError::Validation(format!("`{field}` {id:?} names nothing in this workspace"))
-    })
+    found
+        .map(|calendar| calendar.id)
+        .ok_or_else(|| names_nothing("calendar_id", id))
+}
+
+/// An `sla_policy_id` as a request gives it, checked to name one of the workspace's policies.
+pub(crate) async fn check_sla_policy(
+    db: &DatabaseConnection,
+    workspace_id: WorkspaceId,
+    id: &str,
+) -> Result<SlaPolicyId, EngineError> {
+    let found = match SlaPolicyId::parse(id.trim()) {
+        Some(parsed) => find_sla_policy(db, workspace_id, parsed).await?,
+        None => None,
+    };
+    found
+        .map(|policy| policy.id)
+        .ok_or_else(|| names_nothing("sla_policy_id", id))
+}
+
+/// Whether `id` is one of the workspace's SLA policies (an automation's `apply_sla`).
+pub(crate) async fn has_sla_policy(
+    db: &DatabaseConnection,
+    workspace_id: WorkspaceId,
+    id: SlaPolicyId,
+) -> Result<bool, EngineError> {
+    Ok(find_sla_policy(db, workspace_id, id).await?.is_some())
 }
 
 // ---------- a team's time settings, for routing ----------
@@ -488,10 +515,10 @@ fn scaled(secs: Option<i32>, unit: std::time::Duration) -> Option<i64> {
 /// `unit`).
 pub async fn load_policy(
     db: &DatabaseConnection,
-    id: &str,
+    id: SlaPolicyId,
     unit: std::time::Duration,
 ) -> Result<Option<Policy>, DbErr> {
-    Ok(sla_policy::Entity::find_by_id(id.to_owned())
+    Ok(sla_policy::Entity::find_by_id(id)
         .one(db)
         .await?
         .map(|row| Policy {
@@ -514,14 +541,14 @@ pub async fn load_team_time(
     let Some(team) = team::Entity::find_by_id(team_id).one(db).await? else {
         return Ok(TeamTime::default());
     };
-    let calendar = match &team.calendar_id {
-        Some(id) => calendar::Entity::find_by_id(id.clone())
+    let calendar = match team.calendar_id {
+        Some(id) => calendar::Entity::find_by_id(id)
             .one(db)
             .await?
             .and_then(|row| stored_calendar(&row)),
         None => None,
     };
-    let policy = match &team.sla_policy_id {
+    let policy = match team.sla_policy_id {
         Some(id) => load_policy(db, id, unit).await?,
         None => None,
     };
@@ -589,8 +616,8 @@ pub async fn mark_within_hours(
         .filter(team::Column::Id.is_in(team_ids))
         .all(db)
         .await?;
-    let calendar_ids: std::collections::BTreeSet<String> =
-        teams.iter().filter_map(|t| t.calendar_id.clone()).collect();
+    let calendar_ids: std::collections::BTreeSet<CalendarId> =
+        teams.iter().filter_map(|t| t.calendar_id).collect();
     if calendar_ids.is_empty() {
         return Ok(());
     }
@@ -604,7 +631,7 @@ pub async fn mark_within_hours(
             let open = team
                 .calendar_id
                 .as_ref()
-                .and_then(|id| calendars.iter().find(|c| &c.id == id))
+                .and_then(|id| calendars.iter().find(|c| c.id == *id))
                 .and_then(stored_calendar)
                 .is_none_or(|calendar| calendar.is_open(at));
             (team.id, open)

@@ -5,11 +5,16 @@ use waos_engine::automation::rules::DryRun;
 use waos_engine::automation::settings::{
     self, AutomationPatch, AutomationView, DryRunInput, NewAutomation,
 };
+use waos_engine::ids::AutomationId;
 
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::Caller;
-use crate::routes::admin::{ItemsOf, items, workspace_id};
+use crate::routes::admin::{ItemsOf, items, parse_id, workspace_id};
 use crate::state::AppState;
+
+fn automation_id(text: &str) -> Result<AutomationId, ApiError> {
+    parse_id(text, AutomationId::parse, "automation")
+}
 
 #[utoipa::path(post, path = "/api/v1/workspaces/{workspace_id}/automations", tag = "automation", request_body = NewAutomation,
     responses((status = 201, body = AutomationView), (status = 422, body = ErrorBody)), security(("bearer" = [])))]
@@ -50,7 +55,7 @@ pub async fn update(
         &state.db,
         &caller,
         workspace_id(&workspace)?,
-        &id,
+        automation_id(&id)?,
         patch.into_inner(),
     )
     .await?;
@@ -66,7 +71,13 @@ pub async fn delete(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (workspace, id) = path.into_inner();
-    settings::delete_automation(&state.db, &caller, workspace_id(&workspace)?, &id).await?;
+    settings::delete_automation(
+        &state.db,
+        &caller,
+        workspace_id(&workspace)?,
+        automation_id(&id)?,
+    )
+    .await?;
     state.engine.automations_changed();
     Ok(HttpResponse::NoContent().finish())
 }
@@ -86,7 +97,7 @@ pub async fn test(
         &state.db,
         &caller,
         workspace_id(&workspace)?,
-        &id,
+        automation_id(&id)?,
         input.into_inner(),
     )
     .await?;

@@ -3,7 +3,7 @@
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 use waos_engine::canned::{self, CannedReplyPatch, CannedReplyView, FilledReply, NewCannedReply};
-use waos_engine::ids::ConversationId;
+use waos_engine::ids::{CannedReplyId, ConversationId};
 
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::Caller;
@@ -48,7 +48,7 @@ pub async fn update(
         &state.db,
         &caller,
         workspace_id(&workspace)?,
-        &id,
+        parse_id(&id, CannedReplyId::parse, "canned reply")?,
         patch.into_inner(),
     )
     .await?;
@@ -63,7 +63,13 @@ pub async fn delete(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (workspace, id) = path.into_inner();
-    canned::delete(&state.db, &caller, workspace_id(&workspace)?, &id).await?;
+    canned::delete(
+        &state.db,
+        &caller,
+        workspace_id(&workspace)?,
+        parse_id(&id, CannedReplyId::parse, "canned reply")?,
+    )
+    .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

@@ -3,14 +3,19 @@
 
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
+use waos_engine::ids::DataRequestId;
 use waos_engine::inbox::{Page, PageRequest};
 use waos_engine::privacy::{self, ContactRecord, DataRequestView, Export, NewDataRequest};
 
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::Caller;
-use crate::routes::admin::ItemsOf;
+use crate::routes::admin::{ItemsOf, parse_id};
 use crate::routes::conversations::PageQuery;
 use crate::state::AppState;
+
+fn data_request_id(text: &str) -> Result<DataRequestId, ApiError> {
+    parse_id(text, DataRequestId::parse, "data request")
+}
 
 /// One of `phone` or `q`.
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -105,7 +110,8 @@ pub async fn get(
     Caller(caller): Caller,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(privacy::get_request(&state.db, &caller, &path).await?))
+    Ok(HttpResponse::Ok()
+        .json(privacy::get_request(&state.db, &caller, data_request_id(&path)?).await?))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -123,7 +129,7 @@ pub async fn export(
     path: web::Path<String>,
     query: web::Query<ExportQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let export = privacy::export(&state.db, &caller, &path).await?;
+    let export = privacy::export(&state.db, &caller, data_request_id(&path)?).await?;
     let attachment = format!("attachment; filename=\"waos-export-{}", export.request.id);
     match query.format.as_deref() {
         None | Some("json") => Ok(HttpResponse::Ok()

@@ -3,6 +3,7 @@
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Duration, Utc};
 use serde::Deserialize;
+use waos_engine::ids::{CalendarId, SlaPolicyId};
 use waos_engine::time::Span;
 use waos_engine::time::settings::{
     self, CalendarPatch, CalendarView, NewCalendar, NewSlaPolicy, SlaPolicyPatch, SlaPolicyView,
@@ -10,7 +11,7 @@ use waos_engine::time::settings::{
 
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::Caller;
-use crate::routes::admin::{ItemsOf, items, workspace_id};
+use crate::routes::admin::{ItemsOf, items, parse_id, workspace_id};
 use crate::state::AppState;
 
 #[utoipa::path(post, path = "/api/v1/workspaces/{workspace_id}/calendars", tag = "time", request_body = NewCalendar,
@@ -51,7 +52,7 @@ pub async fn update_calendar(
         &state.db,
         &caller,
         workspace_id(&workspace)?,
-        &id,
+        parse_id(&id, CalendarId::parse, "calendar")?,
         patch.into_inner(),
     )
     .await?;
@@ -79,8 +80,15 @@ pub async fn schedule(
     let ScheduleQuery { from, to } = query.into_inner();
     let from = from.unwrap_or_else(Utc::now);
     let to = to.unwrap_or(from + Duration::days(7));
-    let spans =
-        settings::schedule(&state.db, &caller, workspace_id(&workspace)?, &id, from, to).await?;
+    let spans = settings::schedule(
+        &state.db,
+        &caller,
+        workspace_id(&workspace)?,
+        parse_id(&id, CalendarId::parse, "calendar")?,
+        from,
+        to,
+    )
+    .await?;
     Ok(HttpResponse::Ok().json(items(spans)))
 }
 
@@ -122,7 +130,7 @@ pub async fn update_sla_policy(
         &state.db,
         &caller,
         workspace_id(&workspace)?,
-        &id,
+        parse_id(&id, SlaPolicyId::parse, "SLA policy")?,
         patch.into_inner(),
     )
     .await?;

@@ -360,6 +360,70 @@ async fn a_thousand_idled_out_conversations_reach_the_agents_who_are_there(backe
     drop(night_shift);
 }
 
+/// A quiet assigned conversation's actor idled out, and its own SLA timers (the warning, then
+/// the breach) rebuild it: each time it stays with its agent, who is told, and it is never
+/// stored as waiting nor given to the other agent who is there. (The rebuilt actor once wrote
+/// its placeholder "waiting, nobody" before its agent was found, and the next wake offered it
+/// to someone else while its agent still held it.)
+async fn an_sla_timer_of_an_idled_out_conversation_keeps_it_with_its_agent(backend: Backend) {
+    let app = app(backend).await;
+    // 300 "seconds" = 3 s to the first response (the tests' time unit), warned 1 s before.
+    let (f, policy) = crate::time::sla_floor(
+        &app,
+        json!({"name": "Gold", "first_response_secs": 300, "warn_before_secs": 100}),
+        json!({}),
+    )
+    .await;
+    let (holder, token) = app
+        .create_agent(&f.workspace, "holder@strand.example", "agent", &[&f.team])
+        .await;
+    let (mut socket, _) = app.connect_agent(&token).await;
+    let id = crate::routing::customer_writes_now(&app, 7, "wamid.strand-sla", "hello").await;
+    assert_eq!(socket.expect("assigned").await["conversation_id"], id);
+    eventually(Duration::from_secs(5), || async {
+        conversation(&app, &id).await["sla"]["policy_id"] == policy
+    })
+    .await;
+    all_actors_idle(&app).await;
+    // Another agent with room: a conversation stored as waiting would go to it.
+    let (_, other_token) = app
+        .create_agent(&f.workspace, "other@strand.example", "agent", &[&f.team])
+        .await;
+    let (mut other, _) = app.connect_agent(&other_token).await;
+
+    for state in ["warning", "breached"] {
+        let frame = socket
+            .expect_within("sla", Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|| panic!("the holder was not told of the {state}"));
+        assert_eq!(
+            (frame["conversation_id"].as_str(), frame["state"].as_str()),
+            (Some(id.as_str()), Some(state))
+        );
+        let view = conversation(&app, &id).await;
+        assert_eq!(
+            (view["status"].as_str(), view["assigned_agent_id"].as_str()),
+            (Some("assigned"), Some(holder.as_str())),
+            "after the {state}: {view}"
+        );
+    }
+    // Idle again after the breach, and rebuilt by the next customer message: still its agent's.
+    all_actors_idle(&app).await;
+    crate::routing::customer_writes_now(&app, 7, "wamid.strand-sla-2", "still there?").await;
+    let message = socket.expect("message").await;
+    assert_eq!(message["conversation_id"], id);
+    other
+        .expect_none("assigned", Duration::from_millis(300))
+        .await;
+    let held = app
+        .count(
+            "conversations",
+            &format!("status = 'assigned' AND assigned_agent_id = '{holder}'"),
+        )
+        .await;
+    assert_eq!(held, 1);
+}
+
 on_both_backends!(
     an_idled_out_conversation_goes_to_another_agent_when_its_agent_leaves,
     a_customer_message_after_the_grace_period_does_not_reattach_the_absent_agent,
@@ -367,4 +431,5 @@ on_both_backends!(
     transfer_and_resolve_reach_an_idled_out_conversation,
     deactivation_and_a_new_password_close_sockets_and_requeue,
     a_thousand_idled_out_conversations_reach_the_agents_who_are_there,
+    an_sla_timer_of_an_idled_out_conversation_keeps_it_with_its_agent,
 );

@@ -303,7 +303,8 @@ async fn wait_for_audit(app: &TestApp, id: &str, kind: &str) {
     .await;
 }
 
-async fn sla_floor(app: &TestApp, policy: Value, team: Value) -> (Floor, String) {
+/// A floor (auto-accepting) whose team has the SLA `policy` and the `team` settings.
+pub(crate) async fn sla_floor(app: &TestApp, policy: Value, team: Value) -> (Floor, String) {
     let f = floor(app, json!({"auto_accept": true})).await;
     let policy = app
         .post_ok(

@@ -19,7 +19,7 @@ use super::{ConversationActor, State};
 use crate::audit::AuditKind;
 use crate::automation::placeholders;
 use crate::automation::rules::{Action, Event, EventKind, Facts, Fired, MessageFacts, timer_due};
-use crate::ids::{AgentId, TeamId};
+use crate::ids::{AgentId, AutomationId, SlaPolicyId, TeamId};
 use crate::inbox::MessageView;
 use crate::routing::RoutingError;
 use crate::routing::agent::{OfferEnded, Unassigned};
@@ -94,18 +94,20 @@ impl ConversationActor {
         self.automate(events.into(), ctx, Box::new(next));
     }
 
-    /// A customer's message (never an automation's or an agent's).
-    pub(super) fn message_rules(&mut self, message: MessageView, ctx: &mut Context) {
-        if message.direction != MessageDirection::In
-            || !self.rules.listens(EventKind::MessageReceived)
+    /// A customer's message (never an automation's or an agent's): its rules, then `next`.
+    pub(super) fn message_rules(
+        &mut self,
+        message: MessageView,
+        ctx: &mut Context,
+        next: impl FnOnce(&mut Self, &mut Context) + 'static,
+    ) {
+        let mut events = VecDeque::new();
+        if message.direction == MessageDirection::In
+            && self.rules.listens(EventKind::MessageReceived)
         {
-            return;
+            events.push_back((Event::MessageReceived, Some(message)));
         }
-        self.automate(
-            VecDeque::from([(Event::MessageReceived, Some(message))]),
-            ctx,
-            Box::new(|_, _| {}),
-        );
+        self.automate(events, ctx, Box::new(next));
     }
 
     /// Just resolved: the `conversation_resolved` rules, then `next`.
@@ -141,7 +143,7 @@ impl ConversationActor {
     }
 
     /// Timer rules still to fire in the current silences: (rule, silence start, due).
-    fn pending_timers(&self) -> Vec<(String, DateTime<Utc>, DateTime<Utc>)> {
+    fn pending_timers(&self) -> Vec<(AutomationId, DateTime<Utc>, DateTime<Utc>)> {
         if self.attaching {
             return Vec::new();
         }
@@ -152,11 +154,11 @@ impl ConversationActor {
             .timers()
             .filter_map(|rule| {
                 let since = self.silence_since(rule.trigger.event)?;
-                if self.marks.fired_for(&rule.id, since) {
+                if self.marks.fired_for(rule.id, since) {
                     return None;
                 }
                 let after_ms = i64::from(rule.trigger.after_secs?).saturating_mul(unit_ms);
-                Some((rule.id.clone(), since, timer_due(since, after_ms)))
+                Some((rule.id, since, timer_due(since, after_ms)))
             })
             .collect()
     }
@@ -182,15 +184,17 @@ impl ConversationActor {
         }
         let mut events = VecDeque::new();
         for (automation_id, since, _) in due {
-            self.marks.fired.insert(automation_id.clone(), since);
+            self.marks.fired.insert(automation_id, since);
             events.push_back((Event::Timer { automation_id }, self.last_message.clone()));
         }
-        self.persist(ctx);
-        self.automate(
-            events,
-            ctx,
-            Box::new(|conversation, ctx| conversation.rearm(ctx)),
-        );
+        // Stored as fired before any action runs: a crash in between must not fire it again.
+        self.persist_then(ctx, |conversation, ctx| {
+            conversation.automate(
+                events,
+                ctx,
+                Box::new(|conversation, ctx| conversation.rearm(ctx)),
+            );
+        });
         true
     }
 
@@ -331,8 +335,8 @@ impl ConversationActor {
             return done(self, Err("the conversation is resolved".into()), ctx);
         }
         match action {
-            Action::AssignTeam { team_id } => self.assign_team(&team_id, rule, ctx, done),
-            Action::AssignAgent { agent_id } => self.assign_agent(&agent_id, rule, ctx, done),
+            Action::AssignTeam { team_id } => self.assign_team(team_id, rule, ctx, done),
+            Action::AssignAgent { agent_id } => self.assign_agent(agent_id, rule, ctx, done),
             Action::AddTags { tags } => self.add_tags(tags, rule, ctx, done),
             Action::SetPriority { priority } => self.set_priority(priority, ctx, done),
             Action::SendText { text } => self.send_text(text, ctx, done),
@@ -347,10 +351,7 @@ impl ConversationActor {
         }
     }
 
-    fn assign_team(&mut self, id: &str, rule: &str, ctx: &mut Context, done: Done) {
-        let Some(team_id) = TeamId::parse(id) else {
-            return done(self, Err(format!("team {id} not found")), ctx);
-        };
+    fn assign_team(&mut self, team_id: TeamId, rule: &str, ctx: &mut Context, done: Done) {
         if team_id == self.team_id && !matches!(self.state, State::Assigned { .. }) {
             return done(self, Ok(()), ctx);
         }
@@ -446,10 +447,7 @@ impl ConversationActor {
         });
     }
 
-    fn assign_agent(&mut self, id: &str, rule: &str, ctx: &mut Context, done: Done) {
-        let Some(to) = AgentId::parse(id) else {
-            return done(self, Err(format!("agent {id} not found")), ctx);
-        };
+    fn assign_agent(&mut self, to: AgentId, rule: &str, ctx: &mut Context, done: Done) {
         let from = match &self.state {
             State::Assigned { agent_id, .. } if *agent_id == to => {
                 return done(self, Ok(()), ctx);
@@ -618,10 +616,10 @@ impl ConversationActor {
         );
     }
 
-    fn apply_sla(&mut self, policy_id: String, ctx: &mut Context, done: Done) {
+    fn apply_sla(&mut self, policy_id: SlaPolicyId, ctx: &mut Context, done: Done) {
         let (db, unit) = (self.context.db.clone(), self.context.settings.time_unit);
         ctx.wait(
-            async move { crate::time::settings::load_policy(&db, &policy_id, unit).await }
+            async move { crate::time::settings::load_policy(&db, policy_id, unit).await }
                 .into_actor(self)
                 .map(move |found, conversation, ctx| match found {
                     Ok(Some(policy)) => {

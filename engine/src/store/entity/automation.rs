@@ -3,13 +3,13 @@
 
 use sea_orm::entity::prelude::*;
 
-use crate::ids::WorkspaceId;
+use crate::ids::{AutomationId, WorkspaceId};
 
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "automations")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
-    pub id: String,
+    pub id: AutomationId,
     pub workspace_id: WorkspaceId,
     pub name: String,
     pub active: bool,

@@ -2,13 +2,13 @@
 
 use sea_orm::entity::prelude::*;
 
-use crate::ids::WorkspaceId;
+use crate::ids::{CalendarId, WorkspaceId};
 
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "calendars")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
-    pub id: String,
+    pub id: CalendarId,
     pub workspace_id: WorkspaceId,
     pub name: String,
     pub time_zone: String,

@@ -2,13 +2,13 @@
 
 use sea_orm::entity::prelude::*;
 
-use crate::ids::{TeamId, WorkspaceId};
+use crate::ids::{CannedReplyId, TeamId, WorkspaceId};
 
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "canned_replies")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
-    pub id: String,
+    pub id: CannedReplyId,
     pub workspace_id: WorkspaceId,
     /// `None`: for every team of the workspace.
     pub team_id: Option<TeamId>,

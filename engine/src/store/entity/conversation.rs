@@ -2,7 +2,7 @@
 
 use sea_orm::entity::prelude::*;
 
-use crate::ids::{AgentId, ChannelId, ContactId, ConversationId, TeamId, WorkspaceId};
+use crate::ids::{AgentId, ChannelId, ContactId, ConversationId, SlaPolicyId, TeamId, WorkspaceId};
 
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "conversations")]
@@ -28,7 +28,7 @@ pub struct Model {
     /// 1 for the first cycle, one more for each reopen.
     pub cycle: i32,
     /// The SLA policy applied to the current cycle.
-    pub sla_policy_id: Option<String>,
+    pub sla_policy_id: Option<SlaPolicyId>,
     pub first_response_due_at: Option<DateTimeUtc>,
     pub next_response_due_at: Option<DateTimeUtc>,
     pub resolution_due_at: Option<DateTimeUtc>,

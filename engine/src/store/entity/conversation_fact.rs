@@ -3,7 +3,7 @@
 
 use sea_orm::entity::prelude::*;
 
-use crate::ids::{AgentId, ChannelId, ConversationId, TeamId, WorkspaceId};
+use crate::ids::{AgentId, ChannelId, ConversationId, FactId, TeamId, WorkspaceId};
 
 use crate::reports::FactMetric;
 
@@ -11,7 +11,7 @@ use crate::reports::FactMetric;
 #[sea_orm(table_name = "conversation_facts")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
-    pub id: String,
+    pub id: FactId,
     pub conversation_id: ConversationId,
     pub cycle: i32,
     pub cycle_started_at: DateTimeUtc,

@@ -2,13 +2,13 @@
 
 use sea_orm::entity::prelude::*;
 
-use crate::ids::{AgentId, ConversationId, WorkspaceId};
+use crate::ids::{AgentId, ConversationId, NoteId, WorkspaceId};
 
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "conversation_notes")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
-    pub id: String,
+    pub id: NoteId,
     pub workspace_id: WorkspaceId,
     pub conversation_id: ConversationId,
     pub author_id: Option<AgentId>,

@@ -2,13 +2,13 @@
 
 use sea_orm::entity::prelude::*;
 
-use crate::ids::{ContactId, WorkspaceId};
+use crate::ids::{ContactId, DataRequestId, WorkspaceId};
 
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "data_requests")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
-    pub id: String,
+    pub id: DataRequestId,
     pub workspace_id: WorkspaceId,
     pub contact_id: ContactId,
     /// `access`, `export`, `correction`, `restriction`, `objection` or `erasure`.

@@ -2,13 +2,13 @@
 
 use sea_orm::entity::prelude::*;
 
-use crate::ids::WorkspaceId;
+use crate::ids::{SlaPolicyId, WorkspaceId};
 
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "sla_policies")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
-    pub id: String,
+    pub id: SlaPolicyId,
     pub workspace_id: WorkspaceId,
     pub name: String,
     pub first_response_secs: Option<i32>,
