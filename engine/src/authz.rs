@@ -127,10 +127,12 @@ pub enum Action {
     ChangeOwnPassword,
     /// The reports (a supervisor's of its teams, an admin's and tokens' of the workspace).
     ReadReports,
+    /// The cluster's nodes and which workspaces each owns (`GET /cluster`): the installation's.
+    ReadCluster,
 }
 
 impl Action {
-    pub const ALL: [Action; 16] = [
+    pub const ALL: [Action; 17] = [
         Action::CreateWorkspace,
         Action::ReadConfiguration,
         Action::Administer,
@@ -147,13 +149,14 @@ impl Action {
         Action::WatchDashboard,
         Action::ChangeOwnPassword,
         Action::ReadReports,
+        Action::ReadCluster,
     ];
 
     /// The table.
     pub fn allows(self, actor: Actor) -> bool {
         use Actor::*;
         match self {
-            Action::CreateWorkspace => actor == Installation,
+            Action::CreateWorkspace | Action::ReadCluster => actor == Installation,
             Action::ReadConfiguration | Action::ReadConversations | Action::Annotate => true,
             Action::Administer | Action::ManageDataRequests => {
                 matches!(actor, Admin | AdminToken | Installation)
@@ -190,6 +193,7 @@ impl Action {
             Action::WatchDashboard => "watch the queue dashboard",
             Action::ChangeOwnPassword => "change one's own password",
             Action::ReadReports => "read reports",
+            Action::ReadCluster => "read the cluster's ownership",
         }
     }
 
@@ -212,6 +216,7 @@ impl Action {
             }
             Action::WatchDashboard => "the queue dashboard is for supervisors",
             Action::ReadReports => "reports are for supervisors and admins",
+            Action::ReadCluster => "only the installation's admin token reads the cluster",
             Action::ChangeOwnPassword => {
                 "only a person has a password; tokens are revoked and made anew instead"
             }

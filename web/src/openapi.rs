@@ -14,7 +14,7 @@ use crate::routes::{
     info(title = "WaOS", description = "Real-time routing of WhatsApp Business conversations to agents."),
     paths(
         webhook::handshake, webhook::receive,
-        health::healthz, health::readyz, health::metrics,
+        health::healthz, health::readyz, health::metrics, health::cluster,
         session::login, session::logout, session::ws_ticket, session::change_password,
         admin::setup_status, admin::setup, admin::create_workspace, admin::get_workspace, admin::update_workspace,
         admin::create_team, admin::list_teams, admin::update_team,

@@ -28,7 +28,59 @@ pub struct Settings {
     pub media: MediaSettings,
     pub reports: ReportsSettings,
     pub metrics: MetricsSettings,
+    pub cluster: ClusterSettings,
     pub log: LogSettings,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSettings {
+    /// Empty: one node, no NATS.
+    pub nats_url: String,
+    pub lease_ms: u64,
+    /// Empty: the host name and a random suffix.
+    pub node_id: String,
+    pub prefix: String,
+}
+
+impl ClusterSettings {
+    /// How this node joins its cluster; `None` on a single node.
+    pub fn config(&self) -> anyhow::Result<Option<waos_engine::cluster::ClusterConfig>> {
+        if self.nats_url.trim().is_empty() {
+            return Ok(None);
+        }
+        anyhow::ensure!(
+            self.lease_ms >= 100,
+            "cluster.lease_ms must be at least 100 (it is {})",
+            self.lease_ms
+        );
+        anyhow::ensure!(
+            !self.prefix.is_empty()
+                && self
+                    .prefix
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'),
+            "cluster.prefix names a NATS bucket: letters, digits, `_` and `-` only (it is {:?})",
+            self.prefix
+        );
+        let node = match self.node_id.trim() {
+            "" => {
+                let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .map(|name| name.trim().to_owned())
+                    .unwrap_or_default();
+                let host = if host.is_empty() { "node".into() } else { host };
+                let suffix = uuid::Uuid::new_v4().simple().to_string();
+                format!("{host}-{}", &suffix[..8])
+            }
+            given => given.to_owned(),
+        };
+        Ok(Some(waos_engine::cluster::ClusterConfig {
+            nats_url: self.nats_url.trim().to_owned(),
+            lease: millis(self.lease_ms),
+            node,
+            prefix: self.prefix.clone(),
+        }))
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]

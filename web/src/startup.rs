@@ -112,6 +112,8 @@ pub struct Application {
 /// stops the sender.
 pub struct Background {
     pub engine: Arc<Engine>,
+    /// This node in its cluster; `None` on a single node.
+    pub cluster: Option<Arc<waos_engine::cluster::Node>>,
     _stop_sender: watch::Sender<bool>,
 }
 
@@ -263,6 +265,17 @@ impl Application {
                 waos_workers::pacing::SharedBuckets::new(connection, &settings.redis.key_prefix)
             }),
         );
+        let cluster = match settings.cluster.config()? {
+            Some(config) => {
+                tracing::info!(node = config.node, "joining the cluster");
+                Some(Arc::new(
+                    waos_engine::cluster::Node::join(config, db.clone())
+                        .await
+                        .context("joining the cluster")?,
+                ))
+            }
+            None => None,
+        };
         // One engine per process, started before the HTTP workers so that they all share it.
         let presence: Arc<dyn PresenceStore> = match &redis {
             Some(connection) => Arc::new(RedisPresence::new(
@@ -293,6 +306,7 @@ impl Application {
                 // Half the pool: the other half stays for sign-ins, sockets and REST calls.
                 max_concurrent_writes: (settings.database.max_connections as usize / 2).max(1),
             },
+            cluster.as_ref().map(|node| node.epochs()),
         );
         let metrics = Arc::new(Metrics::new(&routing));
         let engine = Arc::new(Engine::start(routing)?);
@@ -360,6 +374,7 @@ impl Application {
             graph_url: settings.meta.graph_url.clone(),
             max_upload_bytes: usize::try_from(settings.media.max_bytes).unwrap_or(usize::MAX),
             template_sync,
+            cluster: cluster.clone(),
         });
 
         let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))
@@ -407,6 +422,7 @@ impl Application {
             shutdown_timeout: millis(settings.server.shutdown_timeout_ms),
             background: Background {
                 engine,
+                cluster,
                 _stop_sender: stop_sender,
             },
         })
@@ -451,6 +467,10 @@ impl Application {
         requests_done.await;
         within(shutdown_timeout, "flush ingest", state.ingest.flush()).await;
         within(shutdown_timeout, "drain routing", background.engine.drain()).await;
+        // After the last routing write: the other nodes take the workspaces over at once.
+        if let Some(node) = &background.cluster {
+            within(shutdown_timeout, "hand leases back", node.leave()).await;
+        }
         serving.await.map_err(std::io::Error::other)??;
         tracing::info!("stopped");
         Ok(())

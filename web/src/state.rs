@@ -29,6 +29,8 @@ pub struct AppState {
     pub sealer: Sealer,
     pub redis: Option<redis::aio::ConnectionManager>,
     pub metrics: Arc<Metrics>,
+    /// This node in its cluster; `None` on a single node.
+    pub cluster: Option<Arc<waos_engine::cluster::Node>>,
     /// Open websockets by holder, closed when its access ends.
     pub sockets: Arc<crate::sockets::Sockets>,
     /// Bounds how many refused-signature events reach the audit: a flood of bad requests must

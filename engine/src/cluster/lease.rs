@@ -24,7 +24,7 @@ use crate::ids::WorkspaceId;
 pub struct ClusterError(String);
 
 impl ClusterError {
-    fn of(error: impl std::fmt::Display) -> Self {
+    pub(crate) fn of(error: impl std::fmt::Display) -> Self {
         ClusterError(error.to_string())
     }
 }
@@ -53,6 +53,21 @@ pub struct Leases {
 
 fn key(workspace_id: WorkspaceId) -> String {
     format!("ws.{workspace_id}")
+}
+
+/// A node's heartbeat key (`node.<id>`, a key's own characters only).
+fn node_key(node: &str) -> String {
+    let id: String = node
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    format!("node.{id}")
 }
 
 impl Leases {
@@ -140,29 +155,80 @@ impl Leases {
         }
     }
 
+    /// Says this node is alive for one more lease (its heartbeat key lapses like a lease).
+    pub async fn heartbeat(&self) -> Result<(), ClusterError> {
+        self.store
+            .put(node_key(&self.node), Bytes::from(self.node.clone()))
+            .await
+            .map(|_| ())
+            .map_err(ClusterError::of)
+    }
+
+    /// Takes this node's heartbeat back (it stops in order).
+    pub async fn leave(&self) -> Result<(), ClusterError> {
+        self.store
+            .delete(node_key(&self.node))
+            .await
+            .map_err(ClusterError::of)
+    }
+
+    /// The nodes alive now (a heartbeat within the last lease), by id.
+    pub async fn nodes(&self) -> Result<Vec<String>, ClusterError> {
+        let mut nodes: Vec<String> = self
+            .live("node.")
+            .await?
+            .into_iter()
+            .map(|(_, entry)| String::from_utf8_lossy(&entry.value).into_owned())
+            .collect();
+        nodes.sort();
+        Ok(nodes)
+    }
+
     /// Every workspace held now, with its node and epoch.
     pub async fn holders(&self) -> Result<Vec<Holder>, ClusterError> {
-        let mut keys = self.store.keys().await.map_err(ClusterError::of)?;
-        let mut holders = Vec::new();
-        while let Some(name) = keys.next().await {
-            let name = name.map_err(ClusterError::of)?;
-            let Some(workspace_id) = name.strip_prefix("ws.").and_then(WorkspaceId::parse) else {
-                continue;
-            };
-            let Some(entry) = self.store.entry(&name).await.map_err(ClusterError::of)? else {
-                continue;
-            };
-            if entry.operation != kv::Operation::Put {
-                continue;
-            }
-            holders.push(Holder {
-                workspace_id,
-                node: String::from_utf8_lossy(&entry.value).into_owned(),
-                epoch: entry.revision,
-            });
-        }
+        let mut holders: Vec<Holder> = self
+            .live("ws.")
+            .await?
+            .into_iter()
+            .filter_map(|(key, entry)| {
+                Some(Holder {
+                    workspace_id: WorkspaceId::parse(key.strip_prefix("ws.")?)?,
+                    node: String::from_utf8_lossy(&entry.value).into_owned(),
+                    epoch: entry.revision,
+                })
+            })
+            .collect();
         holders.sort_by_key(|holder| holder.workspace_id);
         Ok(holders)
+    }
+
+    /// The live entries whose keys start with `prefix`, with their keys. (Listed from the
+    /// stream's subjects, then read one by one: the bucket's `keys()` waits for an idle
+    /// heartbeat, 5 s, whenever an entry is renewed while it lists.)
+    async fn live(&self, prefix: &str) -> Result<Vec<(String, kv::Entry)>, ClusterError> {
+        let subjects: Vec<(String, usize)> = self
+            .store
+            .stream
+            .info_with_subjects(format!("{}{prefix}>", self.store.prefix))
+            .await
+            .map_err(ClusterError::of)?
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()
+            .map_err(ClusterError::of)?;
+        let mut live = Vec::new();
+        for (subject, _) in subjects {
+            let Some(key) = subject.strip_prefix(self.store.prefix.as_str()) else {
+                continue;
+            };
+            if let Some(entry) = self.store.entry(key).await.map_err(ClusterError::of)?
+                && entry.operation == kv::Operation::Put
+            {
+                live.push((key.to_owned(), entry));
+            }
+        }
+        Ok(live)
     }
 }
 

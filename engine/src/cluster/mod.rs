@@ -2,9 +2,19 @@
 //!
 //! Each workspace's routing is owned by one node at a time, under a lease in a NATS JetStream
 //! key-value bucket ([`lease`]); the lease's revision is the fencing epoch its owner's
-//! routing-state writes will carry. What exists so far is the lease itself; ownership,
-//! handing events to the owner and failover build on it.
+//! routing-state writes carry.
+//!
+//! - [`lease`]: one workspace's lease (take, renew, hand back) and the nodes' heartbeats.
+//! - [`ownership`]: this node's fair share of the workspaces, kept every round, and the
+//!   [`Epochs`] of the leases it holds, which routing's state writes carry.
+//!
+//! Still to come (#16): routing only the workspaces held, handing events and calls to the
+//! owner over NATS, agent frames across nodes.
 
 pub mod lease;
+pub mod node;
+pub mod ownership;
 
 pub use lease::{ClusterError, Holder, Lease, Leases};
+pub use node::{ClusterView, HeldWorkspace, Node, NodeView, single_node_view};
+pub use ownership::{ClusterConfig, Epochs, Ownership, Round};

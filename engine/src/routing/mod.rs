@@ -120,15 +120,17 @@ pub struct RoutingContext {
     pub times: Arc<crate::time::settings::TeamTimes>,
     /// Workspaces' automation rules, cached.
     pub automations: Arc<crate::automation::settings::Automations>,
+    /// The epochs of the workspace leases this node holds; `None` on a single node.
+    pub epochs: Option<Arc<crate::cluster::Epochs>>,
 }
 
 impl RoutingContext {
     /// The lease epoch this node routes `workspace_id` under, which every state write of its
     /// conversations carries (shared/DESIGN.md, "Beyond one machine"). One node holds no
-    /// lease and writes no epoch: nothing is fenced. (The cluster's ownership, #16, answers
-    /// here once it routes.)
-    pub fn owner_epoch(&self, _workspace_id: crate::ids::WorkspaceId) -> Option<u64> {
-        None
+    /// lease and writes no epoch: nothing is fenced. (Nor, until routing follows the leases
+    /// (#16), is a node's write for a workspace it does not hold.)
+    pub fn owner_epoch(&self, workspace_id: crate::ids::WorkspaceId) -> Option<u64> {
+        self.epochs.as_ref()?.get(workspace_id)
     }
 
     pub fn new(
@@ -136,6 +138,7 @@ impl RoutingContext {
         audit: AuditWriter,
         presence: Arc<dyn PresenceStore>,
         settings: RoutingSettings,
+        epochs: Option<Arc<crate::cluster::Epochs>>,
     ) -> Arc<Self> {
         Arc::new(Self {
             db,
@@ -154,6 +157,7 @@ impl RoutingContext {
             times: Arc::new(crate::time::settings::TeamTimes::new(settings.time_unit)),
             automations: Arc::default(),
             settings,
+            epochs,
         })
     }
 

@@ -47,6 +47,7 @@ pub fn configure(config: &mut web::ServiceConfig) {
         .service(
             web::scope("/api/v1")
                 .route("/openapi.json", web::get().to(openapi::serve))
+                .route("/cluster", web::get().to(health::cluster))
                 .route("/auth/login", web::post().to(session::login))
                 .route("/auth/logout", web::post().to(session::logout))
                 .route("/auth/ws-ticket", web::post().to(session::ws_ticket))

@@ -34,6 +34,11 @@ const MATRIX: &[(&str, [u16; 8])] = &[
     ("GET /healthz", [200; 8]),
     ("GET /readyz", [200; 8]),
     ("GET /metrics", [200; 8]),
+    // Which node owns which workspace: the installation's.
+    (
+        "GET /api/v1/cluster",
+        [401, 403, 403, 403, 403, 403, 200, 403],
+    ),
     ("POST /api/v1/auth/login", [200; 8]),
     // Sessions.
     (

@@ -1,17 +1,22 @@
-//! Several nodes (#16), the parts built so far: a routing-state write carries its node's lease
-//! epoch, and one carrying an older epoch than the conversation's is refused (a node paused
-//! past its lease changes nothing), on both backends, with leases from the real NATS.
+//! Several nodes (#16), the parts built so far, with leases from the real NATS: a
+//! routing-state write carries its node's lease epoch, and one carrying an older epoch than the
+//! conversation's is refused (a node paused past its lease changes nothing); nodes share the
+//! workspaces fairly, each held by one node, and one that leaves hands its share over.
 
 use std::time::Duration;
 
 use sea_orm::EntityTrait;
+use serde_json::Value;
 use waos_engine::automation::marks::Marks;
-use waos_engine::cluster::Leases;
+use waos_engine::cluster::{ClusterConfig, Leases, Node};
 use waos_engine::ids::{AgentId, ConversationId, TeamId, WorkspaceId};
 use waos_engine::routing::store::{RoutingState, SaveError, save_state};
 use waos_engine::store::entity::conversation::{self, ConversationStatus};
 use waos_engine::time::clocks::Clocks;
-use waos_web::testing::{Backend, PHONE_NUMBER_ID_1, eventually, nats_url, spawn_app};
+use waos_web::testing::{
+    ADMIN_TOKEN, Backend, PHONE_NUMBER_ID_1, TestApp, eventually, nats_url, spawn_app,
+    spawn_app_with,
+};
 
 use crate::concurrency::text_body_at;
 
@@ -155,4 +160,150 @@ async fn a_write_under_an_older_lease_is_refused(backend: Backend) {
     );
 }
 
-on_both_backends!(a_write_under_an_older_lease_is_refused);
+/// Who owns what, by node, as `GET /api/v1/cluster` says: (node, [(workspace, epoch)]).
+async fn owners(app: &TestApp) -> Vec<(String, Vec<(String, u64)>)> {
+    let view = app.get_ok("/api/v1/cluster", ADMIN_TOKEN).await;
+    assert_eq!(view["clustered"], true, "{view}");
+    let mut owners: Vec<(String, Vec<(String, u64)>)> = view["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|node| {
+            let held = node["workspaces"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|w| {
+                    (
+                        w["workspace_id"].as_str().unwrap().to_owned(),
+                        w["epoch"].as_u64().unwrap(),
+                    )
+                })
+                .collect();
+            (node["node"].as_str().unwrap().to_owned(), held)
+        })
+        .collect();
+    owners.sort();
+    owners
+}
+
+/// How many workspaces each node holds, by node.
+fn shares(owners: &[(String, Vec<(String, u64)>)]) -> Vec<(&str, usize)> {
+    owners
+        .iter()
+        .map(|(node, held)| (node.as_str(), held.len()))
+        .collect()
+}
+
+/// Node a (the app) holds every workspace while alone; node b joins on the same database and
+/// the three workspaces split two and one, each held by exactly one node; a routing write
+/// carries the owner's epoch; b leaves in order and a takes its workspace back at once.
+async fn nodes_share_the_workspaces_and_hand_them_over(backend: Backend) {
+    let prefix = format!("waos_test_own_{}", uuid::Uuid::new_v4().simple());
+    let _bucket = Bucket(format!("{prefix}_leases"));
+    let lease = Duration::from_millis(900);
+    let app = spawn_app_with(backend, |settings, _| {
+        settings.cluster.nats_url = nats_url();
+        settings.cluster.prefix = prefix.clone();
+        settings.cluster.node_id = "node-a".into();
+        settings.cluster.lease_ms = 900;
+    })
+    .await;
+    let ready = app.get_ok("/readyz", "").await;
+    assert_eq!(ready["nats"], true, "{ready}");
+    let mut workspaces = Vec::new();
+    for name in ["North", "South", "East"] {
+        workspaces.push(app.create_workspace(name).await);
+    }
+    workspaces.sort();
+    eventually(Duration::from_secs(10), || async {
+        shares(&owners(&app).await) == [("node-a", 3)]
+    })
+    .await;
+
+    // A conversation's state write carries the lease's epoch.
+    let team = app.create_team(&workspaces[0], "Support").await;
+    app.create_channel(&workspaces[0], &team, PHONE_NUMBER_ID_1)
+        .await;
+    let now = chrono::Utc::now().timestamp();
+    let response = app
+        .post_webhook(&text_body_at("wamid.owned-1", 1, "hello", now))
+        .await;
+    assert_eq!(response.status(), 200);
+    let (_, token) = app
+        .create_agent(&workspaces[0], "ann@owned.example", "agent", &[&team])
+        .await;
+    let (mut socket, _) = app.connect_agent(&token).await;
+    socket.expect("offer").await;
+    eventually(Duration::from_secs(5), || async {
+        app.count("conversations", "status = 'offered' AND owner_epoch > 0")
+            .await
+            == 1
+    })
+    .await;
+
+    let b = Node::join(
+        ClusterConfig {
+            nats_url: nats_url(),
+            lease,
+            node: "node-b".into(),
+            prefix: prefix.clone(),
+        },
+        app.db.clone(),
+    )
+    .await
+    .unwrap();
+    eventually(Duration::from_secs(15), || async {
+        shares(&owners(&app).await) == [("node-a", 2), ("node-b", 1)]
+    })
+    .await;
+    let split = owners(&app).await;
+    let mut held: Vec<&String> = split
+        .iter()
+        .flat_map(|(_, held)| held.iter().map(|(w, _)| w))
+        .collect();
+    held.sort();
+    assert_eq!(
+        held,
+        workspaces.iter().collect::<Vec<_>>(),
+        "each exactly once"
+    );
+    assert!(
+        split
+            .iter()
+            .all(|(_, held)| held.iter().all(|(_, e)| *e > 0))
+    );
+
+    // b stops in order: its workspace is free at once, and a (alone again) takes it.
+    let (_, taken_by_b) = split
+        .iter()
+        .find(|(node, _)| node == "node-b")
+        .unwrap()
+        .clone();
+    b.leave().await;
+    eventually(Duration::from_secs(5), || async {
+        shares(&owners(&app).await) == [("node-a", 3)]
+    })
+    .await;
+    let back = owners(&app).await;
+    let (workspace, old_epoch) = &taken_by_b[0];
+    let (_, new_epoch) = back[0].1.iter().find(|(w, _)| w == workspace).unwrap();
+    assert!(new_epoch > old_epoch, "a new lease, a higher epoch");
+}
+
+/// One node: the cluster view is that node, owning every workspace, no NATS involved.
+async fn one_node_owns_every_workspace(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let workspace = app.create_workspace("Solo").await;
+    let view = app.get_ok("/api/v1/cluster", ADMIN_TOKEN).await;
+    assert_eq!(view["clustered"], false);
+    assert_eq!(view["nodes"][0]["this"], true);
+    assert_eq!(view["nodes"][0]["workspaces"][0]["workspace_id"], workspace);
+    assert_eq!(app.get_ok("/readyz", "").await["nats"], Value::Null);
+}
+
+on_both_backends!(
+    a_write_under_an_older_lease_is_refused,
+    nodes_share_the_workspaces_and_hand_them_over,
+    one_node_owns_every_workspace,
+);

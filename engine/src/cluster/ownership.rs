@@ -1,0 +1,281 @@
+//! This node's share of the workspaces (shared/DESIGN.md, "Beyond one machine"): every round
+//! (a third of the lease) it says it is alive, renews the leases it holds, and takes free
+//! workspaces or hands some back so that each live node holds its fair share, `ceil(W / N)`.
+//! Which workspaces a node prefers is a rendezvous hash of (node, workspace), so nodes reach
+//! for different ones and a workspace goes back to the same node after a restart of another.
+//!
+//! The epochs of the leases held are kept in [`Epochs`], which routing reads for every state
+//! write (the fencing token). A lease that cannot be renewed for two thirds of its life (NATS
+//! unreachable) is dropped here first: this node stops writing under it before another node
+//! can take it.
+
+use std::collections::{HashMap, HashSet};
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use sea_orm::{DatabaseConnection, EntityTrait, QuerySelect};
+
+use super::lease::{ClusterError, Lease, Leases};
+use crate::ids::WorkspaceId;
+use crate::store::entity::workspace;
+
+/// How this node joins a cluster (`cluster.*` settings).
+#[derive(Clone, Debug)]
+pub struct ClusterConfig {
+    pub nats_url: String,
+    /// How long a lease lasts unrenewed: a dead node's workspaces move after it.
+    pub lease: Duration,
+    /// This node's id in the leases (unique per process).
+    pub node: String,
+    /// Names the lease bucket (`{prefix}_leases`), so installations and tests can share a NATS.
+    pub prefix: String,
+}
+
+impl ClusterConfig {
+    /// The lease bucket's name.
+    pub fn bucket(&self) -> String {
+        format!("{}_leases", self.prefix)
+    }
+
+    /// Between two rounds: a lease is renewed three times in its life.
+    pub fn round_interval(&self) -> Duration {
+        (self.lease / 3).max(Duration::from_millis(10))
+    }
+}
+
+/// The epochs of the leases this node holds, by workspace: what its routing-state writes carry.
+#[derive(Debug, Default)]
+pub struct Epochs(RwLock<HashMap<WorkspaceId, u64>>);
+
+impl Epochs {
+    /// The epoch this node holds `workspace_id` under, if it holds it.
+    pub fn get(&self, workspace_id: WorkspaceId) -> Option<u64> {
+        self.0
+            .read()
+            .map_or(None, |held| held.get(&workspace_id).copied())
+    }
+
+    /// Every workspace held, with its epoch.
+    pub fn held(&self) -> Vec<(WorkspaceId, u64)> {
+        let mut held: Vec<_> = self
+            .0
+            .read()
+            .map(|held| held.iter().map(|(w, e)| (*w, *e)).collect())
+            .unwrap_or_default();
+        held.sort();
+        held
+    }
+
+    fn set(&self, workspace_id: WorkspaceId, epoch: u64) {
+        if let Ok(mut held) = self.0.write() {
+            held.insert(workspace_id, epoch);
+        }
+    }
+
+    fn remove(&self, workspace_id: WorkspaceId) {
+        if let Ok(mut held) = self.0.write() {
+            held.remove(&workspace_id);
+        }
+    }
+}
+
+/// What one round changed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Round {
+    /// Leases taken this round.
+    pub taken: Vec<Lease>,
+    /// Leases lost (another node holds them now, or they could not be renewed in time).
+    pub lost: Vec<WorkspaceId>,
+    /// Leases handed back to make room for another node.
+    pub released: Vec<WorkspaceId>,
+}
+
+struct Held {
+    lease: Lease,
+    renewed_at: Instant,
+}
+
+/// This node's leases and the loop that keeps them.
+pub struct Ownership {
+    leases: Leases,
+    lease: Duration,
+    db: DatabaseConnection,
+    epochs: Arc<Epochs>,
+    held: HashMap<WorkspaceId, Held>,
+}
+
+/// Where `node` ranks `workspace_id` among the workspaces it would take (lower first).
+fn rank(node: &str, workspace_id: WorkspaceId) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    (node, workspace_id).hash(&mut hasher);
+    hasher.finish()
+}
+
+impl Ownership {
+    pub fn new(
+        leases: Leases,
+        lease: Duration,
+        db: DatabaseConnection,
+        epochs: Arc<Epochs>,
+    ) -> Ownership {
+        Ownership {
+            leases,
+            lease,
+            db,
+            epochs,
+            held: HashMap::new(),
+        }
+    }
+
+    /// One round: heartbeat, renewals, then the fair share taken or given back (one lease
+    /// handed back per round, so that a joining node's share moves over gradually).
+    pub async fn round(&mut self) -> Result<Round, ClusterError> {
+        let mut round = Round {
+            lost: self.renew().await,
+            ..Round::default()
+        };
+        self.leases.heartbeat().await?;
+        let nodes = self.leases.nodes().await?.len().max(1);
+        let workspaces: Vec<WorkspaceId> = workspace::Entity::find()
+            .select_only()
+            .column(workspace::Column::Id)
+            .into_tuple()
+            .all(&self.db)
+            .await
+            .map_err(ClusterError::of)?;
+        let share = workspaces.len().div_ceil(nodes);
+        let node = self.leases.node().to_owned();
+        if self.held.len() > share {
+            let extra = self
+                .held
+                .values()
+                .map(|held| held.lease)
+                .max_by_key(|lease| rank(&node, lease.workspace_id));
+            if let Some(lease) = extra {
+                self.held.remove(&lease.workspace_id);
+                self.epochs.remove(lease.workspace_id);
+                self.leases.release(lease).await?;
+                round.released.push(lease.workspace_id);
+            }
+            return Ok(round);
+        }
+        if self.held.len() == share {
+            return Ok(round);
+        }
+        let taken: HashSet<WorkspaceId> = self
+            .leases
+            .holders()
+            .await?
+            .into_iter()
+            .map(|holder| holder.workspace_id)
+            .collect();
+        let mut free: Vec<WorkspaceId> = workspaces
+            .into_iter()
+            .filter(|workspace_id| !taken.contains(workspace_id))
+            .collect();
+        free.sort_by_key(|workspace_id| rank(&node, *workspace_id));
+        for workspace_id in free {
+            if self.held.len() >= share {
+                break;
+            }
+            if let Some(lease) = self.leases.acquire(workspace_id).await? {
+                self.hold(lease);
+                round.taken.push(lease);
+            }
+        }
+        Ok(round)
+    }
+
+    fn hold(&mut self, lease: Lease) {
+        self.epochs.set(lease.workspace_id, lease.epoch);
+        self.held.insert(
+            lease.workspace_id,
+            Held {
+                lease,
+                renewed_at: Instant::now(),
+            },
+        );
+    }
+
+    /// Renews every lease held; answers those lost. One that NATS does not answer for is kept
+    /// until two thirds of its life have passed since its last renewal, then dropped.
+    async fn renew(&mut self) -> Vec<WorkspaceId> {
+        let mut lost = Vec::new();
+        let held: Vec<(Lease, Instant)> = self
+            .held
+            .values()
+            .map(|held| (held.lease, held.renewed_at))
+            .collect();
+        for (lease, renewed_at) in held {
+            match self.leases.renew(lease).await {
+                Ok(Some(renewed)) => self.hold(renewed),
+                Ok(None) => lost.push(lease.workspace_id),
+                Err(error) if renewed_at.elapsed() >= self.lease * 2 / 3 => {
+                    tracing::warn!(%error, workspace_id = %lease.workspace_id, "lease not renewed in time; routing of the workspace stops here");
+                    lost.push(lease.workspace_id);
+                }
+                Err(error) => {
+                    tracing::warn!(%error, workspace_id = %lease.workspace_id, "lease not renewed; trying again next round");
+                }
+            }
+        }
+        for workspace_id in &lost {
+            self.held.remove(workspace_id);
+            self.epochs.remove(*workspace_id);
+        }
+        lost
+    }
+
+    /// Hands every lease back (a node that stops in order lets the others take over at once).
+    pub async fn leave(&mut self) -> Result<(), ClusterError> {
+        for (workspace_id, held) in std::mem::take(&mut self.held) {
+            self.epochs.remove(workspace_id);
+            self.leases.release(held.lease).await?;
+        }
+        self.leases.leave().await
+    }
+
+    /// Runs a round every `interval` until `stop` says so, then leaves.
+    pub async fn run(mut self, interval: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            match self.round().await {
+                Ok(round) => {
+                    for lease in &round.taken {
+                        tracing::info!(workspace_id = %lease.workspace_id, epoch = lease.epoch, "workspace lease taken");
+                    }
+                    for workspace_id in round.lost.iter().chain(&round.released) {
+                        tracing::info!(%workspace_id, "workspace lease given up");
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "cluster round failed; trying again"),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(interval) => {}
+                _ = stop.changed() => break,
+            }
+        }
+        if let Err(error) = self.leave().await {
+            tracing::warn!(%error, "leases not handed back; they lapse on their own");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nodes_rank_workspaces_differently_and_stably() {
+        let workspaces: Vec<WorkspaceId> = (0..64)
+            .map(|n| WorkspaceId(uuid::Uuid::from_u128(n)))
+            .collect();
+        let order = |node: &str| {
+            let mut sorted = workspaces.clone();
+            sorted.sort_by_key(|w| rank(node, *w));
+            sorted
+        };
+        assert_eq!(order("node-a"), order("node-a"));
+        assert_ne!(order("node-a"), order("node-b"));
+    }
+}
