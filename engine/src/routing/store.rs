@@ -245,18 +245,47 @@ async fn write_state(
     Ok(())
 }
 
-/// Records a conversation's tags (a JSON array), as an automation set them.
-pub async fn save_tags(
+/// Adds `added` to a conversation's tags, as an automation does: merged with the tags stored
+/// now, and written only over the very tags it merged with (else merged again), so that an
+/// agent's edit through the API meanwhile is kept. Answers the tags before and after (equal
+/// when there was nothing to add); `Err` says why not.
+pub async fn add_tags(
     db: &DatabaseConnection,
     id: ConversationId,
-    tags: &str,
-) -> Result<(), DbErr> {
-    conversation::Entity::update_many()
-        .col_expr(conversation::Column::Tags, Expr::value(tags))
-        .filter(conversation::Column::Id.eq(id))
-        .exec(db)
-        .await?;
-    Ok(())
+    added: &[String],
+) -> Result<(Vec<String>, Vec<String>), String> {
+    let failed = |error: DbErr| format!("the database failed: {error}");
+    loop {
+        let stored: Option<String> = conversation::Entity::find_by_id(id)
+            .select_only()
+            .column(conversation::Column::Tags)
+            .into_tuple()
+            .one(db)
+            .await
+            .map_err(failed)?;
+        let Some(stored) = stored else {
+            return Err("the conversation no longer exists".into());
+        };
+        let before: Vec<String> = serde_json::from_str(&stored).unwrap_or_default();
+        let merged = crate::annotations::normalise_tags(
+            &before.iter().chain(added).cloned().collect::<Vec<_>>(),
+        )
+        .map_err(|error| error.to_string())?;
+        if merged == before {
+            return Ok((before, merged));
+        }
+        let text = serde_json::to_string(&merged).map_err(|error| error.to_string())?;
+        let written = conversation::Entity::update_many()
+            .col_expr(conversation::Column::Tags, Expr::value(text))
+            .filter(conversation::Column::Id.eq(id))
+            .filter(conversation::Column::Tags.eq(stored))
+            .exec(db)
+            .await
+            .map_err(failed)?;
+        if written.rows_affected == 1 {
+            return Ok((before, merged));
+        }
+    }
 }
 
 /// Records a conversation's priority, as an automation set it.

@@ -202,6 +202,25 @@ async fn a_keyword_tags_and_raises_priority(backend: Backend) {
         .await;
     let (mut socket, _) = app.connect_agent(&token).await;
     assert_eq!(socket.expect("offer").await["conversation_id"], id);
+
+    // Someone replaces the tags through the API (the conversation's actor still holds the old
+    // ones); the rule then adds its tag again to what is stored now, keeping the edit.
+    let response = app
+        .client
+        .put(format!("{}/api/v1/conversations/{id}/tags", app.address))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"tags": ["vip"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    writes(&app, 2, "wamid.kw-3", "still urgent").await;
+    eventually(Duration::from_secs(5), || async {
+        let mut now: Vec<String> = serde_json::from_value(tags(&app, &id).await).unwrap();
+        now.sort();
+        now == ["urgent", "vip"]
+    })
+    .await;
 }
 
 /// `no_agent_reply` after 150 "seconds" (1.5 s; Meta's timestamps are whole seconds, so the

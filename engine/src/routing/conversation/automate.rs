@@ -516,41 +516,30 @@ impl ConversationActor {
     }
 
     fn add_tags(&mut self, tags: Vec<String>, rule: &str, ctx: &mut Context, done: Done) {
-        let before: Vec<String> = serde_json::from_str(&self.stored.raw.tags).unwrap_or_default();
-        let merged = match crate::annotations::normalise_tags(
-            &before
-                .iter()
-                .chain(tags.iter())
-                .cloned()
-                .collect::<Vec<_>>(),
-        ) {
-            Ok(merged) => merged,
-            Err(error) => return done(self, Err(error.to_string()), ctx),
-        };
-        if merged == before {
-            return done(self, Ok(()), ctx);
-        }
-        let text = serde_json::to_string(&merged).unwrap_or_else(|_| "[]".to_owned());
         let (db, id, rule) = (self.context.db.clone(), self.id(), rule.to_owned());
-        let stored = text.clone();
         ctx.wait(
-            async move { store::save_tags(&db, id, &stored).await }
+            async move { store::add_tags(&db, id, &tags).await }
                 .into_actor(self)
-                .map(move |saved, conversation, ctx| {
-                    if let Err(error) = saved {
-                        return done(conversation, Err(format!("the database failed: {error}")), ctx);
+                .map(move |merged, conversation, ctx| {
+                    let (before, merged) = match merged {
+                        Ok(merged) => merged,
+                        Err(why) => return done(conversation, Err(why), ctx),
+                    };
+                    conversation.stored.raw.tags =
+                        serde_json::to_string(&merged).unwrap_or_else(|_| "[]".to_owned());
+                    let added: Vec<&String> =
+                        merged.iter().filter(|t| !before.contains(t)).collect();
+                    if !added.is_empty() {
+                        conversation.audit(
+                            AuditKind::TagsChanged,
+                            None,
+                            Some(json!({"added": added, "removed": [], "tags": merged, "automation": rule})),
+                            format!(
+                                "automation {rule} added {}",
+                                added.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", ")
+                            ),
+                        );
                     }
-                    conversation.stored.raw.tags = text;
-                    let added: Vec<&String> = merged.iter().filter(|t| !before.contains(t)).collect();
-                    conversation.audit(
-                        AuditKind::TagsChanged,
-                        None,
-                        Some(json!({"added": added, "removed": [], "tags": merged, "automation": rule})),
-                        format!(
-                            "automation {rule} added {}",
-                            added.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", ")
-                        ),
-                    );
                     done(conversation, Ok(()), ctx)
                 }),
         );
