@@ -1699,23 +1699,25 @@ impl Handler<TransferToTeam> for ConversationActor {
 }
 
 impl Handler<TransferToAgent> for ConversationActor {
-    type Result = ResponseActFuture<Self, Result<(), RoutingError>>;
+    /// Atomic: the mailbox waits while the slot moves, so no resolve or other assignment can
+    /// come between the slot taken from `from` and the conversation given to `to` (each would
+    /// release `from`'s slot a second time).
+    type Result = AtomicResponse<Self, Result<(), RoutingError>>;
 
     fn handle(&mut self, transfer: TransferToAgent, _: &mut Context<Self>) -> Self::Result {
+        let refused = |error| AtomicResponse::new(Box::pin(fut::ready(Err(error))));
         let State::Assigned { agent_id: from, .. } = &self.state else {
-            return Box::pin(fut::ready(Err(RoutingError::NotAssigned)));
+            return refused(RoutingError::NotAssigned);
         };
         if transfer.by.is_some_and(|by| by != *from) {
-            return Box::pin(fut::ready(Err(RoutingError::NotAssigned)));
+            return refused(RoutingError::NotAssigned);
         }
         if *from == transfer.to {
-            return Box::pin(fut::ready(Err(RoutingError::Conflict(
-                "the agent already holds it".into(),
-            ))));
+            return refused(RoutingError::Conflict("the agent already holds it".into()));
         }
         let from = *from;
         let supervisor = self.supervisor.clone();
-        Box::pin(
+        AtomicResponse::new(Box::pin(
             async move {
                 let name = supervisor
                     .send(MoveSlot { from: Some(from), to: transfer.to })
@@ -1750,7 +1752,7 @@ impl Handler<TransferToAgent> for ConversationActor {
                 conversation.assign(transfer.to, name, agent, "transferred".into(), ctx);
                 Ok(())
             }),
-        )
+        ))
     }
 }
 

@@ -3,7 +3,7 @@
 //! teams is counted once, exactly, without locks. It decides with [`dispatch`] (the queue's order
 //! and `choose_agent`) and tells the conversation; it never waits on anyone.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -553,7 +553,8 @@ impl Supervisor {
 
     #[cfg(debug_assertions)]
     fn check_invariants(&self) {
-        let queued: HashSet<_> = self.queue.iter().map(|w| w.conversation_id).collect();
+        let queued: std::collections::HashSet<_> =
+            self.queue.iter().map(|w| w.conversation_id).collect();
         debug_assert_eq!(
             queued.len(),
             self.queue.len(),
