@@ -138,6 +138,14 @@ pub(crate) struct ReloadSettings;
 #[rtype(result = "()")]
 pub(crate) struct Ping;
 
+/// The conversation's tags, as they were just replaced through the API: what its rules'
+/// conditions read from now on.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct TagsEdited {
+    pub tags: Vec<String>,
+}
+
 /// From the directory, which routes nothing more to this actor: stop, unless something
 /// happened since the actor asked to (then it says [`StillRunning`]).
 #[derive(Message)]
@@ -1333,6 +1341,15 @@ impl Handler<Ping> for ConversationActor {
     type Result = ();
 
     fn handle(&mut self, _: Ping, _: &mut Context<Self>) {}
+}
+
+impl Handler<TagsEdited> for ConversationActor {
+    type Result = ();
+
+    fn handle(&mut self, edited: TagsEdited, _: &mut Context<Self>) {
+        self.stored.raw.tags =
+            serde_json::to_string(&edited.tags).unwrap_or_else(|_| "[]".to_owned());
+    }
 }
 
 impl Handler<Stop> for ConversationActor {

@@ -15,7 +15,7 @@ use crate::ids::{AgentId, ConversationId, WorkspaceId};
 use crate::ingest::{InboundEvent, StatusEvent};
 use crate::routing::agent::AgentActor;
 use crate::routing::conversation::{
-    ConversationActor, NewMessage, Ping, ReloadSettings, StatusUpdate, Stop, Wake,
+    ConversationActor, NewMessage, Ping, ReloadSettings, StatusUpdate, Stop, TagsEdited, Wake,
 };
 use crate::routing::supervisor::{GetAgent, Supervisor};
 use crate::routing::{RoutingContext, RoutingError, store};
@@ -76,6 +76,15 @@ pub(crate) struct GetSupervisor {
 pub(crate) struct GetAgentActor {
     pub workspace_id: WorkspaceId,
     pub agent_id: AgentId,
+}
+
+/// A conversation's tags were replaced through the API. Only an actor that runs (or is about
+/// to) is told: one that is not reads them from the database when it starts.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct TagsReplaced {
+    pub conversation_id: ConversationId,
+    pub tags: Vec<String>,
 }
 
 /// Shutdown: every socket of every workspace closes.
@@ -427,6 +436,24 @@ impl Handler<ConversationStopped> for Directory {
             Some(loading @ Slot::Loading(_)) => {
                 self.conversations.insert(id, loading);
             }
+        }
+    }
+}
+
+impl Handler<TagsReplaced> for Directory {
+    type Result = ();
+
+    fn handle(&mut self, replaced: TagsReplaced, _: &mut Context<Self>) {
+        let message = TagsEdited {
+            tags: replaced.tags,
+        };
+        match self.conversations.get_mut(&replaced.conversation_id) {
+            Some(Slot::Running(actor)) if actor.connected() => actor.do_send(message),
+            // A load may have read the tags before they were replaced.
+            Some(Slot::Stopping(_, waiting) | Slot::Loading(waiting)) => {
+                waiting.push(Box::new(move |actor| actor.do_send(message)));
+            }
+            Some(Slot::Running(_)) | None => {}
         }
     }
 }

@@ -13,7 +13,7 @@ use crate::routing::agent::{AgentActor, Connect, Disconnect, FromClient, Outbox,
 use crate::routing::conversation::SendReply;
 use crate::routing::directory::{
     Ask, CloseSockets, Directory, Drain, GetAgentActor, GetSupervisor, Inbound, SettingsChanged,
-    StatusChanged,
+    StatusChanged, TagsReplaced,
 };
 use crate::routing::frames::ClientFrame;
 use crate::routing::reply::Reply;
@@ -75,6 +75,15 @@ impl Engine {
     pub fn automations_changed(&self) {
         self.automations.forget();
         self.directory.do_send(SettingsChanged);
+    }
+
+    /// A conversation's tags were replaced through the API (after the write): its running actor
+    /// takes them, so that its rules' conditions on `conversation.tags` see them.
+    pub fn tags_replaced(&self, conversation_id: ConversationId, tags: Vec<String>) {
+        self.directory.do_send(TagsReplaced {
+            conversation_id,
+            tags,
+        });
     }
 
     /// Where ingest hands committed messages and statuses (fire-and-forget).

@@ -63,8 +63,9 @@ pub async fn set_tags(
     path: web::Path<String>,
     input: web::Json<TagsRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let tags =
-        annotations::set_tags(&state.db, &caller, conversation_id(&path)?, &input.tags).await?;
+    let id = conversation_id(&path)?;
+    let tags = annotations::set_tags(&state.db, &caller, id, &input.tags).await?;
+    state.engine.tags_replaced(id, tags.clone());
     Ok(HttpResponse::Ok().json(TagsView { tags }))
 }
 

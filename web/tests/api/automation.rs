@@ -60,6 +60,19 @@ async fn tags(app: &TestApp, id: &str) -> Value {
     conversation(app, id).await["tags"].clone()
 }
 
+/// Replaces a conversation's tags through the API, as an agent would.
+async fn replace_tags(app: &TestApp, id: &str, tags: Value) {
+    let response = app
+        .client
+        .put(format!("{}/api/v1/conversations/{id}/tags", app.address))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"tags": tags}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
+
 /// Sales (the channel's team) and Refunds, each auto-accepting, each with one online agent.
 struct Desk {
     f: Floor,
@@ -205,15 +218,7 @@ async fn a_keyword_tags_and_raises_priority(backend: Backend) {
 
     // Someone replaces the tags through the API (the conversation's actor still holds the old
     // ones); the rule then adds its tag again to what is stored now, keeping the edit.
-    let response = app
-        .client
-        .put(format!("{}/api/v1/conversations/{id}/tags", app.address))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({"tags": ["vip"]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    replace_tags(&app, &id, json!(["vip"])).await;
     writes(&app, 2, "wamid.kw-3", "still urgent").await;
     eventually(Duration::from_secs(5), || async {
         let mut now: Vec<String> = serde_json::from_value(tags(&app, &id).await).unwrap();
@@ -571,6 +576,33 @@ async fn a_rule_that_resolves_runs_the_resolved_rules_after_its_own(backend: Bac
         .await;
 }
 
+/// Tags replaced through the API are what the rules' conditions read next, while the
+/// conversation's actor runs (it loaded none when it started).
+async fn rules_see_the_tags_set_through_the_api(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let f = floor(&app, json!({})).await;
+    create_rule(
+        &app,
+        &f.workspace,
+        json!({"name": "VIP lane", "trigger": {"event": "message_received"},
+               "conditions": {"field": "conversation.tags", "op": "in", "value": ["vip"]},
+               "actions": [{"type": "set_priority", "priority": 50}]}),
+    )
+    .await;
+    let id = writes(&app, 1, "wamid.vip-1", "hello").await;
+    eventually(Duration::from_secs(5), || async {
+        conversation(&app, &id).await["status"] == "waiting"
+    })
+    .await;
+    assert_eq!(conversation(&app, &id).await["priority"], 0);
+    replace_tags(&app, &id, json!(["vip"])).await;
+    writes(&app, 1, "wamid.vip-2", "me again").await;
+    eventually(Duration::from_secs(5), || async {
+        conversation(&app, &id).await["priority"] == 50
+    })
+    .await;
+}
+
 on_both_backends!(
     a_greeting_tells_the_expected_wait_on_conversation_created,
     a_keyword_and_a_button_route_to_refunds_before_anyone_else_is_offered,
@@ -582,4 +614,5 @@ on_both_backends!(
     the_dry_run_says_which_condition_failed,
     bad_rules_are_refused_naming_the_problem,
     a_rule_that_resolves_runs_the_resolved_rules_after_its_own,
+    rules_see_the_tags_set_through_the_api,
 );
