@@ -13,7 +13,7 @@ use serde_json::json;
 use crate::audit::{AuditKind, AuditRecord};
 use crate::automation::marks::Marks;
 use crate::automation::rules::RuleSet;
-use crate::ids::{AgentId, ConversationId, TeamId};
+use crate::ids::{AgentId, ConversationId, SlaPolicyId, TeamId, WorkspaceId};
 use crate::inbox::{ConversationView, MessageView};
 use crate::reports::{Fact, FactMetric, FactScope};
 use crate::routing::agent::{AgentActor, Assigned, Deliver, Held, OfferEnded, Offered, Unassigned};
@@ -297,52 +297,25 @@ impl ConversationActor {
     ) {
         // What to load is read when the load starts, not when it is asked for (a team changed
         // by a wait that actix polls first must not have its old team's settings put back).
-        ctx.wait(fut::ready(()).then(|(), conversation: &mut Self, _| {
-        let context = conversation.context.clone();
-        let (team_id, workspace_id) = (conversation.team_id, conversation.stored.workspace_id);
-        let cycle_policy = conversation.clocks.policy_id;
-            async move {
-                let mut attempt = 0;
-                loop {
-                    let loaded = async {
-                        let time = context.times.get(&context.db, team_id).await?;
-                        let rules = context.automations.get(&context.db, workspace_id).await?;
-                        let policy = match cycle_policy.filter(|id| {
-                            time.policy.as_ref().is_none_or(|team| team.id != *id)
-                        }) {
-                            Some(id) => {
-                                crate::time::settings::load_policy(
-                                    &context.db,
-                                    id,
-                                    context.settings.time_unit,
-                                )
-                                .await?
-                            }
-                            None => None,
-                        };
-                        Ok::<_, sea_orm::DbErr>((time, rules, policy))
-                    };
-                    match loaded.await {
-                        Ok(loaded) => break loaded,
-                        Err(error) => {
-                            attempt += 1;
-                            let wait = context.settings.store_retry_after(attempt);
-                            tracing::warn!(%error, %team_id, attempt, "team's settings not loaded; trying again");
-                            tokio::time::sleep(wait).await;
-                        }
+        ctx.wait(
+            fut::ready(())
+                .then(|(), conversation: &mut Self, _| {
+                    settings_of(
+                        conversation.context.clone(),
+                        conversation.team_id,
+                        conversation.stored.workspace_id,
+                        conversation.clocks.policy_id,
+                    )
+                    .into_actor(conversation)
+                })
+                .map(move |(time, rules, policy), conversation, ctx| {
+                    conversation.time = time;
+                    conversation.rules = rules;
+                    if policy.is_some() {
+                        conversation.cycle_policy = policy;
                     }
-                }
-            }
-            .into_actor(conversation)
-        })
-            .map(move |(time, rules, policy), conversation, ctx| {
-                conversation.time = time;
-                conversation.rules = rules;
-                if policy.is_some() {
-                    conversation.cycle_policy = policy;
-                }
-                next(conversation, ctx)
-            }),
+                    next(conversation, ctx)
+                }),
         );
     }
 
@@ -699,9 +672,9 @@ impl ConversationActor {
     /// mailbox meanwhile. A database hiccup retries; only a missing agent requeues.
     ///
     /// Until the agent is found the actor's state is the placeholder `Waiting`, so the mailbox
-    /// waits for it, retries included (a message handled meanwhile, or a write, would act on or
-    /// store "waiting, nobody" over the assignment), and what follows a resume ([`after_resume`]) runs
-    /// once it is attached.
+    /// waits for it, retries included (a message handled meanwhile, or a write, would act on
+    /// or store "waiting, nobody" over the assignment), and what follows a resume
+    /// ([`after_resume`]) runs once it is attached.
     ///
     /// [`after_resume`]: ConversationActor::after_resume
     fn attach_agent(&mut self, agent_id: AgentId, ctx: &mut Context<Self>) {
@@ -1094,6 +1067,42 @@ impl ConversationActor {
 
 /// Stores report facts apart from a state write, trying until it can (keyed: a retry adds
 /// nothing).
+/// A team's time settings, its workspace's rules and the cycle's own SLA policy when it is not
+/// the team's, tried again until the database answers.
+async fn settings_of(
+    context: Arc<RoutingContext>,
+    team_id: TeamId,
+    workspace_id: WorkspaceId,
+    cycle_policy: Option<SlaPolicyId>,
+) -> (Arc<TeamTime>, Arc<RuleSet>, Option<Policy>) {
+    let mut attempt = 0;
+    loop {
+        let loaded = async {
+            let time = context.times.get(&context.db, team_id).await?;
+            let rules = context.automations.get(&context.db, workspace_id).await?;
+            let policy = match cycle_policy
+                .filter(|id| time.policy.as_ref().is_none_or(|team| team.id != *id))
+            {
+                Some(id) => {
+                    crate::time::settings::load_policy(&context.db, id, context.settings.time_unit)
+                        .await?
+                }
+                None => None,
+            };
+            Ok::<_, sea_orm::DbErr>((time, rules, policy))
+        };
+        match loaded.await {
+            Ok(loaded) => return loaded,
+            Err(error) => {
+                attempt += 1;
+                let wait = context.settings.store_retry_after(attempt);
+                tracing::warn!(%error, %team_id, attempt, "team's settings not loaded; trying again");
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+}
+
 async fn store_facts(context: &RoutingContext, facts: &[Fact]) {
     if facts.is_empty() {
         return;
