@@ -85,10 +85,6 @@ impl Node {
         })
     }
 
-    pub fn id(&self) -> &str {
-        &self.config.node
-    }
-
     /// The epochs of the leases held now, which routing's writes carry.
     pub fn epochs(&self) -> Arc<Epochs> {
         self.epochs.clone()

@@ -56,17 +56,6 @@ impl Epochs {
             .map_or(None, |held| held.get(&workspace_id).copied())
     }
 
-    /// Every workspace held, with its epoch.
-    pub fn held(&self) -> Vec<(WorkspaceId, u64)> {
-        let mut held: Vec<_> = self
-            .0
-            .read()
-            .map(|held| held.iter().map(|(w, e)| (*w, *e)).collect())
-            .unwrap_or_default();
-        held.sort();
-        held
-    }
-
     fn set(&self, workspace_id: WorkspaceId, epoch: u64) {
         if let Ok(mut held) = self.0.write() {
             held.insert(workspace_id, epoch);
