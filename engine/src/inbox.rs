@@ -122,7 +122,7 @@ pub fn conversation_view(
     }
 }
 
-#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct MessageView {
     pub id: MessageId,
     pub wamid: Option<String>,

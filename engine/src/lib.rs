@@ -28,9 +28,10 @@
 //!   and daily figures read from them; [`replay`]: a recorded range run again through the
 //!   routing core on a simulated clock, under another policy or staffing (`waos replay`).
 //! - [`html`]: escaping for the pages the engine writes itself.
-//! - [`cluster`]: several nodes (#16, in part): workspace leases in NATS JetStream, their
-//!   revision the fencing epoch that routing's state writes carry; each node keeps a fair
-//!   share of them ([`cluster::Ownership`]). Routing does not yet follow the leases.
+//! - [`cluster`]: several nodes: workspace leases in NATS JetStream, their revision the fencing
+//!   epoch that routing's state writes carry; each node keeps a fair share of them
+//!   ([`cluster::Ownership`]) and routes only those; the bus ([`cluster::bus`]) takes events,
+//!   calls and sockets of the other workspaces to their owners.
 //! - [`audit`]: the append-only audit trail and its batched writer (a bounded queue; each row
 //!   carries its event's own time; flushed at shutdown).
 //!

@@ -70,6 +70,35 @@ impl Metrics {
         }
     }
 
+    /// A node of a cluster's own: leases, takeovers, and what it forwards to other nodes.
+    pub fn cluster(&mut self, bus: &waos_engine::cluster::bus::BusMetrics) {
+        self.registry.register(
+            "cluster_leases_held",
+            "Workspace leases this node holds (it routes those workspaces)",
+            bus.leases_held.clone(),
+        );
+        self.registry.register(
+            "cluster_takeovers",
+            "Workspaces this node took over (from nobody, a node that left, or a dead one)",
+            bus.takeovers.clone(),
+        );
+        self.registry.register(
+            "cluster_forwards",
+            "Calls and sockets forwarded to the node that routes their workspace",
+            bus.forwards.clone(),
+        );
+        self.registry.register(
+            "cluster_handoffs",
+            "Committed events handed to the node that routes their workspace",
+            bus.handoffs.clone(),
+        );
+        self.registry.register(
+            "cluster_forward_seconds",
+            "Time a forwarded call takes, the owner's answer included",
+            bus.forward_seconds.0.clone(),
+        );
+    }
+
     pub fn webhook(&self, outcome: &str) {
         self.webhook_requests
             .get_or_create(&OutcomeLabel {

@@ -308,8 +308,12 @@ impl Application {
             },
             cluster.as_ref().map(|node| node.epochs()),
         );
-        let metrics = Arc::new(Metrics::new(&routing));
-        let engine = Arc::new(Engine::start(routing)?);
+        let mut metrics = Metrics::new(&routing);
+        let engine = Arc::new(Engine::start(routing, cluster.as_deref())?);
+        if let Some(bus) = engine.bus_metrics() {
+            metrics.cluster(bus);
+        }
+        let metrics = Arc::new(metrics);
         let handoff: Arc<dyn InboundHandoff> = match observer {
             Some(observer) => Arc::new(Both(engine.handoff(), observer)),
             None => engine.handoff(),

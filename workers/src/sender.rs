@@ -458,6 +458,7 @@ impl Sender {
 
 fn status_event(row: &message::Model) -> StatusEvent {
     StatusEvent {
+        workspace_id: row.workspace_id,
         conversation_id: row.conversation_id,
         message_id: row.id,
         wamid: row.wamid.clone().unwrap_or_default(),

@@ -8,13 +8,17 @@
 //! - [`ownership`]: this node's fair share of the workspaces, kept every round, and the
 //!   [`Epochs`] of the leases it holds, which routing's state writes carry.
 //!
-//! Still to come (#16): routing only the workspaces held, handing events and calls to the
-//! owner over NATS, agent frames across nodes.
+//! - [`bus`]: what needs a workspace's routing goes to its owner over NATS (ingest's events,
+//!   the API's calls, sockets and their frames), and settings changes reach every node.
+//!
+//! Routing follows the leases: the directory routes only the workspaces held
+//! (`routing::directory`), told by the rounds through [`Change`].
 
+pub mod bus;
 pub mod lease;
 pub mod node;
 pub mod ownership;
 
 pub use lease::{ClusterError, Holder, Lease, Leases};
 pub use node::{ClusterView, HeldWorkspace, Node, NodeView, single_node_view};
-pub use ownership::{ClusterConfig, Epochs, Ownership, Round};
+pub use ownership::{Change, ClusterConfig, Epochs, Ownership, Round};

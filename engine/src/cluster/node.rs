@@ -11,7 +11,7 @@ use serde::Serialize;
 use tokio::sync::{OnceCell, watch};
 
 use super::lease::{ClusterError, Leases};
-use super::ownership::{ClusterConfig, Epochs, Ownership};
+use super::ownership::{Change, ClusterConfig, Epochs, Ownership};
 use crate::ids::WorkspaceId;
 use crate::store::entity::workspace;
 
@@ -24,6 +24,8 @@ pub struct Node {
     leases: Arc<OnceCell<Leases>>,
     stop: watch::Sender<bool>,
     round: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// What the rounds change, until routing takes it to follow them.
+    changes: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<Change>>>,
 }
 
 /// One workspace as the cluster holds it.
@@ -67,6 +69,7 @@ impl Node {
         let epochs = Arc::new(Epochs::default());
         let leases = Arc::new(OnceCell::new());
         let (stop, stopped) = watch::channel(false);
+        let (changed, changes) = tokio::sync::mpsc::unbounded_channel();
         let round = tokio::spawn(keep_share(
             config.clone(),
             client.clone(),
@@ -74,6 +77,7 @@ impl Node {
             epochs.clone(),
             leases.clone(),
             stopped,
+            changed,
         ));
         Ok(Node {
             config,
@@ -82,7 +86,24 @@ impl Node {
             leases,
             stop,
             round: tokio::sync::Mutex::new(Some(round)),
+            changes: std::sync::Mutex::new(Some(changes)),
         })
+    }
+
+    pub fn config(&self) -> &ClusterConfig {
+        &self.config
+    }
+
+    pub(crate) fn client(&self) -> async_nats::Client {
+        self.client.clone()
+    }
+
+    /// What the rounds change (taken once, by the engine, which follows them).
+    pub(crate) fn take_changes(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Change>> {
+        self.changes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take()
     }
 
     /// The epochs of the leases held now, which routing's writes carry.
@@ -143,6 +164,18 @@ impl Node {
     }
 }
 
+impl Node {
+    /// Stops as a killed node would (for failover tests): no more rounds, nothing handed
+    /// back, NATS closed. Its leases lapse; its engine, if any, still believes it holds them
+    /// (a paused process), so its writes are left to the fence.
+    pub async fn halt(&self) {
+        if let Some(round) = self.round.lock().await.take() {
+            round.abort();
+        }
+        let _ = self.client.drain().await;
+    }
+}
+
 impl Drop for Node {
     fn drop(&mut self) {
         let _ = self.stop.send(true);
@@ -184,6 +217,7 @@ async fn keep_share(
     epochs: Arc<Epochs>,
     opened: Arc<OnceCell<Leases>>,
     mut stop: watch::Receiver<bool>,
+    changes: tokio::sync::mpsc::UnboundedSender<Change>,
 ) {
     let interval = config.round_interval();
     let leases = loop {
@@ -200,6 +234,7 @@ async fn keep_share(
     };
     let _ = opened.set(leases.clone());
     Ownership::new(leases, config.lease, db, epochs)
+        .with_changes(changes)
         .run(interval, stop)
         .await;
 }

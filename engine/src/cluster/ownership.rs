@@ -69,6 +69,17 @@ impl Epochs {
     }
 }
 
+/// What routing must follow, as the rounds find it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// This node holds the workspace now (it routes it from now on).
+    Taken(Lease),
+    /// This node no longer holds it (lost, or handed back): its routing stops here.
+    Lost(WorkspaceId),
+    /// The nodes alive now (every round).
+    Alive(Vec<String>),
+}
+
 /// What one round changed.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Round {
@@ -92,6 +103,7 @@ pub struct Ownership {
     db: DatabaseConnection,
     epochs: Arc<Epochs>,
     held: HashMap<WorkspaceId, Held>,
+    changes: Option<tokio::sync::mpsc::UnboundedSender<Change>>,
 }
 
 /// Where `node` ranks `workspace_id` among the workspaces it would take (lower first).
@@ -114,6 +126,19 @@ impl Ownership {
             db,
             epochs,
             held: HashMap::new(),
+            changes: None,
+        }
+    }
+
+    /// Routing follows what the rounds change through `changes`.
+    pub fn with_changes(mut self, changes: tokio::sync::mpsc::UnboundedSender<Change>) -> Self {
+        self.changes = Some(changes);
+        self
+    }
+
+    fn tell(&self, change: Change) {
+        if let Some(changes) = &self.changes {
+            let _ = changes.send(change);
         }
     }
 
@@ -125,7 +150,9 @@ impl Ownership {
             ..Round::default()
         };
         self.leases.heartbeat().await?;
-        let nodes = self.leases.nodes().await?.len().max(1);
+        let alive = self.leases.nodes().await?;
+        let nodes = alive.len().max(1);
+        self.tell(Change::Alive(alive));
         let workspaces: Vec<WorkspaceId> = workspace::Entity::find()
             .select_only()
             .column(workspace::Column::Id)
@@ -142,8 +169,10 @@ impl Ownership {
                 .map(|held| held.lease)
                 .max_by_key(|lease| rank(&node, lease.workspace_id));
             if let Some(lease) = extra {
+                // Routing stops here before another node can take it.
                 self.held.remove(&lease.workspace_id);
                 self.epochs.remove(lease.workspace_id);
+                self.tell(Change::Lost(lease.workspace_id));
                 self.leases.release(lease).await?;
                 round.released.push(lease.workspace_id);
             }
@@ -170,6 +199,7 @@ impl Ownership {
             }
             if let Some(lease) = self.leases.acquire(workspace_id).await? {
                 self.hold(lease);
+                self.tell(Change::Taken(lease));
                 round.taken.push(lease);
             }
         }
@@ -187,8 +217,10 @@ impl Ownership {
         );
     }
 
-    /// Renews every lease held; answers those lost. One that NATS does not answer for is kept
-    /// until two thirds of its life have passed since its last renewal, then dropped.
+    /// Renews every lease held (all at once, each given half a round); answers those lost.
+    /// One that NATS does not answer for is kept until two thirds of its life have passed since
+    /// its last renewal, then dropped: NATS away must not keep this node routing past that
+    /// (a request waits for its answer far longer than a lease).
     async fn renew(&mut self) -> Vec<WorkspaceId> {
         let mut lost = Vec::new();
         let held: Vec<(Lease, Instant)> = self
@@ -196,8 +228,18 @@ impl Ownership {
             .values()
             .map(|held| (held.lease, held.renewed_at))
             .collect();
-        for (lease, renewed_at) in held {
-            match self.leases.renew(lease).await {
+        let patience = (self.lease / 6).max(Duration::from_millis(5));
+        let renewals = futures_util::future::join_all(held.iter().map(|(lease, _)| {
+            let leases = &self.leases;
+            async move {
+                tokio::time::timeout(patience, leases.renew(*lease))
+                    .await
+                    .unwrap_or_else(|_| Err(ClusterError::of("NATS did not answer in time")))
+            }
+        }))
+        .await;
+        for ((lease, renewed_at), renewal) in held.into_iter().zip(renewals) {
+            match renewal {
                 Ok(Some(renewed)) => self.hold(renewed),
                 Ok(None) => lost.push(lease.workspace_id),
                 Err(error) if renewed_at.elapsed() >= self.lease * 2 / 3 => {
@@ -212,6 +254,7 @@ impl Ownership {
         for workspace_id in &lost {
             self.held.remove(workspace_id);
             self.epochs.remove(*workspace_id);
+            self.tell(Change::Lost(*workspace_id));
         }
         lost
     }
@@ -220,6 +263,7 @@ impl Ownership {
     pub async fn leave(&mut self) -> Result<(), ClusterError> {
         for (workspace_id, held) in std::mem::take(&mut self.held) {
             self.epochs.remove(workspace_id);
+            self.tell(Change::Lost(workspace_id));
             self.leases.release(held.lease).await?;
         }
         self.leases.leave().await
@@ -228,7 +272,12 @@ impl Ownership {
     /// Runs a round every `interval` until `stop` says so, then leaves.
     pub async fn run(mut self, interval: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
         loop {
-            match self.round().await {
+            // A round NATS does not answer is cut short: the next one's renewals must come in
+            // time to drop the leases before they lapse.
+            let round = tokio::time::timeout(interval, self.round())
+                .await
+                .unwrap_or_else(|_| Err(ClusterError::of("the round timed out")));
+            match round {
                 Ok(round) => {
                     for lease in &round.taken {
                         tracing::info!(workspace_id = %lease.workspace_id, epoch = lease.epoch, "workspace lease taken");

@@ -39,7 +39,7 @@ use tx::TxWriter;
 pub const CUSTOMER_SERVICE_WINDOW: ChronoDuration = ChronoDuration::hours(24);
 
 /// A stored inbound message the engine must route, handed over after its commit.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct InboundEvent {
     pub workspace_id: WorkspaceId,
     pub team_id: TeamId,
@@ -51,13 +51,16 @@ pub struct InboundEvent {
     /// The stored message, as agents see it.
     pub message: crate::inbox::MessageView,
     /// When `opened`: the conversation as routing needs it, from the rows just written, so
-    /// that the engine starts its actor without reading them back.
+    /// that the engine starts its actor without reading them back. (Not handed to another
+    /// node: the owner reads them.)
+    #[serde(skip)]
     pub conversation: Option<Box<crate::routing::store::StoredConversation>>,
 }
 
 /// A delivery status that moved one of our messages forward, handed over after its commit.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct StatusEvent {
+    pub workspace_id: WorkspaceId,
     pub conversation_id: ConversationId,
     pub message_id: MessageId,
     pub wamid: String,

@@ -104,6 +104,7 @@ impl TxWriter<'_> {
             };
             if now.status != before {
                 self.statuses.push(StatusEvent {
+                    workspace_id: now.workspace_id,
                     conversation_id: now.conversation_id,
                     message_id: now.id,
                     wamid: status.wamid.clone(),

@@ -103,6 +103,11 @@ pub struct Deliver {
 #[rtype(result = "()")]
 pub struct CloseSockets;
 
+/// Another node routes the agent's workspace now: the sockets close and the actor stops.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Retire;
+
 pub struct AgentActor {
     agent_id: AgentId,
     workspace_id: WorkspaceId,
@@ -765,6 +770,15 @@ impl Handler<SignOut> for AgentActor {
                     }
                 }),
         );
+    }
+}
+
+impl Handler<Retire> for AgentActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Retire, ctx: &mut Context<Self>) {
+        self.sockets.clear();
+        ctx.stop();
     }
 }
 

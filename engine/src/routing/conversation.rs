@@ -152,6 +152,12 @@ pub(crate) struct TagsEdited {
 #[rtype(result = "()")]
 pub(crate) struct Stop;
 
+/// From the directory: another node routes this conversation's workspace now. The actor stops
+/// at once, writing nothing and telling nobody (its state is the new owner's to rebuild).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Abandon;
+
 enum State {
     Waiting,
     Offered {
@@ -852,6 +858,11 @@ impl ConversationActor {
                     let epoch = context.owner_epoch(conversation.stored.workspace_id);
                     let facts = std::mem::take(&mut conversation.facts);
                     async move {
+                        // Not this node's workspace any more: its new owner routes it.
+                        let Ok(epoch) = epoch else {
+                            tracing::info!(conversation_id = %id, "conversation state not written: this node no longer holds its workspace");
+                            return true;
+                        };
                         let state = store::RoutingState {
                             status,
                             assigned: agent,
@@ -1377,6 +1388,15 @@ impl Handler<Stop> for ConversationActor {
         self.directory.do_send(StillRunning {
             conversation_id: self.id(),
         });
+    }
+}
+
+impl Handler<Abandon> for ConversationActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Abandon, ctx: &mut Context<Self>) {
+        tracing::debug!(conversation_id = %self.id(), "conversation actor abandoned to another node");
+        ctx.stop();
     }
 }
 

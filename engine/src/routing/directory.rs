@@ -2,10 +2,13 @@
 //! (by agents, supervisors, the web and ingest) goes through it by id, never through an `Addr`
 //! kept from earlier, so a message reaches the conversation whether its actor is running, being
 //! loaded, stopping, or stopped long ago (it is rebuilt from the database). It also keeps each
-//! workspace's supervisor. The one place that knows where actors are, so that a multi-node
-//! version can replace it without touching the actors.
+//! workspace's supervisor. The one place that knows where actors are.
+//!
+//! On a node of a cluster it routes only the workspaces whose lease the node holds
+//! ([`StartRouting`], [`StopRouting`]): a workspace taken over is fenced and recovered from the
+//! database as a restart does; one lost stops at once, writing nothing (its new owner routes it).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -15,9 +18,10 @@ use crate::ids::{AgentId, ConversationId, WorkspaceId};
 use crate::ingest::{InboundEvent, StatusEvent};
 use crate::routing::agent::AgentActor;
 use crate::routing::conversation::{
-    ConversationActor, NewMessage, Ping, ReloadSettings, StatusUpdate, Stop, TagsEdited, Wake,
+    Abandon, ConversationActor, NewMessage, Ping, ReloadSettings, StatusUpdate, Stop, TagsEdited,
+    Wake,
 };
-use crate::routing::supervisor::{GetAgent, Supervisor};
+use crate::routing::supervisor::{GetAgent, Retire, Supervisor};
 use crate::routing::{RoutingContext, RoutingError, store};
 
 /// Conversations loaded from the database at the same time, at most.
@@ -64,8 +68,25 @@ pub(crate) struct ConversationStopped {
     pub wake_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
+/// This node now holds the workspace's lease, taken under `epoch`: it routes the workspace
+/// from now on (several nodes).
 #[derive(Message)]
-#[rtype(result = "Addr<Supervisor>")]
+#[rtype(result = "()")]
+pub(crate) struct StartRouting {
+    pub workspace_id: WorkspaceId,
+    pub epoch: u64,
+}
+
+/// This node no longer holds the workspace's lease: its actors stop at once, writing nothing.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct StopRouting {
+    pub workspace_id: WorkspaceId,
+}
+
+/// `Unavailable` when this node does not route the workspace (another node of the cluster does).
+#[derive(Message)]
+#[rtype(result = "Result<Addr<Supervisor>, RoutingError>")]
 pub(crate) struct GetSupervisor {
     pub workspace_id: WorkspaceId,
 }
@@ -142,18 +163,38 @@ pub(crate) struct Directory {
     load_backlog: VecDeque<ConversationId>,
     /// Failed loads so far, by conversation (for the retry's back-off).
     load_failures: HashMap<ConversationId, u32>,
+    /// On a node of a cluster, the workspaces it routes, with the epoch each was taken under;
+    /// `None` on a single node, which routes every workspace.
+    owned: Option<HashMap<WorkspaceId, u64>>,
+    /// On a node of a cluster, the workspace of each conversation whose actor was started (to
+    /// stop a workspace's when its lease goes).
+    workspace_of: HashMap<ConversationId, WorkspaceId>,
+    /// Conversations another node stored as opened (new or reopened) and handed over: loaded
+    /// as ingest's rows would have started them, their opening message still to go through
+    /// the rules.
+    fresh_loads: HashSet<ConversationId>,
 }
 
 impl Directory {
     pub(crate) fn new(context: Arc<RoutingContext>) -> Self {
         Self {
-            context,
             supervisors: HashMap::new(),
             conversations: HashMap::new(),
             loads_in_flight: 0,
             load_backlog: VecDeque::new(),
             load_failures: HashMap::new(),
+            owned: context.clustered().then(HashMap::new),
+            workspace_of: HashMap::new(),
+            fresh_loads: HashSet::new(),
+            context,
         }
+    }
+
+    /// Whether this node routes `workspace_id`.
+    fn holds(&self, workspace_id: WorkspaceId) -> bool {
+        self.owned
+            .as_ref()
+            .is_none_or(|owned| owned.contains_key(&workspace_id))
     }
 
     fn supervisor(
@@ -242,6 +283,13 @@ impl Directory {
                         }
                     };
                     directory.load_failures.remove(&conversation_id);
+                    let fresh = directory.fresh_loads.remove(&conversation_id);
+                    // Lost to another node while it loaded: that node routes it.
+                    if !directory.holds(stored.workspace_id) {
+                        return;
+                    }
+                    let mut stored = stored;
+                    stored.fresh |= fresh;
                     let actor = directory.start_actor(stored, ctx);
                     for delivery in waiting {
                         delivery(&actor);
@@ -257,6 +305,11 @@ impl Directory {
         ctx: &mut Context<Self>,
     ) -> Addr<ConversationActor> {
         let conversation_id = stored.id;
+        // (Only a node of a cluster stops a workspace's actors: one node keeps no such map.)
+        if self.owned.is_some() {
+            self.workspace_of
+                .insert(conversation_id, stored.workspace_id);
+        }
         let supervisor = self.supervisor(stored.workspace_id, ctx);
         let actor =
             ConversationActor::new(stored, supervisor, ctx.address(), self.context.clone()).start();
@@ -270,6 +323,10 @@ impl Actor for Directory {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        // A node of a cluster recovers each workspace when it takes its lease.
+        if self.owned.is_some() {
+            return;
+        }
         // Route again everything that was open when the process last stopped.
         let db = self.context.db.clone();
         ctx.wait(
@@ -305,7 +362,17 @@ impl Handler<Inbound> for Directory {
 
     fn handle(&mut self, Inbound(mut event): Inbound, ctx: &mut Context<Self>) {
         let conversation_id = event.conversation_id;
+        // Stored already: the workspace's owner routes it (its recovery reads it).
+        if !self.holds(event.workspace_id) {
+            tracing::debug!(%conversation_id, workspace_id = %event.workspace_id, "inbound message of a workspace another node routes");
+            return;
+        }
         self.supervisor(event.workspace_id, ctx);
+        // Opened on another node, which handed over the message but not its rows: read them.
+        if event.opened && event.conversation.is_none() {
+            self.open_stored(conversation_id, ctx);
+            return;
+        }
         // A conversation ingest has just opened (or reopened) comes with its rows: no load.
         if let Some(stored) = event.conversation.take() {
             match self.conversations.get_mut(&conversation_id) {
@@ -317,18 +384,12 @@ impl Handler<Inbound> for Directory {
                     self.start_actor(*stored, ctx);
                     return;
                 }
-                // Reopened while its resolved actor is still winding down: it is rebuilt
-                // from the database (which has the reopen) once that actor has stopped.
-                Some(slot @ Slot::Running(_)) => {
-                    let Slot::Running(actor) = std::mem::replace(slot, Slot::Loading(Vec::new()))
-                    else {
-                        return;
-                    };
-                    *slot = Slot::Stopping(actor, Vec::new());
+                // Reopened while its resolved actor is still winding down: rebuilt from the
+                // database once that actor has stopped.
+                Some(_) => {
+                    self.open_stored(conversation_id, ctx);
                     return;
                 }
-                // Its next actor is read from the database, which already holds this message.
-                Some(Slot::Stopping(..) | Slot::Loading(_)) => return,
             }
         }
         let message = event.message;
@@ -337,6 +398,136 @@ impl Handler<Inbound> for Directory {
             Box::new(move |actor| actor.do_send(NewMessage { message })),
             ctx,
         );
+    }
+}
+
+impl Directory {
+    /// A conversation just opened (or reopened) whose rows are in the database: its actor is
+    /// (re)built from them. One still running is either the resolved conversation's, winding
+    /// down, or one a takeover's recovery already built from these rows: it is asked to
+    /// [`Stop`], which the first does (the mail waiting then reloads it, so some must wait)
+    /// and the second declines (it says [`StillRunning`] and stays).
+    fn open_stored(&mut self, conversation_id: ConversationId, ctx: &mut Context<Self>) {
+        match self.conversations.get_mut(&conversation_id) {
+            Some(slot @ Slot::Running(_)) => {
+                let Slot::Running(actor) = std::mem::replace(slot, Slot::Loading(Vec::new()))
+                else {
+                    return;
+                };
+                if actor.connected() {
+                    actor.do_send(Stop);
+                    *slot = Slot::Stopping(actor, vec![Box::new(|_| {})]);
+                    return;
+                }
+                self.fresh_loads.insert(conversation_id);
+                self.queue_load(conversation_id, ctx);
+            }
+            Some(Slot::Stopping(_, waiting)) => waiting.push(Box::new(|_| {})),
+            // Read from the database after the reopen was stored (the handoff follows the
+            // commit), so the load sees it.
+            Some(Slot::Loading(_)) => {}
+            None => {
+                self.fresh_loads.insert(conversation_id);
+                self.conversations
+                    .insert(conversation_id, Slot::Loading(Vec::new()));
+                self.queue_load(conversation_id, ctx);
+            }
+        }
+    }
+
+    /// Takes a workspace over under `epoch`: its conversations fenced, its offers ended, and
+    /// each open one routed again (retried while the database fails, as long as it is held).
+    fn claim(
+        &mut self,
+        workspace_id: WorkspaceId,
+        epoch: u64,
+        attempt: u32,
+        ctx: &mut Context<Self>,
+    ) {
+        let db = self.context.db.clone();
+        ctx.spawn(
+            async move { store::claim_workspace(&db, workspace_id, epoch).await }
+                .into_actor(self)
+                .map(move |open, directory, ctx| {
+                    let held = directory
+                        .owned
+                        .as_ref()
+                        .and_then(|owned| owned.get(&workspace_id));
+                    if held != Some(&epoch) {
+                        return;
+                    }
+                    match open {
+                        Ok(open) => {
+                            tracing::info!(%workspace_id, epoch, conversations = open.len(), "routing the workspace");
+                            directory.supervisor(workspace_id, ctx);
+                            for conversation_id in open {
+                                if let std::collections::hash_map::Entry::Vacant(slot) =
+                                    directory.conversations.entry(conversation_id)
+                                {
+                                    slot.insert(Slot::Loading(Vec::new()));
+                                    directory.queue_load(conversation_id, ctx);
+                                }
+                            }
+                        }
+                        Err(error) => {
+                            let wait = directory.context.settings.store_retry_after(attempt + 1);
+                            tracing::warn!(%error, %workspace_id, retry_in_ms = wait.as_millis() as u64, "workspace not taken over; trying again");
+                            ctx.run_later(wait, move |directory, ctx| {
+                                directory.claim(workspace_id, epoch, attempt + 1, ctx)
+                            });
+                        }
+                    }
+                }),
+        );
+    }
+}
+
+impl Handler<StartRouting> for Directory {
+    type Result = ();
+
+    fn handle(&mut self, start: StartRouting, ctx: &mut Context<Self>) {
+        let Some(owned) = &mut self.owned else {
+            return;
+        };
+        if owned.insert(start.workspace_id, start.epoch).is_some() {
+            return;
+        }
+        self.claim(start.workspace_id, start.epoch, 0, ctx);
+    }
+}
+
+impl Handler<StopRouting> for Directory {
+    type Result = ();
+
+    fn handle(&mut self, stop: StopRouting, _: &mut Context<Self>) {
+        let workspace_id = stop.workspace_id;
+        let Some(owned) = &mut self.owned else {
+            return;
+        };
+        if owned.remove(&workspace_id).is_none() {
+            return;
+        }
+        tracing::info!(%workspace_id, "workspace no longer routed here");
+        if let Some(supervisor) = self.supervisors.remove(&workspace_id) {
+            supervisor.do_send(Retire);
+        }
+        let leaving: Vec<ConversationId> = self
+            .workspace_of
+            .iter()
+            .filter(|(_, of)| **of == workspace_id)
+            .map(|(id, _)| *id)
+            .collect();
+        for conversation_id in leaving {
+            self.workspace_of.remove(&conversation_id);
+            self.fresh_loads.remove(&conversation_id);
+            // Mail waiting for it is dropped: what was stored is the new owner's to route,
+            // and askers hear that the conversation is not here.
+            if let Some(Slot::Running(actor) | Slot::Stopping(actor, _)) =
+                self.conversations.remove(&conversation_id)
+            {
+                actor.do_send(Abandon);
+            }
+        }
     }
 }
 
@@ -357,6 +548,9 @@ impl Handler<StatusChanged> for Directory {
 
     fn handle(&mut self, StatusChanged(event): StatusChanged, _: &mut Context<Self>) {
         // Only a running conversation has an agent to tell; the status is stored either way.
+        if !self.holds(event.workspace_id) {
+            return;
+        }
         if let Some(Slot::Running(actor)) = self.conversations.get(&event.conversation_id) {
             actor.do_send(StatusUpdate(event));
         }
@@ -413,12 +607,31 @@ impl Handler<ConversationStopped> for Directory {
 
     fn handle(&mut self, stopped: ConversationStopped, ctx: &mut Context<Self>) {
         let id = stopped.conversation_id;
-        if let Some(at) = stopped.wake_at {
+        // On a node of a cluster: the workspace it was routed in, if this node still routes it
+        // (it stopped because another node routes it now, else). One node routes everything.
+        let routed_in = match &self.owned {
+            None => Some(None),
+            Some(_) => {
+                let workspace_id = match self.conversations.get(&id) {
+                    // A newer actor stands: this one's workspace is its.
+                    Some(Slot::Running(actor)) if actor.connected() => {
+                        self.workspace_of.get(&id).copied()
+                    }
+                    _ => self.workspace_of.remove(&id),
+                };
+                workspace_id
+                    .filter(|workspace_id| self.holds(*workspace_id))
+                    .map(Some)
+            }
+        };
+        if let (Some(at), Some(workspace_id)) = (stopped.wake_at, routed_in) {
             // Started again from the database at that moment (it re-arms what is left); a
             // conversation resolved meanwhile loads as nothing.
             let wait = (at - chrono::Utc::now()).to_std().unwrap_or_default();
             ctx.run_later(wait, move |directory, ctx| {
-                directory.deliver(id, Box::new(|actor| actor.do_send(Wake)), ctx)
+                if workspace_id.is_none_or(|workspace_id| directory.holds(workspace_id)) {
+                    directory.deliver(id, Box::new(|actor| actor.do_send(Wake)), ctx)
+                }
             });
         }
         match self.conversations.remove(&id) {
@@ -547,10 +760,13 @@ impl Handler<Drain> for Directory {
 }
 
 impl Handler<GetSupervisor> for Directory {
-    type Result = MessageResult<GetSupervisor>;
+    type Result = Result<Addr<Supervisor>, RoutingError>;
 
     fn handle(&mut self, message: GetSupervisor, ctx: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.supervisor(message.workspace_id, ctx))
+        if !self.holds(message.workspace_id) {
+            return Err(RoutingError::Unavailable);
+        }
+        Ok(self.supervisor(message.workspace_id, ctx))
     }
 }
 
@@ -558,6 +774,9 @@ impl Handler<GetAgentActor> for Directory {
     type Result = ResponseFuture<Result<Option<Addr<AgentActor>>, RoutingError>>;
 
     fn handle(&mut self, message: GetAgentActor, ctx: &mut Context<Self>) -> Self::Result {
+        if !self.holds(message.workspace_id) {
+            return Box::pin(async { Err(RoutingError::Unavailable) });
+        }
         let supervisor = self.supervisor(message.workspace_id, ctx);
         Box::pin(async move {
             let found = supervisor

@@ -1,11 +1,15 @@
 //! `Engine`: the one door into routing for the rest of the process. The web layer asks it to
 //! assign, reply, connect an agent's socket or subscribe a dashboard; it never sees an actor or
 //! an actix message, and a stopped actor or a closed mailbox reaches it as a [`RoutingError`].
+//!
+//! On a node of a cluster, a call about a workspace another node routes goes to that node
+//! over the bus ([`crate::cluster::bus`]); callers cannot tell the difference.
 
 use std::sync::Arc;
 
 use actix::prelude::*;
 
+use crate::cluster::bus::{Bus, Event};
 use crate::ids::{AgentId, ConversationId, TeamId, WorkspaceId};
 use crate::inbox::MessageView;
 use crate::ingest::{InboundEvent, InboundHandoff, StatusEvent};
@@ -13,7 +17,7 @@ use crate::routing::agent::{AgentActor, Connect, Disconnect, FromClient, Outbox,
 use crate::routing::conversation::SendReply;
 use crate::routing::directory::{
     Ask, CloseSockets, Directory, Drain, GetAgentActor, GetSupervisor, Inbound, SettingsChanged,
-    StatusChanged, TagsReplaced,
+    StartRouting, StatusChanged, StopRouting, TagsReplaced,
 };
 use crate::routing::frames::ClientFrame;
 use crate::routing::reply::Reply;
@@ -26,6 +30,8 @@ pub struct Engine {
     directory: Addr<Directory>,
     times: Arc<crate::time::settings::TeamTimes>,
     automations: Arc<crate::automation::settings::Automations>,
+    /// On a node of a cluster: the way to the other nodes.
+    bus: Option<Arc<Bus>>,
 }
 
 /// A closed mailbox: the engine's thread is gone.
@@ -36,8 +42,13 @@ fn unavailable<E>(_: E) -> RoutingError {
 impl Engine {
     /// Starts the directory (and, through it, every actor) on a thread and actix system of
     /// its own, which lives as long as the process: actors are never torn down mid-query.
-    /// Call once per process, before the HTTP server starts its workers.
-    pub fn start(context: Arc<RoutingContext>) -> Result<Engine, crate::EngineError> {
+    /// Call once per process, before the HTTP server starts its workers. On a node of a
+    /// cluster (`node`), routing follows the node's leases and its bus runs on the caller's
+    /// runtime.
+    pub fn start(
+        context: Arc<RoutingContext>,
+        node: Option<&crate::cluster::Node>,
+    ) -> Result<Engine, crate::EngineError> {
         let times = context.times.clone();
         let automations = context.automations.clone();
         let (started, directory) = std::sync::mpsc::channel();
@@ -56,23 +67,62 @@ impl Engine {
         let directory = directory
             .recv()
             .map_err(|_| crate::EngineError::Internal("the engine thread did not start".into()))?;
-        Ok(Engine {
+        let mut engine = Engine {
             directory,
             times,
             automations,
-        })
+            bus: None,
+        };
+        if let Some(node) = node
+            && let Some(changes) = node.take_changes()
+        {
+            let (bus, queues) = Bus::new(node);
+            engine.bus = Some(bus.clone());
+            tokio::spawn(crate::cluster::bus::run(
+                bus,
+                engine.clone(),
+                queues,
+                changes,
+            ));
+        }
+        Ok(engine)
+    }
+
+    /// The bus to the owner of `workspace_id`, when another node routes it.
+    fn remote(&self, workspace_id: WorkspaceId) -> Option<&Arc<Bus>> {
+        self.bus.as_ref().filter(|bus| !bus.holds(workspace_id))
+    }
+
+    /// The cluster bus's counters (`None` on a single node).
+    pub fn bus_metrics(&self) -> Option<&crate::cluster::bus::BusMetrics> {
+        self.bus.as_ref().map(|bus| &bus.metrics)
     }
 
     /// A team, calendar or SLA policy changed: every conversation reads its team's settings
-    /// again (a waiting one queues under the new hours; a cycle keeps the deadlines it has).
+    /// again (a waiting one queues under the new hours; a cycle keeps the deadlines it has),
+    /// on every node.
     pub fn time_settings_changed(&self) {
+        self.time_settings_changed_here();
+        if let Some(bus) = &self.bus {
+            bus.broadcast_time_settings();
+        }
+    }
+
+    pub(crate) fn time_settings_changed_here(&self) {
         self.times.forget();
         self.directory.do_send(SettingsChanged);
     }
 
     /// An automation rule was created, changed or deleted: every conversation reads its
-    /// workspace's rules again (and re-arms its timer rules).
+    /// workspace's rules again (and re-arms its timer rules), on every node.
     pub fn automations_changed(&self) {
+        self.automations_changed_here();
+        if let Some(bus) = &self.bus {
+            bus.broadcast_automations();
+        }
+    }
+
+    pub(crate) fn automations_changed_here(&self) {
         self.automations.forget();
         self.directory.do_send(SettingsChanged);
     }
@@ -80,6 +130,13 @@ impl Engine {
     /// A conversation's tags were replaced through the API (after the write): its running actor
     /// takes them, so that its rules' conditions on `conversation.tags` see them.
     pub fn tags_replaced(&self, conversation_id: ConversationId, tags: Vec<String>) {
+        if let Some(bus) = &self.bus {
+            bus.broadcast_tags(conversation_id, tags.clone());
+        }
+        self.tags_replaced_here(conversation_id, tags);
+    }
+
+    pub(crate) fn tags_replaced_here(&self, conversation_id: ConversationId, tags: Vec<String>) {
         self.directory.do_send(TagsReplaced {
             conversation_id,
             tags,
@@ -89,8 +146,29 @@ impl Engine {
     /// Where ingest hands committed messages and statuses (fire-and-forget).
     pub fn handoff(&self) -> Arc<dyn InboundHandoff> {
         Arc::new(EngineHandoff {
-            directory: self.directory.clone(),
+            engine: self.clone(),
         })
+    }
+
+    /// A committed event, for the directory here (this node routes its workspace).
+    pub(crate) fn route(&self, event: Event) {
+        match event {
+            Event::Inbound(event) => self.directory.do_send(Inbound(event)),
+            Event::Status(event) => self.directory.do_send(StatusChanged(event)),
+        }
+    }
+
+    /// This node took the workspace's lease under `epoch`: it routes it from now on.
+    pub(crate) fn start_routing(&self, workspace_id: WorkspaceId, epoch: u64) {
+        self.directory.do_send(StartRouting {
+            workspace_id,
+            epoch,
+        });
+    }
+
+    /// This node no longer holds the workspace's lease.
+    pub(crate) fn stop_routing(&self, workspace_id: WorkspaceId) {
+        self.directory.do_send(StopRouting { workspace_id });
     }
 
     /// The actor of an active agent (started on first use); `None` when there is none.
@@ -115,7 +193,7 @@ impl Engine {
         self.directory
             .send(GetSupervisor { workspace_id })
             .await
-            .map_err(unavailable)
+            .map_err(unavailable)?
     }
 
     /// A supervisor's manual assignment of a waiting conversation (the caller has checked that
@@ -126,6 +204,9 @@ impl Engine {
         conversation_id: ConversationId,
         agent_id: AgentId,
     ) -> Result<(), RoutingError> {
+        if let Some(bus) = self.remote(workspace_id) {
+            return bus.assign(workspace_id, conversation_id, agent_id).await;
+        }
         self.supervisor(workspace_id)
             .await?
             .send(ManualAssign {
@@ -140,10 +221,16 @@ impl Engine {
     /// An agent's reply, with the conversation's rules (holder, window, consent).
     pub async fn reply(
         &self,
+        workspace_id: WorkspaceId,
         conversation_id: ConversationId,
         agent_id: AgentId,
         reply: Reply,
     ) -> Result<MessageView, RoutingError> {
+        if let Some(bus) = self.remote(workspace_id) {
+            return bus
+                .reply(workspace_id, conversation_id, agent_id, reply)
+                .await;
+        }
         self.directory
             .send(Ask {
                 conversation_id,
@@ -162,12 +249,24 @@ impl Engine {
         socket_id: u64,
         outbox: Outbox,
     ) -> Result<AgentSocket, RoutingError> {
+        if let Some(bus) = self.remote(workspace_id) {
+            bus.connect_agent(workspace_id, agent_id, socket_id, outbox)
+                .await?;
+            return Ok(AgentSocket(End::There {
+                bus: bus.clone(),
+                workspace_id,
+                socket_id,
+            }));
+        }
         let agent = self
             .agent_actor(workspace_id, agent_id)
             .await?
             .ok_or(RoutingError::NotFound("agent"))?;
         agent.do_send(Connect { socket_id, outbox });
-        Ok(AgentSocket { agent, socket_id })
+        Ok(AgentSocket(End::Here {
+            actor: agent,
+            socket_id,
+        }))
     }
 
     /// A dashboard's stats: a snapshot into `outbox` now, then coalesced deltas. `teams`
@@ -179,16 +278,25 @@ impl Engine {
         teams: Option<Vec<TeamId>>,
         outbox: tokio::sync::mpsc::Sender<String>,
     ) -> Result<StatsSubscription, RoutingError> {
+        if let Some(bus) = self.remote(workspace_id) {
+            bus.subscribe_stats(workspace_id, subscriber_id, teams, outbox)
+                .await?;
+            return Ok(StatsSubscription(End::There {
+                bus: bus.clone(),
+                workspace_id,
+                socket_id: subscriber_id,
+            }));
+        }
         let supervisor = self.supervisor(workspace_id).await?;
         supervisor.do_send(Subscribe {
             subscriber_id,
             outbox,
             teams,
         });
-        Ok(StatsSubscription {
-            supervisor,
-            subscriber_id,
-        })
+        Ok(StatsSubscription(End::Here {
+            actor: supervisor,
+            socket_id: subscriber_id,
+        }))
     }
 
     /// An agent's settings changed (capacity, teams, skills, deactivation): routing reloads it.
@@ -197,6 +305,9 @@ impl Engine {
         workspace_id: WorkspaceId,
         agent_id: AgentId,
     ) -> Result<(), RoutingError> {
+        if let Some(bus) = self.remote(workspace_id) {
+            return bus.agent_changed(workspace_id, agent_id).await;
+        }
         self.supervisor(workspace_id)
             .await?
             .do_send(ReloadAgent { agent_id });
@@ -211,6 +322,9 @@ impl Engine {
         agent_id: AgentId,
         reason: &str,
     ) -> Result<(), RoutingError> {
+        if let Some(bus) = self.remote(workspace_id) {
+            return bus.sign_out_agent(workspace_id, agent_id, reason).await;
+        }
         if let Some(agent) = self.agent_actor(workspace_id, agent_id).await? {
             agent.do_send(SignOut {
                 reason: reason.to_owned(),
@@ -226,6 +340,9 @@ impl Engine {
     /// consoles reconnect to whichever process serves next; what agents hold stays theirs (the
     /// next process gives them the grace period).
     pub async fn close_sockets(&self) {
+        if let Some(bus) = &self.bus {
+            bus.close_sockets();
+        }
         if self.directory.send(CloseSockets).await.is_err() {
             tracing::warn!("the routing engine had already stopped");
         }
@@ -240,54 +357,92 @@ impl Engine {
     }
 }
 
-/// One open socket of an agent, as its pump holds it.
-pub struct AgentSocket {
-    agent: Addr<AgentActor>,
-    socket_id: u64,
+/// Where a socket's other end is: an actor here, or the owner across the bus.
+enum End<A: Actor> {
+    Here {
+        actor: Addr<A>,
+        socket_id: u64,
+    },
+    There {
+        bus: Arc<Bus>,
+        workspace_id: WorkspaceId,
+        socket_id: u64,
+    },
 }
+
+/// One open socket of an agent, as its pump holds it.
+pub struct AgentSocket(End<AgentActor>);
 
 impl AgentSocket {
     /// A frame the agent sent on this socket.
     pub fn frame(&self, frame: ClientFrame) {
-        self.agent.do_send(FromClient {
-            socket_id: self.socket_id,
-            frame,
-        });
+        match &self.0 {
+            End::Here { actor, socket_id } => actor.do_send(FromClient {
+                socket_id: *socket_id,
+                frame,
+            }),
+            End::There {
+                bus,
+                workspace_id,
+                socket_id,
+            } => bus.frame(*workspace_id, *socket_id, frame),
+        }
     }
 
     /// The socket closed.
     pub fn disconnect(&self) {
-        self.agent.do_send(Disconnect {
-            socket_id: self.socket_id,
-        });
+        match &self.0 {
+            End::Here { actor, socket_id } => actor.do_send(Disconnect {
+                socket_id: *socket_id,
+            }),
+            End::There {
+                bus,
+                workspace_id,
+                socket_id,
+            } => bus.closed(*workspace_id, *socket_id),
+        }
     }
 }
 
 /// One dashboard's subscription to a workspace's stats.
-pub struct StatsSubscription {
-    supervisor: Addr<Supervisor>,
-    subscriber_id: u64,
-}
+pub struct StatsSubscription(End<Supervisor>);
 
 impl StatsSubscription {
     pub fn unsubscribe(&self) {
-        self.supervisor.do_send(Unsubscribe {
-            subscriber_id: self.subscriber_id,
-        });
+        match &self.0 {
+            End::Here { actor, socket_id } => actor.do_send(Unsubscribe {
+                subscriber_id: *socket_id,
+            }),
+            End::There {
+                bus,
+                workspace_id,
+                socket_id,
+            } => bus.closed(*workspace_id, *socket_id),
+        }
     }
 }
 
-/// Hands committed inbound messages to the directory, fire-and-forget.
+/// Hands committed events to the directory (fire-and-forget), or, for a workspace another
+/// node routes, to the bus.
 struct EngineHandoff {
-    directory: Addr<Directory>,
+    engine: Engine,
+}
+
+impl EngineHandoff {
+    fn hand(&self, workspace_id: WorkspaceId, event: Event) {
+        match self.engine.remote(workspace_id) {
+            Some(bus) => bus.hand_over(event),
+            None => self.engine.route(event),
+        }
+    }
 }
 
 impl InboundHandoff for EngineHandoff {
     fn inbound(&self, event: InboundEvent) {
-        self.directory.do_send(Inbound(event));
+        self.hand(event.workspace_id, Event::Inbound(event));
     }
 
     fn status(&self, event: StatusEvent) {
-        self.directory.do_send(StatusChanged(event));
+        self.hand(event.workspace_id, Event::Status(event));
     }
 }

@@ -127,10 +127,21 @@ pub struct RoutingContext {
 impl RoutingContext {
     /// The lease epoch this node routes `workspace_id` under, which every state write of its
     /// conversations carries (shared/DESIGN.md, "Beyond one machine"). One node holds no
-    /// lease and writes no epoch: nothing is fenced. (Nor, until routing follows the leases
-    /// (#16), is a node's write for a workspace it does not hold.)
-    pub fn owner_epoch(&self, workspace_id: crate::ids::WorkspaceId) -> Option<u64> {
-        self.epochs.as_ref()?.get(workspace_id)
+    /// lease and writes no epoch (`Ok(None)`): nothing is fenced. A node of a cluster that does
+    /// not hold the workspace's lease (it lost it, or never had it) may write nothing.
+    pub fn owner_epoch(
+        &self,
+        workspace_id: crate::ids::WorkspaceId,
+    ) -> Result<Option<u64>, NotOwner> {
+        match &self.epochs {
+            None => Ok(None),
+            Some(epochs) => epochs.get(workspace_id).map(Some).ok_or(NotOwner),
+        }
+    }
+
+    /// Whether this node is one of a cluster (it routes only the workspaces whose lease it holds).
+    pub fn clustered(&self) -> bool {
+        self.epochs.is_some()
     }
 
     pub fn new(
@@ -165,6 +176,10 @@ impl RoutingContext {
         self.audit.record(event);
     }
 }
+
+/// This node does not hold the workspace's lease: another node routes it (or nobody yet).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NotOwner;
 
 /// Why a routing request was refused, for the API and the socket.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

@@ -13,7 +13,7 @@ use crate::routing::RoutingError;
 use crate::templates::TemplateRequest;
 
 /// What an agent sends: free text (inside the 24-hour window) or a template (any time).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub enum Reply {
     Text(String),
     Template(TemplateRequest),

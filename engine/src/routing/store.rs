@@ -411,9 +411,61 @@ pub async fn open_conversations(
     Ok(rows.iter().map(|row| (row.id, row.workspace_id)).collect())
 }
 
+/// A workspace's routing taken over under the lease `epoch` (several nodes): its open
+/// conversations are fenced at once, so that a paused former owner can change none of them,
+/// its offers end as on a restart, and it answers them (oldest first) to be routed again.
+pub async fn claim_workspace(
+    db: &DatabaseConnection,
+    workspace_id: WorkspaceId,
+    epoch: u64,
+) -> Result<Vec<ConversationId>, DbErr> {
+    let stored = i64::try_from(epoch).unwrap_or(i64::MAX);
+    let open = || {
+        conversation::Entity::find()
+            .filter(conversation::Column::WorkspaceId.eq(workspace_id))
+            .filter(conversation::Column::Status.ne(ConversationStatus::Resolved))
+    };
+    conversation::Entity::update_many()
+        .col_expr(conversation::Column::OwnerEpoch, Expr::value(stored))
+        .filter(conversation::Column::WorkspaceId.eq(workspace_id))
+        .filter(conversation::Column::Status.ne(ConversationStatus::Resolved))
+        .filter(conversation::Column::OwnerEpoch.lte(stored))
+        .exec(db)
+        .await?;
+    // Rows written under a newer epoch than any lease can have: the lease bucket was made
+    // again (its revisions restarted), and every write of this node would now be refused.
+    let ahead = open()
+        .filter(conversation::Column::OwnerEpoch.gt(stored))
+        .count(db)
+        .await?;
+    if ahead > 0 {
+        tracing::error!(%workspace_id, epoch, conversations = ahead, "conversations were written under a newer epoch than this lease: was the lease bucket deleted and made again? Their state cannot be written until it is cleared (UPDATE conversations SET owner_epoch = 0)");
+    }
+    reset_offers_where(db, Some(workspace_id)).await?;
+    let rows: Vec<ConversationId> = open()
+        .select_only()
+        .column(conversation::Column::Id)
+        .order_by_asc(conversation::Column::Id)
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(rows)
+}
+
 /// Offers do not survive a restart: offered conversations wait again.
 pub async fn reset_offers(db: &DatabaseConnection) -> Result<(), DbErr> {
-    conversation::Entity::update_many()
+    reset_offers_where(db, None).await
+}
+
+async fn reset_offers_where(
+    db: &DatabaseConnection,
+    workspace_id: Option<WorkspaceId>,
+) -> Result<(), DbErr> {
+    let mut update = conversation::Entity::update_many();
+    if let Some(workspace_id) = workspace_id {
+        update = update.filter(conversation::Column::WorkspaceId.eq(workspace_id));
+    }
+    update
         .col_expr(
             conversation::Column::Status,
             Expr::value(ConversationStatus::Waiting),

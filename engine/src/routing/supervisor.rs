@@ -129,6 +129,13 @@ pub struct Unqueue {
 #[rtype(result = "()")]
 pub struct CloseSockets;
 
+/// Another node routes the workspace now: every dashboard and agent socket closes (consoles
+/// reconnect, and reach the new owner), the agents' actors stop, then the supervisor does.
+/// Nothing is written: what agents hold stays theirs.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Retire;
+
 /// An agent's settings changed (capacity, teams, skills, deactivation): reload it.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -895,6 +902,20 @@ impl Handler<CloseSockets> for Supervisor {
                 let _ = agent.send(crate::routing::agent::CloseSockets).await;
             }
         })
+    }
+}
+
+impl Handler<Retire> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, _: Retire, ctx: &mut Context<Self>) {
+        self.subscribers.clear();
+        for entry in self.roster.values_mut() {
+            if let Some(agent) = entry.actor.take() {
+                agent.do_send(crate::routing::agent::Retire);
+            }
+        }
+        ctx.stop();
     }
 }
 

@@ -182,7 +182,11 @@ pub async fn reply(
         }
     };
     // A conversation that is not open (resolved) is held by nobody.
-    let stored = match state.engine.reply(id, agent.agent_id, reply).await {
+    let stored = match state
+        .engine
+        .reply(agent.workspace_id, id, agent.agent_id, reply)
+        .await
+    {
         Err(waos_engine::routing::RoutingError::NotFound(_)) => Err(ApiError::NotAssigned),
         other => other.map_err(ApiError::from),
     }?;

@@ -171,6 +171,40 @@ pub async fn spawn_app_with(
     }
 }
 
+/// Another node of `first`'s cluster: the same database, Redis prefix, secrets and cluster
+/// prefix, its own port and node id (`node`).
+pub async fn spawn_node(first: &TestApp, node: &str) -> TestApp {
+    assert!(
+        !first.settings.cluster.nats_url.is_empty(),
+        "the first node must be clustered"
+    );
+    let folder = std::env::temp_dir().join(format!("waos-app-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&folder).unwrap();
+    let mut settings = first.settings.clone();
+    settings.cluster.node_id = node.to_owned();
+    let handoff = Arc::new(RecordingHandoff::default());
+    let application = Application::build_observed(settings.clone(), Some(handoff.clone()))
+        .await
+        .expect("the node builds");
+    let address = format!("http://127.0.0.1:{}", application.port());
+    let (server, background) = application.into_parts();
+    let handle = server.handle();
+    actix_web::rt::spawn(server);
+    let db = connect_database(&first.database.url, 4).await;
+    TestApp {
+        address,
+        client: http_client(),
+        db,
+        handoff,
+        settings,
+        server: handle,
+        background: Some(background),
+        secrets: Mutex::default(),
+        database: first.database.shared(),
+        folder,
+    }
+}
+
 /// `sha256=<hex>` of `body` under the test app secret.
 pub fn sign(body: &[u8]) -> String {
     waos_engine::crypto::webhook_signature(APP_SECRET.as_bytes(), body).unwrap()
@@ -190,6 +224,11 @@ pub const PHONE_NUMBER_ID_UNKNOWN: &str = "115566778899002";
 pub const PYWA_PHONE_NUMBER_IDS: [&str; 2] = ["1122334455667", "106540352242922"];
 
 impl TestApp {
+    /// Stops answering HTTP (sockets included), as a killed process would.
+    pub async fn stop_server(&self) {
+        self.server.stop(false).await;
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
     }

@@ -16,6 +16,8 @@ pub struct TestDatabase {
     pub url: String,
     name: String,
     folder: Option<PathBuf>,
+    /// Dropped with this handle (not so for another node's handle on the first node's).
+    owned: bool,
 }
 
 impl TestDatabase {
@@ -31,6 +33,7 @@ impl TestDatabase {
                     url,
                     name,
                     folder: Some(folder),
+                    owned: true,
                 }
             }
             Backend::Postgres => {
@@ -53,8 +56,21 @@ impl TestDatabase {
                     url,
                     name,
                     folder: None,
+                    owned: true,
                 }
             }
+        }
+    }
+
+    /// Another handle on the same database, which leaves it in place when dropped (for a
+    /// second node of a cluster).
+    pub fn shared(&self) -> TestDatabase {
+        TestDatabase {
+            backend: self.backend,
+            url: self.url.clone(),
+            name: self.name.clone(),
+            folder: self.folder.clone(),
+            owned: false,
         }
     }
 
@@ -74,6 +90,9 @@ impl TestDatabase {
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {
+        if !self.owned {
+            return;
+        }
         if let Some(folder) = &self.folder {
             let _ = std::fs::remove_dir_all(folder);
             return;

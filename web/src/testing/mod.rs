@@ -30,7 +30,7 @@ pub mod socket;
 pub use crate::fake_meta::{FakeGraph, GraphRequest, StatusDelivery};
 pub use app::{
     PHONE_NUMBER_ID_1, PHONE_NUMBER_ID_UNKNOWN, PYWA_PHONE_NUMBER_IDS, TestApp, World, http_client,
-    sign, spawn_app, spawn_app_with, test_settings,
+    sign, spawn_app, spawn_app_with, spawn_node, test_settings,
 };
 pub use database::{TestDatabase, connect_database};
 pub use log::trace_log;

@@ -21,7 +21,7 @@ use waos_web::testing::{
 use crate::concurrency::text_body_at;
 
 /// A lease bucket of the test's own, deleted when dropped (also when the test fails).
-struct Bucket(String);
+pub(crate) struct Bucket(pub String);
 
 impl Drop for Bucket {
     fn drop(&mut self) {
@@ -161,7 +161,7 @@ async fn a_write_under_an_older_lease_is_refused(backend: Backend) {
 }
 
 /// Who owns what, by node, as `GET /api/v1/cluster` says: (node, [(workspace, epoch)]).
-async fn owners(app: &TestApp) -> Vec<(String, Vec<(String, u64)>)> {
+pub(crate) async fn owners(app: &TestApp) -> Vec<(String, Vec<(String, u64)>)> {
     let view = app.get_ok("/api/v1/cluster", ADMIN_TOKEN).await;
     assert_eq!(view["clustered"], true, "{view}");
     let mut owners: Vec<(String, Vec<(String, u64)>)> = view["nodes"]

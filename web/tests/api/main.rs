@@ -31,6 +31,7 @@ mod concurrency;
 mod console_api;
 mod dashboard;
 mod invariants;
+mod nodes;
 mod openapi;
 mod outage;
 mod outbound;

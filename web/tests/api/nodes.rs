@@ -1,0 +1,422 @@
+//! Several nodes routing together (#16), each a whole app on one Postgres, one Redis prefix
+//! and one NATS (a lease bucket and subjects of the test's own): webhooks, REST calls and
+//! sockets on any node reach the workspace's owner; an agent with a tab on each node is
+//! counted once; and a node that dies has its workspace taken over, its stale writes refused.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use waos_web::testing::{
+    Backend, PHONE_NUMBER_ID_1, TestApp, connect_socket_at, eventually, nats_url, spawn_app_with,
+    spawn_node,
+};
+
+use crate::cluster::{Bucket, owners};
+use crate::concurrency::text_body_at;
+
+/// A customer's text message, sent now (the reply window open).
+fn text_body(wamid: &str, customer: usize, text: &str) -> Vec<u8> {
+    text_body_at(wamid, customer, text, chrono::Utc::now().timestamp())
+}
+
+/// The first node of a cluster of the test's own (Postgres: the nodes share its database).
+async fn first_node(lease_ms: u64) -> (TestApp, Bucket) {
+    let prefix = format!("waos_test_nodes_{}", uuid::Uuid::new_v4().simple());
+    let bucket = Bucket(format!("{prefix}_leases"));
+    let app = spawn_app_with(Backend::Postgres, |settings, _| {
+        settings.cluster.nats_url = nats_url();
+        settings.cluster.prefix = prefix.clone();
+        settings.cluster.node_id = "node-a".into();
+        settings.cluster.lease_ms = lease_ms;
+    })
+    .await;
+    (app, bucket)
+}
+
+/// The node holding `workspace` now, as `app` sees the cluster.
+async fn holder(app: &TestApp, workspace: &str) -> Option<String> {
+    owners(app)
+        .await
+        .into_iter()
+        .find(|(_, held)| held.iter().any(|(w, _)| w == workspace))
+        .map(|(node, _)| node)
+}
+
+async fn nodes_alive(app: &TestApp) -> Vec<String> {
+    let mut nodes: Vec<String> = owners(app).await.into_iter().map(|(n, _)| n).collect();
+    nodes.sort();
+    nodes
+}
+
+/// Node a owns the workspace; everything below arrives at node b (webhooks, a dashboard, an
+/// agent's socket, a REST reply) and works as on one node. The agent (capacity 1) also has a
+/// tab on node a: both tabs see its offers, and it is never offered more than it can hold.
+#[actix_web::test]
+async fn requests_on_any_node_reach_the_workspace_s_owner() {
+    let (a, _bucket) = first_node(900).await;
+    let workspace = a.create_workspace("Shared").await;
+    let team = a.create_team(&workspace, "Support").await;
+    a.create_channel(&workspace, &team, PHONE_NUMBER_ID_1).await;
+    let (_, supervisor) = a
+        .create_agent(&workspace, "sup@shared.example", "supervisor", &[&team])
+        .await;
+    let (ann, ann_token) = a
+        .create_agent_with(&workspace, "ann@shared.example", "agent", &[&team], 1)
+        .await;
+    eventually(Duration::from_secs(10), || async {
+        holder(&a, &workspace).await.as_deref() == Some("node-a")
+    })
+    .await;
+    let b = spawn_node(&a, "node-b").await;
+    eventually(Duration::from_secs(10), || async {
+        nodes_alive(&a).await == ["node-a", "node-b"]
+    })
+    .await;
+    // One workspace, two nodes: a keeps it.
+    assert_eq!(holder(&b, &workspace).await.as_deref(), Some("node-a"));
+
+    let mut dashboard = connect_socket_at(&b.address, "/ws/supervisor", &supervisor).await;
+    dashboard.expect("stats").await;
+    let (mut tab_b, hello) = b.connect_agent(&ann_token).await;
+    assert_eq!(hello["agent_id"], ann);
+    let (mut tab_a, _) = a.connect_agent(&ann_token).await;
+
+    let response = b
+        .post_webhook(&text_body("wamid.nodes-1", 1, "hello"))
+        .await;
+    assert_eq!(response.status(), 200);
+    let offer = tab_b.expect("offer").await;
+    tab_a.expect("offer").await;
+    let first = offer["conversation_id"].as_str().unwrap().to_owned();
+    tab_b
+        .send(json!({"type": "accept", "conversation_id": first}))
+        .await;
+    tab_b.expect("assigned").await;
+    tab_a.expect("assigned").await;
+    eventually(Duration::from_secs(5), || async {
+        a.count(
+            "conversations",
+            &format!("status = 'assigned' AND assigned_agent_id = '{ann}'"),
+        )
+        .await
+            == 1
+    })
+    .await;
+    // The supervisor on b sees a's queues move.
+    dashboard.expect("stats_delta").await;
+
+    // A reply through b's REST API, carried out by a.
+    let sent = b
+        .post_ok(
+            &format!("/api/v1/conversations/{first}/messages"),
+            &ann_token,
+            &json!({"text": "on my way"}),
+            201,
+        )
+        .await;
+    assert_eq!(sent["text"], "on my way");
+
+    // Full: a second customer waits, offered on neither tab.
+    b.post_webhook(&text_body("wamid.nodes-2", 2, "me too"))
+        .await;
+    eventually(Duration::from_secs(5), || async {
+        a.count("conversations", "status = 'waiting'").await == 1
+    })
+    .await;
+    tab_a.expect_none("offer", Duration::from_millis(400)).await;
+    tab_b.expect_none("offer", Duration::from_millis(100)).await;
+
+    // Resolved on a's tab: the capacity is free, and the second is offered on b's.
+    tab_a
+        .send(json!({"type": "resolve", "conversation_id": first}))
+        .await;
+    let second = tab_b.expect("offer").await;
+    assert_ne!(second["conversation_id"], first.as_str());
+
+    // b's engine routes nothing of this workspace itself.
+    assert_eq!(
+        a.count("conversations", "owner_epoch = 0 AND status <> 'resolved'")
+            .await,
+        0,
+        "every open conversation was written under a's lease"
+    );
+}
+
+/// Node a owns the workspace and dies (its rounds stop, NATS closes, HTTP stops; its engine
+/// lives on, paused, still believing it owns the workspace). Node b takes the workspace over
+/// within the lease plus recovery; webhooks b acknowledged meanwhile are routed; the agent's
+/// socket, served by a, closes and reconnects to b; a's late write is refused by the fence.
+#[actix_web::test]
+async fn a_dead_owner_s_workspace_is_taken_over() {
+    let lease_ms = 900;
+    let (a, _bucket) = first_node(lease_ms).await;
+    let workspace = a.create_workspace("Failover").await;
+    let team = a.create_team(&workspace, "Support").await;
+    a.create_channel(&workspace, &team, PHONE_NUMBER_ID_1).await;
+    let (ann, ann_token) = a
+        .create_agent_with(&workspace, "ann@failover.example", "agent", &[&team], 3)
+        .await;
+    eventually(Duration::from_secs(10), || async {
+        holder(&a, &workspace).await.as_deref() == Some("node-a")
+    })
+    .await;
+    let b = spawn_node(&a, "node-b").await;
+    eventually(Duration::from_secs(10), || async {
+        nodes_alive(&b).await == ["node-a", "node-b"]
+    })
+    .await;
+    let (mut tab, _) = b.connect_agent(&ann_token).await;
+    a.post_webhook(&text_body("wamid.failover-1", 1, "one"))
+        .await;
+    let held = tab.expect("offer").await["conversation_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    tab.send(json!({"type": "accept", "conversation_id": held}))
+        .await;
+    tab.expect("assigned").await;
+    a.post_webhook(&text_body("wamid.failover-2", 2, "two"))
+        .await;
+    let offered = tab.expect("offer").await["conversation_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // a dies.
+    let died = Instant::now();
+    let background = a.background.as_ref().unwrap();
+    background.cluster.as_ref().unwrap().halt().await;
+    a.stop_server().await;
+    // What b acknowledges while nobody owns the workspace waits for the next owner.
+    let response = b
+        .post_webhook(&text_body("wamid.failover-3", 3, "three"))
+        .await;
+    assert_eq!(response.status(), 200);
+
+    // b takes it over: the agent's socket (served by a) closes, and reconnects to b.
+    eventually(Duration::from_secs(10), || async {
+        holder(&b, &workspace).await.as_deref() == Some("node-b")
+    })
+    .await;
+    let taken_after = died.elapsed();
+    tab.expect_closed(Duration::from_secs(5)).await;
+    let (mut tab, hello) = b.connect_agent(&ann_token).await;
+    let reconnected_after = died.elapsed();
+    let holding: Vec<&str> = hello["conversations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(holding, [held.as_str()], "the assignment survives: {hello}");
+    // The offer did not survive a's death; both waiting conversations are offered again.
+    let mut offers = vec![
+        tab.expect("offer").await["conversation_id"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+        tab.expect("offer").await["conversation_id"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+    ];
+    offers.sort();
+    assert!(offers.contains(&offered), "{offers:?}");
+    eprintln!(
+        "failover: lease {lease_ms} ms; workspace owned by b {} ms after a died; agent back on b after {} ms",
+        taken_after.as_millis(),
+        reconnected_after.as_millis()
+    );
+
+    // a, paused, still believes it owns the workspace: its write is refused.
+    let offered_before = a.count("conversations", "status = 'offered'").await;
+    let _ = background
+        .engine
+        .assign(
+            workspace.parse().unwrap(),
+            offered.parse().unwrap(),
+            ann.parse().unwrap(),
+        )
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        a.count(
+            "conversations",
+            &format!("id = '{offered}' AND status = 'assigned'")
+        )
+        .await,
+        0,
+        "the stale owner's assignment was fenced off"
+    );
+    assert_eq!(
+        a.count("conversations", "status = 'offered'").await,
+        offered_before
+    );
+    // Nothing lost, each open conversation held once or waiting for its offer.
+    assert_eq!(a.count("messages", "direction = 'in'").await, 3);
+    assert_eq!(
+        a.count(
+            "conversations",
+            "status IN ('assigned', 'offered', 'waiting')"
+        )
+        .await,
+        3
+    );
+    assert_eq!(
+        a.count(
+            "conversations",
+            &format!("status = 'assigned' AND assigned_agent_id = '{ann}'")
+        )
+        .await,
+        1
+    );
+}
+
+/// A NATS server of the test's own (JetStream on, its store in a folder of its own), which the
+/// test stops and starts again on the same port.
+struct PrivateNats {
+    port: u16,
+    store: std::path::PathBuf,
+    server: Option<std::process::Child>,
+}
+
+impl PrivateNats {
+    async fn start() -> PrivateNats {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let store =
+            std::env::temp_dir().join(format!("waos-nats-{}", uuid::Uuid::new_v4().simple()));
+        let mut nats = PrivateNats {
+            port,
+            store,
+            server: None,
+        };
+        nats.run().await;
+        nats
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    async fn run(&mut self) {
+        // Debian puts it in /usr/sbin, which a test's PATH may not have.
+        let binary = ["/usr/sbin/nats-server", "/usr/bin/nats-server"]
+            .into_iter()
+            .find(|path| std::path::Path::new(path).exists())
+            .unwrap_or("nats-server");
+        let server = std::process::Command::new(binary)
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(&self.store)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("nats-server runs (test.sh installs it)");
+        self.server = Some(server);
+        let url = self.url();
+        eventually(Duration::from_secs(10), || {
+            let url = url.clone();
+            async move { async_nats::connect(url).await.is_ok() }
+        })
+        .await;
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut server) = self.server.take() {
+            let _ = server.kill();
+            let _ = server.wait();
+        }
+    }
+}
+
+impl Drop for PrivateNats {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.store);
+    }
+}
+
+/// NATS goes away under a node: it stops routing once its lease can no longer be renewed (the
+/// agent's socket closes), webhooks still commit and are acknowledged, and when NATS is back
+/// the node takes the workspace again and routes everything that came meanwhile.
+#[actix_web::test]
+async fn routing_waits_out_a_nats_outage_and_loses_nothing() {
+    let mut nats = PrivateNats::start().await;
+    let prefix = format!("waos_test_outage_{}", uuid::Uuid::new_v4().simple());
+    let a = spawn_app_with(Backend::Postgres, |settings, _| {
+        settings.cluster.nats_url = nats.url();
+        settings.cluster.prefix = prefix.clone();
+        settings.cluster.node_id = "node-a".into();
+        settings.cluster.lease_ms = 600;
+    })
+    .await;
+    let workspace = a.create_workspace("Outage").await;
+    // Offers last 12 s here: none lapses during the test.
+    let team = a
+        .create_team_with(
+            &workspace,
+            json!({"name": "Support", "offer_timeout_secs": 600}),
+        )
+        .await;
+    a.create_channel(&workspace, &team, PHONE_NUMBER_ID_1).await;
+    let (_, ann_token) = a
+        .create_agent_with(&workspace, "ann@outage.example", "agent", &[&team], 3)
+        .await;
+    eventually(Duration::from_secs(10), || async {
+        holder(&a, &workspace).await.as_deref() == Some("node-a")
+    })
+    .await;
+    let (mut tab, _) = a.connect_agent(&ann_token).await;
+    a.post_webhook(&text_body("wamid.outage-1", 1, "one")).await;
+    tab.expect("offer").await;
+
+    nats.stop();
+    tab.expect_closed(Duration::from_secs(5)).await;
+    for (n, wamid) in [(2, "wamid.outage-2"), (3, "wamid.outage-3")] {
+        let response = a.post_webhook(&text_body(wamid, n, "meanwhile")).await;
+        assert_eq!(response.status(), 200, "acknowledged without NATS");
+    }
+    assert_eq!(a.count("messages", "direction = 'in'").await, 3);
+    assert_eq!(a.count("conversations", "status = 'offered'").await, 1);
+
+    nats.run().await;
+    eventually(Duration::from_secs(20), || async {
+        a.get("/api/v1/cluster", waos_web::testing::ADMIN_TOKEN)
+            .await
+            .status()
+            == 200
+            && holder(&a, &workspace).await.as_deref() == Some("node-a")
+    })
+    .await;
+    let (mut tab, _) = a.connect_agent(&ann_token).await;
+    let mut offered = Vec::new();
+    for _ in 0..3 {
+        offered.push(
+            tab.expect("offer").await["conversation_id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    offered.sort();
+    offered.dedup();
+    assert_eq!(
+        offered.len(),
+        3,
+        "every conversation offered once: {offered:?}"
+    );
+    eventually(Duration::from_secs(5), || async {
+        a.count("conversations", "status = 'offered'").await == 3
+    })
+    .await;
+}
