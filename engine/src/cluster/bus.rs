@@ -652,6 +652,21 @@ pub(crate) async fn run(
     }
 }
 
+/// Subscribes to `subject`, trying again (with a growing pause) until NATS takes it.
+async fn subscribe(bus: &Bus, subject: String) -> async_nats::Subscriber {
+    let mut pause = Duration::from_millis(50);
+    loop {
+        match bus.client.subscribe(subject.clone()).await {
+            Ok(subscriber) => return subscriber,
+            Err(error) => {
+                tracing::warn!(%error, subject, "not subscribed; trying again");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
 /// Sends what the bus publishes, in order.
 async fn publish(bus: Arc<Bus>, mut outgoing: mpsc::UnboundedReceiver<(String, Bytes)>) {
     while let Some((subject, payload)) = outgoing.recv().await {
@@ -663,17 +678,7 @@ async fn publish(bus: Arc<Bus>, mut outgoing: mpsc::UnboundedReceiver<(String, B
 
 /// One workspace's door, while this node holds it: every call and event for it.
 async fn open_door(bus: Arc<Bus>, engine: Engine, workspace_id: WorkspaceId) {
-    let mut pause = Duration::from_millis(50);
-    let mut calls = loop {
-        match bus.client.subscribe(bus.door(workspace_id)).await {
-            Ok(calls) => break calls,
-            Err(error) => {
-                tracing::warn!(%error, %workspace_id, "the workspace's door did not open; trying again");
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_secs(2));
-            }
-        }
-    };
+    let mut calls = subscribe(&bus, bus.door(workspace_id)).await;
     while let Some(message) = calls.next().await {
         let call: Call = match serde_json::from_slice(&message.payload) {
             Ok(call) => call,
@@ -821,15 +826,7 @@ fn serve_socket(
 /// Frames for this node's sockets whose agent (or dashboard) another node serves.
 async fn feed_sockets(bus: Arc<Bus>) {
     let subject = format!("{}.sock.{}.*", bus.prefix, token(&bus.node));
-    let mut frames = loop {
-        match bus.client.subscribe(subject.clone()).await {
-            Ok(frames) => break frames,
-            Err(error) => {
-                tracing::warn!(%error, "the socket subject did not open; trying again");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-    };
+    let mut frames = subscribe(&bus, subject).await;
     while let Some(message) = frames.next().await {
         let Some(socket_id) = message
             .subject
@@ -853,15 +850,7 @@ async fn feed_sockets(bus: Arc<Bus>) {
 
 /// Settings changed on another node: read them again here.
 async fn read_broadcasts(bus: Arc<Bus>, engine: Engine) {
-    let mut changes = loop {
-        match bus.client.subscribe(bus.broadcasts()).await {
-            Ok(changes) => break changes,
-            Err(error) => {
-                tracing::warn!(%error, "the broadcast subject did not open; trying again");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-    };
+    let mut changes = subscribe(&bus, bus.broadcasts()).await;
     while let Some(message) = changes.next().await {
         match serde_json::from_slice::<Broadcast>(&message.payload) {
             Ok(Broadcast::TimeSettings { origin }) if origin != bus.node => {

@@ -148,6 +148,11 @@ pub async fn spawn_app_with(
         settings.redis.url = redis_url();
     }
     adjust(&mut settings, &database);
+    start(settings, database, folder).await
+}
+
+/// Builds the app of `settings` and serves it in the background.
+async fn start(settings: Settings, database: TestDatabase, folder: PathBuf) -> TestApp {
     let handoff = Arc::new(RecordingHandoff::default());
     let application = Application::build_observed(settings.clone(), Some(handoff.clone()))
         .await
@@ -182,27 +187,7 @@ pub async fn spawn_node(first: &TestApp, node: &str) -> TestApp {
     std::fs::create_dir_all(&folder).unwrap();
     let mut settings = first.settings.clone();
     settings.cluster.node_id = node.to_owned();
-    let handoff = Arc::new(RecordingHandoff::default());
-    let application = Application::build_observed(settings.clone(), Some(handoff.clone()))
-        .await
-        .expect("the node builds");
-    let address = format!("http://127.0.0.1:{}", application.port());
-    let (server, background) = application.into_parts();
-    let handle = server.handle();
-    actix_web::rt::spawn(server);
-    let db = connect_database(&first.database.url, 4).await;
-    TestApp {
-        address,
-        client: http_client(),
-        db,
-        handoff,
-        settings,
-        server: handle,
-        background: Some(background),
-        secrets: Mutex::default(),
-        database: first.database.shared(),
-        folder,
-    }
+    start(settings, first.database.shared(), folder).await
 }
 
 /// `sha256=<hex>` of `body` under the test app secret.

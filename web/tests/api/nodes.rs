@@ -42,6 +42,22 @@ async fn holder(app: &TestApp, workspace: &str) -> Option<String> {
         .map(|(node, _)| node)
 }
 
+/// Node b joins once a holds `workspace`; answered when each sees the other alive.
+async fn second_node(a: &TestApp, workspace: &str) -> TestApp {
+    eventually(Duration::from_secs(10), || async {
+        holder(a, workspace).await.as_deref() == Some("node-a")
+    })
+    .await;
+    let b = spawn_node(a, "node-b").await;
+    for app in [a, &b] {
+        eventually(Duration::from_secs(10), || async {
+            nodes_alive(app).await == ["node-a", "node-b"]
+        })
+        .await;
+    }
+    b
+}
+
 async fn nodes_alive(app: &TestApp) -> Vec<String> {
     let mut nodes: Vec<String> = owners(app).await.into_iter().map(|(n, _)| n).collect();
     nodes.sort();
@@ -63,15 +79,7 @@ async fn requests_on_any_node_reach_the_workspace_s_owner() {
     let (ann, ann_token) = a
         .create_agent_with(&workspace, "ann@shared.example", "agent", &[&team], 1)
         .await;
-    eventually(Duration::from_secs(10), || async {
-        holder(&a, &workspace).await.as_deref() == Some("node-a")
-    })
-    .await;
-    let b = spawn_node(&a, "node-b").await;
-    eventually(Duration::from_secs(10), || async {
-        nodes_alive(&a).await == ["node-a", "node-b"]
-    })
-    .await;
+    let b = second_node(&a, &workspace).await;
     // One workspace, two nodes: a keeps it.
     assert_eq!(holder(&b, &workspace).await.as_deref(), Some("node-a"));
 
@@ -156,15 +164,7 @@ async fn a_dead_owner_s_workspace_is_taken_over() {
     let (ann, ann_token) = a
         .create_agent_with(&workspace, "ann@failover.example", "agent", &[&team], 3)
         .await;
-    eventually(Duration::from_secs(10), || async {
-        holder(&a, &workspace).await.as_deref() == Some("node-a")
-    })
-    .await;
-    let b = spawn_node(&a, "node-b").await;
-    eventually(Duration::from_secs(10), || async {
-        nodes_alive(&b).await == ["node-a", "node-b"]
-    })
-    .await;
+    let b = second_node(&a, &workspace).await;
     let (mut tab, _) = b.connect_agent(&ann_token).await;
     a.post_webhook(&text_body("wamid.failover-1", 1, "one"))
         .await;
