@@ -535,6 +535,16 @@ impl Bus {
         self.publish_call(workspace_id, &call);
     }
 
+    /// An outbox for a socket of another node, and the id it is served under here.
+    fn served_outbox(&self) -> (Outbox, mpsc::Receiver<String>, u64) {
+        let (outbox, frames) = mpsc::channel(REMOTE_OUTBOX);
+        (
+            outbox,
+            frames,
+            self.next_served.fetch_add(1, Ordering::Relaxed),
+        )
+    }
+
     fn sinks_lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Sink>> {
         self.sinks
             .lock()
@@ -762,65 +772,61 @@ async fn serve(bus: &Arc<Bus>, engine: &Engine, workspace_id: WorkspaceId, call:
             origin,
             socket_id,
         } => {
-            let (outbox, frames) = mpsc::channel(REMOTE_OUTBOX);
-            let local_id = bus.next_served.fetch_add(1, Ordering::Relaxed);
-            match engine
+            let (outbox, frames, local_id) = bus.served_outbox();
+            let socket = engine
                 .connect_agent(workspace_id, agent_id, local_id, outbox)
-                .await
-            {
-                Ok(socket) => {
-                    serve_socket(bus, origin, socket_id, Served::Agent(socket), frames);
-                    Answer::Connected {
-                        node: bus.node.clone(),
-                    }
-                }
-                Err(error) => refused(&error),
-            }
+                .await;
+            serve_socket(bus, origin, socket_id, socket.map(Served::Agent), frames)
         }
         Call::Subscribe {
             origin,
             socket_id,
             teams,
         } => {
-            let (outbox, frames) = mpsc::channel(REMOTE_OUTBOX);
-            let local_id = bus.next_served.fetch_add(1, Ordering::Relaxed);
-            match engine
+            let (outbox, frames, local_id) = bus.served_outbox();
+            let subscription = engine
                 .subscribe_stats(workspace_id, local_id, teams, outbox)
-                .await
-            {
-                Ok(subscription) => {
-                    serve_socket(bus, origin, socket_id, Served::Stats(subscription), frames);
-                    Answer::Connected {
-                        node: bus.node.clone(),
-                    }
-                }
-                Err(error) => refused(&error),
-            }
+                .await;
+            serve_socket(
+                bus,
+                origin,
+                socket_id,
+                subscription.map(Served::Stats),
+                frames,
+            )
         }
         Call::Events { .. } | Call::Frame { .. } | Call::Closed { .. } => Answer::Done,
     }
 }
 
-/// Forwards what the engine sends a socket of `origin`, until the engine drops its outbox
-/// (then the socket is closed there with an empty message).
+/// A socket of `origin` the engine here opened (or refused): what the engine sends it is
+/// forwarded until the engine drops its outbox (then the socket is closed there with an empty
+/// message).
 fn serve_socket(
     bus: &Arc<Bus>,
     origin: String,
     socket_id: u64,
-    served: Served,
+    opened: Result<Served, RoutingError>,
     mut frames: mpsc::Receiver<String>,
-) {
+) -> Answer {
+    let served = match opened {
+        Ok(served) => served,
+        Err(error) => return refused(&error),
+    };
     let subject = bus.socket_subject(&origin, socket_id);
     bus.served_lock()
         .insert((origin.clone(), socket_id), served);
-    let bus = bus.clone();
+    let forwarder = bus.clone();
     tokio::spawn(async move {
         while let Some(frame) = frames.recv().await {
-            bus.publish(subject.clone(), frame.into());
+            forwarder.publish(subject.clone(), frame.into());
         }
-        bus.served_lock().remove(&(origin, socket_id));
-        bus.publish(subject, Bytes::new());
+        forwarder.served_lock().remove(&(origin, socket_id));
+        forwarder.publish(subject, Bytes::new());
     });
+    Answer::Connected {
+        node: bus.node.clone(),
+    }
 }
 
 /// Frames for this node's sockets whose agent (or dashboard) another node serves.

@@ -155,16 +155,6 @@ impl Node {
         })
     }
 
-    /// Stops the round and hands every lease back, so that the other nodes take over at once.
-    pub async fn leave(&self) {
-        let _ = self.stop.send(true);
-        if let Some(round) = self.round.lock().await.take() {
-            let _ = round.await;
-        }
-    }
-}
-
-impl Node {
     /// Stops as a killed node would (for failover tests): no more rounds, nothing handed
     /// back, NATS closed. Its leases lapse; its engine, if any, still believes it holds them
     /// (a paused process), so its writes are left to the fence.
@@ -173,6 +163,14 @@ impl Node {
             round.abort();
         }
         let _ = self.client.drain().await;
+    }
+
+    /// Stops the round and hands every lease back, so that the other nodes take over at once.
+    pub async fn leave(&self) {
+        let _ = self.stop.send(true);
+        if let Some(round) = self.round.lock().await.take() {
+            let _ = round.await;
+        }
     }
 }
 

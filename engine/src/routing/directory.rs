@@ -607,24 +607,16 @@ impl Handler<ConversationStopped> for Directory {
 
     fn handle(&mut self, stopped: ConversationStopped, ctx: &mut Context<Self>) {
         let id = stopped.conversation_id;
-        // On a node of a cluster: the workspace it was routed in, if this node still routes it
-        // (it stopped because another node routes it now, else). One node routes everything.
-        let routed_in = match &self.owned {
-            None => Some(None),
-            Some(_) => {
-                let workspace_id = match self.conversations.get(&id) {
-                    // A newer actor stands: this one's workspace is its.
-                    Some(Slot::Running(actor)) if actor.connected() => {
-                        self.workspace_of.get(&id).copied()
-                    }
-                    _ => self.workspace_of.remove(&id),
-                };
-                workspace_id
-                    .filter(|workspace_id| self.holds(*workspace_id))
-                    .map(Some)
-            }
+        // On a node of a cluster, the workspace it was routed in (`None` on one node, which
+        // routes everything): one another node routes now wakes nothing here.
+        let workspace_id = match self.conversations.get(&id) {
+            _ if self.owned.is_none() => None,
+            // A newer actor stands: this one's workspace is its.
+            Some(Slot::Running(actor)) if actor.connected() => self.workspace_of.get(&id).copied(),
+            _ => self.workspace_of.remove(&id),
         };
-        if let (Some(at), Some(workspace_id)) = (stopped.wake_at, routed_in) {
+        let routed = self.owned.is_none() || workspace_id.is_some_and(|w| self.holds(w));
+        if let (Some(at), true) = (stopped.wake_at, routed) {
             // Started again from the database at that moment (it re-arms what is left); a
             // conversation resolved meanwhile loads as nothing.
             let wait = (at - chrono::Utc::now()).to_std().unwrap_or_default();
