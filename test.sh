@@ -56,12 +56,18 @@ ensure_redis() {
 
 ensure_nats() {
   # The cluster's leases live in NATS JetStream (engine/src/cluster); its tests use buckets of
-  # their own on this server.
+  # their own on this server, and the NATS-outage test starts a server of its own (the binary
+  # must be here even when another NATS answers on 4222).
+  if ! command -v nats-server >/dev/null 2>&1 && [ ! -x /usr/sbin/nats-server ]; then
+    log "nats-server is missing: installing Debian's nats-server"
+    apt_install nats-server
+  fi
   answers 127.0.0.1 4222 && return 0
   log "NATS is not answering on 127.0.0.1:4222: installing and starting it"
-  command -v nats-server >/dev/null 2>&1 || apt_install nats-server
   mkdir -p /var/lib/nats-server
-  nohup nats-server -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server >/var/log/nats-server.log 2>&1 &
+  local binary
+  binary=$(command -v nats-server || echo /usr/sbin/nats-server)
+  nohup "$binary" -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server >/var/log/nats-server.log 2>&1 &
   wait_for 127.0.0.1 4222 NATS
 }
 
