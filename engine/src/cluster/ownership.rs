@@ -145,8 +145,14 @@ impl Ownership {
     /// One round: heartbeat, renewals, then the fair share taken or given back (one lease
     /// handed back per round, so that a joining node's share moves over gradually).
     pub async fn round(&mut self) -> Result<Round, ClusterError> {
+        let lost = self.renew().await;
+        self.balance(lost).await
+    }
+
+    /// The round after its renewals: heartbeat, then the fair share taken or given back.
+    async fn balance(&mut self, lost: Vec<WorkspaceId>) -> Result<Round, ClusterError> {
         let mut round = Round {
-            lost: self.renew().await,
+            lost,
             ..Round::default()
         };
         self.leases.heartbeat().await?;
@@ -217,10 +223,11 @@ impl Ownership {
         );
     }
 
-    /// Renews every lease held (all at once, each given half a round); answers those lost.
-    /// One that NATS does not answer for is kept until two thirds of its life have passed since
-    /// its last renewal, then dropped: NATS away must not keep this node routing past that
-    /// (a request waits for its answer far longer than a lease).
+    /// Renews every lease held (all at once); answers those lost. One that NATS does not
+    /// answer for is kept until two thirds of its life have passed since its last renewal,
+    /// then dropped: each renewal waits until then at most (NATS away must not keep this node
+    /// routing past it: a request waits for its answer far longer than a lease), and no less
+    /// (a busy moment must not give a lease up).
     async fn renew(&mut self) -> Vec<WorkspaceId> {
         let mut lost = Vec::new();
         let held: Vec<(Lease, Instant)> = self
@@ -228,11 +235,12 @@ impl Ownership {
             .values()
             .map(|held| (held.lease, held.renewed_at))
             .collect();
-        let patience = (self.lease / 6).max(Duration::from_millis(5));
-        let renewals = futures_util::future::join_all(held.iter().map(|(lease, _)| {
+        let safe_for = self.lease * 2 / 3;
+        let renewals = futures_util::future::join_all(held.iter().map(|(lease, renewed_at)| {
             let leases = &self.leases;
+            let deadline = tokio::time::Instant::from_std(*renewed_at + safe_for);
             async move {
-                tokio::time::timeout(patience, leases.renew(*lease))
+                tokio::time::timeout_at(deadline, leases.renew(*lease))
                     .await
                     .unwrap_or_else(|_| Err(ClusterError::of("NATS did not answer in time")))
             }
@@ -271,26 +279,33 @@ impl Ownership {
 
     /// Runs a round every `interval` until `stop` says so, then leaves.
     pub async fn run(mut self, interval: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
+        // Renewals start on time, every interval, whatever the rest of a round takes: the
+        // rest (heartbeat, share) is cut short when the next renewals are due.
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            // A round NATS does not answer is cut short: the next one's renewals must come in
-            // time to drop the leases before they lapse.
-            let round = tokio::time::timeout(interval, self.round())
+            tokio::select! {
+                _ = ticks.tick() => {}
+                _ = stop.changed() => break,
+            }
+            let due = tokio::time::Instant::now() + interval;
+            let lost = self.renew().await;
+            for workspace_id in &lost {
+                tracing::info!(%workspace_id, "workspace lease lost");
+            }
+            let round = tokio::time::timeout_at(due, self.balance(Vec::new()))
                 .await
-                .unwrap_or_else(|_| Err(ClusterError::of("the round timed out")));
+                .unwrap_or_else(|_| Err(ClusterError::of("the round did not finish in time")));
             match round {
                 Ok(round) => {
                     for lease in &round.taken {
                         tracing::info!(workspace_id = %lease.workspace_id, epoch = lease.epoch, "workspace lease taken");
                     }
-                    for workspace_id in round.lost.iter().chain(&round.released) {
-                        tracing::info!(%workspace_id, "workspace lease given up");
+                    for workspace_id in &round.released {
+                        tracing::info!(%workspace_id, "workspace lease handed back");
                     }
                 }
                 Err(error) => tracing::warn!(%error, "cluster round failed; trying again"),
-            }
-            tokio::select! {
-                () = tokio::time::sleep(interval) => {}
-                _ = stop.changed() => break,
             }
         }
         if let Err(error) = self.leave().await {

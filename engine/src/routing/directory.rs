@@ -144,6 +144,20 @@ where
 /// One piece of mail for a conversation, waiting for its actor.
 type Delivery = Box<dyn FnOnce(&Addr<ConversationActor>) + Send>;
 
+/// Something that waits for a workspace's takeover to finish.
+type Deferred = Box<dyn FnOnce(&mut Directory, &mut Context<Directory>)>;
+
+/// A workspace this node holds the lease of.
+struct Owned {
+    /// The epoch the lease was taken under.
+    epoch: u64,
+    /// Fenced and listed: routed from now on. Until then, what concerns it waits in `deferred`
+    /// (a supervisor or an actor started before the fence would read a state that a former
+    /// owner may still change).
+    claimed: bool,
+    deferred: Vec<Deferred>,
+}
+
 /// Where a conversation's actor stands, as the directory routes mail to it.
 enum Slot {
     Running(Addr<ConversationActor>),
@@ -165,7 +179,7 @@ pub(crate) struct Directory {
     load_failures: HashMap<ConversationId, u32>,
     /// On a node of a cluster, the workspaces it routes, with the epoch each was taken under;
     /// `None` on a single node, which routes every workspace.
-    owned: Option<HashMap<WorkspaceId, u64>>,
+    owned: Option<HashMap<WorkspaceId, Owned>>,
     /// On a node of a cluster, the workspace of each conversation whose actor was started (to
     /// stop a workspace's when its lease goes).
     workspace_of: HashMap<ConversationId, WorkspaceId>,
@@ -190,11 +204,45 @@ impl Directory {
         }
     }
 
-    /// Whether this node routes `workspace_id`.
+    /// Whether this node routes `workspace_id` (or is taking it over).
     fn holds(&self, workspace_id: WorkspaceId) -> bool {
         self.owned
             .as_ref()
             .is_none_or(|owned| owned.contains_key(&workspace_id))
+    }
+
+    /// Runs `then` once this node routes `workspace_id`: now, or when its takeover finishes.
+    /// Dropped (never run) when another node routes it.
+    fn when_routed(
+        &mut self,
+        workspace_id: WorkspaceId,
+        ctx: &mut Context<Self>,
+        then: impl FnOnce(&mut Self, &mut Context<Self>) + 'static,
+    ) {
+        match self
+            .owned
+            .as_mut()
+            .map(|owned| owned.get_mut(&workspace_id))
+        {
+            None => then(self, ctx),
+            Some(Some(owned)) if owned.claimed => then(self, ctx),
+            Some(Some(owned)) => owned.deferred.push(Box::new(then)),
+            Some(None) => {}
+        }
+    }
+
+    /// The workspace's supervisor, once this node routes it; the sender is dropped (`Err`)
+    /// when another node does.
+    fn routed_supervisor(
+        &mut self,
+        workspace_id: WorkspaceId,
+        ctx: &mut Context<Self>,
+    ) -> oneshot::Receiver<Addr<Supervisor>> {
+        let (found, supervisor) = oneshot::channel();
+        self.when_routed(workspace_id, ctx, move |directory, ctx| {
+            let _ = found.send(directory.supervisor(workspace_id, ctx));
+        });
+        supervisor
     }
 
     fn supervisor(
@@ -283,11 +331,29 @@ impl Directory {
                         }
                     };
                     directory.load_failures.remove(&conversation_id);
-                    let fresh = directory.fresh_loads.remove(&conversation_id);
-                    // Lost to another node while it loaded: that node routes it.
-                    if !directory.holds(stored.workspace_id) {
+                    let workspace_id = stored.workspace_id;
+                    if !directory.holds(workspace_id) {
+                        // Lost to another node while it loaded: that node routes it.
+                        directory.fresh_loads.remove(&conversation_id);
                         return;
                     }
+                    if directory
+                        .owned
+                        .as_ref()
+                        .and_then(|owned| owned.get(&workspace_id))
+                        .is_some_and(|owned| !owned.claimed)
+                    {
+                        // Read before the takeover's fence: read again after it.
+                        directory.workspace_of.insert(conversation_id, workspace_id);
+                        directory
+                            .conversations
+                            .insert(conversation_id, Slot::Loading(waiting));
+                        directory.when_routed(workspace_id, ctx, move |directory, ctx| {
+                            directory.queue_load(conversation_id, ctx)
+                        });
+                        return;
+                    }
+                    let fresh = directory.fresh_loads.remove(&conversation_id);
                     let mut stored = stored;
                     stored.fresh |= fresh;
                     let actor = directory.start_actor(stored, ctx);
@@ -360,13 +426,17 @@ impl Actor for Directory {
 impl Handler<Inbound> for Directory {
     type Result = ();
 
-    fn handle(&mut self, Inbound(mut event): Inbound, ctx: &mut Context<Self>) {
+    fn handle(&mut self, Inbound(event): Inbound, ctx: &mut Context<Self>) {
+        // Stored already: when another node routes the workspace, its recovery reads it.
+        self.when_routed(event.workspace_id, ctx, move |directory, ctx| {
+            directory.inbound(event, ctx)
+        });
+    }
+}
+
+impl Directory {
+    fn inbound(&mut self, mut event: InboundEvent, ctx: &mut Context<Self>) {
         let conversation_id = event.conversation_id;
-        // Stored already: the workspace's owner routes it (its recovery reads it).
-        if !self.holds(event.workspace_id) {
-            tracing::debug!(%conversation_id, workspace_id = %event.workspace_id, "inbound message of a workspace another node routes");
-            return;
-        }
         self.supervisor(event.workspace_id, ctx);
         // Opened on another node, which handed over the message but not its rows: read them.
         if event.opened && event.conversation.is_none() {
@@ -449,16 +519,19 @@ impl Directory {
             async move { store::claim_workspace(&db, workspace_id, epoch).await }
                 .into_actor(self)
                 .map(move |open, directory, ctx| {
-                    let held = directory
+                    let Some(owned) = directory
                         .owned
-                        .as_ref()
-                        .and_then(|owned| owned.get(&workspace_id));
-                    if held != Some(&epoch) {
+                        .as_mut()
+                        .and_then(|owned| owned.get_mut(&workspace_id))
+                        .filter(|owned| owned.epoch == epoch && !owned.claimed)
+                    else {
                         return;
-                    }
+                    };
                     match open {
                         Ok(open) => {
                             tracing::info!(%workspace_id, epoch, conversations = open.len(), "routing the workspace");
+                            owned.claimed = true;
+                            let deferred = std::mem::take(&mut owned.deferred);
                             directory.supervisor(workspace_id, ctx);
                             for conversation_id in open {
                                 if let std::collections::hash_map::Entry::Vacant(slot) =
@@ -467,6 +540,10 @@ impl Directory {
                                     slot.insert(Slot::Loading(Vec::new()));
                                     directory.queue_load(conversation_id, ctx);
                                 }
+                            }
+                            // What came meanwhile, in order.
+                            for then in deferred {
+                                then(directory, ctx);
                             }
                         }
                         Err(error) => {
@@ -489,9 +566,17 @@ impl Handler<StartRouting> for Directory {
         let Some(owned) = &mut self.owned else {
             return;
         };
-        if owned.insert(start.workspace_id, start.epoch).is_some() {
+        if owned.contains_key(&start.workspace_id) {
             return;
         }
+        owned.insert(
+            start.workspace_id,
+            Owned {
+                epoch: start.epoch,
+                claimed: false,
+                deferred: Vec::new(),
+            },
+        );
         self.claim(start.workspace_id, start.epoch, 0, ctx);
     }
 }
@@ -546,14 +631,14 @@ impl Handler<SettingsChanged> for Directory {
 impl Handler<StatusChanged> for Directory {
     type Result = ();
 
-    fn handle(&mut self, StatusChanged(event): StatusChanged, _: &mut Context<Self>) {
+    fn handle(&mut self, StatusChanged(event): StatusChanged, ctx: &mut Context<Self>) {
         // Only a running conversation has an agent to tell; the status is stored either way.
-        if !self.holds(event.workspace_id) {
-            return;
-        }
-        if let Some(Slot::Running(actor)) = self.conversations.get(&event.conversation_id) {
-            actor.do_send(StatusUpdate(event));
-        }
+        self.when_routed(event.workspace_id, ctx, move |directory, _| {
+            if let Some(Slot::Running(actor)) = directory.conversations.get(&event.conversation_id)
+            {
+                actor.do_send(StatusUpdate(event));
+            }
+        });
     }
 }
 
@@ -752,13 +837,11 @@ impl Handler<Drain> for Directory {
 }
 
 impl Handler<GetSupervisor> for Directory {
-    type Result = Result<Addr<Supervisor>, RoutingError>;
+    type Result = ResponseFuture<Result<Addr<Supervisor>, RoutingError>>;
 
     fn handle(&mut self, message: GetSupervisor, ctx: &mut Context<Self>) -> Self::Result {
-        if !self.holds(message.workspace_id) {
-            return Err(RoutingError::Unavailable);
-        }
-        Ok(self.supervisor(message.workspace_id, ctx))
+        let supervisor = self.routed_supervisor(message.workspace_id, ctx);
+        Box::pin(async move { supervisor.await.map_err(|_| RoutingError::Unavailable) })
     }
 }
 
@@ -766,11 +849,9 @@ impl Handler<GetAgentActor> for Directory {
     type Result = ResponseFuture<Result<Option<Addr<AgentActor>>, RoutingError>>;
 
     fn handle(&mut self, message: GetAgentActor, ctx: &mut Context<Self>) -> Self::Result {
-        if !self.holds(message.workspace_id) {
-            return Box::pin(async { Err(RoutingError::Unavailable) });
-        }
-        let supervisor = self.supervisor(message.workspace_id, ctx);
+        let supervisor = self.routed_supervisor(message.workspace_id, ctx);
         Box::pin(async move {
+            let supervisor = supervisor.await.map_err(|_| RoutingError::Unavailable)?;
             let found = supervisor
                 .send(GetAgent {
                     agent_id: message.agent_id,

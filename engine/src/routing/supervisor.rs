@@ -870,14 +870,17 @@ impl Handler<GetAgent> for Supervisor {
                     let Some(candidate) = loaded.map_err(|_| RoutingError::Unavailable)? else {
                         return Ok(None);
                     };
-                    let name = candidate.name.clone();
-                    supervisor.roster.insert(
-                        message.agent_id,
-                        RosterEntry {
+                    // Another look-up of the same agent (its second tab) may have added it
+                    // meanwhile, and offered it work since: that entry stands (replacing it
+                    // would forget its load, and start a second actor for the agent).
+                    let entry = supervisor
+                        .roster
+                        .entry(message.agent_id)
+                        .or_insert(RosterEntry {
                             candidate,
                             actor: None,
-                        },
-                    );
+                        });
+                    let name = entry.candidate.name.clone();
                     Ok(supervisor
                         .agent_actor(message.agent_id, ctx)
                         .map(|actor| (actor, name)))

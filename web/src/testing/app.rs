@@ -222,6 +222,18 @@ impl TestApp {
         self.post_webhook_signed(body, Some(&sign(body))).await
     }
 
+    /// A signed webhook, or the transport's error (a connection closed under load: Meta
+    /// sends it again, as it does after a 503).
+    pub async fn try_post_webhook(&self, body: &[u8]) -> reqwest::Result<reqwest::Response> {
+        self.client
+            .post(self.url("/webhooks/whatsapp"))
+            .header("content-type", "application/json")
+            .header("x-hub-signature-256", sign(body))
+            .body(body.to_vec())
+            .send()
+            .await
+    }
+
     pub async fn post_webhook_signed(
         &self,
         body: &[u8],

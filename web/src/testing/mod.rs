@@ -35,7 +35,7 @@ pub use app::{
 pub use database::{TestDatabase, connect_database};
 pub use log::trace_log;
 pub use proxy::FaultProxy;
-pub use socket::{AgentSocket, connect_agent_at, connect_socket_at};
+pub use socket::{AgentSocket, connect_agent_at, connect_socket_at, try_connect_socket_at};
 
 pub const APP_SECRET: &str = "test-app-secret-7c1d";
 pub const VERIFY_TOKEN: &str = "test-verify-token";

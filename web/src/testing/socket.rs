@@ -33,30 +33,45 @@ pub async fn connect_agent_at(address: &str, token: &str) -> (AgentSocket, Value
 
 /// Opens a websocket at `path` with a bearer token.
 pub async fn connect_socket_at(address: &str, path: &str, token: &str) -> AgentSocket {
-    {
-        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-        let url = format!("{}{path}", address.replacen("http", "ws", 1));
-        let mut request = url.into_client_request().unwrap();
-        request
-            .headers_mut()
-            .insert("authorization", format!("Bearer {token}").parse().unwrap());
-        let (stream, _) = tokio_tungstenite::connect_async(request).await.unwrap();
-        AgentSocket {
-            stream,
-            backlog: Default::default(),
-        }
-    }
+    try_connect_socket_at(address, path, token).await.unwrap()
+}
+
+/// Opens a websocket at `path` with a bearer token, or says why the server refused it (as a
+/// console would see it, before it tries again).
+pub async fn try_connect_socket_at(
+    address: &str,
+    path: &str,
+    token: &str,
+) -> Result<AgentSocket, tokio_tungstenite::tungstenite::Error> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let url = format!("{}{path}", address.replacen("http", "ws", 1));
+    let mut request = url.into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let (stream, _) = tokio_tungstenite::connect_async(request).await?;
+    Ok(AgentSocket {
+        stream,
+        backlog: Default::default(),
+    })
 }
 
 impl AgentSocket {
     pub async fn send(&mut self, frame: Value) {
+        self.try_send(frame).await.unwrap();
+    }
+
+    /// Sends a frame, or says why not (the server closed the socket: a console reconnects).
+    pub async fn try_send(
+        &mut self,
+        frame: Value,
+    ) -> Result<(), tokio_tungstenite::tungstenite::Error> {
         use futures_util::SinkExt;
         self.stream
             .send(tokio_tungstenite::tungstenite::Message::Text(
                 frame.to_string().into(),
             ))
             .await
-            .unwrap();
     }
 
     pub async fn send_raw(&mut self, text: &str) {

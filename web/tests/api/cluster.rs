@@ -188,7 +188,7 @@ pub(crate) async fn owners(app: &TestApp) -> Vec<(String, Vec<(String, u64)>)> {
 }
 
 /// How many workspaces each node holds, by node.
-fn shares(owners: &[(String, Vec<(String, u64)>)]) -> Vec<(&str, usize)> {
+pub(crate) fn shares(owners: &[(String, Vec<(String, u64)>)]) -> Vec<(&str, usize)> {
     owners
         .iter()
         .map(|(node, held)| (node.as_str(), held.len()))
