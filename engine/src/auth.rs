@@ -65,6 +65,20 @@ pub struct TokenPrincipal {
     pub name: String,
 }
 
+/// Someone's access ended: the sockets it holds close, on every node of a cluster.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "holder", rename_all = "snake_case")]
+pub enum AccessEnded {
+    /// An agent's sessions ended: all of them, or all but `keep` (a session token's hash, the
+    /// one that changed the password).
+    Agent {
+        agent_id: AgentId,
+        keep: Option<String>,
+    },
+    /// An API token was revoked.
+    Token { token_id: ApiTokenId },
+}
+
 /// The caller of a request.
 #[derive(Clone, Debug)]
 pub enum Principal {

@@ -144,7 +144,11 @@ pub async fn run(args: BaselineArgs) -> anyhow::Result<IngestReport> {
     args.mix.check()?;
     let server = BaselineServer::start(&args.app_secret, args.workers)?;
     let result = async {
-        let sender = Sender::new(&server.url, &args.app_secret, args.pacing.max_in_flight)?;
+        let sender = Sender::new(
+            vec![format!("{}/webhooks/whatsapp", server.url)],
+            &args.app_secret,
+            args.pacing.max_in_flight,
+        )?;
         let run_id = crate::ingest::run_id();
         let traffic = Traffic {
             run: run_id.clone(),

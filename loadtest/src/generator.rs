@@ -208,13 +208,20 @@ impl RunResult {
 #[derive(Clone)]
 pub struct Sender {
     pub client: reqwest::Client,
-    pub endpoint: String,
+    /// Webhook URLs, used in turn (one: every request goes there).
+    pub endpoints: Arc<[String]>,
+    next: Arc<std::sync::atomic::AtomicUsize>,
     pub secret: Vec<u8>,
     pub max_in_flight: usize,
 }
 
 impl Sender {
-    pub fn new(base_url: &str, secret: &str, max_in_flight: usize) -> anyhow::Result<Sender> {
+    pub fn new(
+        endpoints: Vec<String>,
+        secret: &str,
+        max_in_flight: usize,
+    ) -> anyhow::Result<Sender> {
+        anyhow::ensure!(!endpoints.is_empty(), "no webhook URL to send to");
         waos_workers::install_tls();
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(max_in_flight)
@@ -222,7 +229,8 @@ impl Sender {
             .build()?;
         Ok(Sender {
             client,
-            endpoint: format!("{base_url}/webhooks/whatsapp"),
+            endpoints: endpoints.into(),
+            next: Arc::default(),
             secret: secret.as_bytes().to_vec(),
             max_in_flight: max_in_flight.clamp(1, 1 << 24),
         })
@@ -231,16 +239,17 @@ impl Sender {
     /// The same generator against another server (the baseline).
     pub fn to(&self, base_url: &str) -> Sender {
         Sender {
-            endpoint: format!("{base_url}/webhooks/whatsapp"),
+            endpoints: vec![format!("{base_url}/webhooks/whatsapp")].into(),
             ..self.clone()
         }
     }
 
     fn request(&self, body: Vec<u8>) -> anyhow::Result<reqwest::RequestBuilder> {
         let signature = sign(&self.secret, &body)?;
+        let turn = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(self
             .client
-            .post(&self.endpoint)
+            .post(&self.endpoints[turn % self.endpoints.len()])
             .header("content-type", "application/json")
             .header("x-hub-signature-256", signature)
             .body(body))

@@ -104,7 +104,7 @@ pub async fn run(args: IdleArgs) -> anyhow::Result<IdleReport> {
         );
     }
     let concurrency = args.concurrency.max(1);
-    let sender = Sender::new(&target.url, &target.app_secret, concurrency)?;
+    let sender = Sender::new(target.webhook_endpoints(), &target.app_secret, concurrency)?;
     let client = sender.client.clone();
     let run_id = crate::ingest::run_id();
     let (workspace, _queue_team) = set_up_world(

@@ -26,16 +26,35 @@ pub struct Target {
     /// The engine's bootstrap admin token, to create the workspace, team and channels.
     #[arg(long, env = "WAOS__ADMIN__TOKEN")]
     pub admin_token: String,
+    /// Send the webhooks to this node of the same cluster instead of --url; repeated, in turn
+    /// to each (as a load balancer would). Set-up, sign-ins and agents' sockets stay on --url,
+    /// so that webhooks landing on a node that does not own the workspace cross the bus.
+    #[arg(long = "webhook-url")]
+    pub webhook_urls: Vec<String>,
 }
 
 impl Target {
     /// Load tests send only to this machine.
     pub fn check_loopback(&self) -> anyhow::Result<()> {
-        if self.url.starts_with("http://127.") || self.url.starts_with("http://localhost") {
+        let local =
+            |url: &String| url.starts_with("http://127.") || url.starts_with("http://localhost");
+        if local(&self.url) && self.webhook_urls.iter().all(local) {
             Ok(())
         } else {
             bail!("load tests target this machine only (http://127.0.0.1:...)")
         }
+    }
+
+    /// Where webhooks go: each --webhook-url in turn, or --url.
+    pub fn webhook_endpoints(&self) -> Vec<String> {
+        let urls = if self.webhook_urls.is_empty() {
+            std::slice::from_ref(&self.url)
+        } else {
+            &self.webhook_urls[..]
+        };
+        urls.iter()
+            .map(|url| format!("{url}/webhooks/whatsapp"))
+            .collect()
     }
 }
 
@@ -294,7 +313,7 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<IngestReport> {
     args.target.check_loopback()?;
     args.mix.check()?;
     let sender = Sender::new(
-        &args.target.url,
+        args.target.webhook_endpoints(),
         &args.target.app_secret,
         args.pacing.max_in_flight,
     )?;
@@ -376,7 +395,7 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<IngestReport> {
         None => None,
     };
 
-    let settings = json!({"url": args.target.url, "rate": args.rate.rate, "duration_s": args.rate.duration,
+    let settings = json!({"url": args.target.url, "webhook_urls": args.target.webhook_urls, "rate": args.rate.rate, "duration_s": args.rate.duration,
         "pacing": args.pacing.to_json(), "mix": args.mix.to_json(), "baseline": args.baseline,
         "baseline_workers": args.baseline_workers, "run_id": run_id});
     let mut json = header("ingest", settings);

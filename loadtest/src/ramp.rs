@@ -94,7 +94,7 @@ pub async fn run(args: RampArgs) -> anyhow::Result<RampReport> {
         anyhow::bail!("--from and --step-secs must be positive");
     }
     let sender = Sender::new(
-        &args.target.url,
+        args.target.webhook_endpoints(),
         &args.target.app_secret,
         args.pacing.max_in_flight,
     )?;
@@ -159,7 +159,7 @@ pub async fn run(args: RampArgs) -> anyhow::Result<RampReport> {
                "dropped": step.run.dropped, "latency_ms": percentiles_ms(&step.run.latency),
                "passed": step.failed.is_none(), "failed_because": step.failed, "started_s": step.started_s})
     };
-    let settings = json!({"url": args.target.url, "from": args.from, "step": args.step, "step_secs": args.step_secs,
+    let settings = json!({"url": args.target.url, "webhook_urls": args.target.webhook_urls, "from": args.from, "step": args.step, "step_secs": args.step_secs,
         "goal_p99_ms": args.goal_p99_ms, "min_achieved": args.min_achieved, "max_rate": args.max_rate,
         "pacing": args.pacing.to_json(), "mix": args.mix.to_json(), "run_id": run_id});
     let mut json = header("ramp", settings);

@@ -289,7 +289,7 @@ pub(crate) async fn route_core(
     before_send().await?;
 
     let secret = target.app_secret.clone().into_bytes();
-    let endpoint = format!("{}/webhooks/whatsapp", target.url);
+    let endpoints = target.webhook_endpoints();
     let to_200 = Arc::new(Mutex::new(latency_histogram()?));
     let errors = Arc::new(AtomicU64::new(0));
     let bar = progress(setup.conversations, label);
@@ -315,7 +315,7 @@ pub(crate) async fn route_core(
         let body = first_message(&run_id, &phone, &wamid);
         record.scheduled.lock().await.insert(wamid, at);
         let request = client
-            .post(&endpoint)
+            .post(&endpoints[sequence as usize % endpoints.len()])
             .header("content-type", "application/json")
             .header("x-hub-signature-256", sign(&secret, &body)?)
             .body(body);

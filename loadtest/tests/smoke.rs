@@ -18,6 +18,7 @@ fn target(app: &waos_web::testing::TestApp) -> ingest::Target {
         url: app.address.clone(),
         app_secret: APP_SECRET.into(),
         admin_token: ADMIN_TOKEN.into(),
+        webhook_urls: Vec::new(),
     }
 }
 
@@ -450,4 +451,46 @@ async fn idle_measures_memory_per_socket_and_conversation() {
     args.report.server_pid = Some(std::process::id());
     let refused = idle::run(args).await.unwrap_err().to_string();
     assert!(refused.contains("this machine only"), "{refused}");
+}
+
+/// On two nodes of a cluster: webhooks go to each node in turn (`--webhook-url` twice), the
+/// agents' sockets to the first, and every conversation reaches an agent whichever node owns
+/// the workspace.
+#[actix_web::test]
+async fn route_spreads_webhooks_over_the_nodes_of_a_cluster() {
+    let prefix = format!("waos_test_smoke_{}", waos_loadtest::ingest::run_id());
+    let a = waos_web::testing::spawn_app_with(Backend::Postgres, |settings, _| {
+        settings.cluster.nats_url = waos_web::testing::nats_url();
+        settings.cluster.prefix = prefix.clone();
+        settings.cluster.node_id = "node-a".into();
+        settings.cluster.lease_ms = 900;
+    })
+    .await;
+    let b = waos_web::testing::spawn_node(&a, "node-b").await;
+    let report = route::run(route::RouteArgs {
+        target: ingest::Target {
+            webhook_urls: vec![a.address.clone(), b.address.clone()],
+            ..target(&a)
+        },
+        agents: 3,
+        capacity: 20,
+        rate: 50,
+        conversations: 30,
+        auto_accept: false,
+        sla: false,
+        arrivals: Arrivals::Constant,
+        seed: 3,
+    })
+    .await
+    .unwrap();
+    assert_eq!(report.webhook_errors, 0);
+    assert_eq!(report.routed, 30, "every conversation reached an agent");
+    assert_eq!(b.count("messages", "wamid LIKE 'wamid.route.%'").await, 30);
+    // Clean up the test's lease bucket.
+    let client = async_nats::connect(waos_web::testing::nats_url())
+        .await
+        .unwrap();
+    let _ = async_nats::jetstream::new(client)
+        .delete_key_value(format!("{prefix}_leases"))
+        .await;
 }

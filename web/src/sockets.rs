@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
-use waos_engine::auth::Principal;
+use waos_engine::auth::{AccessEnded, Principal};
 use waos_engine::ids::{AgentId, ApiTokenId};
 
 /// Whose socket it is.
@@ -94,6 +94,21 @@ impl Sockets {
     /// what a password change does to the agent's other sessions.
     pub fn close_other_sessions(&self, holder: Holder, keep: &str) -> usize {
         self.close_where(holder, |session| session != Some(keep))
+    }
+
+    /// Closes the sockets whose access `ended` (here, or on another node of the cluster).
+    pub fn end(&self, ended: &AccessEnded) -> usize {
+        match ended {
+            AccessEnded::Agent {
+                agent_id,
+                keep: None,
+            } => self.close(Holder::Agent(*agent_id)),
+            AccessEnded::Agent {
+                agent_id,
+                keep: Some(keep),
+            } => self.close_other_sessions(Holder::Agent(*agent_id), keep),
+            AccessEnded::Token { token_id } => self.close(Holder::Token(*token_id)),
+        }
     }
 
     fn close_where(&self, holder: Holder, closes: impl Fn(Option<&str>) -> bool) -> usize {

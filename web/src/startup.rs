@@ -347,6 +347,16 @@ impl Application {
             redis.clone(),
         )?;
         let template_sync = Arc::new(template_sync(db.clone(), sealer.clone(), &settings)?);
+        let sockets = Arc::new(crate::sockets::Sockets::default());
+        if let Some(mut endings) = engine.access_endings() {
+            // Accesses ended on other nodes: their sockets here close too.
+            let sockets = sockets.clone();
+            tokio::spawn(async move {
+                while let Some(ended) = endings.recv().await {
+                    sockets.end(&ended);
+                }
+            });
+        }
         let state = web::Data::new(AppState {
             db,
             engine: (*engine).clone(),
@@ -361,7 +371,7 @@ impl Application {
             sealer,
             redis,
             metrics,
-            sockets: Arc::default(),
+            sockets,
             security_events: governor::RateLimiter::direct(
                 governor::Quota::per_second(SECURITY_EVENTS_PER_SECOND)
                     .allow_burst(SECURITY_EVENTS_BURST),

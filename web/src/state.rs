@@ -52,3 +52,11 @@ pub struct AppState {
     /// Fetches a channel's templates from Meta on demand.
     pub template_sync: Arc<waos_workers::templates::TemplateSync>,
 }
+
+impl AppState {
+    /// Someone's access ended: its sockets close, here and on every other node.
+    pub fn end_access(&self, ended: waos_engine::auth::AccessEnded) {
+        self.sockets.end(&ended);
+        self.engine.access_ended(ended);
+    }
+}

@@ -5,9 +5,12 @@
 //!   by no other. Ingest's committed events (in order, acknowledged by the owner once handed to
 //!   its directory, retried until they are, de-duplicated by message id), engine calls from
 //!   the REST API (request and answer), sockets opened and their frames.
-//! - `{prefix}.sock.{node}.{socket}`: what the owner sends to a socket that another node holds
-//!   (an agent's frames, a dashboard's stats), in order; an empty message closes the socket.
-//! - `{prefix}.all`: settings every node must read again (calendars, SLA policies, rules).
+//! - `{prefix}.sock.{node}.{workspace}.{socket}`: what the owner sends to a socket that another
+//!   node holds (an agent's frames, a dashboard's stats), in order; an empty message closes the
+//!   socket. A frame for a socket the node no longer has (its `Connect` gave up waiting, yet the
+//!   owner carried it out) is answered with `Closed`, so no socket is served for nobody.
+//! - `{prefix}.all`: settings every node must read again (calendars, SLA policies, rules, tags),
+//!   and accesses ended (a session, agent or API token), whose sockets close on every node.
 //!
 //! A socket's agent is routed on the owner, whichever node holds the socket, so its load is
 //! counted once across all its sockets and nodes. A node that dies is noticed by its peers'
@@ -26,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use super::ownership::Epochs;
+use crate::auth::AccessEnded;
 use crate::ids::{AgentId, ConversationId, MessageId, TeamId, WorkspaceId};
 use crate::inbox::MessageView;
 use crate::ingest::{InboundEvent, StatusEvent};
@@ -140,6 +144,11 @@ enum Broadcast {
         conversation_id: ConversationId,
         tags: Vec<String>,
     },
+    /// Sockets of a session, agent or token whose access ended close on every node.
+    AccessEnded {
+        origin: String,
+        ended: AccessEnded,
+    },
 }
 
 /// What the owner refused, as it travels.
@@ -245,6 +254,9 @@ pub struct Bus {
     outgoing: mpsc::UnboundedSender<(String, Bytes)>,
     handoffs: mpsc::UnboundedSender<Event>,
     seen: Mutex<(HashSet<MessageId>, VecDeque<MessageId>)>,
+    /// Accesses ended on other nodes, for this node's web layer to close their sockets.
+    access_ended: mpsc::UnboundedSender<AccessEnded>,
+    access_endings: Mutex<Option<mpsc::UnboundedReceiver<AccessEnded>>>,
     pub metrics: BusMetrics,
 }
 
@@ -258,6 +270,7 @@ impl Bus {
     pub(crate) fn new(node: &super::Node) -> (Arc<Bus>, BusQueues) {
         let (outgoing, outgoing_queue) = mpsc::unbounded_channel();
         let (handoffs, handoff_queue) = mpsc::unbounded_channel();
+        let (access_ended, access_endings) = mpsc::unbounded_channel();
         let config = node.config();
         let bus = Arc::new(Bus {
             client: node.client(),
@@ -271,6 +284,8 @@ impl Bus {
             outgoing,
             handoffs,
             seen: Mutex::default(),
+            access_ended,
+            access_endings: Mutex::new(Some(access_endings)),
             metrics: BusMetrics::default(),
         });
         (
@@ -291,8 +306,12 @@ impl Bus {
         format!("{}.ws.{workspace_id}", self.prefix)
     }
 
-    fn socket_subject(&self, node: &str, socket_id: u64) -> String {
-        format!("{}.sock.{}.{socket_id}", self.prefix, token(node))
+    fn socket_subject(&self, node: &str, workspace_id: WorkspaceId, socket_id: u64) -> String {
+        format!(
+            "{}.sock.{}.{workspace_id}.{socket_id}",
+            self.prefix,
+            token(node)
+        )
     }
 
     fn broadcasts(&self) -> String {
@@ -335,6 +354,21 @@ impl Bus {
             conversation_id,
             tags,
         });
+    }
+
+    pub(crate) fn broadcast_access_ended(&self, ended: AccessEnded) {
+        self.broadcast(&Broadcast::AccessEnded {
+            origin: self.node.clone(),
+            ended,
+        });
+    }
+
+    /// Accesses ended on other nodes (taken once, by the web layer).
+    pub(crate) fn access_endings(&self) -> Option<mpsc::UnboundedReceiver<AccessEnded>> {
+        self.access_endings
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take()
     }
 
     fn broadcast(&self, change: &Broadcast) {
@@ -776,7 +810,8 @@ async fn serve(bus: &Arc<Bus>, engine: &Engine, workspace_id: WorkspaceId, call:
             let socket = engine
                 .connect_agent(workspace_id, agent_id, local_id, outbox)
                 .await;
-            serve_socket(bus, origin, socket_id, socket.map(Served::Agent), frames)
+            let socket = socket.map(Served::Agent);
+            serve_socket(bus, workspace_id, origin, socket_id, socket, frames)
         }
         Call::Subscribe {
             origin,
@@ -787,13 +822,8 @@ async fn serve(bus: &Arc<Bus>, engine: &Engine, workspace_id: WorkspaceId, call:
             let subscription = engine
                 .subscribe_stats(workspace_id, local_id, teams, outbox)
                 .await;
-            serve_socket(
-                bus,
-                origin,
-                socket_id,
-                subscription.map(Served::Stats),
-                frames,
-            )
+            let subscription = subscription.map(Served::Stats);
+            serve_socket(bus, workspace_id, origin, socket_id, subscription, frames)
         }
         Call::Events { .. } | Call::Frame { .. } | Call::Closed { .. } => Answer::Done,
     }
@@ -804,6 +834,7 @@ async fn serve(bus: &Arc<Bus>, engine: &Engine, workspace_id: WorkspaceId, call:
 /// message).
 fn serve_socket(
     bus: &Arc<Bus>,
+    workspace_id: WorkspaceId,
     origin: String,
     socket_id: u64,
     opened: Result<Served, RoutingError>,
@@ -813,7 +844,7 @@ fn serve_socket(
         Ok(served) => served,
         Err(error) => return refused(&error),
     };
-    let subject = bus.socket_subject(&origin, socket_id);
+    let subject = bus.socket_subject(&origin, workspace_id, socket_id);
     bus.served_lock()
         .insert((origin.clone(), socket_id), served);
     let forwarder = bus.clone();
@@ -831,15 +862,14 @@ fn serve_socket(
 
 /// Frames for this node's sockets whose agent (or dashboard) another node serves.
 async fn feed_sockets(bus: Arc<Bus>) {
-    let subject = format!("{}.sock.{}.*", bus.prefix, token(&bus.node));
+    let subject = format!("{}.sock.{}.*.*", bus.prefix, token(&bus.node));
     let mut frames = subscribe(&bus, subject).await;
     while let Some(message) = frames.next().await {
-        let Some(socket_id) = message
-            .subject
-            .rsplit('.')
-            .next()
-            .and_then(|id| id.parse::<u64>().ok())
-        else {
+        let mut tokens = message.subject.rsplit('.');
+        let (Some(Ok(socket_id)), Some(Ok(workspace_id))) = (
+            tokens.next().map(str::parse::<u64>),
+            tokens.next().map(str::parse::<WorkspaceId>),
+        ) else {
             continue;
         };
         if message.payload.is_empty() {
@@ -848,8 +878,21 @@ async fn feed_sockets(bus: Arc<Bus>) {
             continue;
         }
         let text = String::from_utf8_lossy(&message.payload).into_owned();
-        if let Some(sink) = bus.sinks_lock().get(&socket_id) {
-            let _ = sink.outbox.try_send(text);
+        let known = match bus.sinks_lock().get(&socket_id) {
+            Some(sink) => {
+                let _ = sink.outbox.try_send(text);
+                true
+            }
+            None => false,
+        };
+        if !known {
+            // Served for a socket that is gone here: the owner stops serving it.
+            tracing::debug!(socket_id, %workspace_id, "frames for a socket closed here: the owner is told");
+            let call = Call::Closed {
+                origin: bus.node.clone(),
+                socket_id,
+            };
+            bus.publish_call(workspace_id, &call);
         }
     }
 }
@@ -870,6 +913,9 @@ async fn read_broadcasts(bus: Arc<Bus>, engine: Engine) {
                 conversation_id,
                 tags,
             }) if origin != bus.node => engine.tags_replaced_here(conversation_id, tags),
+            Ok(Broadcast::AccessEnded { origin, ended }) if origin != bus.node => {
+                let _ = bus.access_ended.send(ended);
+            }
             Ok(_) => {}
             Err(error) => tracing::warn!(%error, "a broadcast could not be read"),
         }

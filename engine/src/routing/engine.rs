@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
+use crate::auth::AccessEnded;
 use crate::cluster::bus::{Bus, Event};
 use crate::ids::{AgentId, ConversationId, TeamId, WorkspaceId};
 use crate::inbox::MessageView;
@@ -141,6 +142,20 @@ impl Engine {
             conversation_id,
             tags,
         });
+    }
+
+    /// Someone's access ended here (the caller closed its sockets on this node): the other
+    /// nodes close theirs.
+    pub fn access_ended(&self, ended: AccessEnded) {
+        if let Some(bus) = &self.bus {
+            bus.broadcast_access_ended(ended);
+        }
+    }
+
+    /// Accesses ended on other nodes, whose sockets on this node must close; `None` on a single
+    /// node, or once taken.
+    pub fn access_endings(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<AccessEnded>> {
+        self.bus.as_ref().and_then(|bus| bus.access_endings())
     }
 
     /// Where ingest hands committed messages and statuses (fire-and-forget).

@@ -5,11 +5,11 @@ use waos_engine::admin::{
     self, AgentPatch, AgentView, ChannelPatch, ChannelView, NewAgent, NewChannel, NewTeam,
     NewWorkspace, Setup, SetupView, TeamPatch, TeamView, WorkspacePatch, WorkspaceView,
 };
+use waos_engine::auth::AccessEnded;
 use waos_engine::ids::{AgentId, ChannelId, TeamId, WorkspaceId};
 
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::Caller;
-use crate::sockets::Holder;
 use crate::state::AppState;
 
 /// Ids in paths that are not UUIDs cannot name anything: 404, like any unknown id.
@@ -248,7 +248,10 @@ pub async fn update_agent(
     // sockets, dashboards too, and its conversations go to agents who are there (deactivation
     // requeues them through `agent_changed`).
     if password_changed || !updated.active {
-        state.sockets.close(Holder::Agent(agent));
+        state.end_access(AccessEnded::Agent {
+            agent_id: agent,
+            keep: None,
+        });
     }
     if password_changed
         && updated.active

@@ -2,12 +2,12 @@
 
 use actix_web::{HttpResponse, web};
 use waos_engine::api_tokens::{self, ApiTokenView, CreatedApiToken, NewApiToken};
+use waos_engine::auth::AccessEnded;
 use waos_engine::ids::{ApiTokenId, WorkspaceId};
 
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::Caller;
 use crate::routes::admin::{ItemsOf, parse_id};
-use crate::sockets::Holder;
 use crate::state::AppState;
 
 #[utoipa::path(post, path = "/api/v1/workspaces/{workspace_id}/api-tokens", tag = "admin",
@@ -55,6 +55,6 @@ pub async fn revoke(
     let workspace = parse_id(&workspace, WorkspaceId::parse, "workspace")?;
     let id = parse_id(&id, ApiTokenId::parse, "API token")?;
     api_tokens::revoke(&state.db, &caller, workspace, id).await?;
-    state.sockets.close(Holder::Token(id));
+    state.end_access(AccessEnded::Token { token_id: id });
     Ok(HttpResponse::NoContent().finish())
 }

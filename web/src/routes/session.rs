@@ -4,13 +4,12 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use waos_engine::audit::{self, AuditKind, AuditRecord};
-use waos_engine::auth::{self, Principal, Refused, Session};
+use waos_engine::auth::{self, AccessEnded, Principal, Refused, Session};
 use waos_engine::authz::Action;
 use waos_engine::ids::{AgentId, WorkspaceId};
 
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Caller, Client, bearer};
-use crate::sockets::Holder;
 use crate::state::AppState;
 use crate::throttle::ThrottleKey;
 
@@ -159,7 +158,10 @@ pub async fn logout(
     // A session ended on purpose: the agent's sockets close and its conversations go to
     // agents who are there, rather than waiting out the disconnect grace period.
     if let Principal::Agent(agent) = &caller {
-        state.sockets.close(Holder::Agent(agent.agent_id));
+        state.end_access(AccessEnded::Agent {
+            agent_id: agent.agent_id,
+            keep: None,
+        });
         if let Err(error) = state
             .engine
             .sign_out_agent(agent.workspace_id, agent.agent_id, "the agent signed out")
@@ -239,10 +241,10 @@ pub async fn change_password(
     .await;
     // The other sessions' sockets close with them; this session's stay open, its presence and
     // offers untouched, and so do the agent's conversations: the agent is still there.
-    state.sockets.close_other_sessions(
-        Holder::Agent(agent.agent_id),
-        &waos_engine::crypto::token_hash(&token),
-    );
+    state.end_access(AccessEnded::Agent {
+        agent_id: agent.agent_id,
+        keep: Some(waos_engine::crypto::token_hash(&token)),
+    });
     Ok(HttpResponse::NoContent().finish())
 }
 

@@ -10,6 +10,10 @@ use tokio::net::TcpStream;
 
 use super::app::TestApp;
 
+/// The server closed the socket (or the connection broke).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Closed;
+
 /// An agent's websocket, as a console would hold it.
 pub struct AgentSocket {
     stream: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>,
@@ -85,21 +89,27 @@ impl AgentSocket {
     }
 
     async fn read(&mut self, deadline: Duration) -> Option<Value> {
+        self.next_or_closed(deadline).await.ok().flatten()
+    }
+
+    /// The next frame of any type within `deadline` (`Ok(None)`: none came), or `Err(Closed)`
+    /// once the server closed the socket, as a console sees it before it reconnects.
+    pub async fn next_or_closed(&mut self, deadline: Duration) -> Result<Option<Value>, Closed> {
         use futures_util::StreamExt;
         if let Some(frame) = self.backlog.pop_front() {
-            return Some(frame);
+            return Ok(Some(frame));
         }
         let until = tokio::time::Instant::now() + deadline;
         loop {
             // One deadline for the whole read: pings must not extend it.
-            let next = tokio::time::timeout_at(until, self.stream.next())
-                .await
-                .ok()??;
-            match next.ok()? {
+            let Ok(next) = tokio::time::timeout_at(until, self.stream.next()).await else {
+                return Ok(None);
+            };
+            match next.ok_or(Closed)?.map_err(|_| Closed)? {
                 tokio_tungstenite::tungstenite::Message::Text(text) => {
-                    return Some(serde_json::from_str(&text).unwrap());
+                    return Ok(Some(serde_json::from_str(&text).unwrap()));
                 }
-                tokio_tungstenite::tungstenite::Message::Close(_) => return None,
+                tokio_tungstenite::tungstenite::Message::Close(_) => return Err(Closed),
                 _ => continue,
             }
         }

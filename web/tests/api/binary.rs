@@ -200,6 +200,14 @@ struct Served {
     address: String,
 }
 
+impl Drop for Served {
+    /// A test that fails leaves no server behind.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// `serve` logs at trace level into a `serve-*.log` of `folder` (see [`assert_logs_hold_no_secret`]).
 fn serve(database_url: &str, folder: &std::path::Path) -> Served {
     let log = folder.join(format!("serve-{}.log", uuid::Uuid::new_v4().simple()));
@@ -498,7 +506,8 @@ async fn sigterm_during_load_loses_nothing_and_closes_sockets() {
 
     let database = TestDatabase::create(Backend::Postgres).await;
     let folder = scratch();
-    let Served { mut child, address } = serve(&database.url, &folder);
+    let mut served = serve(&database.url, &folder);
+    let (child, address) = (&mut served.child, served.address.clone());
     until_healthy(&address).await;
     let client = waos_web::testing::http_client();
 
@@ -583,18 +592,7 @@ async fn sigterm_during_load_loses_nothing_and_closes_sockets() {
     );
 
     let db = connect_database(&database.url, 1).await;
-    let scalar = |sql: String| {
-        let db = db.clone();
-        async move {
-            use sea_orm::{ConnectionTrait, Statement};
-            let row = db
-                .query_one_raw(Statement::from_string(db.get_database_backend(), sql))
-                .await
-                .unwrap()
-                .unwrap();
-            row.try_get::<i64>("", "n").unwrap()
-        }
-    };
+    let scalar = |sql: String| scalar(&db, sql);
     let quoted: Vec<String> = acknowledged.iter().map(|w| format!("'{w}'")).collect();
     let stored = scalar(format!(
         "SELECT COUNT(*) AS n FROM messages WHERE wamid IN ({})",
@@ -1096,5 +1094,247 @@ async fn after_kill_9_under_load_the_rollups_equal_a_recount_of_the_facts() {
     // workspace's rollups (the day rows and the month rows alike).
     assert_eq!(opened("day").await, conversations as i64);
     assert_eq!(opened("month").await, conversations as i64);
+    std::fs::remove_dir_all(folder).unwrap();
+}
+
+/// `sql`'s one number, named `n`.
+async fn scalar(db: &sea_orm::DatabaseConnection, sql: String) -> i64 {
+    use sea_orm::{ConnectionTrait, Statement};
+    let row = db
+        .query_one_raw(Statement::from_string(db.get_database_backend(), sql))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get::<i64>("", "n").unwrap()
+}
+
+/// The node the node at `address` sees holding `workspace` (`None`: nobody, or no answer).
+async fn holder_at(client: &reqwest::Client, address: &str, workspace: &str) -> Option<String> {
+    let view: serde_json::Value = client
+        .get(format!("{address}/api/v1/cluster"))
+        .bearer_auth(waos_web::testing::ADMIN_TOKEN)
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    view["nodes"]
+        .as_array()?
+        .iter()
+        .find(|node| {
+            node["workspaces"]
+                .as_array()
+                .is_some_and(|held| held.iter().any(|w| w["workspace_id"] == workspace))
+        })
+        .and_then(|node| node["node"].as_str())
+        .map(str::to_owned)
+}
+
+/// An agent's console on the node at `address`: it accepts every offer, and opens its socket
+/// again whenever the server closes it (its owner died); answers when each offer came.
+async fn accept_everything(
+    address: &str,
+    token: &str,
+    stop: &std::cell::Cell<bool>,
+) -> Vec<std::time::Instant> {
+    use serde_json::json;
+    let mut offers = Vec::new();
+    while !stop.get() {
+        let Ok(mut socket) =
+            waos_web::testing::try_connect_socket_at(address, "/ws/agent", token).await
+        else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        while !stop.get() {
+            match socket.next_or_closed(Duration::from_millis(100)).await {
+                Ok(Some(frame)) if frame["type"] == "offer" => {
+                    offers.push(std::time::Instant::now());
+                    let accept =
+                        json!({"type": "accept", "conversation_id": frame["conversation_id"]});
+                    if socket.try_send(accept).await.is_err() {
+                        break;
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+    }
+    offers
+}
+
+/// `kill -9` of the node that owns the workspace, under load: customers write to both nodes
+/// (a load balancer's round robin; a webhook that gets no 200 is sent again to a node that
+/// answers, as Meta retries), agents' consoles are on the surviving node. The survivor takes
+/// the workspace over within the lease plus recovery (measured and printed), every webhook
+/// acknowledged is stored once, and in the end every conversation is held by exactly one
+/// agent: the one whose console lists it.
+#[actix_web::test]
+async fn kill_9_of_the_owning_node_under_load_loses_nothing() {
+    use std::time::Instant;
+    use waos_web::testing::{Backend, TestDatabase, connect_agent_at, nats_url};
+
+    const WEBHOOKS: usize = 400;
+    const EVERY: Duration = Duration::from_millis(10);
+    let lease_ms: u64 = 1000;
+    // One client: making one per request would stall this one-threaded test for seconds.
+    let client = waos_web::testing::http_client();
+    let database = TestDatabase::create(Backend::Postgres).await;
+    let folder = scratch();
+    let prefix = format!("waos_test_kill_{}", uuid::Uuid::new_v4().simple());
+    let _bucket = crate::cluster::Bucket(format!("{prefix}_leases"));
+    let node = |id: &str| {
+        let log = std::fs::File::create(folder.join(format!("serve-{id}.log"))).unwrap();
+        let lease = lease_ms.to_string();
+        serve_with(
+            &database.url,
+            &folder,
+            &[
+                ("RUST_LOG", "info,waos_engine::cluster=debug"),
+                ("WAOS__CLUSTER__NATS_URL", &nats_url()),
+                ("WAOS__CLUSTER__PREFIX", &prefix),
+                ("WAOS__CLUSTER__NODE_ID", id),
+                ("WAOS__CLUSTER__LEASE_MS", &lease),
+            ],
+            Stdio::from(log),
+            "http",
+        )
+    };
+    let mut a = node("node-a");
+    until_healthy(&a.address).await;
+    let (workspace, team) = workspace_with_team(
+        &a.address,
+        "Failover",
+        serde_json::json!({"name": "Support", "offer_timeout_secs": 60}),
+    )
+    .await;
+    let mut tokens = Vec::new();
+    for name in ["ann", "bob", "cat", "dan"] {
+        tokens.push(agent_signed_in(&a.address, &workspace, &team, name, 150).await);
+    }
+    waos_web::testing::eventually(Duration::from_secs(10), || async {
+        holder_at(&client, &a.address, &workspace).await.as_deref() == Some("node-a")
+    })
+    .await;
+    let mut b = node("node-b");
+    until_healthy(&b.address).await;
+    waos_web::testing::eventually(Duration::from_secs(10), || async {
+        holder_at(&client, &b.address, &workspace).await.as_deref() == Some("node-a")
+    })
+    .await;
+
+    let stop = std::cell::Cell::new(false);
+    let acknowledged = std::cell::RefCell::new(Vec::new());
+    let started = Instant::now();
+    let nodes = [a.address.clone(), b.address.clone()];
+    let customers = futures_util::future::join_all((0..WEBHOOKS).map(|i| {
+        let (nodes, acknowledged, client) = (&nodes, &acknowledged, &client);
+        async move {
+            tokio::time::sleep_until((started + EVERY * i as u32).into()).await;
+            let wamid = format!("wamid.kill-{i}");
+            let body = crate::concurrency::text_body(&wamid, i, "hello");
+            for attempt in 0..100 {
+                let response = client
+                    .post(format!("{}/webhooks/whatsapp", nodes[(i + attempt) % 2]))
+                    .header("x-hub-signature-256", waos_web::testing::sign(&body))
+                    .body(body.clone())
+                    .send()
+                    .await;
+                if response.is_ok_and(|r| r.status() == 200) {
+                    acknowledged.borrow_mut().push(wamid);
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            panic!("{wamid} was never acknowledged");
+        }
+    }));
+    // a dies a third of the way through; b is watched until it holds the workspace.
+    let failover = async {
+        tokio::time::sleep_until((started + EVERY * (WEBHOOKS / 3) as u32).into()).await;
+        a.child.kill().unwrap();
+        let died = Instant::now();
+        a.child.wait().unwrap();
+        waos_web::testing::eventually(Duration::from_secs(20), || async {
+            holder_at(&client, &b.address, &workspace).await.as_deref() == Some("node-b")
+        })
+        .await;
+        (died, died.elapsed())
+    };
+    let consoles = futures_util::future::join_all(
+        tokens
+            .iter()
+            .map(|token| accept_everything(&b.address, token, &stop)),
+    );
+    let db = waos_web::testing::connect_database(&database.url, 2).await;
+    let count = |filter: String| scalar(&db, format!("SELECT COUNT(*) AS n FROM {filter}"));
+    let settle = async {
+        customers.await;
+        // Every conversation offered and accepted: none left waiting or offered.
+        waos_web::testing::eventually(Duration::from_secs(60), || async {
+            count("conversations WHERE status <> 'assigned'".into()).await == 0
+        })
+        .await;
+        stop.set(true);
+    };
+    let (_, (died, taken_after), offers) = futures_util::join!(settle, failover, consoles);
+
+    // Every acknowledged webhook stored once, each its own customer's one conversation.
+    let acknowledged = acknowledged.into_inner();
+    assert_eq!(acknowledged.len(), WEBHOOKS);
+    assert_eq!(
+        count("messages WHERE direction = 'in'".into()).await,
+        WEBHOOKS as i64
+    );
+    assert_eq!(
+        count("(SELECT DISTINCT wamid FROM messages WHERE direction = 'in') AS stored".into())
+            .await,
+        WEBHOOKS as i64
+    );
+    assert_eq!(count("conversations".into()).await, WEBHOOKS as i64);
+    // Each held by exactly one agent, the one whose console lists it.
+    let mut listed = std::collections::HashMap::new();
+    for token in &tokens {
+        let (_, hello) = connect_agent_at(&b.address, token).await;
+        let agent = hello["agent_id"].as_str().unwrap().to_owned();
+        for conversation in hello["conversations"].as_array().unwrap() {
+            let id = conversation["id"].as_str().unwrap().to_owned();
+            let before = listed.insert(id.clone(), agent.clone());
+            assert!(before.is_none(), "{id} listed by two agents");
+            assert_eq!(
+                count(format!(
+                    "conversations WHERE id = '{id}' AND assigned_agent_id = '{agent}'"
+                ))
+                .await,
+                1
+            );
+        }
+    }
+    assert_eq!(listed.len(), WEBHOOKS, "every conversation held");
+    // (Frames a sent just before it died may still arrive after the kill.)
+    let held_at = died + taken_after;
+    let resumed_after = offers
+        .iter()
+        .flatten()
+        .filter(|at| **at > held_at)
+        .min()
+        .map(|at| at.duration_since(died));
+    eprintln!(
+        "kill -9 failover: lease {lease_ms} ms; workspace held by node-b {} ms after the kill; \
+         first offer from node-b {:?} after the kill; {} webhooks acknowledged, {} conversations held",
+        taken_after.as_millis(),
+        resumed_after,
+        acknowledged.len(),
+        listed.len()
+    );
+    assert!(
+        taken_after < Duration::from_millis(lease_ms * 3),
+        "taken over in {taken_after:?}, lease {lease_ms} ms"
+    );
+    b.child.kill().unwrap();
+    b.child.wait().unwrap();
+    assert_logs_hold_no_secret(&folder, &[]);
     std::fs::remove_dir_all(folder).unwrap();
 }

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use waos_web::testing::{
-    Backend, PHONE_NUMBER_ID_1, TestApp, connect_socket_at, eventually, nats_url, spawn_app_with,
-    spawn_node,
+    Backend, PASSWORD, PHONE_NUMBER_ID_1, TestApp, connect_socket_at, eventually, nats_url,
+    spawn_app_with, spawn_node,
 };
 
 use crate::cluster::{Bucket, owners};
@@ -149,6 +149,139 @@ async fn requests_on_any_node_reach_the_workspace_s_owner() {
             == 0
     })
     .await;
+}
+
+/// `agent`'s presence in a dashboard's first snapshot, opened on `app` by `supervisor`.
+async fn presence_of(app: &TestApp, supervisor: &str, agent: &str) -> String {
+    let mut dashboard = connect_socket_at(&app.address, "/ws/supervisor", supervisor).await;
+    let stats = dashboard.expect("stats").await;
+    stats["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["agent_id"] == agent)
+        .map(|a| a["presence"].as_str().unwrap().to_owned())
+        .unwrap_or_default()
+}
+
+/// A socket that its node gave up on while the owner was opening it (the `Connect` timed out
+/// there, or that node restarted) is not served for nobody: the owner's first frame to it is
+/// answered `Closed`, the agent goes offline after the grace, and a customer's message waits.
+#[actix_web::test]
+async fn a_socket_its_node_gave_up_on_is_closed_by_the_owner() {
+    let (a, _bucket) = first_node(900).await;
+    let workspace = a.create_workspace("Ghost").await;
+    let team = a.create_team(&workspace, "Support").await;
+    a.create_channel(&workspace, &team, PHONE_NUMBER_ID_1).await;
+    let (_, supervisor) = a
+        .create_agent(&workspace, "sup@ghost.example", "supervisor", &[&team])
+        .await;
+    let (ann, _) = a
+        .create_agent_with(&workspace, "ann@ghost.example", "agent", &[&team], 1)
+        .await;
+    let _b = second_node(&a, &workspace).await;
+
+    // What node b asks when a console opens there, for a socket b does not have.
+    let nats = async_nats::connect(nats_url()).await.unwrap();
+    let door = format!("{}.ws.{workspace}", a.settings.cluster.prefix);
+    let call = json!({"call": "connect", "agent_id": ann, "origin": "node-b", "socket_id": 4242});
+    // (The lease is listed a moment before a's door opens: asked again until it answers.)
+    let mut answer = Err(None);
+    for _ in 0..100 {
+        let payload = serde_json::to_vec(&call).unwrap().into();
+        match nats.request(door.clone(), payload).await {
+            Ok(message) => {
+                answer = Ok(message);
+                break;
+            }
+            Err(error) => answer = Err(Some(error)),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let answer: serde_json::Value = serde_json::from_slice(&answer.unwrap().payload).unwrap();
+    assert_eq!(answer["answer"], "connected", "{answer}");
+
+    // a served it (the answer came once the agent was connected), and stops: b answered the
+    // socket's hello with `Closed`.
+    eventually(Duration::from_secs(5), || async {
+        presence_of(&a, &supervisor, &ann).await == "offline"
+    })
+    .await;
+    // Nobody is online: a customer's message waits, offered to no one.
+    a.post_webhook(&text_body("wamid.ghost-1", 1, "anyone?"))
+        .await;
+    eventually(Duration::from_secs(5), || async {
+        a.count("conversations", "status = 'waiting'").await == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(a.count("conversations", "status = 'offered'").await, 0);
+}
+
+/// Access that ends on one node closes the sockets it held on every node. A password changed
+/// through node a ends the supervisor's other session, and that session's dashboard on node b
+/// (which no agent actor serves) closes while this session's stays; an API token revoked on a
+/// closes its dashboard on b.
+#[actix_web::test]
+async fn sockets_close_on_every_node_when_their_access_ends() {
+    let (a, _bucket) = first_node(900).await;
+    let workspace = a.create_workspace("Access").await;
+    let team = a.create_team(&workspace, "Support").await;
+    let (_, old_session) = a
+        .create_agent(&workspace, "lead@access.example", "supervisor", &[&team])
+        .await;
+    let (_, admin) = a
+        .create_agent(&workspace, "admin@access.example", "admin", &[])
+        .await;
+    let (_, ann_token) = a
+        .create_agent(&workspace, "ann@access.example", "agent", &[&team])
+        .await;
+    let b = second_node(&a, &workspace).await;
+    let login = json!({"email": "lead@access.example", "password": PASSWORD});
+    let this_session = b.post_ok("/api/v1/auth/login", "", &login, 200).await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut old = connect_socket_at(&b.address, "/ws/supervisor", &old_session).await;
+    old.expect("stats").await;
+    let mut kept = connect_socket_at(&b.address, "/ws/supervisor", &this_session).await;
+    kept.expect("stats").await;
+
+    let change = json!({"current": PASSWORD, "new": "a-new-password-2026"});
+    let response = a
+        .post("/api/v1/auth/password", &this_session, &change)
+        .await;
+    assert_eq!(response.status(), 204);
+    assert!(
+        old.expect_closed(Duration::from_secs(2)).await.is_some(),
+        "the ended session's dashboard on b closed"
+    );
+    // This session's dashboard still sees the queue move.
+    let (_ann, _) = a.connect_agent(&ann_token).await;
+    kept.expect("stats_delta").await;
+
+    let tokens = format!("/api/v1/workspaces/{workspace}/api-tokens");
+    let created = a
+        .post_ok(
+            &tokens,
+            &admin,
+            &json!({"name": "Wallboard", "role": "supervisor"}),
+            201,
+        )
+        .await;
+    let token = created["token"].as_str().unwrap();
+    let mut wallboard = connect_socket_at(&b.address, "/ws/supervisor", token).await;
+    wallboard.expect("stats").await;
+    let id = created["id"].as_str().unwrap();
+    let response = a.delete(&format!("{tokens}/{id}"), &admin).await;
+    assert_eq!(response.status(), 204);
+    assert!(
+        wallboard
+            .expect_closed(Duration::from_secs(2))
+            .await
+            .is_some(),
+        "the revoked token's dashboard on b closed"
+    );
 }
 
 /// Node a owns the workspace and dies (its rounds stop, NATS closes, HTTP stops; its engine
