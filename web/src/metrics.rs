@@ -97,6 +97,12 @@ impl Metrics {
             "Time a forwarded call takes, the owner's answer included",
             bus.forward_seconds.0.clone(),
         );
+        self.registry.register(
+            "cluster_handoff_seconds",
+            "Time a batch of committed events takes to reach the workspace's owner, its \
+             acknowledgement included (the hop a webhook landing on another node adds)",
+            bus.handoff_seconds.0.clone(),
+        );
     }
 
     pub fn webhook(&self, outcome: &str) {

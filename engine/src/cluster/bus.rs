@@ -52,6 +52,12 @@ const REMOTE_SOCKET_IDS: u64 = 1 << 63;
 pub(crate) enum Event {
     Inbound(InboundEvent),
     Status(StatusEvent),
+    /// A conversation this node ran when it lost the workspace: the next owner routes it
+    /// unless it already does.
+    Recover {
+        workspace_id: WorkspaceId,
+        conversation_id: ConversationId,
+    },
 }
 
 impl Event {
@@ -59,6 +65,7 @@ impl Event {
         match self {
             Event::Inbound(event) => event.workspace_id,
             Event::Status(event) => event.workspace_id,
+            Event::Recover { workspace_id, .. } => *workspace_id,
         }
     }
 }
@@ -225,9 +232,12 @@ pub struct BusMetrics {
     pub leases_held: prometheus_client::metrics::gauge::Gauge,
     /// How long a forwarded call took, answer included.
     pub forward_seconds: ForwardSeconds,
+    /// How long a batch of events took to reach its owner, acknowledgement included (the
+    /// last attempt's, when it took several).
+    pub handoff_seconds: ForwardSeconds,
 }
 
-/// A histogram of forwarded calls' durations.
+/// A histogram of a hop's durations (forwarded calls, handed-over events).
 pub struct ForwardSeconds(pub prometheus_client::metrics::histogram::Histogram);
 
 impl Default for ForwardSeconds {
@@ -689,7 +699,13 @@ pub(crate) async fn run(
                     bus.metrics.leases_held.dec();
                     door.abort();
                 }
-                engine.stop_routing(workspace_id);
+                // What ran here goes to the next owner, which routes what it does not yet.
+                for conversation_id in engine.stop_routing(workspace_id).await {
+                    bus.hand_over(Event::Recover {
+                        workspace_id,
+                        conversation_id,
+                    });
+                }
             }
             super::Change::Alive(nodes) => bus.nodes_alive(&nodes),
         }
@@ -991,12 +1007,17 @@ async fn deliver(
         let request = async_nats::Request::new()
             .payload(payload.into())
             .timeout(Some(bus.patience));
+        let sent = Instant::now();
         match bus
             .client
             .send_request(bus.door(workspace_id), request)
             .await
         {
-            Ok(_) => return workspace_id,
+            Ok(_) => {
+                let hop = sent.elapsed().as_secs_f64();
+                bus.metrics.handoff_seconds.0.observe(hop);
+                return workspace_id;
+            }
             Err(error) => {
                 if error.kind() != async_nats::RequestErrorKind::NoResponders {
                     tracing::warn!(%error, %workspace_id, retry_in_ms = pause.as_millis() as u64, "events not handed to the workspace's owner; trying again");

@@ -23,6 +23,7 @@ pub struct Node {
     epochs: Arc<Epochs>,
     leases: Arc<OnceCell<Leases>>,
     stop: watch::Sender<bool>,
+    frozen: watch::Sender<bool>,
     round: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// What the rounds change, until routing takes it to follow them.
     changes: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<Change>>>,
@@ -69,15 +70,22 @@ impl Node {
         let epochs = Arc::new(Epochs::default());
         let leases = Arc::new(OnceCell::new());
         let (stop, stopped) = watch::channel(false);
+        let (frozen, freezer) = watch::channel(false);
         let (changed, changes) = tokio::sync::mpsc::unbounded_channel();
+        let ownership = {
+            let (lease, epochs) = (config.lease, epochs.clone());
+            move |leases| {
+                Ownership::new(leases, lease, db, epochs)
+                    .with_changes(changed)
+                    .with_freezer(freezer)
+            }
+        };
         let round = tokio::spawn(keep_share(
             config.clone(),
             client.clone(),
-            db,
-            epochs.clone(),
             leases.clone(),
             stopped,
-            changed,
+            ownership,
         ));
         Ok(Node {
             config,
@@ -85,6 +93,7 @@ impl Node {
             epochs,
             leases,
             stop,
+            frozen,
             round: tokio::sync::Mutex::new(Some(round)),
             changes: std::sync::Mutex::new(Some(changes)),
         })
@@ -165,6 +174,14 @@ impl Node {
         let _ = self.client.drain().await;
     }
 
+    /// Freezes this node's rounds as SIGSTOP would freeze the process, or thaws them (for
+    /// failover tests): while frozen, no lease is renewed and no heartbeat sent, yet routing,
+    /// HTTP and NATS run on believing the leases held; thawed, the next round finds out what
+    /// was lost meanwhile.
+    pub fn freeze(&self, frozen: bool) {
+        let _ = self.frozen.send(frozen);
+    }
+
     /// Stops the round and hands every lease back, so that the other nodes take over at once.
     pub async fn leave(&self) {
         let _ = self.stop.send(true);
@@ -211,11 +228,9 @@ pub async fn single_node_view(db: &DatabaseConnection) -> Result<ClusterView, se
 async fn keep_share(
     config: ClusterConfig,
     client: async_nats::Client,
-    db: DatabaseConnection,
-    epochs: Arc<Epochs>,
     opened: Arc<OnceCell<Leases>>,
     mut stop: watch::Receiver<bool>,
-    changes: tokio::sync::mpsc::UnboundedSender<Change>,
+    ownership: impl FnOnce(Leases) -> Ownership,
 ) {
     let interval = config.round_interval();
     let leases = loop {
@@ -231,8 +246,5 @@ async fn keep_share(
         }
     };
     let _ = opened.set(leases.clone());
-    Ownership::new(leases, config.lease, db, epochs)
-        .with_changes(changes)
-        .run(interval, stop)
-        .await;
+    ownership(leases).run(interval, stop).await;
 }

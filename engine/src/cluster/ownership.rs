@@ -104,6 +104,8 @@ pub struct Ownership {
     epochs: Arc<Epochs>,
     held: HashMap<WorkspaceId, Held>,
     changes: Option<tokio::sync::mpsc::UnboundedSender<Change>>,
+    /// While `true`, no round runs (see [`super::Node::freeze`]).
+    frozen: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 /// Where `node` ranks `workspace_id` among the workspaces it would take (lower first).
@@ -127,7 +129,14 @@ impl Ownership {
             epochs,
             held: HashMap::new(),
             changes: None,
+            frozen: None,
         }
+    }
+
+    /// No round runs while `frozen` says `true`.
+    pub fn with_freezer(mut self, frozen: tokio::sync::watch::Receiver<bool>) -> Self {
+        self.frozen = Some(frozen);
+        self
     }
 
     /// Routing follows what the rounds change through `changes`.
@@ -287,6 +296,12 @@ impl Ownership {
             tokio::select! {
                 _ = ticks.tick() => {}
                 _ = stop.changed() => break,
+            }
+            if let Some(frozen) = self.frozen.as_mut() {
+                tokio::select! {
+                    _ = frozen.wait_for(|frozen| !frozen) => {}
+                    _ = stop.changed() => break,
+                }
             }
             let due = tokio::time::Instant::now() + interval;
             let lost = self.renew().await;

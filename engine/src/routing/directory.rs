@@ -78,10 +78,22 @@ pub(crate) struct StartRouting {
 }
 
 /// This node no longer holds the workspace's lease: its actors stop at once, writing nothing.
+/// Answers the conversations they ran, for the next owner to recover (see [`Recover`]).
 #[derive(Message)]
-#[rtype(result = "()")]
+#[rtype(result = "Vec<ConversationId>")]
 pub(crate) struct StopRouting {
     pub workspace_id: WorkspaceId,
+}
+
+/// A conversation the workspace's former owner ran: routed here from its stored state unless
+/// it already is. The former owner may have opened it after this node's takeover read the open
+/// conversations (a paused node routes what reaches it until its next round tells it that it
+/// lost the lease), so the takeover alone would leave it without an actor.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Recover {
+    pub workspace_id: WorkspaceId,
+    pub conversation_id: ConversationId,
 }
 
 /// `Unavailable` when this node does not route the workspace (another node of the cluster does).
@@ -582,15 +594,15 @@ impl Handler<StartRouting> for Directory {
 }
 
 impl Handler<StopRouting> for Directory {
-    type Result = ();
+    type Result = MessageResult<StopRouting>;
 
-    fn handle(&mut self, stop: StopRouting, _: &mut Context<Self>) {
+    fn handle(&mut self, stop: StopRouting, _: &mut Context<Self>) -> Self::Result {
         let workspace_id = stop.workspace_id;
         let Some(owned) = &mut self.owned else {
-            return;
+            return MessageResult(Vec::new());
         };
         if owned.remove(&workspace_id).is_none() {
-            return;
+            return MessageResult(Vec::new());
         }
         tracing::info!(%workspace_id, "workspace no longer routed here");
         if let Some(supervisor) = self.supervisors.remove(&workspace_id) {
@@ -602,17 +614,35 @@ impl Handler<StopRouting> for Directory {
             .filter(|(_, of)| **of == workspace_id)
             .map(|(id, _)| *id)
             .collect();
-        for conversation_id in leaving {
-            self.workspace_of.remove(&conversation_id);
-            self.fresh_loads.remove(&conversation_id);
+        for conversation_id in &leaving {
+            self.workspace_of.remove(conversation_id);
+            self.fresh_loads.remove(conversation_id);
             // Mail waiting for it is dropped: what was stored is the new owner's to route,
             // and askers hear that the conversation is not here.
             if let Some(Slot::Running(actor) | Slot::Stopping(actor, _)) =
-                self.conversations.remove(&conversation_id)
+                self.conversations.remove(conversation_id)
             {
                 actor.do_send(Abandon);
             }
         }
+        MessageResult(leaving)
+    }
+}
+
+impl Handler<Recover> for Directory {
+    type Result = ();
+
+    fn handle(&mut self, recover: Recover, ctx: &mut Context<Self>) {
+        let conversation_id = recover.conversation_id;
+        self.when_routed(recover.workspace_id, ctx, move |directory, ctx| {
+            if let std::collections::hash_map::Entry::Vacant(slot) =
+                directory.conversations.entry(conversation_id)
+            {
+                // Resolved meanwhile: the load finds nothing open and starts nothing.
+                slot.insert(Slot::Loading(Vec::new()));
+                directory.queue_load(conversation_id, ctx);
+            }
+        });
     }
 }
 

@@ -17,8 +17,8 @@ use crate::ingest::{InboundEvent, InboundHandoff, StatusEvent};
 use crate::routing::agent::{AgentActor, Connect, Disconnect, FromClient, Outbox, SignOut};
 use crate::routing::conversation::SendReply;
 use crate::routing::directory::{
-    Ask, CloseSockets, Directory, Drain, GetAgentActor, GetSupervisor, Inbound, SettingsChanged,
-    StartRouting, StatusChanged, StopRouting, TagsReplaced,
+    Ask, CloseSockets, Directory, Drain, GetAgentActor, GetSupervisor, Inbound, Recover,
+    SettingsChanged, StartRouting, StatusChanged, StopRouting, TagsReplaced,
 };
 use crate::routing::frames::ClientFrame;
 use crate::routing::reply::Reply;
@@ -170,6 +170,13 @@ impl Engine {
         match event {
             Event::Inbound(event) => self.directory.do_send(Inbound(event)),
             Event::Status(event) => self.directory.do_send(StatusChanged(event)),
+            Event::Recover {
+                workspace_id,
+                conversation_id,
+            } => self.directory.do_send(Recover {
+                workspace_id,
+                conversation_id,
+            }),
         }
     }
 
@@ -181,9 +188,12 @@ impl Engine {
         });
     }
 
-    /// This node no longer holds the workspace's lease.
-    pub(crate) fn stop_routing(&self, workspace_id: WorkspaceId) {
-        self.directory.do_send(StopRouting { workspace_id });
+    /// This node no longer holds the workspace's lease; answers the conversations it ran.
+    pub(crate) async fn stop_routing(&self, workspace_id: WorkspaceId) -> Vec<ConversationId> {
+        self.directory
+            .send(StopRouting { workspace_id })
+            .await
+            .unwrap_or_default()
     }
 
     /// The actor of an active agent (started on first use); `None` when there is none.

@@ -284,6 +284,92 @@ async fn sockets_close_on_every_node_when_their_access_ends() {
     );
 }
 
+/// Three nodes, three workspaces: one each. Every customer writes to a node where its agent's
+/// console is not, and is offered and assigned all the same; then a node dies, the other two
+/// share its workspace, and its agent, back on a live node, is offered the next customer.
+#[actix_web::test]
+async fn three_nodes_share_three_workspaces_and_route_across_them() {
+    let (a, _bucket) = first_node(900).await;
+    let numbers = ["115566778899031", "115566778899032", "115566778899033"];
+    let mut workspaces = Vec::new();
+    let mut tokens = Vec::new();
+    for (i, number) in numbers.iter().enumerate() {
+        let workspace = a.create_workspace(&format!("Three {i}")).await;
+        let team = a.create_team(&workspace, "Support").await;
+        a.create_channel(&workspace, &team, number).await;
+        let email = format!("agent{i}@three.example");
+        let (_, token) = a
+            .create_agent_with(&workspace, &email, "agent", &[&team], 5)
+            .await;
+        workspaces.push(workspace);
+        tokens.push(token);
+    }
+    let b = spawn_node(&a, "node-b").await;
+    let c = spawn_node(&a, "node-c").await;
+    eventually(Duration::from_secs(20), || async {
+        crate::cluster::shares(&owners(&a).await) == [("node-a", 1), ("node-b", 1), ("node-c", 1)]
+    })
+    .await;
+    let nodes = [&a, &b, &c];
+    // Customer i writes to the node after the one holding agent i's console.
+    let write = |i: usize, n: usize, node: &TestApp| {
+        let body = String::from_utf8(text_body(&format!("wamid.three-{i}-{n}"), 10 * n + i, "hi"))
+            .unwrap()
+            .replace(PHONE_NUMBER_ID_1, numbers[i]);
+        let node = node.address.clone();
+        async move {
+            let response = waos_web::testing::http_client()
+                .post(format!("{node}/webhooks/whatsapp"))
+                .header(
+                    "x-hub-signature-256",
+                    waos_web::testing::sign(body.as_bytes()),
+                )
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+        }
+    };
+    let mut consoles = Vec::new();
+    for (i, token) in tokens.iter().enumerate() {
+        let (console, _) = nodes[i].connect_agent(token).await;
+        consoles.push(console);
+        write(i, 1, nodes[(i + 1) % 3]).await;
+    }
+    for console in &mut consoles {
+        let offer = console.expect("offer").await;
+        let accept = json!({"type": "accept", "conversation_id": offer["conversation_id"]});
+        console.send(accept).await;
+        console.expect("assigned").await;
+    }
+    // (The assignment's write may land just after its frame.)
+    eventually(Duration::from_secs(5), || async {
+        a.count("conversations", "status = 'assigned'").await == 3
+    })
+    .await;
+
+    // c dies: a and b share the three workspaces; c's agent comes back on a.
+    let dead = c.background.as_ref().unwrap();
+    dead.cluster.as_ref().unwrap().halt().await;
+    c.stop_server().await;
+    eventually(Duration::from_secs(20), || async {
+        let owners = owners(&a).await;
+        let shares = crate::cluster::shares(&owners);
+        shares.iter().all(|(node, _)| *node != "node-c")
+            && shares.iter().map(|(_, n)| n).sum::<usize>() == 3
+    })
+    .await;
+    let (mut back, hello) = a.connect_agent(&tokens[2]).await;
+    assert_eq!(
+        hello["conversations"].as_array().unwrap().len(),
+        1,
+        "{hello}"
+    );
+    write(2, 2, &b).await;
+    back.expect("offer").await;
+}
+
 /// Node a owns the workspace and dies (its rounds stop, NATS closes, HTTP stops; its engine
 /// lives on, paused, still believing it owns the workspace). Node b takes the workspace over
 /// within the lease plus recovery; webhooks b acknowledged meanwhile are routed; the agent's
@@ -404,6 +490,59 @@ async fn a_dead_owner_s_workspace_is_taken_over() {
         .await,
         1
     );
+}
+
+/// The owner frozen (its rounds stopped, as by SIGSTOP, while its HTTP, routing and NATS run
+/// on): node b takes the workspace over, and a, still believing it owns it, opens a
+/// conversation from a webhook it takes, after b's takeover read the open ones. Thawed, a
+/// finds out that it lost the lease, stops, and hands what it ran to b, which routes it: the
+/// customer is offered to the agent on b, not stranded.
+#[actix_web::test]
+async fn a_conversation_a_frozen_owner_opened_reaches_the_next_owner() {
+    let (a, _bucket) = first_node(900).await;
+    let workspace = a.create_workspace("Frozen").await;
+    let team = a.create_team(&workspace, "Support").await;
+    a.create_channel(&workspace, &team, PHONE_NUMBER_ID_1).await;
+    let (ann, ann_token) = a
+        .create_agent_with(&workspace, "ann@frozen.example", "agent", &[&team], 3)
+        .await;
+    let b = second_node(&a, &workspace).await;
+    let node_a = a.background.as_ref().unwrap().cluster.as_ref().unwrap();
+    node_a.freeze(true);
+    eventually(Duration::from_secs(10), || async {
+        holder(&b, &workspace).await.as_deref() == Some("node-b")
+    })
+    .await;
+    // Served by b once its takeover has read the open conversations (none).
+    let (mut tab, _) = b.connect_agent(&ann_token).await;
+
+    let response = a
+        .post_webhook(&text_body("wamid.frozen-1", 1, "anyone there?"))
+        .await;
+    assert_eq!(response.status(), 200);
+    eventually(Duration::from_secs(5), || async {
+        a.count("conversations", "status = 'waiting'").await == 1
+    })
+    .await;
+    tab.expect_none("offer", Duration::from_millis(300)).await;
+
+    node_a.freeze(false);
+    let offer = tab.expect("offer").await;
+    let conversation = offer["conversation_id"].as_str().unwrap().to_owned();
+    tab.send(json!({"type": "accept", "conversation_id": conversation}))
+        .await;
+    tab.expect("assigned").await;
+    eventually(Duration::from_secs(5), || async {
+        a.count(
+            "conversations",
+            &format!(
+                "id = '{conversation}' AND status = 'assigned' AND assigned_agent_id = '{ann}'"
+            ),
+        )
+        .await
+            == 1
+    })
+    .await;
 }
 
 /// A NATS server of the test's own (JetStream on, its store in a folder of its own), which the
