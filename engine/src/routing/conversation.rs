@@ -360,10 +360,15 @@ impl ConversationActor {
         let context = self.context.clone();
         let (id, clocks) = (self.id(), self.clocks.clone());
         let facts = std::mem::take(&mut self.facts);
+        // Another node routes the workspace now: its recovered actor applies the policy.
+        let Ok(epoch) = context.owner_epoch(self.stored.workspace_id) else {
+            return;
+        };
         actix::spawn(async move {
             {
                 let _permit = context.writes.acquire().await;
-                if let Err(error) = store::save_applied_clocks(&context.db, id, &clocks).await {
+                let saved = store::save_applied_clocks(&context.db, id, &clocks, epoch).await;
+                if let Err(error) = saved {
                     tracing::warn!(%error, conversation_id = %id, "SLA clocks not stored yet; the next state write carries them");
                 }
             }

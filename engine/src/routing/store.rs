@@ -245,27 +245,48 @@ async fn write_state(
     Ok(())
 }
 
+/// An update of conversation `id` that leaves it alone if it was written under a newer lease
+/// than `epoch` (one node: no epoch, nothing fenced), as every routing write is.
+fn fenced_update(
+    id: ConversationId,
+    epoch: Option<u64>,
+) -> sea_orm::UpdateMany<conversation::Entity> {
+    let update = conversation::Entity::update_many().filter(conversation::Column::Id.eq(id));
+    match epoch {
+        Some(epoch) => update
+            .filter(conversation::Column::OwnerEpoch.lte(i64::try_from(epoch).unwrap_or(i64::MAX))),
+        None => update,
+    }
+}
+
 /// Adds `added` to a conversation's tags, as an automation does: merged with the tags stored
 /// now, and written only over the very tags it merged with (else merged again), so that an
-/// agent's edit through the API meanwhile is kept. Answers the tags before and after (equal
-/// when there was nothing to add); `Err` says why not.
+/// agent's edit through the API meanwhile is kept, and only under the lease's `epoch`. Answers
+/// the tags before and after (equal when there was nothing to add); `Err` says why not.
 pub async fn add_tags(
     db: &DatabaseConnection,
     id: ConversationId,
     added: &[String],
+    epoch: Option<u64>,
 ) -> Result<(Vec<String>, Vec<String>), String> {
     let failed = |error: DbErr| format!("the database failed: {error}");
     loop {
-        let stored: Option<String> = conversation::Entity::find_by_id(id)
+        let stored: Option<(String, i64)> = conversation::Entity::find_by_id(id)
             .select_only()
             .column(conversation::Column::Tags)
+            .column(conversation::Column::OwnerEpoch)
             .into_tuple()
             .one(db)
             .await
             .map_err(failed)?;
-        let Some(stored) = stored else {
+        let Some((stored, written_under)) = stored else {
             return Err("the conversation no longer exists".into());
         };
+        if let Some(epoch) = epoch
+            && written_under > i64::try_from(epoch).unwrap_or(i64::MAX)
+        {
+            return Err(SaveError::Fenced(epoch).to_string());
+        }
         let before: Vec<String> = serde_json::from_str(&stored).unwrap_or_default();
         let merged = crate::annotations::normalise_tags(
             &before.iter().chain(added).cloned().collect::<Vec<_>>(),
@@ -275,9 +296,8 @@ pub async fn add_tags(
             return Ok((before, merged));
         }
         let text = serde_json::to_string(&merged).map_err(|error| error.to_string())?;
-        let written = conversation::Entity::update_many()
+        let written = fenced_update(id, epoch)
             .col_expr(conversation::Column::Tags, Expr::value(text))
-            .filter(conversation::Column::Id.eq(id))
             .filter(conversation::Column::Tags.eq(stored))
             .exec(db)
             .await
@@ -288,18 +308,21 @@ pub async fn add_tags(
     }
 }
 
-/// Records a conversation's priority, as an automation set it.
+/// Records a conversation's priority, as an automation set it (under the lease's `epoch`).
 pub async fn save_priority(
     db: &DatabaseConnection,
     id: ConversationId,
     priority: i32,
-) -> Result<(), DbErr> {
-    conversation::Entity::update_many()
+    epoch: Option<u64>,
+) -> Result<(), SaveError> {
+    let written = fenced_update(id, epoch)
         .col_expr(conversation::Column::Priority, Expr::value(priority))
-        .filter(conversation::Column::Id.eq(id))
         .exec(db)
         .await?;
-    Ok(())
+    match epoch {
+        Some(epoch) if written.rows_affected == 0 => Err(SaveError::Fenced(epoch)),
+        _ => Ok(()),
+    }
 }
 
 /// Records the clocks of a cycle whose policy was just applied, unless a later state write
@@ -309,12 +332,12 @@ pub async fn save_applied_clocks(
     db: &DatabaseConnection,
     id: ConversationId,
     clocks: &Clocks,
+    epoch: Option<u64>,
 ) -> Result<(), DbErr> {
     let mut row = conversation::ActiveModel::default();
     clocks.write(&mut row);
-    conversation::Entity::update_many()
+    fenced_update(id, epoch)
         .set(row)
-        .filter(conversation::Column::Id.eq(id))
         .filter(conversation::Column::SlaPolicyId.is_null())
         .exec(db)
         .await?;

@@ -10,7 +10,9 @@ use serde_json::Value;
 use waos_engine::automation::marks::Marks;
 use waos_engine::cluster::{ClusterConfig, Leases, Node};
 use waos_engine::ids::{AgentId, ConversationId, TeamId, WorkspaceId};
-use waos_engine::routing::store::{RoutingState, SaveError, save_state};
+use waos_engine::routing::store::{
+    RoutingState, SaveError, add_tags, save_applied_clocks, save_priority, save_state,
+};
 use waos_engine::store::entity::conversation::{self, ConversationStatus};
 use waos_engine::time::clocks::Clocks;
 use waos_web::testing::{
@@ -131,11 +133,47 @@ async fn a_write_under_an_older_lease_is_refused(backend: Backend) {
         matches!(stale, Err(SaveError::Fenced(epoch)) if epoch == first.epoch),
         "{stale:?}"
     );
+    // So are its automations' writes: tags, priority, a policy's clocks.
+    let before = conversation::Entity::find_by_id(id)
+        .one(&app.db)
+        .await
+        .unwrap()
+        .unwrap();
+    let tags = add_tags(&app.db, id, &["stale".to_owned()], Some(first.epoch)).await;
+    assert!(tags.is_err_and(|why| why.starts_with("fenced")));
+    let priority = save_priority(&app.db, id, 9, Some(first.epoch)).await;
+    assert!(
+        matches!(priority, Err(SaveError::Fenced(_))),
+        "{priority:?}"
+    );
+    let clocks_then = Clocks {
+        cycle_started_at: Some(chrono::Utc::now() + chrono::Duration::days(1)),
+        ..Clocks::default()
+    };
+    save_applied_clocks(&app.db, id, &clocks_then, Some(first.epoch))
+        .await
+        .unwrap();
     let stored = conversation::Entity::find_by_id(id)
         .one(&app.db)
         .await
         .unwrap()
         .unwrap();
+    assert_eq!(
+        (
+            stored.tags.as_str(),
+            stored.priority,
+            stored.cycle_started_at
+        ),
+        (
+            before.tags.as_str(),
+            before.priority,
+            before.cycle_started_at
+        ),
+        "the stale node's automation wrote nothing"
+    );
+    // The owner's own automation writes go through.
+    let tags = add_tags(&app.db, id, &["vip".to_owned()], Some(second.epoch)).await;
+    assert_eq!(tags.unwrap().1, ["vip"]);
     assert_eq!(
         (stored.status, stored.assigned_agent_id, stored.owner_epoch),
         (

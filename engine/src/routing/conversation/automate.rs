@@ -16,6 +16,9 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use super::{ConversationActor, State};
+
+/// Why an action's write was not made: another node of the cluster routes the workspace now.
+const NOT_OWNER: &str = "this node no longer routes the conversation's workspace";
 use crate::audit::AuditKind;
 use crate::automation::placeholders;
 use crate::automation::rules::{Action, Event, EventKind, Facts, Fired, MessageFacts, timer_due};
@@ -516,9 +519,12 @@ impl ConversationActor {
     }
 
     fn add_tags(&mut self, tags: Vec<String>, rule: &str, ctx: &mut Context, done: Done) {
+        let Ok(epoch) = self.context.owner_epoch(self.stored.workspace_id) else {
+            return done(self, Err(NOT_OWNER.to_owned()), ctx);
+        };
         let (db, id, rule) = (self.context.db.clone(), self.id(), rule.to_owned());
         ctx.wait(
-            async move { store::add_tags(&db, id, &tags).await }
+            async move { store::add_tags(&db, id, &tags, epoch).await }
                 .into_actor(self)
                 .map(move |merged, conversation, ctx| {
                     let (before, merged) = match merged {
@@ -549,17 +555,22 @@ impl ConversationActor {
         if priority == self.stored.priority {
             return done(self, Ok(()), ctx);
         }
+        let Ok(epoch) = self.context.owner_epoch(self.stored.workspace_id) else {
+            return done(self, Err(NOT_OWNER.to_owned()), ctx);
+        };
         let (db, id) = (self.context.db.clone(), self.id());
         ctx.wait(
-            async move { store::save_priority(&db, id, priority).await }
+            async move { store::save_priority(&db, id, priority, epoch).await }
                 .into_actor(self)
                 .map(move |saved, conversation, ctx| {
                     if let Err(error) = saved {
-                        return done(
-                            conversation,
-                            Err(format!("the database failed: {error}")),
-                            ctx,
-                        );
+                        let why = match error {
+                            store::SaveError::Database(error) => {
+                                format!("the database failed: {error}")
+                            }
+                            fenced => fenced.to_string(),
+                        };
+                        return done(conversation, Err(why), ctx);
                     }
                     conversation.stored.priority = priority;
                     // The queue orders by priority: it must see the new one.
