@@ -42,6 +42,8 @@ pub struct Holder {
     pub workspace_id: WorkspaceId,
     pub node: String,
     pub epoch: u64,
+    /// When the lease was last written (taken or renewed): it lapses a lease after that.
+    pub written_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// The lease bucket, as one node uses it.
@@ -195,6 +197,9 @@ impl Leases {
                     workspace_id: WorkspaceId::parse(key.strip_prefix("ws.")?)?,
                     node: String::from_utf8_lossy(&entry.value).into_owned(),
                     epoch: entry.revision,
+                    written_at: chrono::DateTime::from_timestamp_nanos(
+                        i64::try_from(entry.created.unix_timestamp_nanos()).ok()?,
+                    ),
                 })
             })
             .collect();
@@ -295,13 +300,21 @@ mod tests {
         assert_eq!(a.renew(first).await.unwrap(), None);
         assert_eq!(b.renew(first).await.unwrap(), None);
         let holders = b.holders().await.unwrap();
+        let renewed_at = holders.first().map(|holder| holder.written_at).unwrap();
         assert_eq!(
             holders,
             vec![Holder {
                 workspace_id: workspace,
                 node: "node-a".into(),
-                epoch: renewed.epoch
+                epoch: renewed.epoch,
+                written_at: renewed_at,
             }]
+        );
+        // Written a moment ago (by the server's clock, which is this machine's here).
+        let age = chrono::Utc::now() - renewed_at;
+        assert!(
+            age < chrono::Duration::seconds(5) && age > -chrono::Duration::seconds(5),
+            "{age}"
         );
         // Another workspace is free for b.
         let other = WorkspaceId::new();

@@ -89,6 +89,9 @@ pub struct Round {
     pub lost: Vec<WorkspaceId>,
     /// Leases handed back to make room for another node.
     pub released: Vec<WorkspaceId>,
+    /// When the first lease this node would take, held by another node now, lapses unless it
+    /// is renewed (a dead node's lease: the round is run again then, not at the next tick).
+    pub next_lapse: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 struct Held {
@@ -107,6 +110,10 @@ pub struct Ownership {
     /// While `true`, no round runs (see [`super::Node::freeze`]).
     frozen: Option<tokio::sync::watch::Receiver<bool>>,
 }
+
+/// How long after a lease's lapse this node tries to take it (NATS removes an expired entry on
+/// its own timer, a moment after its age passes).
+const LAPSE_MARGIN: Duration = Duration::from_millis(20);
 
 /// Where `node` ranks `workspace_id` among the workspaces it would take (lower first).
 fn rank(node: &str, workspace_id: WorkspaceId) -> u64 {
@@ -196,10 +203,14 @@ impl Ownership {
         if self.held.len() == share {
             return Ok(round);
         }
-        let taken: HashSet<WorkspaceId> = self
-            .leases
-            .holders()
-            .await?
+        let holders = self.leases.holders().await?;
+        let lease = chrono::Duration::from_std(self.lease).unwrap_or(chrono::Duration::MAX);
+        round.next_lapse = holders
+            .iter()
+            .filter(|holder| holder.node != node)
+            .map(|holder| holder.written_at + lease)
+            .min();
+        let taken: HashSet<WorkspaceId> = holders
             .into_iter()
             .map(|holder| holder.workspace_id)
             .collect();
@@ -286,6 +297,20 @@ impl Ownership {
         self.leases.leave().await
     }
 
+    fn log(round: &Result<Round, ClusterError>) {
+        match round {
+            Ok(round) => {
+                for lease in &round.taken {
+                    tracing::info!(workspace_id = %lease.workspace_id, epoch = lease.epoch, "workspace lease taken");
+                }
+                for workspace_id in &round.released {
+                    tracing::info!(%workspace_id, "workspace lease handed back");
+                }
+            }
+            Err(error) => tracing::warn!(%error, "cluster round failed; trying again"),
+        }
+    }
+
     /// Runs a round every `interval` until `stop` says so, then leaves.
     pub async fn run(mut self, interval: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
         // Renewals start on time, every interval, whatever the rest of a round takes: the
@@ -308,20 +333,30 @@ impl Ownership {
             for workspace_id in &lost {
                 tracing::info!(%workspace_id, "workspace lease lost");
             }
-            let round = tokio::time::timeout_at(due, self.balance(Vec::new()))
+            let mut round = tokio::time::timeout_at(due, self.balance(Vec::new()))
                 .await
                 .unwrap_or_else(|_| Err(ClusterError::of("the round did not finish in time")));
-            match round {
-                Ok(round) => {
-                    for lease in &round.taken {
-                        tracing::info!(workspace_id = %lease.workspace_id, epoch = lease.epoch, "workspace lease taken");
-                    }
-                    for workspace_id in &round.released {
-                        tracing::info!(%workspace_id, "workspace lease handed back");
-                    }
+            // A lease this node would take lapses before the next round (its holder stopped
+            // renewing it: dead, or cut off): the share is taken again just after it lapses,
+            // so a dead node's workspaces move within a lease, not a lease and a round.
+            let lapse = round
+                .as_ref()
+                .ok()
+                .and_then(|round| round.next_lapse)
+                .and_then(|at| (at - chrono::Utc::now()).to_std().ok())
+                .map(|wait| tokio::time::Instant::now() + wait + LAPSE_MARGIN)
+                .filter(|at| *at < due);
+            if let Some(at) = lapse {
+                Self::log(&round);
+                tokio::select! {
+                    () = tokio::time::sleep_until(at) => {}
+                    _ = stop.changed() => break,
                 }
-                Err(error) => tracing::warn!(%error, "cluster round failed; trying again"),
+                round = tokio::time::timeout_at(due, self.balance(Vec::new()))
+                    .await
+                    .unwrap_or_else(|_| Err(ClusterError::of("the round did not finish in time")));
             }
+            Self::log(&round);
         }
         if let Err(error) = self.leave().await {
             tracing::warn!(%error, "leases not handed back; they lapse on their own");
