@@ -191,11 +191,12 @@ async fn customers(
                 .unwrap()
                 .replace("115566778899001", numbers[i % numbers.len()]);
             let app = apps[i % apps.len()];
-            // As Meta does: a 503 (the writer did not commit in time on a busy machine), or
-            // a connection closed before the answer, is sent again; nothing else is.
+            // As Meta does: a 503 (the writer did not commit in time on a busy machine), a 408
+            // (this one-threaded test sent its request's head too late: actix-web gives a
+            // connection 5 s), or a connection closed before the answer, is sent again.
             for _ in 0..20 {
                 match app.try_post_webhook(body.as_bytes()).await {
-                    Ok(response) if response.status() != 503 => {
+                    Ok(response) if ![503, 408].contains(&response.status().as_u16()) => {
                         return response.status().as_u16();
                     }
                     _ => tokio::time::sleep(Duration::from_millis(200)).await,

@@ -295,7 +295,13 @@ async fn three_nodes_share_three_workspaces_and_route_across_them() {
     let mut tokens = Vec::new();
     for (i, number) in numbers.iter().enumerate() {
         let workspace = a.create_workspace(&format!("Three {i}")).await;
-        let team = a.create_team(&workspace, "Support").await;
+        // Offers last 12 s here: a loaded machine's slow accept is not a lapsed offer.
+        let team = a
+            .create_team_with(
+                &workspace,
+                json!({"name": "Support", "offer_timeout_secs": 600}),
+            )
+            .await;
         a.create_channel(&workspace, &team, number).await;
         let email = format!("agent{i}@three.example");
         let (_, token) = a
@@ -501,7 +507,12 @@ async fn a_dead_owner_s_workspace_is_taken_over() {
 async fn a_conversation_a_frozen_owner_opened_reaches_the_next_owner() {
     let (a, _bucket) = first_node(900).await;
     let workspace = a.create_workspace("Frozen").await;
-    let team = a.create_team(&workspace, "Support").await;
+    let team = a
+        .create_team_with(
+            &workspace,
+            json!({"name": "Support", "offer_timeout_secs": 600}),
+        )
+        .await;
     a.create_channel(&workspace, &team, PHONE_NUMBER_ID_1).await;
     let (ann, ann_token) = a
         .create_agent_with(&workspace, "ann@frozen.example", "agent", &[&team], 3)
