@@ -227,16 +227,13 @@ async fn write_state(
     }
     clocks.write(&mut row);
     marks.write(&mut row);
-    let mut update = conversation::Entity::update_many().filter(conversation::Column::Id.eq(id));
     if let Some(epoch) = epoch {
         // Written under the lease's epoch, and only over a state written under this lease or
         // an older one (Kleppmann's fencing token): a paused node that lost the lease since
         // changes nothing.
-        let stored = i64::try_from(epoch).unwrap_or(i64::MAX);
-        row.owner_epoch = Set(stored);
-        update = update.filter(conversation::Column::OwnerEpoch.lte(stored));
+        row.owner_epoch = Set(i64::try_from(epoch).unwrap_or(i64::MAX));
     }
-    let written = update.set(row).exec(db).await?;
+    let written = fenced_update(id, epoch).set(row).exec(db).await?;
     if written.rows_affected == 0
         && let Some(epoch) = epoch
     {

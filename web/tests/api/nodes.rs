@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use serde_json::{Value, json};
 use waos_web::testing::{
     Backend, PASSWORD, PHONE_NUMBER_ID_1, TestApp, connect_socket_at, eventually, nats_url,
     spawn_app_with, spawn_node,
@@ -31,6 +31,15 @@ pub(crate) async fn first_node(lease_ms: u64) -> (TestApp, Bucket) {
     })
     .await;
     (app, bucket)
+}
+
+/// A workspace named `name` whose channel (`number`) routes to its one team (`team`: the
+/// team's request body); answers (workspace, team).
+async fn support_desk(app: &TestApp, name: &str, number: &str, team: Value) -> (String, String) {
+    let workspace = app.create_workspace(name).await;
+    let team = app.create_team_with(&workspace, team).await;
+    app.create_channel(&workspace, &team, number).await;
+    (workspace, team)
 }
 
 /// The node holding `workspace` now, as `app` sees the cluster.
@@ -70,9 +79,8 @@ async fn nodes_alive(app: &TestApp) -> Vec<String> {
 #[actix_web::test]
 async fn requests_on_any_node_reach_the_workspace_s_owner() {
     let (a, _bucket) = first_node(900).await;
-    let workspace = a.create_workspace("Shared").await;
-    let team = a.create_team(&workspace, "Support").await;
-    a.create_channel(&workspace, &team, PHONE_NUMBER_ID_1).await;
+    let (workspace, team) =
+        support_desk(&a, "Shared", PHONE_NUMBER_ID_1, json!({"name": "Support"})).await;
     let (_, supervisor) = a
         .create_agent(&workspace, "sup@shared.example", "supervisor", &[&team])
         .await;
@@ -170,9 +178,8 @@ async fn presence_of(app: &TestApp, supervisor: &str, agent: &str) -> String {
 #[actix_web::test]
 async fn a_socket_its_node_gave_up_on_is_closed_by_the_owner() {
     let (a, _bucket) = first_node(900).await;
-    let workspace = a.create_workspace("Ghost").await;
-    let team = a.create_team(&workspace, "Support").await;
-    a.create_channel(&workspace, &team, PHONE_NUMBER_ID_1).await;
+    let (workspace, team) =
+        support_desk(&a, "Ghost", PHONE_NUMBER_ID_1, json!({"name": "Support"})).await;
     let (_, supervisor) = a
         .create_agent(&workspace, "sup@ghost.example", "supervisor", &[&team])
         .await;
@@ -294,15 +301,9 @@ async fn three_nodes_share_three_workspaces_and_route_across_them() {
     let mut workspaces = Vec::new();
     let mut tokens = Vec::new();
     for (i, number) in numbers.iter().enumerate() {
-        let workspace = a.create_workspace(&format!("Three {i}")).await;
         // Offers last 12 s here: a loaded machine's slow accept is not a lapsed offer.
-        let team = a
-            .create_team_with(
-                &workspace,
-                json!({"name": "Support", "offer_timeout_secs": 600}),
-            )
-            .await;
-        a.create_channel(&workspace, &team, number).await;
+        let team = json!({"name": "Support", "offer_timeout_secs": 600});
+        let (workspace, team) = support_desk(&a, &format!("Three {i}"), number, team).await;
         let email = format!("agent{i}@three.example");
         let (_, token) = a
             .create_agent_with(&workspace, &email, "agent", &[&team], 5)
@@ -384,9 +385,13 @@ async fn three_nodes_share_three_workspaces_and_route_across_them() {
 async fn a_dead_owner_s_workspace_is_taken_over() {
     let lease_ms = 900;
     let (a, _bucket) = first_node(lease_ms).await;
-    let workspace = a.create_workspace("Failover").await;
-    let team = a.create_team(&workspace, "Support").await;
-    a.create_channel(&workspace, &team, PHONE_NUMBER_ID_1).await;
+    let (workspace, team) = support_desk(
+        &a,
+        "Failover",
+        PHONE_NUMBER_ID_1,
+        json!({"name": "Support"}),
+    )
+    .await;
     let (ann, ann_token) = a
         .create_agent_with(&workspace, "ann@failover.example", "agent", &[&team], 3)
         .await;
@@ -506,14 +511,13 @@ async fn a_dead_owner_s_workspace_is_taken_over() {
 #[actix_web::test]
 async fn a_conversation_a_frozen_owner_opened_reaches_the_next_owner() {
     let (a, _bucket) = first_node(900).await;
-    let workspace = a.create_workspace("Frozen").await;
-    let team = a
-        .create_team_with(
-            &workspace,
-            json!({"name": "Support", "offer_timeout_secs": 600}),
-        )
-        .await;
-    a.create_channel(&workspace, &team, PHONE_NUMBER_ID_1).await;
+    let (workspace, team) = support_desk(
+        &a,
+        "Frozen",
+        PHONE_NUMBER_ID_1,
+        json!({"name": "Support", "offer_timeout_secs": 600}),
+    )
+    .await;
     let (ann, ann_token) = a
         .create_agent_with(&workspace, "ann@frozen.example", "agent", &[&team], 3)
         .await;
@@ -644,15 +648,14 @@ async fn routing_waits_out_a_nats_outage_and_loses_nothing() {
         settings.cluster.lease_ms = 600;
     })
     .await;
-    let workspace = a.create_workspace("Outage").await;
     // Offers last 12 s here: none lapses during the test.
-    let team = a
-        .create_team_with(
-            &workspace,
-            json!({"name": "Support", "offer_timeout_secs": 600}),
-        )
-        .await;
-    a.create_channel(&workspace, &team, PHONE_NUMBER_ID_1).await;
+    let (workspace, team) = support_desk(
+        &a,
+        "Outage",
+        PHONE_NUMBER_ID_1,
+        json!({"name": "Support", "offer_timeout_secs": 600}),
+    )
+    .await;
     let (_, ann_token) = a
         .create_agent_with(&workspace, "ann@outage.example", "agent", &[&team], 3)
         .await;
