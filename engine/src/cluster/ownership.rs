@@ -204,6 +204,27 @@ impl Ownership {
             return Ok(round);
         }
         let holders = self.leases.holders().await?;
+        // Leases the bucket gives this node that it does not know it holds: a round cut short
+        // between the bucket taking one and this node holding it, or a renewal given up on
+        // that NATS carried out after all. Renewed under their epoch, they are held, as if
+        // just taken (routing claims them afresh); left alone they would lapse, their
+        // workspaces routed by nobody until then.
+        let unknown: Vec<Lease> = holders
+            .iter()
+            .filter(|holder| holder.node == node && !self.held.contains_key(&holder.workspace_id))
+            .map(|holder| Lease {
+                workspace_id: holder.workspace_id,
+                epoch: holder.epoch,
+            })
+            .collect();
+        for lease in unknown {
+            if self.held.len() >= share {
+                break;
+            }
+            if let Some(lease) = self.leases.renew(lease).await? {
+                self.take(lease, &mut round);
+            }
+        }
         let lease = chrono::Duration::from_std(self.lease).unwrap_or(chrono::Duration::MAX);
         round.next_lapse = holders
             .iter()
@@ -224,12 +245,17 @@ impl Ownership {
                 break;
             }
             if let Some(lease) = self.leases.acquire(workspace_id).await? {
-                self.hold(lease);
-                self.tell(Change::Taken(lease));
-                round.taken.push(lease);
+                self.take(lease, &mut round);
             }
         }
         Ok(round)
+    }
+
+    /// A lease taken this round: held, and routed from now on.
+    fn take(&mut self, lease: Lease, round: &mut Round) {
+        self.hold(lease);
+        self.tell(Change::Taken(lease));
+        round.taken.push(lease);
     }
 
     fn hold(&mut self, lease: Lease) {

@@ -3,12 +3,13 @@
 //! conversation's is refused (a node paused past its lease changes nothing); nodes share the
 //! workspaces fairly, each held by one node, and one that leaves hands its share over.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sea_orm::EntityTrait;
 use serde_json::Value;
 use waos_engine::automation::marks::Marks;
-use waos_engine::cluster::{ClusterConfig, Leases, Node};
+use waos_engine::cluster::{Change, ClusterConfig, Epochs, Leases, Node, Ownership};
 use waos_engine::ids::{AgentId, ConversationId, TeamId, WorkspaceId};
 use waos_engine::routing::store::{
     RoutingState, SaveError, add_tags, save_applied_clocks, save_priority, save_state,
@@ -329,6 +330,53 @@ async fn nodes_share_the_workspaces_and_hand_them_over(backend: Backend) {
     assert!(new_epoch > old_epoch, "a new lease, a higher epoch");
 }
 
+/// A lease the bucket gives a node that does not know it holds it (its round was cut short
+/// after the bucket took it): the node's next round holds it, renewed under a newer epoch,
+/// rather than leaving the workspace routed by nobody until the lease lapses.
+async fn a_lease_taken_by_a_round_cut_short_is_held_at_the_next(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let workspace_id = WorkspaceId::parse(&app.create_workspace("Cut short").await).unwrap();
+    let bucket = Bucket(format!("waos_test_cut_{}", uuid::Uuid::new_v4().simple()));
+    // Long enough that a lapse cannot be what frees it.
+    let lease = Duration::from_secs(30);
+    let client = async_nats::connect(nats_url()).await.unwrap();
+    let leases = Leases::open(client, &bucket.0, "node-a", lease)
+        .await
+        .unwrap();
+    let cut = leases.acquire(workspace_id).await.unwrap().unwrap();
+
+    let epochs = Arc::new(Epochs::default());
+    let (changes, mut told) = tokio::sync::mpsc::unbounded_channel();
+    let mut ownership =
+        Ownership::new(leases.clone(), lease, app.db.clone(), epochs.clone()).with_changes(changes);
+    let round = ownership.round().await.unwrap();
+    let [held] = round.taken[..] else {
+        panic!("one lease held, not {:?}", round.taken);
+    };
+    assert_eq!(held.workspace_id, workspace_id);
+    assert!(held.epoch > cut.epoch, "renewed: {held:?} after {cut:?}");
+    assert_eq!(epochs.get(workspace_id), Some(held.epoch));
+    let mut taken = Vec::new();
+    while let Ok(change) = told.try_recv() {
+        if let Change::Taken(lease) = change {
+            taken.push(lease);
+        }
+    }
+    assert_eq!(taken, [held], "routing is told to claim it");
+    let holders = leases.holders().await.unwrap();
+    assert_eq!(
+        holders
+            .iter()
+            .map(|holder| (holder.node.as_str(), holder.epoch))
+            .collect::<Vec<_>>(),
+        [("node-a", held.epoch)]
+    );
+    // Held, it is renewed as any other, and taken no second time.
+    let again = ownership.round().await.unwrap();
+    assert!(again.taken.is_empty(), "{again:?}");
+    assert!(epochs.get(workspace_id) > Some(held.epoch));
+}
+
 /// One node: the cluster view is that node, owning every workspace, no NATS involved.
 async fn one_node_owns_every_workspace(backend: Backend) {
     let app = spawn_app(backend).await;
@@ -344,4 +392,5 @@ on_both_backends!(
     a_write_under_an_older_lease_is_refused,
     nodes_share_the_workspaces_and_hand_them_over,
     one_node_owns_every_workspace,
+    a_lease_taken_by_a_round_cut_short_is_held_at_the_next,
 );
