@@ -894,12 +894,18 @@ async fn feed_sockets(bus: Arc<Bus>) {
             continue;
         }
         let text = String::from_utf8_lossy(&message.payload).into_owned();
-        let known = match bus.sinks_lock().get(&socket_id) {
-            Some(sink) => {
-                let _ = sink.outbox.try_send(text);
-                true
+        let known = {
+            let mut sinks = bus.sinks_lock();
+            match sinks.get(&socket_id).map(|sink| sink.outbox.try_send(text)) {
+                // A full outbox drops the frame, as a local socket's does.
+                Some(Ok(()) | Err(mpsc::error::TrySendError::Full(_))) => true,
+                // Its socket ended without a word (its pump never ran): forgotten here.
+                Some(Err(mpsc::error::TrySendError::Closed(_))) => {
+                    sinks.remove(&socket_id);
+                    false
+                }
+                None => false,
             }
-            None => false,
         };
         if !known {
             // Served for a socket that is gone here: the owner stops serving it.

@@ -147,10 +147,13 @@ pub(crate) struct TagsEdited {
 }
 
 /// From the directory, which routes nothing more to this actor: stop, unless something
-/// happened since the actor asked to (then it says [`StillRunning`]).
+/// happened since the actor asked to (then it says [`StillRunning`]). `opening`: the message
+/// that has just opened the conversation again, whose rules the actor runs if it stays.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub(crate) struct Stop;
+pub(crate) struct Stop {
+    pub opening: Option<MessageView>,
+}
 
 /// From the directory: another node routes this conversation's workspace now. The actor stops
 /// at once, writing nothing and telling nobody (its state is the new owner's to rebuild).
@@ -1380,7 +1383,7 @@ impl Handler<TagsEdited> for ConversationActor {
 impl Handler<Stop> for ConversationActor {
     type Result = ();
 
-    fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
+    fn handle(&mut self, stop: Stop, ctx: &mut Context<Self>) {
         // A reply still being stored keeps it: stopping now would drop the agent's answer.
         let quiet = self.idle_expired
             && self.replies_in_flight == 0
@@ -1389,6 +1392,11 @@ impl Handler<Stop> for ConversationActor {
             tracing::debug!(conversation_id = %self.id(), "conversation actor stops");
             ctx.stop();
             return;
+        }
+        // Built by a takeover from the rows that this message opened: its rules are run
+        // here, once (the directory loads nothing fresh for it now).
+        if let Some(opening) = stop.opening {
+            self.message_rules(opening, ctx, |_, _| {});
         }
         self.directory.do_send(StillRunning {
             conversation_id: self.id(),

@@ -15,6 +15,7 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 
 use crate::ids::{AgentId, ConversationId, WorkspaceId};
+use crate::inbox::MessageView;
 use crate::ingest::{InboundEvent, StatusEvent};
 use crate::routing::agent::AgentActor;
 use crate::routing::conversation::{
@@ -231,6 +232,17 @@ impl Directory {
         ctx: &mut Context<Self>,
         then: impl FnOnce(&mut Self, &mut Context<Self>) + 'static,
     ) {
+        // The lease is this node's, but the word of it ([`StartRouting`]) has not come yet:
+        // what the rest of the node already sends here (it asks the lease, not this
+        // directory) starts the takeover now, and waits for it, rather than being dropped.
+        if self
+            .owned
+            .as_ref()
+            .is_some_and(|owned| !owned.contains_key(&workspace_id))
+            && let Ok(Some(epoch)) = self.context.owner_epoch(workspace_id)
+        {
+            self.start_routing(workspace_id, epoch, ctx);
+        }
         match self
             .owned
             .as_mut()
@@ -241,6 +253,25 @@ impl Directory {
             Some(Some(owned)) => owned.deferred.push(Box::new(then)),
             Some(None) => {}
         }
+    }
+
+    /// Routes `workspace_id` from now on, under `epoch`, once its takeover is done.
+    fn start_routing(&mut self, workspace_id: WorkspaceId, epoch: u64, ctx: &mut Context<Self>) {
+        let Some(owned) = &mut self.owned else {
+            return;
+        };
+        if owned.contains_key(&workspace_id) {
+            return;
+        }
+        owned.insert(
+            workspace_id,
+            Owned {
+                epoch,
+                claimed: false,
+                deferred: Vec::new(),
+            },
+        );
+        self.claim(workspace_id, epoch, 0, ctx);
     }
 
     /// The workspace's supervisor, once this node routes it; the sender is dropped (`Err`)
@@ -452,7 +483,7 @@ impl Directory {
         self.supervisor(event.workspace_id, ctx);
         // Opened on another node, which handed over the message but not its rows: read them.
         if event.opened && event.conversation.is_none() {
-            self.open_stored(conversation_id, ctx);
+            self.open_stored(conversation_id, event.message, ctx);
             return;
         }
         // A conversation ingest has just opened (or reopened) comes with its rows: no load.
@@ -469,7 +500,7 @@ impl Directory {
                 // Reopened while its resolved actor is still winding down: rebuilt from the
                 // database once that actor has stopped.
                 Some(_) => {
-                    self.open_stored(conversation_id, ctx);
+                    self.open_stored(conversation_id, event.message, ctx);
                     return;
                 }
             }
@@ -484,12 +515,20 @@ impl Directory {
 }
 
 impl Directory {
-    /// A conversation just opened (or reopened) whose rows are in the database: its actor is
-    /// (re)built from them. One still running is either the resolved conversation's, winding
-    /// down, or one a takeover's recovery already built from these rows: it is asked to
-    /// [`Stop`], which the first does (the mail waiting then reloads it, so some must wait)
-    /// and the second declines (it says [`StillRunning`] and stays).
-    fn open_stored(&mut self, conversation_id: ConversationId, ctx: &mut Context<Self>) {
+    /// A conversation just opened (or reopened) by `opening`, whose rows are in the database:
+    /// its actor is (re)built from them, and runs the opening message's rules. One still
+    /// running is either the resolved conversation's, winding down, or one a takeover's
+    /// recovery already built from these rows: it is asked to [`Stop`], which the first does
+    /// (the mail waiting then reloads it, so some must wait) and the second declines (it runs
+    /// the opening message's rules itself, says [`StillRunning`] and stays).
+    fn open_stored(
+        &mut self,
+        conversation_id: ConversationId,
+        opening: MessageView,
+        ctx: &mut Context<Self>,
+    ) {
+        // Whichever actor the rows build next runs the opening message's rules.
+        self.fresh_loads.insert(conversation_id);
         match self.conversations.get_mut(&conversation_id) {
             Some(slot @ Slot::Running(_)) => {
                 let Slot::Running(actor) = std::mem::replace(slot, Slot::Loading(Vec::new()))
@@ -497,19 +536,19 @@ impl Directory {
                     return;
                 };
                 if actor.connected() {
-                    actor.do_send(Stop);
+                    actor.do_send(Stop {
+                        opening: Some(opening),
+                    });
                     *slot = Slot::Stopping(actor, vec![Box::new(|_| {})]);
                     return;
                 }
-                self.fresh_loads.insert(conversation_id);
                 self.queue_load(conversation_id, ctx);
             }
             Some(Slot::Stopping(_, waiting)) => waiting.push(Box::new(|_| {})),
             // Read from the database after the reopen was stored (the handoff follows the
-            // commit), so the load sees it.
+            // commit), so the load sees it. (A takeover's recovery, say, loading it now.)
             Some(Slot::Loading(_)) => {}
             None => {
-                self.fresh_loads.insert(conversation_id);
                 self.conversations
                     .insert(conversation_id, Slot::Loading(Vec::new()));
                 self.queue_load(conversation_id, ctx);
@@ -575,21 +614,7 @@ impl Handler<StartRouting> for Directory {
     type Result = ();
 
     fn handle(&mut self, start: StartRouting, ctx: &mut Context<Self>) {
-        let Some(owned) = &mut self.owned else {
-            return;
-        };
-        if owned.contains_key(&start.workspace_id) {
-            return;
-        }
-        owned.insert(
-            start.workspace_id,
-            Owned {
-                epoch: start.epoch,
-                claimed: false,
-                deferred: Vec::new(),
-            },
-        );
-        self.claim(start.workspace_id, start.epoch, 0, ctx);
+        self.start_routing(start.workspace_id, start.epoch, ctx);
     }
 }
 
@@ -695,7 +720,7 @@ impl Handler<RetireRequest> for Directory {
             }
         };
         // Everything routed to it before this is ahead of `Stop` in its mailbox.
-        actor.do_send(Stop);
+        actor.do_send(Stop { opening: None });
     }
 }
 
@@ -704,6 +729,8 @@ impl Handler<StillRunning> for Directory {
 
     fn handle(&mut self, message: StillRunning, _: &mut Context<Self>) {
         let id = message.conversation_id;
+        // It ran the opening message's rules itself: no later load of it is fresh.
+        self.fresh_loads.remove(&id);
         if let Some(slot) = self.conversations.get_mut(&id)
             && matches!(slot, Slot::Stopping(..))
             && let Slot::Stopping(actor, waiting) =

@@ -141,7 +141,15 @@ fn pump(
     on_frame: impl Fn(&str) -> Option<String> + 'static,
     on_close: impl FnOnce() + 'static,
 ) -> Result<HttpResponse, actix_web::Error> {
-    let (response, mut session, stream) = actix_ws::handle(request, body)?;
+    // Not a websocket after all (no upgrade): the socket it was opened for ends here, or its
+    // holder would look online with nobody behind it.
+    let (response, mut session, stream) = match actix_ws::handle(request, body) {
+        Ok(handled) => handled,
+        Err(error) => {
+            on_close();
+            return Err(error);
+        }
+    };
     let mut stream = stream.max_frame_size(64 * 1024).aggregate_continuations();
     let heartbeat = std::time::Duration::from_millis(state.websocket.heartbeat_interval_ms.max(10));
     let client_timeout =

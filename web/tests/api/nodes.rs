@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use waos_engine::ids::WorkspaceId;
 use waos_web::testing::{
-    Backend, PASSWORD, PHONE_NUMBER_ID_1, TestApp, connect_socket_at, eventually, nats_url,
-    spawn_app_with, spawn_node,
+    ADMIN_TOKEN, Backend, PASSWORD, PHONE_NUMBER_ID_1, TestApp, connect_socket_at, eventually,
+    nats_url, spawn_app_with, spawn_node,
 };
 
 use crate::cluster::{Bucket, owners};
@@ -41,6 +41,33 @@ async fn support_desk(app: &TestApp, name: &str, number: &str, team: Value) -> (
     let team = app.create_team_with(&workspace, team).await;
     app.create_channel(&workspace, &team, number).await;
     (workspace, team)
+}
+
+/// A support desk (see [`support_desk`]) staffed by a supervisor and one agent, Ann, who
+/// holds one conversation at a time.
+struct Staffed {
+    workspace: String,
+    supervisor: String,
+    ann: String,
+    ann_token: String,
+}
+
+async fn staffed_desk(app: &TestApp, name: &str) -> Staffed {
+    let (workspace, team) =
+        support_desk(app, name, PHONE_NUMBER_ID_1, json!({"name": "Support"})).await;
+    let domain = format!("{}.example", name.to_lowercase());
+    let (_, supervisor) = app
+        .create_agent(&workspace, &format!("sup@{domain}"), "supervisor", &[&team])
+        .await;
+    let (ann, ann_token) = app
+        .create_agent_with(&workspace, &format!("ann@{domain}"), "agent", &[&team], 1)
+        .await;
+    Staffed {
+        workspace,
+        supervisor,
+        ann,
+        ann_token,
+    }
 }
 
 /// The node holding `workspace` now, as `app` sees the cluster.
@@ -80,14 +107,12 @@ async fn nodes_alive(app: &TestApp) -> Vec<String> {
 #[actix_web::test]
 async fn requests_on_any_node_reach_the_workspace_s_owner() {
     let (a, _bucket) = first_node(900).await;
-    let (workspace, team) =
-        support_desk(&a, "Shared", PHONE_NUMBER_ID_1, json!({"name": "Support"})).await;
-    let (_, supervisor) = a
-        .create_agent(&workspace, "sup@shared.example", "supervisor", &[&team])
-        .await;
-    let (ann, ann_token) = a
-        .create_agent_with(&workspace, "ann@shared.example", "agent", &[&team], 1)
-        .await;
+    let Staffed {
+        workspace,
+        supervisor,
+        ann,
+        ann_token,
+    } = staffed_desk(&a, "Shared").await;
     let b = second_node(&a, &workspace).await;
     // One workspace, two nodes: a keeps it.
     assert_eq!(holder(&b, &workspace).await.as_deref(), Some("node-a"));
@@ -173,20 +198,35 @@ async fn presence_of(app: &TestApp, supervisor: &str, agent: &str) -> String {
         .unwrap_or_default()
 }
 
+/// Ann goes offline on `app` (the owner) and stays so: a customer's message waits, offered
+/// to no one.
+async fn nobody_is_online(app: &TestApp, supervisor: &str, ann: &str) {
+    eventually(Duration::from_secs(5), || async {
+        presence_of(app, supervisor, ann).await == "offline"
+    })
+    .await;
+    app.post_webhook(&text_body("wamid.nobody-1", 1, "anyone?"))
+        .await;
+    eventually(Duration::from_secs(5), || async {
+        app.count("conversations", "status = 'waiting'").await == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(app.count("conversations", "status = 'offered'").await, 0);
+}
+
 /// A socket that its node gave up on while the owner was opening it (the `Connect` timed out
 /// there, or that node restarted) is not served for nobody: the owner's first frame to it is
 /// answered `Closed`, the agent goes offline after the grace, and a customer's message waits.
 #[actix_web::test]
 async fn a_socket_its_node_gave_up_on_is_closed_by_the_owner() {
     let (a, _bucket) = first_node(900).await;
-    let (workspace, team) =
-        support_desk(&a, "Ghost", PHONE_NUMBER_ID_1, json!({"name": "Support"})).await;
-    let (_, supervisor) = a
-        .create_agent(&workspace, "sup@ghost.example", "supervisor", &[&team])
-        .await;
-    let (ann, _) = a
-        .create_agent_with(&workspace, "ann@ghost.example", "agent", &[&team], 1)
-        .await;
+    let Staffed {
+        workspace,
+        supervisor,
+        ann,
+        ..
+    } = staffed_desk(&a, "Ghost").await;
     let _b = second_node(&a, &workspace).await;
 
     // What node b asks when a console opens there, for a socket b does not have.
@@ -211,19 +251,7 @@ async fn a_socket_its_node_gave_up_on_is_closed_by_the_owner() {
 
     // a served it (the answer came once the agent was connected), and stops: b answered the
     // socket's hello with `Closed`.
-    eventually(Duration::from_secs(5), || async {
-        presence_of(&a, &supervisor, &ann).await == "offline"
-    })
-    .await;
-    // Nobody is online: a customer's message waits, offered to no one.
-    a.post_webhook(&text_body("wamid.ghost-1", 1, "anyone?"))
-        .await;
-    eventually(Duration::from_secs(5), || async {
-        a.count("conversations", "status = 'waiting'").await == 1
-    })
-    .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(a.count("conversations", "status = 'offered'").await, 0);
+    nobody_is_online(&a, &supervisor, &ann).await;
 }
 
 /// Access that ends on one node closes the sockets it held on every node. A password changed
@@ -396,6 +424,15 @@ async fn a_dead_owner_s_workspace_is_taken_over() {
     let (ann, ann_token) = a
         .create_agent_with(&workspace, "ann@failover.example", "agent", &[&team], 3)
         .await;
+    // Every opening message's rules run, whichever node routes the conversation then.
+    a.post_ok(
+        &format!("/api/v1/workspaces/{workspace}/automations"),
+        ADMIN_TOKEN,
+        &json!({"name": "Seen", "trigger": {"event": "message_received"},
+                "actions": [{"type": "add_tags", "tags": ["seen"]}]}),
+        201,
+    )
+    .await;
     let b = second_node(&a, &workspace).await;
     let (mut tab, _) = b.connect_agent(&ann_token).await;
     a.post_webhook(&text_body("wamid.failover-1", 1, "one"))
@@ -502,6 +539,33 @@ async fn a_dead_owner_s_workspace_is_taken_over() {
         .await,
         1
     );
+    // The third opened while nobody owned the workspace: b, taking it over, built it from
+    // its rows, and still ran its opening message's rules.
+    eventually(Duration::from_secs(5), || async {
+        a.count("conversations", "tags LIKE '%seen%'").await == 3
+    })
+    .await;
+}
+
+/// A request for an agent's socket that is no websocket after all (no upgrade, as from a
+/// proxy that drops the headers) is refused on either node, and leaves nothing behind: the
+/// agent is not online on the owner, and a customer's message waits for her.
+#[actix_web::test]
+async fn a_socket_request_without_upgrade_leaves_no_socket_behind() {
+    let (a, _bucket) = first_node(900).await;
+    let Staffed {
+        workspace,
+        supervisor,
+        ann,
+        ann_token,
+    } = staffed_desk(&a, "Upgrade").await;
+    let b = second_node(&a, &workspace).await;
+    // On b the socket would be served by a, the owner, over NATS; on a, by a itself.
+    for app in [&b, &a] {
+        let response = app.get("/ws/agent", &ann_token).await;
+        assert_eq!(response.status(), 400, "{}", app.address);
+    }
+    nobody_is_online(&a, &supervisor, &ann).await;
 }
 
 /// The owner frozen (its rounds stopped, as by SIGSTOP, while its HTTP, routing and NATS run
