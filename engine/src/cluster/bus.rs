@@ -740,6 +740,14 @@ async fn publish(bus: Arc<Bus>, mut outgoing: mpsc::UnboundedReceiver<(String, B
 async fn open_door(bus: Arc<Bus>, engine: Engine, workspace_id: WorkspaceId) {
     let mut calls = subscribe(&bus, bus.door(workspace_id)).await;
     while let Some(message) = calls.next().await {
+        // The lease is gone, the door not yet closed (that follows the word of it): this and
+        // what else waits here is left unanswered, for the next owner (the callers ask again,
+        // or time out), rather than acknowledged unrouted or served from a node that would
+        // only pass it on.
+        if !bus.holds(workspace_id) {
+            tracing::debug!(%workspace_id, "a call at the door of a workspace no longer held: the door closes");
+            break;
+        }
         let call: Call = match serde_json::from_slice(&message.payload) {
             Ok(call) => call,
             Err(error) => {

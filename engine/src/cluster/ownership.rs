@@ -221,8 +221,9 @@ impl Ownership {
             if self.held.len() >= share {
                 break;
             }
+            let sent = Instant::now();
             if let Some(lease) = self.leases.renew(lease).await? {
-                self.take(lease, &mut round);
+                self.take(lease, sent, &mut round);
             }
         }
         let lease = chrono::Duration::from_std(self.lease).unwrap_or(chrono::Duration::MAX);
@@ -244,27 +245,30 @@ impl Ownership {
             if self.held.len() >= share {
                 break;
             }
+            let sent = Instant::now();
             if let Some(lease) = self.leases.acquire(workspace_id).await? {
-                self.take(lease, &mut round);
+                self.take(lease, sent, &mut round);
             }
         }
         Ok(round)
     }
 
     /// A lease taken this round: held, and routed from now on.
-    fn take(&mut self, lease: Lease, round: &mut Round) {
-        self.hold(lease);
+    fn take(&mut self, lease: Lease, sent: Instant, round: &mut Round) {
+        self.hold(lease, sent);
         self.tell(Change::Taken(lease));
         round.taken.push(lease);
     }
 
-    fn hold(&mut self, lease: Lease) {
+    /// Holds `lease`, written by a request sent at `sent`: its life is counted from then (the
+    /// bucket wrote it no earlier), however late the answer came.
+    fn hold(&mut self, lease: Lease, sent: Instant) {
         self.epochs.set(lease.workspace_id, lease.epoch);
         self.held.insert(
             lease.workspace_id,
             Held {
                 lease,
-                renewed_at: Instant::now(),
+                renewed_at: sent,
             },
         );
     }
@@ -282,6 +286,7 @@ impl Ownership {
             .map(|held| (held.lease, held.renewed_at))
             .collect();
         let safe_for = self.lease * 2 / 3;
+        let sent = Instant::now();
         let renewals = futures_util::future::join_all(held.iter().map(|(lease, renewed_at)| {
             let leases = &self.leases;
             let deadline = tokio::time::Instant::from_std(*renewed_at + safe_for);
@@ -294,7 +299,7 @@ impl Ownership {
         .await;
         for ((lease, renewed_at), renewal) in held.into_iter().zip(renewals) {
             match renewal {
-                Ok(Some(renewed)) => self.hold(renewed),
+                Ok(Some(renewed)) => self.hold(renewed, sent),
                 Ok(None) => lost.push(lease.workspace_id),
                 Err(error) if renewed_at.elapsed() >= self.lease * 2 / 3 => {
                     tracing::warn!(%error, workspace_id = %lease.workspace_id, "lease not renewed in time; routing of the workspace stops here");
