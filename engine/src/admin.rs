@@ -122,6 +122,7 @@ fn workspace_row(
             None => "UTC".to_owned(),
         }),
         created_at: Set(Utc::now()),
+        owner_epoch: Set(0),
     })
 }
 

@@ -19,6 +19,7 @@ mod m20261202_000010_ticket_sessions;
 mod m20261203_000011_create_reports;
 mod m20261203_000012_rollup_months;
 mod m20261204_000013_owner_epoch;
+mod m20261208_000014_workspace_epoch;
 
 /// SQLite alters one column per statement.
 pub(crate) async fn add_columns(
@@ -66,6 +67,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000011_create_reports::Migration),
             Box::new(m20261203_000012_rollup_months::Migration),
             Box::new(m20261204_000013_owner_epoch::Migration),
+            Box::new(m20261208_000014_workspace_epoch::Migration),
         ]
     }
 }

@@ -1,17 +1,19 @@
 //! What the routing actors read from and write to the database: their state is a cache of it.
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 
 use crate::ids::{AgentId, ChannelId, ConversationId, TeamId, WorkspaceId};
 use crate::inbox::{ContactView, ConversationView, MessageView};
 use crate::routing::policy::{Candidate, Presence};
 use crate::store::entity::conversation::ConversationStatus;
-use crate::store::entity::{agent, agent_team, channel, contact, conversation, message, team};
+use crate::store::entity::{
+    agent, agent_team, channel, contact, conversation, message, team, workspace,
+};
 use crate::time::clocks::{Clocks, SlaView};
 
 /// A conversation's routing inputs, as stored.
@@ -243,17 +245,35 @@ async fn write_state(
 }
 
 /// An update of conversation `id` that leaves it alone if it was written under a newer lease
-/// than `epoch` (one node: no epoch, nothing fenced), as every routing write is.
+/// than `epoch`, or if its workspace was taken over under one since (one node: no epoch,
+/// nothing fenced), as every routing write is. The workspace's epoch covers what its own
+/// cannot: a conversation opened after the takeover, which the new owner has not written yet.
 fn fenced_update(
     id: ConversationId,
     epoch: Option<u64>,
 ) -> sea_orm::UpdateMany<conversation::Entity> {
     let update = conversation::Entity::update_many().filter(conversation::Column::Id.eq(id));
-    match epoch {
-        Some(epoch) => update
-            .filter(conversation::Column::OwnerEpoch.lte(i64::try_from(epoch).unwrap_or(i64::MAX))),
-        None => update,
-    }
+    let Some(epoch) = epoch else {
+        return update;
+    };
+    let epoch = i64::try_from(epoch).unwrap_or(i64::MAX);
+    update
+        .filter(conversation::Column::OwnerEpoch.lte(epoch))
+        .filter(Expr::exists(taken_over_since(epoch)).not())
+}
+
+/// The conversation's workspace, if it was taken over under a newer epoch than `epoch` (a
+/// subquery of an update of `conversations`).
+fn taken_over_since(epoch: i64) -> sea_orm::sea_query::SelectStatement {
+    sea_orm::sea_query::Query::select()
+        .expr(Expr::value(1))
+        .from(workspace::Entity)
+        .and_where(
+            Expr::col((workspace::Entity, workspace::Column::Id))
+                .equals((conversation::Entity, conversation::Column::WorkspaceId)),
+        )
+        .and_where(Expr::col((workspace::Entity, workspace::Column::OwnerEpoch)).gt(epoch))
+        .to_owned()
 }
 
 /// Adds `added` to a conversation's tags, as an automation does: merged with the tags stored
@@ -268,19 +288,32 @@ pub async fn add_tags(
 ) -> Result<(Vec<String>, Vec<String>), String> {
     let failed = |error: DbErr| format!("the database failed: {error}");
     loop {
-        let stored: Option<(String, i64)> = conversation::Entity::find_by_id(id)
+        let stored: Option<(String, i64, WorkspaceId)> = conversation::Entity::find_by_id(id)
             .select_only()
             .column(conversation::Column::Tags)
             .column(conversation::Column::OwnerEpoch)
+            .column(conversation::Column::WorkspaceId)
             .into_tuple()
             .one(db)
             .await
             .map_err(failed)?;
-        let Some((stored, written_under)) = stored else {
+        let Some((stored, written_under, workspace_id)) = stored else {
             return Err("the conversation no longer exists".into());
         };
+        let taken_over_under: i64 = match epoch {
+            Some(_) => workspace::Entity::find_by_id(workspace_id)
+                .select_only()
+                .column(workspace::Column::OwnerEpoch)
+                .into_tuple()
+                .one(db)
+                .await
+                .map_err(failed)?
+                .unwrap_or_default(),
+            None => 0,
+        };
+        // (Else the fenced write below would change nothing, and be tried again for ever.)
         if let Some(epoch) = epoch
-            && written_under > i64::try_from(epoch).unwrap_or(i64::MAX)
+            && Ord::max(written_under, taken_over_under) > i64::try_from(epoch).unwrap_or(i64::MAX)
         {
             return Err(SaveError::Fenced(epoch).to_string());
         }
@@ -440,6 +473,14 @@ pub async fn claim_workspace(
     epoch: u64,
 ) -> Result<Vec<ConversationId>, DbErr> {
     let stored = i64::try_from(epoch).unwrap_or(i64::MAX);
+    // First the workspace: from now on no write under an older lease goes through, whichever
+    // conversation it is for.
+    workspace::Entity::update_many()
+        .col_expr(workspace::Column::OwnerEpoch, Expr::value(stored))
+        .filter(workspace::Column::Id.eq(workspace_id))
+        .filter(workspace::Column::OwnerEpoch.lt(stored))
+        .exec(db)
+        .await?;
     let open = || {
         conversation::Entity::find()
             .filter(conversation::Column::WorkspaceId.eq(workspace_id))
@@ -455,11 +496,15 @@ pub async fn claim_workspace(
     // Rows written under a newer epoch than any lease can have: the lease bucket was made
     // again (its revisions restarted), and every write of this node would now be refused.
     let ahead = open()
-        .filter(conversation::Column::OwnerEpoch.gt(stored))
+        .filter(
+            Condition::any()
+                .add(conversation::Column::OwnerEpoch.gt(stored))
+                .add(Expr::exists(taken_over_since(stored))),
+        )
         .count(db)
         .await?;
     if ahead > 0 {
-        tracing::error!(%workspace_id, epoch, conversations = ahead, "conversations were written under a newer epoch than this lease: was the lease bucket deleted and made again? Their state cannot be written until it is cleared (UPDATE conversations SET owner_epoch = 0)");
+        tracing::error!(%workspace_id, epoch, conversations = ahead, "the workspace or its conversations were written under a newer epoch than this lease: was the lease bucket deleted and made again? Their state cannot be written until it is cleared (UPDATE workspaces SET owner_epoch = 0; UPDATE conversations SET owner_epoch = 0)");
     }
     reset_offers_where(db, Some(workspace_id)).await?;
     let rows: Vec<ConversationId> = open()

@@ -12,7 +12,8 @@ use waos_engine::automation::marks::Marks;
 use waos_engine::cluster::{Change, ClusterConfig, Epochs, Leases, Node, Ownership};
 use waos_engine::ids::{AgentId, ConversationId, TeamId, WorkspaceId};
 use waos_engine::routing::store::{
-    RoutingState, SaveError, add_tags, save_applied_clocks, save_priority, save_state,
+    RoutingState, SaveError, add_tags, claim_workspace, save_applied_clocks, save_priority,
+    save_state,
 };
 use waos_engine::store::entity::conversation::{self, ConversationStatus};
 use waos_engine::time::clocks::Clocks;
@@ -183,6 +184,76 @@ async fn a_write_under_an_older_lease_is_refused(backend: Backend) {
             i64::try_from(second.epoch).unwrap()
         )
     );
+    // b takes the workspace over (its recovery's first step). A customer then opens a
+    // conversation that b has not written yet: a's write to it is refused all the same (the
+    // workspace's epoch), and so are its automations' (no endless retry), while b's goes through.
+    claim_workspace(&app.db, workspace_id, second.epoch)
+        .await
+        .unwrap();
+    let response = app
+        .post_webhook(&text_body_at("wamid.fence-2", 2, "me too", now))
+        .await;
+    assert_eq!(response.status(), 200);
+    let late: ConversationId = app
+        .scalar("conversations", "id", &format!("id <> '{id}'"))
+        .await
+        .unwrap()
+        .parse()
+        .unwrap();
+    eventually(Duration::from_secs(5), || async {
+        app.count(
+            "conversations",
+            &format!("id = '{late}' AND status = 'waiting'"),
+        )
+        .await
+            == 1
+    })
+    .await;
+    assert_eq!(
+        app.count(
+            "conversations",
+            &format!("id = '{late}' AND owner_epoch = 0")
+        )
+        .await,
+        1,
+        "not written under any lease yet"
+    );
+    let stale = save_state(
+        &app.db,
+        late,
+        &state(ConversationStatus::Assigned, Some(agent), Some(first.epoch)),
+        &[],
+    )
+    .await;
+    assert!(
+        matches!(stale, Err(SaveError::Fenced(epoch)) if epoch == first.epoch),
+        "{stale:?}"
+    );
+    let tags = add_tags(&app.db, late, &["stale".to_owned()], Some(first.epoch)).await;
+    assert!(tags.is_err_and(|why| why.starts_with("fenced")));
+    let priority = save_priority(&app.db, late, 9, Some(first.epoch)).await;
+    assert!(
+        matches!(priority, Err(SaveError::Fenced(_))),
+        "{priority:?}"
+    );
+    assert_eq!(
+        app.count(
+            "conversations",
+            &format!("id = '{late}' AND status = 'waiting' AND priority = 0 AND tags = '[]'")
+        )
+        .await,
+        1,
+        "the stale node wrote nothing"
+    );
+    save_state(
+        &app.db,
+        late,
+        &state(ConversationStatus::Waiting, None, Some(second.epoch)),
+        &[],
+    )
+    .await
+    .unwrap();
+
     // The owner's renewed lease writes on.
     let renewed = node_b.renew(second).await.unwrap().unwrap();
     save_state(
@@ -194,7 +265,8 @@ async fn a_write_under_an_older_lease_is_refused(backend: Backend) {
     .await
     .unwrap();
     assert_eq!(
-        app.scalar("conversations", "status", "1 = 1").await,
+        app.scalar("conversations", "status", &format!("id = '{id}'"))
+            .await,
         Some("resolved".to_owned())
     );
 }

@@ -16,6 +16,9 @@ pub struct Model {
     /// IANA zone whose days the reports count in.
     pub time_zone: String,
     pub created_at: DateTimeUtc,
+    /// The epoch of the lease this workspace was last taken over under (several nodes): a
+    /// routing write under an older one is refused. 0 on one node.
+    pub owner_epoch: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
