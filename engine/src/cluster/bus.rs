@@ -263,6 +263,11 @@ pub struct Bus {
     /// Publishes, in order (frames of one socket must not overtake each other).
     outgoing: mpsc::UnboundedSender<(String, Bytes)>,
     handoffs: mpsc::UnboundedSender<Event>,
+    /// Events handed over and not yet delivered, by workspace: while there are some, the
+    /// workspace's next events queue behind them, also once this node holds it (in order).
+    undelivered: Mutex<HashMap<WorkspaceId, usize>>,
+    /// Woken when this node takes a lease: what waits out a pause for an owner goes at once.
+    taken: tokio::sync::Notify,
     seen: Mutex<(HashSet<MessageId>, VecDeque<MessageId>)>,
     /// Accesses ended on other nodes, for this node's web layer to close their sockets.
     access_ended: mpsc::UnboundedSender<AccessEnded>,
@@ -293,6 +298,8 @@ impl Bus {
             next_served: AtomicU64::new(REMOTE_SOCKET_IDS),
             outgoing,
             handoffs,
+            undelivered: Mutex::default(),
+            taken: tokio::sync::Notify::new(),
             seen: Mutex::default(),
             access_ended,
             access_endings: Mutex::new(Some(access_endings)),
@@ -342,7 +349,41 @@ impl Bus {
     /// Hands a committed event to its workspace's owner (queued; retried until it takes it).
     pub(crate) fn hand_over(&self, event: Event) {
         self.metrics.handoffs.inc();
+        *self
+            .undelivered_lock()
+            .entry(event.workspace_id())
+            .or_default() += 1;
         let _ = self.handoffs.send(event);
+    }
+
+    /// Whether events handed over for `workspace_id` are still on their way (the next ones
+    /// must follow them, not overtake them).
+    pub(crate) fn handing_over(&self, workspace_id: WorkspaceId) -> bool {
+        self.undelivered_lock().contains_key(&workspace_id)
+    }
+
+    fn delivered(&self, workspace_id: WorkspaceId, count: usize) {
+        let mut undelivered = self.undelivered_lock();
+        if let Some(left) = undelivered.get_mut(&workspace_id) {
+            *left = left.saturating_sub(count);
+            if *left == 0 {
+                undelivered.remove(&workspace_id);
+            }
+        }
+    }
+
+    fn undelivered_lock(&self) -> std::sync::MutexGuard<'_, HashMap<WorkspaceId, usize>> {
+        self.undelivered
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Sleeps `pause`, or less if this node takes a lease meanwhile.
+    async fn pause(&self, pause: Duration) {
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            () = self.taken.notified() => {}
+        }
     }
 
     /// Settings changed here: every other node reads them again.
@@ -424,7 +465,7 @@ impl Bus {
                         && started.elapsed() < self.patience =>
                 {
                     // Changing hands: the next owner opens its door once it has the lease.
-                    tokio::time::sleep(pause).await;
+                    self.pause(pause).await;
                     pause = (pause * 2).min(Duration::from_millis(500));
                 }
                 Err(error) => {
@@ -686,6 +727,7 @@ pub(crate) async fn run(
             super::Change::Taken(lease) => {
                 bus.metrics.takeovers.inc();
                 engine.start_routing(lease.workspace_id, lease.epoch);
+                bus.taken.notify_waiters();
                 let door = tokio::spawn(open_door(bus.clone(), engine.clone(), lease.workspace_id));
                 match doors.insert(lease.workspace_id, door) {
                     Some(old) => old.abort(),
@@ -966,8 +1008,9 @@ async fn hand_over(bus: Arc<Bus>, engine: Engine, mut handoffs: mpsc::UnboundedR
                 Some(event) => queues.entry(event.workspace_id()).or_default().push_back(event),
                 None => open = false,
             },
-            Some(workspace_id) = flying.next(), if !flying.is_empty() => {
+            Some((workspace_id, count)) = flying.next(), if !flying.is_empty() => {
                 busy.remove(&workspace_id);
+                bus.delivered(workspace_id, count);
             }
         }
         let ready: Vec<WorkspaceId> = queues
@@ -991,52 +1034,64 @@ async fn hand_over(bus: Arc<Bus>, engine: Engine, mut handoffs: mpsc::UnboundedR
     }
 }
 
-/// One batch of a workspace's events, delivered whatever it takes (NATS away, no owner yet).
+/// One batch of a workspace's events, delivered whatever it takes (NATS away, no owner yet);
+/// answers the workspace and how many.
 async fn deliver(
     bus: Arc<Bus>,
     engine: Engine,
     workspace_id: WorkspaceId,
     events: Vec<Event>,
-) -> WorkspaceId {
+) -> (WorkspaceId, usize) {
+    let count = events.len();
     let call = Call::Events { events };
     let mut pause = Duration::from_millis(20);
     loop {
         // Held here (taken meanwhile, or all along): no hop.
         if bus.holds(workspace_id) {
             let Call::Events { events } = call else {
-                return workspace_id;
+                return (workspace_id, count);
             };
             for event in events {
                 engine.route(event);
             }
-            return workspace_id;
+            return (workspace_id, count);
         }
         let payload = match serde_json::to_vec(&call) {
             Ok(payload) => payload,
             Err(error) => {
                 tracing::error!(%error, %workspace_id, "events could not be encoded");
-                return workspace_id;
+                return (workspace_id, count);
             }
         };
         let request = async_nats::Request::new()
             .payload(payload.into())
             .timeout(Some(bus.patience));
         let sent = Instant::now();
-        match bus
-            .client
-            .send_request(bus.door(workspace_id), request)
-            .await
-        {
+        let answer = bus.client.send_request(bus.door(workspace_id), request);
+        tokio::pin!(answer);
+        let answer = loop {
+            tokio::select! {
+                answer = &mut answer => break Some(answer),
+                // Taken here meanwhile: the owner asked (dead, maybe) will not be waited for.
+                () = bus.taken.notified() => if bus.holds(workspace_id) {
+                    break None;
+                },
+            }
+        };
+        let Some(answer) = answer else {
+            continue;
+        };
+        match answer {
             Ok(_) => {
                 let hop = sent.elapsed().as_secs_f64();
                 bus.metrics.handoff_seconds.0.observe(hop);
-                return workspace_id;
+                return (workspace_id, count);
             }
             Err(error) => {
                 if error.kind() != async_nats::RequestErrorKind::NoResponders {
                     tracing::warn!(%error, %workspace_id, retry_in_ms = pause.as_millis() as u64, "events not handed to the workspace's owner; trying again");
                 }
-                tokio::time::sleep(pause).await;
+                bus.pause(pause).await;
                 pause = (pause * 2).min(Duration::from_secs(2));
             }
         }

@@ -455,9 +455,13 @@ struct EngineHandoff {
 
 impl EngineHandoff {
     fn hand(&self, workspace_id: WorkspaceId, event: Event) {
-        match self.engine.remote(workspace_id) {
-            Some(bus) => bus.hand_over(event),
-            None => self.engine.route(event),
+        match &self.engine.bus {
+            // Another node routes it, or this one took it over while events for it were still
+            // on their way there: this one follows them.
+            Some(bus) if !bus.holds(workspace_id) || bus.handing_over(workspace_id) => {
+                bus.hand_over(event)
+            }
+            _ => self.engine.route(event),
         }
     }
 }
