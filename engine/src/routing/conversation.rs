@@ -155,6 +155,15 @@ pub(crate) struct Stop {
     pub opening: Option<MessageView>,
 }
 
+/// From the directory: `message` opened this conversation, whose actor was built from rows
+/// that already held a later one. The opening message's rules run now, before the later
+/// one's (delivered after this).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Opened {
+    pub message: MessageView,
+}
+
 /// From the directory: another node routes this conversation's workspace now. The actor stops
 /// at once, writing nothing and telling nobody (its state is the new owner's to rebuild).
 #[derive(Message)]
@@ -1401,6 +1410,14 @@ impl Handler<Stop> for ConversationActor {
         self.directory.do_send(StillRunning {
             conversation_id: self.id(),
         });
+    }
+}
+
+impl Handler<Opened> for ConversationActor {
+    type Result = ();
+
+    fn handle(&mut self, opened: Opened, ctx: &mut Context<Self>) {
+        self.message_rules(opened.message, ctx, |_, _| {});
     }
 }
 

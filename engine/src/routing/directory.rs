@@ -8,7 +8,7 @@
 //! ([`StartRouting`], [`StopRouting`]): a workspace taken over is fenced and recovered from the
 //! database as a restart does; one lost stops at once, writing nothing (its new owner routes it).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -19,8 +19,8 @@ use crate::inbox::MessageView;
 use crate::ingest::{InboundEvent, StatusEvent};
 use crate::routing::agent::AgentActor;
 use crate::routing::conversation::{
-    Abandon, ConversationActor, NewMessage, Ping, ReloadSettings, StatusUpdate, Stop, TagsEdited,
-    Wake,
+    Abandon, ConversationActor, NewMessage, Opened, Ping, ReloadSettings, StatusUpdate, Stop,
+    TagsEdited, Wake,
 };
 use crate::routing::supervisor::{GetAgent, Retire, Supervisor};
 use crate::routing::{RoutingContext, RoutingError, store};
@@ -199,7 +199,7 @@ pub(crate) struct Directory {
     /// Conversations another node stored as opened (new or reopened) and handed over: loaded
     /// as ingest's rows would have started them, their opening message still to go through
     /// the rules.
-    fresh_loads: HashSet<ConversationId>,
+    fresh_loads: HashMap<ConversationId, MessageView>,
 }
 
 impl Directory {
@@ -212,7 +212,7 @@ impl Directory {
             load_failures: HashMap::new(),
             owned: context.clustered().then(HashMap::new),
             workspace_of: HashMap::new(),
-            fresh_loads: HashSet::new(),
+            fresh_loads: HashMap::new(),
             context,
         }
     }
@@ -355,6 +355,7 @@ impl Directory {
                         // Resolved or gone: there is nobody to tell (askers hear `NotFound`).
                         Ok(None) => {
                             directory.load_failures.remove(&conversation_id);
+                            directory.fresh_loads.remove(&conversation_id);
                             return;
                         }
                         // Tried again (the pool may be exhausted for a moment, or the
@@ -396,10 +397,24 @@ impl Directory {
                         });
                         return;
                     }
-                    let fresh = directory.fresh_loads.remove(&conversation_id);
                     let mut stored = stored;
-                    stored.fresh |= fresh;
+                    // The message that opened it: its rules run once, on it, even when a
+                    // later one was stored before the load read the rows (that one's own
+                    // rules run when it is delivered).
+                    let opening = directory.fresh_loads.remove(&conversation_id);
+                    let late_opening = match opening {
+                        Some(opening)
+                            if stored.last_message.as_ref().map(|m| m.id) == Some(opening.id) =>
+                        {
+                            stored.fresh = true;
+                            None
+                        }
+                        other => other,
+                    };
                     let actor = directory.start_actor(stored, ctx);
+                    if let Some(opening) = late_opening {
+                        actor.do_send(Opened { message: opening });
+                    }
                     for delivery in waiting {
                         delivery(&actor);
                     }
@@ -528,7 +543,7 @@ impl Directory {
         ctx: &mut Context<Self>,
     ) {
         // Whichever actor the rows build next runs the opening message's rules.
-        self.fresh_loads.insert(conversation_id);
+        self.fresh_loads.insert(conversation_id, opening.clone());
         match self.conversations.get_mut(&conversation_id) {
             Some(slot @ Slot::Running(_)) => {
                 let Slot::Running(actor) = std::mem::replace(slot, Slot::Loading(Vec::new()))
@@ -544,7 +559,13 @@ impl Directory {
                 }
                 self.queue_load(conversation_id, ctx);
             }
-            Some(Slot::Stopping(_, waiting)) => waiting.push(Box::new(|_| {})),
+            // Asked to stop already (idle, say): if it declines, it runs the rules then.
+            Some(Slot::Stopping(actor, waiting)) => {
+                actor.do_send(Stop {
+                    opening: Some(opening),
+                });
+                waiting.push(Box::new(|_| {}));
+            }
             // Read from the database after the reopen was stored (the handoff follows the
             // commit), so the load sees it. (A takeover's recovery, say, loading it now.)
             Some(Slot::Loading(_)) => {}

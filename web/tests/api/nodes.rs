@@ -424,15 +424,26 @@ async fn a_dead_owner_s_workspace_is_taken_over() {
     let (ann, ann_token) = a
         .create_agent_with(&workspace, "ann@failover.example", "agent", &[&team], 3)
         .await;
-    // Every opening message's rules run, whichever node routes the conversation then.
-    a.post_ok(
-        &format!("/api/v1/workspaces/{workspace}/automations"),
-        ADMIN_TOKEN,
-        &json!({"name": "Seen", "trigger": {"event": "message_received"},
-                "actions": [{"type": "add_tags", "tags": ["seen"]}]}),
-        201,
-    )
-    .await;
+    // Every message's rules run once, whichever node routes the conversation then: each
+    // conversation is tagged, customer 3's first message tags it as such, and each message
+    // gets one automated answer.
+    for rule in [
+        json!({"name": "Seen", "trigger": {"event": "message_received"},
+               "actions": [{"type": "add_tags", "tags": ["seen"]}]}),
+        json!({"name": "Three", "trigger": {"event": "message_received"},
+               "conditions": {"field": "message.text", "op": "matches", "value": "^three$"},
+               "actions": [{"type": "add_tags", "tags": ["three"]}]}),
+        json!({"name": "Echo", "trigger": {"event": "message_received"},
+               "actions": [{"type": "send_text", "text": "we got your message"}]}),
+    ] {
+        a.post_ok(
+            &format!("/api/v1/workspaces/{workspace}/automations"),
+            ADMIN_TOKEN,
+            &rule,
+            201,
+        )
+        .await;
+    }
     let b = second_node(&a, &workspace).await;
     let (mut tab, _) = b.connect_agent(&ann_token).await;
     a.post_webhook(&text_body("wamid.failover-1", 1, "one"))
@@ -457,10 +468,14 @@ async fn a_dead_owner_s_workspace_is_taken_over() {
     background.cluster.as_ref().unwrap().halt().await;
     a.stop_server().await;
     // What b acknowledges while nobody owns the workspace waits for the next owner.
-    let response = b
-        .post_webhook(&text_body("wamid.failover-3", 3, "three"))
-        .await;
-    assert_eq!(response.status(), 200);
+    // Customer 3 writes twice: both are stored before b's takeover reads the rows.
+    for (wamid, text) in [
+        ("wamid.failover-3", "three"),
+        ("wamid.failover-3b", "again"),
+    ] {
+        let response = b.post_webhook(&text_body(wamid, 3, text)).await;
+        assert_eq!(response.status(), 200);
+    }
 
     // b takes it over: the agent's socket (served by a) closes, and reconnects to b.
     eventually(Duration::from_secs(10), || async {
@@ -522,7 +537,7 @@ async fn a_dead_owner_s_workspace_is_taken_over() {
         offered_before
     );
     // Nothing lost, each open conversation held once or waiting for its offer.
-    assert_eq!(a.count("messages", "direction = 'in'").await, 3);
+    assert_eq!(a.count("messages", "direction = 'in'").await, 4);
     assert_eq!(
         a.count(
             "conversations",
@@ -540,11 +555,20 @@ async fn a_dead_owner_s_workspace_is_taken_over() {
         1
     );
     // The third opened while nobody owned the workspace: b, taking it over, built it from
-    // its rows, and still ran its opening message's rules.
+    // its rows (the second message already among them), and still ran the opening message's
+    // rules, once, and the second's, once.
     eventually(Duration::from_secs(5), || async {
         a.count("conversations", "tags LIKE '%seen%'").await == 3
+            && a.count("conversations", "tags LIKE '%three%'").await == 1
+            && a.count("messages", "direction = 'out' AND automated").await == 4
     })
     .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        a.count("messages", "direction = 'out' AND automated").await,
+        4,
+        "one answer per message, none twice"
+    );
 }
 
 /// A request for an agent's socket that is no websocket after all (no upgrade, as from a
