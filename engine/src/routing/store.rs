@@ -3,8 +3,8 @@
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect,
 };
 
 use crate::ids::{AgentId, ChannelId, ConversationId, TeamId, WorkspaceId};
@@ -481,6 +481,19 @@ pub async fn claim_workspace(
         .filter(workspace::Column::OwnerEpoch.lt(stored))
         .exec(db)
         .await?;
+    let taken_over_under: Option<i64> = workspace::Entity::find_by_id(workspace_id)
+        .select_only()
+        .column(workspace::Column::OwnerEpoch)
+        .into_tuple()
+        .one(db)
+        .await?;
+    if taken_over_under.is_some_and(|newer| newer > stored) {
+        // Taken over since under a newer lease (this claim came late: the node lost the
+        // lease meanwhile), or the lease bucket was made again (its revisions restarted):
+        // this claim changes nothing, not even the new owner's offers.
+        tracing::error!(%workspace_id, epoch, ?taken_over_under, "the workspace was taken over under a newer epoch than this lease: if no other node holds it, was the lease bucket deleted and made again? Its conversations cannot be written until that is cleared (UPDATE workspaces SET owner_epoch = 0; UPDATE conversations SET owner_epoch = 0)");
+        return Ok(Vec::new());
+    }
     let open = || {
         conversation::Entity::find()
             .filter(conversation::Column::WorkspaceId.eq(workspace_id))
@@ -496,15 +509,11 @@ pub async fn claim_workspace(
     // Rows written under a newer epoch than any lease can have: the lease bucket was made
     // again (its revisions restarted), and every write of this node would now be refused.
     let ahead = open()
-        .filter(
-            Condition::any()
-                .add(conversation::Column::OwnerEpoch.gt(stored))
-                .add(Expr::exists(taken_over_since(stored))),
-        )
+        .filter(conversation::Column::OwnerEpoch.gt(stored))
         .count(db)
         .await?;
     if ahead > 0 {
-        tracing::error!(%workspace_id, epoch, conversations = ahead, "the workspace or its conversations were written under a newer epoch than this lease: was the lease bucket deleted and made again? Their state cannot be written until it is cleared (UPDATE workspaces SET owner_epoch = 0; UPDATE conversations SET owner_epoch = 0)");
+        tracing::error!(%workspace_id, epoch, conversations = ahead, "conversations were written under a newer epoch than this lease: was the lease bucket deleted and made again? Their state cannot be written until it is cleared (UPDATE workspaces SET owner_epoch = 0; UPDATE conversations SET owner_epoch = 0)");
     }
     reset_offers_where(db, Some(workspace_id)).await?;
     let rows: Vec<ConversationId> = open()

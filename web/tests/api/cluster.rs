@@ -248,11 +248,25 @@ async fn a_write_under_an_older_lease_is_refused(backend: Backend) {
     save_state(
         &app.db,
         late,
-        &state(ConversationStatus::Waiting, None, Some(second.epoch)),
+        &state(ConversationStatus::Offered, None, Some(second.epoch)),
         &[],
     )
     .await
     .unwrap();
+    // A's takeover, come late (it lost the lease meanwhile), changes nothing: not b's offer,
+    // and it has nothing to route.
+    let late_claim = claim_workspace(&app.db, workspace_id, first.epoch)
+        .await
+        .unwrap();
+    assert!(late_claim.is_empty(), "{late_claim:?}");
+    assert_eq!(
+        app.count(
+            "conversations",
+            &format!("id = '{late}' AND status = 'offered'")
+        )
+        .await,
+        1
+    );
 
     // The owner's renewed lease writes on.
     let renewed = node_b.renew(second).await.unwrap().unwrap();
