@@ -276,6 +276,24 @@ fn taken_over_since(epoch: i64) -> sea_orm::sea_query::SelectStatement {
         .to_owned()
 }
 
+/// The epoch `workspace_id` was last taken over under (`None`: no such workspace).
+async fn taken_over_under(
+    db: &DatabaseConnection,
+    workspace_id: WorkspaceId,
+) -> Result<Option<i64>, DbErr> {
+    workspace::Entity::find_by_id(workspace_id)
+        .select_only()
+        .column(workspace::Column::OwnerEpoch)
+        .into_tuple()
+        .one(db)
+        .await
+}
+
+/// What an operator runs once the lease bucket was deleted and made again (its revisions
+/// restarted below the stored epochs), for the workspaces to be written again.
+const CLEAR_EPOCHS: &str =
+    "UPDATE workspaces SET owner_epoch = 0; UPDATE conversations SET owner_epoch = 0";
+
 /// Adds `added` to a conversation's tags, as an automation does: merged with the tags stored
 /// now, and written only over the very tags it merged with (else merged again), so that an
 /// agent's edit through the API meanwhile is kept, and only under the lease's `epoch`. Answers
@@ -300,12 +318,8 @@ pub async fn add_tags(
         let Some((stored, written_under, workspace_id)) = stored else {
             return Err("the conversation no longer exists".into());
         };
-        let taken_over_under: i64 = match epoch {
-            Some(_) => workspace::Entity::find_by_id(workspace_id)
-                .select_only()
-                .column(workspace::Column::OwnerEpoch)
-                .into_tuple()
-                .one(db)
+        let taken_over_under = match epoch {
+            Some(_) => taken_over_under(db, workspace_id)
                 .await
                 .map_err(failed)?
                 .unwrap_or_default(),
@@ -481,17 +495,12 @@ pub async fn claim_workspace(
         .filter(workspace::Column::OwnerEpoch.lt(stored))
         .exec(db)
         .await?;
-    let taken_over_under: Option<i64> = workspace::Entity::find_by_id(workspace_id)
-        .select_only()
-        .column(workspace::Column::OwnerEpoch)
-        .into_tuple()
-        .one(db)
-        .await?;
+    let taken_over_under = taken_over_under(db, workspace_id).await?;
     if taken_over_under.is_some_and(|newer| newer > stored) {
         // Taken over since under a newer lease (this claim came late: the node lost the
         // lease meanwhile), or the lease bucket was made again (its revisions restarted):
         // this claim changes nothing, not even the new owner's offers.
-        tracing::error!(%workspace_id, epoch, ?taken_over_under, "the workspace was taken over under a newer epoch than this lease: if no other node holds it, was the lease bucket deleted and made again? Its conversations cannot be written until that is cleared (UPDATE workspaces SET owner_epoch = 0; UPDATE conversations SET owner_epoch = 0)");
+        tracing::error!(%workspace_id, epoch, ?taken_over_under, "the workspace was taken over under a newer epoch than this lease: if no other node holds it, was the lease bucket deleted and made again? Its conversations cannot be written until that is cleared ({CLEAR_EPOCHS})");
         return Ok(Vec::new());
     }
     let open = || {
@@ -513,7 +522,7 @@ pub async fn claim_workspace(
         .count(db)
         .await?;
     if ahead > 0 {
-        tracing::error!(%workspace_id, epoch, conversations = ahead, "conversations were written under a newer epoch than this lease: was the lease bucket deleted and made again? Their state cannot be written until it is cleared (UPDATE workspaces SET owner_epoch = 0; UPDATE conversations SET owner_epoch = 0)");
+        tracing::error!(%workspace_id, epoch, conversations = ahead, "conversations were written under a newer epoch than this lease: was the lease bucket deleted and made again? Their state cannot be written until it is cleared ({CLEAR_EPOCHS})");
     }
     reset_offers_where(db, Some(workspace_id)).await?;
     let rows: Vec<ConversationId> = open()
